@@ -1,0 +1,496 @@
+// Package kmeta encodes and decodes the kernel metadata that pathcap stores
+// with each recorded packet: the contract between the recorder and the
+// analyzer.
+//
+// Every event of a recording is one enhanced packet block. Its packet id
+// option carries the packet's tracking id, its flags option the direction
+// where the hook implies one, its process option the pid and tid; the rest
+// of the metadata is one comment that starts with "pathcap/1":
+//
+//	pathcap/1 hook=tp:kfree_skb dev=veth1 netns=4026532841 ifindex=2 skb=0xffff8e2b45a3c400 len=42 proto=0x0800 cpu=1 pid=0 tid=0 comm=swapper/1 reason=NO_SOCKET loc=__udp4_lib_rcv+0x4bc
+//
+// The grammar (docs/FORMAT.md has the full description):
+//
+//	comment = "pathcap/" version *( " " key "=" value )
+//	key     = lower-case letters, digits and "_", starting with a letter
+//	value   = bare / quoted
+//	bare    = one or more bytes other than space, '"' and control bytes,
+//	          not starting with '"'
+//	quoted  = a Go double-quoted string literal (strconv.Quote)
+//
+// Readers ignore keys they do not know, so new keys can be added without
+// changing the version; the version changes only when the meaning of an
+// existing key does.
+package kmeta
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"strconv"
+	"unicode/utf8"
+)
+
+// Version is the version of the comment grammar this package writes.
+const Version = 1
+
+// Prefix starts every comment this package writes.
+const Prefix = "pathcap/1"
+
+// ErrNotMetadata means a comment is not pathcap metadata (it does not start
+// with "pathcap/").
+var ErrNotMetadata = errors.New("not pathcap metadata")
+
+// HeaderStart tells where the packet bytes of an event start.
+type HeaderStart uint8
+
+// Where packet bytes start.
+const (
+	// HeaderMAC: the bytes are the packet from its MAC (Ethernet) header,
+	// as the kernel held it.
+	HeaderMAC HeaderStart = iota
+	// HeaderNetwork: the kernel had no usable MAC header; the bytes start
+	// with a synthesized Ethernet header (zero addresses, the skb's
+	// protocol as EtherType) followed by the packet from its network
+	// header.
+	HeaderNetwork
+	// HeaderData: neither header was set; the bytes start with a
+	// synthesized Ethernet header followed by the packet from skb->data.
+	HeaderData
+)
+
+var headerNames = [...]string{"mac", "net", "data"}
+
+// String returns the name used in comments: "mac", "net" or "data".
+func (h HeaderStart) String() string {
+	if int(h) < len(headerNames) {
+		return headerNames[h]
+	}
+	return strconv.Itoa(int(h))
+}
+
+// Event is the kernel metadata of one recorded event.
+type Event struct {
+	// Kind is the kind of hook: "tp" (tracepoint), "kprobe", "fentry",
+	// "fexit".
+	Kind string
+	// Hook is the tracepoint or kernel function name.
+	Hook string
+	// Dev is the device name ("" when the skb had no device).
+	Dev string
+	// NetNS is the inode of the device's (or socket's) network namespace;
+	// 0 when unknown.
+	NetNS   uint32
+	Ifindex uint32
+	// SKB is the address of the struct sk_buff.
+	SKB uint64
+	// Len and DataLen are skb->len and skb->data_len (the non-linear part).
+	Len     uint32
+	DataLen uint32
+	// Proto is skb->protocol as an EtherType in host byte order.
+	Proto uint16
+	// PktType is skb->pkt_type (PACKET_HOST, ...).
+	PktType uint8
+	Mark    uint32
+	Header  HeaderStart
+	CPU     uint32
+	PID     uint32
+	TID     uint32
+	Comm    string
+	// HasDrop says the event is a drop; Reason is the drop reason's name
+	// without its SKB_DROP_REASON_ prefix, Location where it happened as
+	// "function+0xoffset".
+	HasDrop  bool
+	Reason   string
+	Location string
+	// Parent is the tracking id of the packet this one was cloned or
+	// copied from (0: none).
+	Parent uint64
+	// RetVal is a function's return value (fexit hooks); HasRetVal says
+	// it is set.
+	RetVal    int64
+	HasRetVal bool
+}
+
+// pktTypeNames names skb->pkt_type values (include/uapi/linux/if_packet.h).
+var pktTypeNames = [...]string{"host", "broadcast", "multicast", "otherhost", "outgoing", "loopback", "user", "kernel"}
+
+// PktTypeName returns the name of a pkt_type value as written in comments.
+func PktTypeName(t uint8) string {
+	if int(t) < len(pktTypeNames) {
+		return pktTypeNames[t]
+	}
+	return strconv.Itoa(int(t))
+}
+
+// AppendComment appends the comment for e to dst and returns the result.
+// Zero values of optional keys (dev, mark, data_len, the mac header start,
+// parent, drop fields) are left out.
+func AppendComment(dst []byte, e *Event) []byte {
+	dst = append(dst, Prefix...)
+	dst = append(dst, " hook="...)
+	dst = appendValue(dst, e.Kind+":"+e.Hook)
+	if e.Dev != "" {
+		dst = append(dst, " dev="...)
+		dst = appendValue(dst, e.Dev)
+	}
+	dst = append(dst, " netns="...)
+	dst = strconv.AppendUint(dst, uint64(e.NetNS), 10)
+	dst = append(dst, " ifindex="...)
+	dst = strconv.AppendUint(dst, uint64(e.Ifindex), 10)
+	dst = append(dst, " skb=0x"...)
+	dst = strconv.AppendUint(dst, e.SKB, 16)
+	dst = append(dst, " len="...)
+	dst = strconv.AppendUint(dst, uint64(e.Len), 10)
+	if e.DataLen != 0 {
+		dst = append(dst, " data_len="...)
+		dst = strconv.AppendUint(dst, uint64(e.DataLen), 10)
+	}
+	dst = append(dst, " proto=0x"...)
+	dst = appendHex4(dst, e.Proto)
+	if e.PktType != 0 {
+		dst = append(dst, " pkt_type="...)
+		dst = append(dst, PktTypeName(e.PktType)...)
+	}
+	if e.Mark != 0 {
+		dst = append(dst, " mark=0x"...)
+		dst = strconv.AppendUint(dst, uint64(e.Mark), 16)
+	}
+	if e.Header != HeaderMAC {
+		dst = append(dst, " hdr="...)
+		dst = append(dst, e.Header.String()...)
+	}
+	if e.HasRetVal {
+		dst = append(dst, " ret="...)
+		dst = strconv.AppendInt(dst, e.RetVal, 10)
+	}
+	if e.Parent != 0 {
+		dst = append(dst, " parent="...)
+		dst = strconv.AppendUint(dst, e.Parent, 10)
+	}
+	dst = append(dst, " cpu="...)
+	dst = strconv.AppendUint(dst, uint64(e.CPU), 10)
+	dst = append(dst, " pid="...)
+	dst = strconv.AppendUint(dst, uint64(e.PID), 10)
+	dst = append(dst, " tid="...)
+	dst = strconv.AppendUint(dst, uint64(e.TID), 10)
+	dst = append(dst, " comm="...)
+	dst = appendValue(dst, e.Comm)
+	if e.HasDrop {
+		dst = append(dst, " reason="...)
+		dst = appendValue(dst, e.Reason)
+	}
+	if e.Location != "" {
+		dst = append(dst, " loc="...)
+		dst = appendValue(dst, e.Location)
+	}
+	return dst
+}
+
+func appendHex4(dst []byte, v uint16) []byte {
+	const digits = "0123456789abcdef"
+	return append(dst, digits[v>>12], digits[v>>8&0xf], digits[v>>4&0xf], digits[v&0xf])
+}
+
+// appendValue appends s bare when it can be, quoted otherwise.
+func appendValue(dst []byte, s string) []byte {
+	if needsQuote(s) {
+		return strconv.AppendQuote(dst, s)
+	}
+	return append(dst, s...)
+}
+
+func needsQuote(s string) bool {
+	if s == "" || s[0] == '"' {
+		return true
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= ' ' || c == '"' || c == '\\' || c == 0x7f || c >= utf8.RuneSelf {
+			return true
+		}
+	}
+	return false
+}
+
+// IsMetadata reports whether comment starts like pathcap metadata.
+func IsMetadata(comment []byte) bool {
+	return bytes.HasPrefix(comment, []byte("pathcap/"))
+}
+
+// SyntaxError reports a comment that starts like pathcap metadata but does
+// not follow the grammar.
+type SyntaxError struct {
+	Offset int    // byte offset in the comment
+	Msg    string // what was wrong
+}
+
+func (e *SyntaxError) Error() string {
+	return fmt.Sprintf("pathcap metadata: byte %d: %s", e.Offset, e.Msg)
+}
+
+// Parser decodes comments. It keeps the strings it has seen (hook and
+// device names, process names, drop reasons) so that decoding the events
+// of a recording allocates only for new values. A Parser is not safe for
+// concurrent use.
+type Parser struct {
+	strings map[string]string
+}
+
+// NewParser returns a Parser.
+func NewParser() *Parser {
+	return &Parser{strings: make(map[string]string)}
+}
+
+// intern returns b as a string, shared with earlier equal values.
+func (p *Parser) intern(b []byte) string {
+	if s, ok := p.strings[string(b)]; ok {
+		return s
+	}
+	s := string(b)
+	if len(p.strings) < 1<<16 {
+		p.strings[s] = s
+	}
+	return s
+}
+
+// Parse decodes comment into e (which is reset first). It returns an error
+// wrapping ErrNotMetadata for a comment that is not pathcap metadata, and a
+// *SyntaxError for one that is but is malformed. Keys it does not know are
+// ignored.
+func (p *Parser) Parse(comment []byte, e *Event) error {
+	*e = Event{}
+	rest, ok := bytes.CutPrefix(comment, []byte("pathcap/"))
+	if !ok {
+		return ErrNotMetadata
+	}
+	i := 0
+	for i < len(rest) && rest[i] >= '0' && rest[i] <= '9' {
+		i++
+	}
+	off := len("pathcap/")
+	if i == 0 {
+		return &SyntaxError{Offset: off, Msg: "no version number"}
+	}
+	ver, err := strconv.Atoi(string(rest[:i]))
+	if err != nil || ver != Version {
+		return &SyntaxError{Offset: off, Msg: fmt.Sprintf("unsupported version %q (this reader knows %d)", rest[:i], Version)}
+	}
+	rest = rest[i:]
+	off += i
+	var sawHook bool
+	var scratch []byte
+	for len(rest) > 0 {
+		if rest[0] != ' ' {
+			return &SyntaxError{Offset: off, Msg: "expected a space before the next key"}
+		}
+		rest, off = rest[1:], off+1
+		eq := bytes.IndexByte(rest, '=')
+		if eq <= 0 {
+			return &SyntaxError{Offset: off, Msg: "expected key=value"}
+		}
+		key := rest[:eq]
+		if !validKey(key) {
+			return &SyntaxError{Offset: off, Msg: fmt.Sprintf("invalid key %q", key)}
+		}
+		rest, off = rest[eq+1:], off+eq+1
+		var val []byte
+		if len(rest) > 0 && rest[0] == '"' {
+			n, err := quotedLen(rest)
+			if err != nil {
+				return &SyntaxError{Offset: off, Msg: err.Error()}
+			}
+			s, err := strconv.Unquote(string(rest[:n]))
+			if err != nil {
+				return &SyntaxError{Offset: off, Msg: fmt.Sprintf("bad quoted value for %s: %v", key, err)}
+			}
+			scratch = append(scratch[:0], s...)
+			val = scratch
+			rest, off = rest[n:], off+n
+		} else {
+			n := bytes.IndexByte(rest, ' ')
+			if n < 0 {
+				n = len(rest)
+			}
+			if n == 0 {
+				return &SyntaxError{Offset: off, Msg: fmt.Sprintf("empty value for %s", key)}
+			}
+			val = rest[:n]
+			for _, c := range val {
+				if c < ' ' || c == '"' || c == 0x7f {
+					return &SyntaxError{Offset: off, Msg: fmt.Sprintf("bad byte 0x%02x in value of %s", c, key)}
+				}
+			}
+			rest, off = rest[n:], off+n
+		}
+		if err := p.set(e, key, val); err != nil {
+			return &SyntaxError{Offset: off - len(val), Msg: err.Error()}
+		}
+		if string(key) == "hook" {
+			sawHook = true
+		}
+	}
+	if !sawHook {
+		return &SyntaxError{Offset: len(comment), Msg: "no hook key"}
+	}
+	return nil
+}
+
+func validKey(k []byte) bool {
+	if len(k) == 0 || k[0] < 'a' || k[0] > 'z' {
+		return false
+	}
+	for _, c := range k {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// quotedLen returns the length of the Go string literal at the start of b.
+func quotedLen(b []byte) (int, error) {
+	for i := 1; i < len(b); i++ {
+		switch b[i] {
+		case '\\':
+			i++
+		case '"':
+			return i + 1, nil
+		}
+	}
+	return 0, errors.New("unterminated quoted value")
+}
+
+func (p *Parser) set(e *Event, key, val []byte) error {
+	var err error
+	switch string(key) {
+	case "hook":
+		kind, name, ok := bytes.Cut(val, []byte(":"))
+		if !ok || len(kind) == 0 || len(name) == 0 {
+			return fmt.Errorf("hook %q is not kind:name", val)
+		}
+		e.Kind, e.Hook = p.intern(kind), p.intern(name)
+	case "dev":
+		e.Dev = p.intern(val)
+	case "netns":
+		e.NetNS, err = parseU32(val, 10)
+	case "ifindex":
+		e.Ifindex, err = parseU32(val, 10)
+	case "skb":
+		e.SKB, err = parseHex64(val)
+	case "len":
+		e.Len, err = parseU32(val, 10)
+	case "data_len":
+		e.DataLen, err = parseU32(val, 10)
+	case "proto":
+		var v uint64
+		v, err = parseHex64(val)
+		if err == nil && v > 0xffff {
+			err = fmt.Errorf("proto %s does not fit 16 bits", val)
+		}
+		e.Proto = uint16(v)
+	case "pkt_type":
+		e.PktType, err = parsePktType(val)
+	case "mark":
+		var v uint64
+		v, err = parseHex64(val)
+		if err == nil && v > 0xffffffff {
+			err = fmt.Errorf("mark %s does not fit 32 bits", val)
+		}
+		e.Mark = uint32(v)
+	case "hdr":
+		switch string(val) {
+		case "mac":
+			e.Header = HeaderMAC
+		case "net":
+			e.Header = HeaderNetwork
+		case "data":
+			e.Header = HeaderData
+		default:
+			err = fmt.Errorf("unknown hdr %q", val)
+		}
+	case "ret":
+		e.RetVal, err = strconv.ParseInt(string(val), 10, 64)
+		e.HasRetVal = err == nil
+	case "parent":
+		e.Parent, err = parseDec64(val)
+	case "cpu":
+		e.CPU, err = parseU32(val, 10)
+	case "pid":
+		e.PID, err = parseU32(val, 10)
+	case "tid":
+		e.TID, err = parseU32(val, 10)
+	case "comm":
+		e.Comm = p.intern(val)
+	case "reason":
+		e.Reason, e.HasDrop = p.intern(val), true
+	case "loc":
+		e.Location = p.intern(val)
+	}
+	if err != nil {
+		return fmt.Errorf("bad value for %s: %w", key, err)
+	}
+	return nil
+}
+
+// parseU32 parses a decimal number that fits 32 bits, without allocating.
+func parseU32(b []byte, _ int) (uint32, error) {
+	v, err := parseDec64(b)
+	if err == nil && v > 0xffffffff {
+		err = fmt.Errorf("%s does not fit 32 bits", b)
+	}
+	return uint32(v), err
+}
+
+// parseDec64 parses a decimal uint64 without allocating.
+func parseDec64(b []byte) (uint64, error) {
+	if len(b) == 0 || len(b) > 20 {
+		return 0, fmt.Errorf("%q is not a decimal number", b)
+	}
+	var v uint64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, fmt.Errorf("%q is not a decimal number", b)
+		}
+		n := v*10 + uint64(c-'0')
+		if v > (1<<64-1)/10 || n < v*10 {
+			return 0, fmt.Errorf("%s overflows 64 bits", b)
+		}
+		v = n
+	}
+	return v, nil
+}
+
+// parseHex64 parses "0x" followed by up to 16 hex digits without allocating.
+func parseHex64(b []byte) (uint64, error) {
+	h, ok := bytes.CutPrefix(b, []byte("0x"))
+	if !ok || len(h) == 0 || len(h) > 16 {
+		return 0, fmt.Errorf("%q is not a 0x-prefixed hex number of at most 64 bits", b)
+	}
+	var v uint64
+	for _, c := range h {
+		var d byte
+		switch {
+		case c >= '0' && c <= '9':
+			d = c - '0'
+		case c >= 'a' && c <= 'f':
+			d = c - 'a' + 10
+		case c >= 'A' && c <= 'F':
+			d = c - 'A' + 10
+		default:
+			return 0, fmt.Errorf("%q is not a hex number", b)
+		}
+		v = v<<4 | uint64(d)
+	}
+	return v, nil
+}
+
+func parsePktType(b []byte) (uint8, error) {
+	for i, n := range pktTypeNames {
+		if string(b) == n {
+			return uint8(i), nil
+		}
+	}
+	v, err := strconv.ParseUint(string(b), 10, 8)
+	return uint8(v), err
+}

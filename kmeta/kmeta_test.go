@@ -1,0 +1,160 @@
+package kmeta_test
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/pathcap/pathcap/kmeta"
+)
+
+func sampleDrop() kmeta.Event {
+	return kmeta.Event{
+		Kind: "tp", Hook: "kfree_skb", Dev: "veth1", NetNS: 4026532841, Ifindex: 2,
+		SKB: 0xffff8e2b45a3c400, Len: 42, Proto: 0x0800, CPU: 1, Comm: "swapper/1",
+		HasDrop: true, Reason: "NO_SOCKET", Location: "__udp4_lib_rcv+0x4bc",
+	}
+}
+
+func ExampleAppendComment() {
+	e := sampleDrop()
+	fmt.Println(string(kmeta.AppendComment(nil, &e)))
+	// Output:
+	// pathcap/1 hook=tp:kfree_skb dev=veth1 netns=4026532841 ifindex=2 skb=0xffff8e2b45a3c400 len=42 proto=0x0800 cpu=1 pid=0 tid=0 comm=swapper/1 reason=NO_SOCKET loc=__udp4_lib_rcv+0x4bc
+}
+
+func TestRoundTrip(t *testing.T) {
+	events := []kmeta.Event{
+		sampleDrop(),
+		{Kind: "tp", Hook: "net_dev_queue", NetNS: 1, Comm: "ping", PID: 77, TID: 78},
+		{Kind: "fexit", Hook: "ip_rcv", Dev: "eth 0 \"quoted\"", NetNS: 5, Ifindex: 9, SKB: 1, Len: 1500, DataLen: 1400,
+			Proto: 0x86dd, PktType: 3, Mark: 0xdeadbeef, Header: kmeta.HeaderNetwork, CPU: 7, PID: 1, TID: 2,
+			Comm: "a b\tc\x01é", Parent: 99, RetVal: -22, HasRetVal: true},
+		{Kind: "kprobe", Hook: "x", Comm: "", Header: kmeta.HeaderData, PktType: 200, HasDrop: true, Reason: "NOT_SPECIFIED"},
+	}
+	p := kmeta.NewParser()
+	for i, want := range events {
+		c := kmeta.AppendComment(nil, &want)
+		var got kmeta.Event
+		if err := p.Parse(c, &got); err != nil {
+			t.Fatalf("event %d: parse %q: %v", i, c, err)
+		}
+		if got != want {
+			t.Errorf("event %d: comment %q\n got %+v\nwant %+v", i, c, got, want)
+		}
+	}
+}
+
+func TestParseIgnoresUnknownKeys(t *testing.T) {
+	var e kmeta.Event
+	err := kmeta.NewParser().Parse([]byte(`pathcap/1 hook=tp:consume_skb future=1 other="x y" len=5`), &e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Hook != "consume_skb" || e.Len != 5 {
+		t.Errorf("got %+v", e)
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	p := kmeta.NewParser()
+	var e kmeta.Event
+	if err := p.Parse([]byte("a user's comment"), &e); !errors.Is(err, kmeta.ErrNotMetadata) {
+		t.Errorf("plain comment: got %v, want ErrNotMetadata", err)
+	}
+	bad := map[string]string{
+		"pathcap/":                                          "no version",
+		"pathcap/2 hook=tp:x":                               "unsupported version",
+		"pathcap/1":                                         "no hook",
+		"pathcap/1 hook=tp:x  len=1":                        "invalid key",
+		"pathcap/1 hook=tp:x len":                           "key=value",
+		"pathcap/1 hook=tpx":                                "kind:name",
+		"pathcap/1 hook=tp:x len=":                          "empty value",
+		"pathcap/1 hook=tp:x len=12a":                       "decimal",
+		"pathcap/1 hook=tp:x len=99999999999":               "32 bits",
+		"pathcap/1 hook=tp:x skb=ffff":                      "0x",
+		"pathcap/1 hook=tp:x comm=\"abc":                    "unterminated",
+		"pathcap/1 hook=tp:x comm=\"a\\q\"":                 "bad quoted",
+		"pathcap/1 hook=tp:x Len=1":                         "invalid key",
+		"pathcap/1 hook=tp:x hdr=eth":                       "unknown hdr",
+		"pathcap/1 hook=tp:x proto=0x10000":                 "16 bits",
+		"pathcap/1 hook=tp:x comm=a\x01b":                   "bad byte",
+		"pathcap/1hook=tp:x":                                "expected a space",
+		"pathcap/1 hook=tp:x parent=1844674407370955161600": "decimal",
+	}
+	for in, want := range bad {
+		err := p.Parse([]byte(in), &e)
+		var se *kmeta.SyntaxError
+		if !errors.As(err, &se) {
+			t.Errorf("%q: got %v, want a *SyntaxError", in, err)
+			continue
+		}
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: error %q does not mention %q", in, err, want)
+		}
+	}
+}
+
+func TestParseAllocatesNothingForKnownStrings(t *testing.T) {
+	e := sampleDrop()
+	c := kmeta.AppendComment(nil, &e)
+	p := kmeta.NewParser()
+	var got kmeta.Event
+	if err := p.Parse(c, &got); err != nil {
+		t.Fatal(err)
+	}
+	allocs := testing.AllocsPerRun(100, func() { _ = p.Parse(c, &got) })
+	if allocs != 0 {
+		t.Errorf("Parse allocates %.1f times per comment, want 0", allocs)
+	}
+	allocs = testing.AllocsPerRun(100, func() { c = kmeta.AppendComment(c[:0], &e) })
+	if allocs != 0 {
+		t.Errorf("AppendComment allocates %.1f times per comment, want 0", allocs)
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	e := sampleDrop()
+	f.Add(string(kmeta.AppendComment(nil, &e)))
+	f.Add(`pathcap/1 hook=tp:x comm="a b" dev="\xff"`)
+	f.Fuzz(func(t *testing.T, s string) {
+		p := kmeta.NewParser()
+		var e kmeta.Event
+		if err := p.Parse([]byte(s), &e); err != nil {
+			return
+		}
+		// What parses must survive a round trip.
+		c := kmeta.AppendComment(nil, &e)
+		var again kmeta.Event
+		if err := p.Parse(c, &again); err != nil {
+			t.Fatalf("re-parse of %q: %v", c, err)
+		}
+		if again != e {
+			t.Fatalf("round trip changed %+v into %+v", e, again)
+		}
+	})
+}
+
+func BenchmarkParse(b *testing.B) {
+	e := sampleDrop()
+	c := kmeta.AppendComment(nil, &e)
+	p := kmeta.NewParser()
+	var got kmeta.Event
+	b.SetBytes(int64(len(c)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := p.Parse(c, &got); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkAppendComment(b *testing.B) {
+	e := sampleDrop()
+	var c []byte
+	b.ReportAllocs()
+	for b.Loop() {
+		c = kmeta.AppendComment(c[:0], &e)
+	}
+}
