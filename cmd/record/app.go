@@ -1,0 +1,318 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+	"golang.org/x/sys/unix"
+
+	"github.com/pathcap/pathcap/capture"
+	"github.com/pathcap/pathcap/internal/kallsyms"
+	"github.com/pathcap/pathcap/internal/netdev"
+	"github.com/pathcap/pathcap/kmeta"
+	"github.com/pathcap/pathcap/recording"
+)
+
+// version is the recorder's version, written into every file.
+const version = "0.1.0"
+
+// usageError marks errors in how the command was called (exit status 2).
+type usageError struct{ error }
+
+func usagef(format string, args ...any) error {
+	return usageError{fmt.Errorf(format, args...)}
+}
+
+// options are the command line, as plain values.
+type options struct {
+	output    string
+	count     uint64
+	duration  time.Duration
+	snaplen   int
+	backend   string
+	hooks     []string
+	list      bool
+	readyFile string
+	ringSize  int
+	filter    string
+}
+
+func newApp() *cli.App {
+	return &cli.App{
+		Name:      "record",
+		Usage:     "record the packets kernel hooks see, with kernel metadata, into pcap-ng",
+		UsageText: "record [flags] [filter expression]",
+		Version:   version,
+		Description: "Attaches BPF programs to every kernel hook that sees a struct sk_buff and writes one\n" +
+			"pcap-ng packet block per hook hit: the bytes as the kernel held them, and the hook,\n" +
+			"device, network namespace, drop reason and process as options and comments.\n" +
+			"Without -w, events are printed one per line.",
+		HideHelpCommand: true,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "write", Aliases: []string{"w"}, Usage: "write the recording to `FILE` (- for standard output)", EnvVars: []string{"PATHCAP_WRITE"}},
+			&cli.Uint64Flag{Name: "count", Aliases: []string{"c"}, Usage: "stop after `N` events (packet blocks)"},
+			&cli.DurationFlag{Name: "duration", Usage: "stop after `D` (e.g. 10s, 5m)"},
+			&cli.IntFlag{Name: "snaplen", Aliases: []string{"s"}, Value: capture.DefaultSnaplen, Usage: "record at most `N` bytes of each packet", EnvVars: []string{"PATHCAP_SNAPLEN"}},
+			&cli.StringFlag{Name: "backend", Value: "auto", Usage: "hook `KIND`: auto or tracepoint", EnvVars: []string{"PATHCAP_BACKEND"}},
+			&cli.StringFlag{Name: "hooks", Usage: "record only these comma-separated hook `NAMES` (default: all)"},
+			&cli.BoolFlag{Name: "list", Usage: "print the hooks this kernel offers and exit"},
+			&cli.StringFlag{Name: "ready-file", Usage: "create `PATH` once every hook is attached"},
+			&cli.IntFlag{Name: "ring-size", Value: capture.DefaultRingBufferSize, Usage: "ring buffer size in `BYTES` (a power of two)"},
+		},
+		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
+			return usageError{err}
+		},
+		Action: func(c *cli.Context) error {
+			opts := options{
+				output:    c.String("write"),
+				count:     c.Uint64("count"),
+				duration:  c.Duration("duration"),
+				snaplen:   c.Int("snaplen"),
+				backend:   c.String("backend"),
+				list:      c.Bool("list"),
+				readyFile: c.String("ready-file"),
+				ringSize:  c.Int("ring-size"),
+				filter:    strings.Join(c.Args().Slice(), " "),
+			}
+			if h := c.String("hooks"); h != "" {
+				for _, name := range strings.Split(h, ",") {
+					if name = strings.TrimSpace(name); name != "" {
+						opts.hooks = append(opts.hooks, name)
+					}
+				}
+			}
+			return run(c.Context, opts, c.App.Writer, c.App.ErrWriter)
+		},
+	}
+}
+
+func (o options) validate() error {
+	if o.snaplen < 1 || o.snaplen > capture.MaxSnaplen {
+		return usagef("snap length %d out of range 1..%d", o.snaplen, capture.MaxSnaplen)
+	}
+	if o.duration < 0 {
+		return usagef("negative duration %v", o.duration)
+	}
+	switch o.backend {
+	case "auto", "tracepoint":
+	default:
+		return usagef("unknown backend %q (want auto or tracepoint)", o.backend)
+	}
+	if o.ringSize < 4096 || o.ringSize&(o.ringSize-1) != 0 {
+		return usagef("ring size %d is not a power of two of at least 4096", o.ringSize)
+	}
+	if o.filter != "" {
+		return usagef("filter expressions are not supported by this build (got %q)", o.filter)
+	}
+	return nil
+}
+
+func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
+	if err := o.validate(); err != nil {
+		return err
+	}
+	if o.list {
+		return listHooks(stdout)
+	}
+	if o.duration > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, o.duration)
+		defer cancel()
+	}
+
+	// Create the output before loading anything, so that a bad path
+	// fails fast.
+	var out io.Writer = stdout
+	var file *os.File
+	switch o.output {
+	case "", "-":
+	default:
+		f, err := os.OpenFile(o.output, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+		if err != nil {
+			return fmt.Errorf("create output: %w", err)
+		}
+		file, out = f, f
+	}
+	printing := o.output == ""
+	if printing {
+		out = io.Discard
+	}
+
+	rec, err := capture.NewRecorder(capture.Config{
+		Snaplen:        o.snaplen,
+		RingBufferSize: o.ringSize,
+		Hooks:          o.hooks,
+		Backend:        o.backend,
+	})
+	if err != nil {
+		if file != nil {
+			file.Close()
+			os.Remove(o.output)
+		}
+		return explain(err)
+	}
+	defer rec.Close()
+	fmt.Fprintf(stderr, "record: %d tracepoint hooks attached (backend tracepoint), snap length %d\n", len(rec.Hooks()), o.snaplen)
+
+	names := netdev.NewResolver()
+	defer names.Close()
+	var symbols recording.Symbolizer
+	if table, err := kallsyms.Load(); err == nil {
+		symbols = symbolizer{table}
+	} else {
+		fmt.Fprintf(stderr, "record: drop locations stay addresses: %v\n", err)
+	}
+
+	counter := &recording.CountingWriter{W: out}
+	w, err := recording.NewWriter(counter, recording.Info{
+		Hardware:    machine(),
+		OS:          "Linux " + kernelRelease(),
+		Application: "pathcap record " + version,
+		Comments:    []string{sectionComment()},
+		Snaplen:     o.snaplen,
+	}, 256<<10, names, symbols)
+	if err != nil {
+		return err
+	}
+
+	if o.readyFile != "" {
+		if err := os.WriteFile(o.readyFile, nil, 0o644); err != nil {
+			return fmt.Errorf("create ready file: %w", err)
+		}
+	}
+
+	ropts := recording.RunOptions{MaxEvents: o.count}
+	if isTerminal(stderr) && !printing {
+		ropts.Status = stderr
+	}
+	if printing {
+		bw := bufio.NewWriter(stdout)
+		defer bw.Flush()
+		ropts.OnEvent = printer(bw, symbols, names)
+		ropts.FlushInterval = 100 * time.Millisecond
+	}
+	sum, err := recording.Run(ctx, rec, w, counter, ropts)
+	if file != nil {
+		if cerr := file.Close(); err == nil && cerr != nil {
+			err = fmt.Errorf("close output: %w", cerr)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "record: %d events written, %d lost, %d bytes\n", sum.Events, sum.Lost, sum.Bytes)
+	if sum.Lost > 0 {
+		fmt.Fprintf(stderr, "record: %d events were lost because the ring buffer was full: try a larger --ring-size or a filter\n", sum.Lost)
+	}
+	return nil
+}
+
+// explain turns the recorder's typed errors into advice.
+func explain(err error) error {
+	switch {
+	case errors.Is(err, capture.ErrPermission):
+		return fmt.Errorf("%w\n  run as root, or grant CAP_BPF and CAP_PERFMON (e.g. sudo setcap cap_bpf,cap_perfmon+ep record)", err)
+	case errors.Is(err, capture.ErrNoBTF):
+		return fmt.Errorf("%w\n  the kernel needs CONFIG_DEBUG_INFO_BTF=y (/sys/kernel/btf/vmlinux)", err)
+	case errors.Is(err, capture.ErrNoHooks), errors.Is(err, capture.ErrUnknownHook):
+		return fmt.Errorf("%w\n  run record --list to see the hooks this kernel offers", err)
+	}
+	return err
+}
+
+func listHooks(stdout io.Writer) error {
+	hooks, err := capture.ListHooks()
+	if err != nil {
+		return explain(err)
+	}
+	w := bufio.NewWriter(stdout)
+	for _, h := range hooks {
+		extra := ""
+		if h.ReasonArg >= 0 {
+			extra = " (drop reason)"
+		}
+		fmt.Fprintf(w, "%s:%s%s\n", recording.KindName(h.Kind), h.Name, extra)
+	}
+	return w.Flush()
+}
+
+// printer returns an OnEvent function that prints one line per event.
+func printer(w *bufio.Writer, symbols recording.Symbolizer, names recording.DeviceNamer) func(*capture.Event) error {
+	var line []byte
+	var m kmeta.Event
+	return func(ev *capture.Event) error {
+		m = kmeta.Event{
+			Kind: recording.KindName(ev.Hook.Kind), Hook: ev.Hook.Name, NetNS: ev.NetNS, Ifindex: ev.Ifindex,
+			SKB: ev.SKB, Len: ev.Len, DataLen: ev.DataLen, Proto: ev.Protocol, PktType: ev.PktType, Mark: ev.Mark,
+			Header: kmeta.HeaderStart(ev.Header), CPU: ev.CPU, PID: ev.PID, TID: ev.TID, Comm: ev.CommString(),
+			HasDrop: ev.HasDrop,
+		}
+		if ev.HasDrop {
+			m.Reason = ev.DropReasonName()
+		}
+		if ev.Ifindex != 0 {
+			m.Dev, _ = names.DeviceName(ev.NetNS, ev.Ifindex)
+		}
+		if ev.DropLocation != 0 && symbols != nil {
+			if loc, ok := symbols.AppendSymbol(nil, ev.DropLocation); ok {
+				m.Location = string(loc)
+			}
+		}
+		line = ev.Time.AppendFormat(line[:0], "15:04:05.000000000")
+		line = append(line, " id="...)
+		line = fmt.Appendf(line, "%d ", ev.PacketID)
+		line = append(line, kmeta.AppendComment(nil, &m)[len(kmeta.Prefix)+1:]...)
+		line = append(line, '\n')
+		_, err := w.Write(line)
+		return err
+	}
+}
+
+// symbolizer adapts a kallsyms table to recording.Symbolizer.
+type symbolizer struct{ t *kallsyms.Table }
+
+func (s symbolizer) AppendSymbol(dst []byte, addr uint64) ([]byte, bool) {
+	sym, ok := s.t.Resolve(addr)
+	if !ok {
+		return dst, false
+	}
+	return sym.AppendTo(dst), true
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
+}
+
+func uname() unix.Utsname {
+	var u unix.Utsname
+	_ = unix.Uname(&u)
+	return u
+}
+
+func machine() string {
+	u := uname()
+	return unix.ByteSliceToString(u.Machine[:])
+}
+
+func kernelRelease() string {
+	u := uname()
+	return unix.ByteSliceToString(u.Release[:])
+}
+
+// sectionComment names the host and the command line.
+func sectionComment() string {
+	host, _ := os.Hostname()
+	return fmt.Sprintf("pathcap recording on host %s: %s", host, strings.Join(os.Args, " "))
+}

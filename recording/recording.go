@@ -1,0 +1,380 @@
+// Package recording writes the events of a capture.Recorder into a pcap-ng
+// file that follows pathcap's file contract (docs/FORMAT.md): one
+// interface description per (network namespace, ifindex) the events were
+// seen on, one enhanced packet block per event with its packet bytes, its
+// tracking id, direction, process and loss count as standard options, and
+// its kernel metadata as a kmeta comment; interface statistics with the
+// event and loss counts when the file is closed.
+package recording
+
+import (
+	"encoding/binary"
+	"fmt"
+	"io"
+	"strconv"
+	"time"
+
+	"github.com/pathcap/pathcap/capture"
+	"github.com/pathcap/pathcap/kmeta"
+	"github.com/pathcap/pathcap/pcapng"
+)
+
+// ethHeaderLen is the length of the Ethernet header synthesized for events
+// whose bytes do not start at a MAC header.
+const ethHeaderLen = 14
+
+// DeviceNamer names devices and network namespaces.
+type DeviceNamer interface {
+	// DeviceName returns the name of device ifindex in namespace netns.
+	DeviceName(netns, ifindex uint32) (string, bool)
+	// NamespaceName returns a human name for namespace netns.
+	NamespaceName(netns uint32) string
+}
+
+// Symbolizer turns kernel code addresses into "function+0xoffset".
+type Symbolizer interface {
+	// AppendSymbol appends the symbol for addr to dst; ok is false when
+	// the address is not known.
+	AppendSymbol(dst []byte, addr uint64) (out []byte, ok bool)
+}
+
+// Info describes the recording, for the section header.
+type Info struct {
+	Hardware    string // machine, e.g. "x86_64"
+	OS          string // e.g. "Linux 6.18.44"
+	Application string // e.g. "pathcap record 0.1.0"
+	// Comments are written as section header comments (e.g. the host
+	// name and the command line).
+	Comments []string
+	// Snaplen is the largest number of packet bytes an event carries.
+	Snaplen int
+}
+
+type ifaceKey struct{ netns, ifindex uint32 }
+
+type ifaceStats struct {
+	id       uint32
+	received uint64
+}
+
+// Writer writes events to a pcap-ng stream. It is not safe for concurrent
+// use.
+type Writer struct {
+	pw       *pcapng.Writer
+	names    DeviceNamer
+	symbols  Symbolizer
+	snaplen  int
+	ifaces   map[ifaceKey]*ifaceStats
+	order    []ifaceKey // in IDB order
+	noDevice *ifaceStats
+	start    time.Time
+	last     time.Time
+	events   uint64
+	lost     uint64
+
+	// Strings already made, so that most events allocate nothing.
+	comms     map[[16]byte]string
+	locations map[uint64]string
+
+	// Reused for every event.
+	pkt     pcapng.Packet
+	meta    kmeta.Event
+	comment []byte
+	frame   []byte
+	loc     []byte
+}
+
+// NewWriter writes the section header for info to w and returns a Writer.
+// bufSize is the size of the block buffer (0: one write per block); call
+// Flush to write what is buffered. names and symbols may be nil.
+func NewWriter(w io.Writer, info Info, bufSize int, names DeviceNamer, symbols Symbolizer) (*Writer, error) {
+	pw, err := pcapng.NewWriterSize(w, &pcapng.Section{
+		Hardware:        info.Hardware,
+		OS:              info.OS,
+		UserApplication: info.Application,
+		Comments:        info.Comments,
+	}, bufSize)
+	if err != nil {
+		return nil, fmt.Errorf("write section header: %w", err)
+	}
+	if info.Snaplen <= 0 || info.Snaplen+ethHeaderLen > pcapng.MaxCaptureLength {
+		return nil, fmt.Errorf("snap length %d out of range", info.Snaplen)
+	}
+	rw := &Writer{
+		pw:      pw,
+		names:   names,
+		symbols: symbols,
+		snaplen: info.Snaplen,
+		ifaces:  make(map[ifaceKey]*ifaceStats),
+
+		comms:     make(map[[16]byte]string),
+		locations: make(map[uint64]string),
+	}
+	rw.pkt.Options.Comments = make([][]byte, 1)
+	return rw, nil
+}
+
+// Events returns the number of events written.
+func (w *Writer) Events() uint64 { return w.events }
+
+// Interfaces returns the number of interface descriptions written.
+func (w *Writer) Interfaces() int {
+	n := len(w.order)
+	if w.noDevice != nil {
+		n++
+	}
+	return n
+}
+
+// interfaceFor returns the interface for the event's device, writing its
+// description first if it is new.
+func (w *Writer) interfaceFor(ev *capture.Event) (*ifaceStats, error) {
+	if ev.NetNS == 0 && ev.Ifindex == 0 {
+		if w.noDevice == nil {
+			id, err := w.pw.AddInterface(&pcapng.Interface{
+				LinkType:     pcapng.LinkTypeEthernet,
+				SnapLen:      w.idbSnaplen(),
+				Name:         "nodev",
+				Description:  "events of sk_buffs without a device or network namespace",
+				TSResolution: pcapng.Nanoseconds,
+				OS:           "",
+			})
+			if err != nil {
+				return nil, err
+			}
+			w.noDevice = &ifaceStats{id: id}
+		}
+		return w.noDevice, nil
+	}
+	key := ifaceKey{ev.NetNS, ev.Ifindex}
+	if s, ok := w.ifaces[key]; ok {
+		return s, nil
+	}
+	name := ""
+	ok := false
+	if w.names != nil && ev.Ifindex != 0 {
+		name, ok = w.names.DeviceName(ev.NetNS, ev.Ifindex)
+	}
+	if !ok {
+		name = "if" + strconv.FormatUint(uint64(ev.Ifindex), 10)
+	}
+	nsName := ""
+	if w.names != nil {
+		nsName = w.names.NamespaceName(ev.NetNS)
+	}
+	id, err := w.pw.AddInterface(&pcapng.Interface{
+		LinkType:     pcapng.LinkTypeEthernet,
+		SnapLen:      w.idbSnaplen(),
+		Name:         name,
+		Description:  InterfaceDescription(ev.NetNS, nsName, ev.Ifindex),
+		TSResolution: pcapng.Nanoseconds,
+	})
+	if err != nil {
+		return nil, err
+	}
+	s := &ifaceStats{id: id}
+	w.ifaces[key] = s
+	w.order = append(w.order, key)
+	return s, nil
+}
+
+// InterfaceDescription is the if_description of a device's interface:
+// "netns 4026532841 (nsA) ifindex 2".
+func InterfaceDescription(netns uint32, nsName string, ifindex uint32) string {
+	s := "netns " + strconv.FormatUint(uint64(netns), 10)
+	if nsName != "" {
+		s += " (" + nsName + ")"
+	}
+	return s + " ifindex " + strconv.FormatUint(uint64(ifindex), 10)
+}
+
+func (w *Writer) idbSnaplen() uint32 { return uint32(w.snaplen + ethHeaderLen) }
+
+// Direction returns the epb_flags direction a hook implies:
+// pcapng.DirectionInbound for receive-path tracepoints,
+// pcapng.DirectionOutbound for transmit-path ones, DirectionUnknown
+// otherwise.
+func Direction(hook string) uint32 {
+	switch hook {
+	case "netif_receive_skb", "netif_receive_skb_entry", "netif_receive_skb_list_entry",
+		"netif_rx", "netif_rx_entry", "napi_gro_receive_entry", "napi_gro_frags_entry":
+		return pcapng.DirectionInbound
+	case "net_dev_queue", "net_dev_start_xmit", "net_dev_xmit", "qdisc_enqueue", "qdisc_dequeue":
+		return pcapng.DirectionOutbound
+	}
+	return pcapng.DirectionUnknown
+}
+
+// WriteEvent writes one event.
+func (w *Writer) WriteEvent(ev *capture.Event) error {
+	ifc, err := w.interfaceFor(ev)
+	if err != nil {
+		return fmt.Errorf("describe interface: %w", err)
+	}
+	m := &w.meta
+	*m = kmeta.Event{
+		Kind:    KindName(ev.Hook.Kind),
+		Hook:    ev.Hook.Name,
+		NetNS:   ev.NetNS,
+		Ifindex: ev.Ifindex,
+		SKB:     ev.SKB,
+		Len:     ev.Len,
+		DataLen: ev.DataLen,
+		Proto:   ev.Protocol,
+		PktType: ev.PktType,
+		Mark:    ev.Mark,
+		Header:  kmeta.HeaderStart(ev.Header),
+		CPU:     ev.CPU,
+		PID:     ev.PID,
+		TID:     ev.TID,
+		Comm:    w.comm(&ev.Comm),
+	}
+	if ev.Ifindex != 0 && w.names != nil {
+		if name, ok := w.names.DeviceName(ev.NetNS, ev.Ifindex); ok {
+			m.Dev = name
+		}
+	}
+	if ev.HasDrop {
+		m.HasDrop = true
+		m.Reason = ev.DropReasonName()
+	}
+	if ev.DropLocation != 0 {
+		m.Location = w.location(ev.DropLocation)
+	}
+	w.comment = kmeta.AppendComment(w.comment[:0], m)
+
+	p := &w.pkt
+	p.InterfaceID = ifc.id
+	p.Timestamp = ev.Time
+	data := ev.Data
+	orig := ev.Len
+	if ev.Header != capture.HeaderMAC {
+		// Synthesize an Ethernet header so that every interface has the
+		// same link type and the bytes dissect as the protocol they are.
+		w.frame = append(w.frame[:0], make([]byte, 12)...)
+		w.frame = binary.BigEndian.AppendUint16(w.frame, ev.Protocol)
+		w.frame = append(w.frame, data...)
+		data = w.frame
+		orig += ethHeaderLen
+	}
+	if uint32(len(data)) > orig {
+		orig = uint32(len(data))
+	}
+	p.Data = data
+	p.OriginalLength = orig
+	o := &p.Options
+	o.Comments[0] = w.comment
+	o.Flags = Direction(ev.Hook.Name)
+	o.HasFlags = o.Flags != pcapng.DirectionUnknown
+	o.PacketID, o.HasPacketID = ev.PacketID, true
+	o.ProcessID, o.ThreadID, o.HasProcessID = ev.PID, ev.TID, true
+	o.DropCount, o.HasDropCount = ev.LostBefore, ev.LostBefore != 0
+	if err := w.pw.WritePacket(p); err != nil {
+		return fmt.Errorf("write event: %w", err)
+	}
+	if w.events == 0 {
+		w.start = ev.Time
+	}
+	w.last = ev.Time
+	w.events++
+	w.lost += ev.LostBefore
+	ifc.received++
+	return nil
+}
+
+// cacheLimit bounds the string caches.
+const cacheLimit = 1 << 14
+
+// comm returns the NUL-terminated task name in c.
+func (w *Writer) comm(c *[16]byte) string {
+	if s, ok := w.comms[*c]; ok {
+		return s
+	}
+	n := 0
+	for n < len(c) && c[n] != 0 {
+		n++
+	}
+	s := string(c[:n])
+	if len(w.comms) < cacheLimit {
+		w.comms[*c] = s
+	}
+	return s
+}
+
+// location returns "function+0xoffset" for a code address, or the address
+// in hex when it cannot be resolved.
+func (w *Writer) location(addr uint64) string {
+	if s, ok := w.locations[addr]; ok {
+		return s
+	}
+	w.loc = w.loc[:0]
+	ok := false
+	if w.symbols != nil {
+		w.loc, ok = w.symbols.AppendSymbol(w.loc, addr)
+	}
+	if !ok {
+		w.loc = append(w.loc[:0], "0x"...)
+		w.loc = strconv.AppendUint(w.loc, addr, 16)
+	}
+	s := string(w.loc)
+	if len(w.locations) < cacheLimit {
+		w.locations[addr] = s
+	}
+	return s
+}
+
+// KindName returns the short name of a hook kind used in comments: "tp"
+// for tracepoints.
+func KindName(k capture.HookKind) string {
+	if k == capture.HookTracepoint {
+		return "tp"
+	}
+	return k.String()
+}
+
+// Flush writes buffered blocks.
+func (w *Writer) Flush() error { return w.pw.Flush() }
+
+// Close writes one interface statistics block per interface (events
+// recorded on it in isb_ifrecv and isb_usrdeliv; the "nodev" interface also
+// carries the recording's lost events, totalLost, in isb_osdrop) and
+// flushes. It does not close the underlying writer.
+func (w *Writer) Close(totalLost uint64, end time.Time) error {
+	if w.noDevice == nil && totalLost > 0 {
+		// Loss must be visible even if no device-less event was seen.
+		if _, err := w.interfaceFor(&capture.Event{}); err != nil {
+			return err
+		}
+	}
+	start := w.start
+	if start.IsZero() {
+		start = end
+	}
+	write := func(s *ifaceStats, osDrop uint64, hasOSDrop bool) error {
+		return w.pw.WriteInterfaceStatistics(&pcapng.InterfaceStatistics{
+			InterfaceID:  s.id,
+			Timestamp:    end,
+			StartTime:    start,
+			HasStartTime: true,
+			EndTime:      end,
+			HasEndTime:   true,
+			IfRecv:       s.received,
+			HasIfRecv:    true,
+			UsrDeliv:     s.received,
+			HasUsrDeliv:  true,
+			OSDrop:       osDrop,
+			HasOSDrop:    hasOSDrop,
+		})
+	}
+	for _, k := range w.order {
+		if err := write(w.ifaces[k], 0, false); err != nil {
+			return fmt.Errorf("write interface statistics: %w", err)
+		}
+	}
+	if w.noDevice != nil {
+		if err := write(w.noDevice, totalLost, true); err != nil {
+			return fmt.Errorf("write interface statistics: %w", err)
+		}
+	}
+	return w.pw.Flush()
+}
