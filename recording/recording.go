@@ -60,17 +60,16 @@ type ifaceStats struct {
 // Writer writes events to a pcap-ng stream. It is not safe for concurrent
 // use.
 type Writer struct {
-	pw       *pcapng.Writer
-	names    DeviceNamer
-	symbols  Symbolizer
-	snaplen  int
-	ifaces   map[ifaceKey]*ifaceStats
-	order    []ifaceKey // in IDB order
-	noDevice *ifaceStats
-	start    time.Time
-	last     time.Time
-	events   uint64
-	lost     uint64
+	pw      *pcapng.Writer
+	names   DeviceNamer
+	symbols Symbolizer
+	snaplen int
+	ifaces  map[ifaceKey]*ifaceStats
+	order   []ifaceKey // in IDB order
+	start   time.Time
+	last    time.Time
+	events  uint64
+	lost    uint64
 
 	// Strings already made, so that most events allocate nothing.
 	comms     map[[16]byte]string
@@ -118,55 +117,34 @@ func NewWriter(w io.Writer, info Info, bufSize int, names DeviceNamer, symbols S
 func (w *Writer) Events() uint64 { return w.events }
 
 // Interfaces returns the number of interface descriptions written.
-func (w *Writer) Interfaces() int {
-	n := len(w.order)
-	if w.noDevice != nil {
-		n++
-	}
-	return n
-}
+func (w *Writer) Interfaces() int { return len(w.order) }
 
 // interfaceFor returns the interface for the event's device, writing its
 // description first if it is new.
-func (w *Writer) interfaceFor(ev *capture.Event) (*ifaceStats, error) {
-	if ev.NetNS == 0 && ev.Ifindex == 0 {
-		if w.noDevice == nil {
-			id, err := w.pw.AddInterface(&pcapng.Interface{
-				LinkType:     pcapng.LinkTypeEthernet,
-				SnapLen:      w.idbSnaplen(),
-				Name:         "nodev",
-				Description:  "events of sk_buffs without a device or network namespace",
-				TSResolution: pcapng.Nanoseconds,
-				OS:           "",
-			})
-			if err != nil {
-				return nil, err
-			}
-			w.noDevice = &ifaceStats{id: id}
-		}
-		return w.noDevice, nil
-	}
-	key := ifaceKey{ev.NetNS, ev.Ifindex}
+func (w *Writer) interfaceFor(netns, ifindex uint32) (*ifaceStats, error) {
+	key := ifaceKey{netns, ifindex}
 	if s, ok := w.ifaces[key]; ok {
 		return s, nil
 	}
-	name := ""
-	ok := false
-	if w.names != nil && ev.Ifindex != 0 {
-		name, ok = w.names.DeviceName(ev.NetNS, ev.Ifindex)
+	name, ok := "", false
+	if w.names != nil && ifindex != 0 {
+		name, ok = w.names.DeviceName(netns, ifindex)
 	}
-	if !ok {
-		name = "if" + strconv.FormatUint(uint64(ev.Ifindex), 10)
+	switch {
+	case ifindex == 0:
+		name = "nodev"
+	case !ok:
+		name = "if" + strconv.FormatUint(uint64(ifindex), 10)
 	}
 	nsName := ""
-	if w.names != nil {
-		nsName = w.names.NamespaceName(ev.NetNS)
+	if w.names != nil && netns != 0 {
+		nsName = w.names.NamespaceName(netns)
 	}
 	id, err := w.pw.AddInterface(&pcapng.Interface{
 		LinkType:     pcapng.LinkTypeEthernet,
 		SnapLen:      w.idbSnaplen(),
 		Name:         name,
-		Description:  InterfaceDescription(ev.NetNS, nsName, ev.Ifindex),
+		Description:  InterfaceDescription(netns, nsName, ifindex),
 		TSResolution: pcapng.Nanoseconds,
 	})
 	if err != nil {
@@ -179,11 +157,19 @@ func (w *Writer) interfaceFor(ev *capture.Event) (*ifaceStats, error) {
 }
 
 // InterfaceDescription is the if_description of a device's interface:
-// "netns 4026532841 (nsA) ifindex 2".
+// "netns 4026532841 (nsA) ifindex 2"; "netns 4026532841 (nsA) no device"
+// for events of sk_buffs without a device, "no device, no netns" when
+// neither is known.
 func InterfaceDescription(netns uint32, nsName string, ifindex uint32) string {
+	if netns == 0 && ifindex == 0 {
+		return "no device, no netns"
+	}
 	s := "netns " + strconv.FormatUint(uint64(netns), 10)
 	if nsName != "" {
 		s += " (" + nsName + ")"
+	}
+	if ifindex == 0 {
+		return s + " no device"
 	}
 	return s + " ifindex " + strconv.FormatUint(uint64(ifindex), 10)
 }
@@ -207,7 +193,7 @@ func Direction(hook string) uint32 {
 
 // WriteEvent writes one event.
 func (w *Writer) WriteEvent(ev *capture.Event) error {
-	ifc, err := w.interfaceFor(ev)
+	ifc, err := w.interfaceFor(ev.NetNS, ev.Ifindex)
 	if err != nil {
 		return fmt.Errorf("describe interface: %w", err)
 	}
@@ -336,13 +322,14 @@ func KindName(k capture.HookKind) string {
 func (w *Writer) Flush() error { return w.pw.Flush() }
 
 // Close writes one interface statistics block per interface (events
-// recorded on it in isb_ifrecv and isb_usrdeliv; the "nodev" interface also
-// carries the recording's lost events, totalLost, in isb_osdrop) and
-// flushes. It does not close the underlying writer.
+// recorded on it in isb_ifrecv and isb_usrdeliv) and flushes. The
+// recording's lost events, totalLost, go into isb_osdrop of the "nodev"
+// interface without netns (added if needed), since a lost event's device is
+// unknown. Close does not close the underlying writer.
 func (w *Writer) Close(totalLost uint64, end time.Time) error {
-	if w.noDevice == nil && totalLost > 0 {
-		// Loss must be visible even if no device-less event was seen.
-		if _, err := w.interfaceFor(&capture.Event{}); err != nil {
+	lossKey := ifaceKey{}
+	if _, ok := w.ifaces[lossKey]; !ok && totalLost > 0 {
+		if _, err := w.interfaceFor(0, 0); err != nil {
 			return err
 		}
 	}
@@ -350,8 +337,9 @@ func (w *Writer) Close(totalLost uint64, end time.Time) error {
 	if start.IsZero() {
 		start = end
 	}
-	write := func(s *ifaceStats, osDrop uint64, hasOSDrop bool) error {
-		return w.pw.WriteInterfaceStatistics(&pcapng.InterfaceStatistics{
+	for _, k := range w.order {
+		s := w.ifaces[k]
+		isb := pcapng.InterfaceStatistics{
 			InterfaceID:  s.id,
 			Timestamp:    end,
 			StartTime:    start,
@@ -362,17 +350,11 @@ func (w *Writer) Close(totalLost uint64, end time.Time) error {
 			HasIfRecv:    true,
 			UsrDeliv:     s.received,
 			HasUsrDeliv:  true,
-			OSDrop:       osDrop,
-			HasOSDrop:    hasOSDrop,
-		})
-	}
-	for _, k := range w.order {
-		if err := write(w.ifaces[k], 0, false); err != nil {
-			return fmt.Errorf("write interface statistics: %w", err)
 		}
-	}
-	if w.noDevice != nil {
-		if err := write(w.noDevice, totalLost, true); err != nil {
+		if k == lossKey {
+			isb.OSDrop, isb.HasOSDrop = totalLost, true
+		}
+		if err := w.pw.WriteInterfaceStatistics(&isb); err != nil {
 			return fmt.Errorf("write interface statistics: %w", err)
 		}
 	}
