@@ -310,7 +310,10 @@ int on_skb(void *ctx)
 			return 0;
 		}
 		// Unique over CPUs without atomic fetch-and-add: each CPU hands out
-		// its own residue class modulo nr_cpus.
+		// its own residue class modulo nr_cpus. (A hook that interrupts
+		// another one on the same CPU between this read and write could
+		// reuse an id; the skb tracepoints run with bottom halves disabled
+		// or in softirq, which makes that nesting rare.)
 		id = state->next_id++ * nr_cpus + cpu + 1;
 		if (!is_free_hook)
 			// Helper: remember the skb so later hooks reuse the id.
@@ -328,8 +331,10 @@ int on_skb(void *ctx)
 	if (wakeup_bytes) {
 		// Helper: unread bytes, including this reserved record.
 		avail = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
-		__u64 size = sizeof(*ev) + snaplen + 8; // + ring record header
-		if (avail >= wakeup_bytes && avail / wakeup_bytes != (avail - size) / wakeup_bytes)
+		// This record's share: 8-byte ring header, data padded to 8.
+		__u64 size = ((sizeof(*ev) + snaplen + 7) & ~7ULL) + 8;
+		if (avail >= wakeup_bytes &&
+		    (avail < size || avail / wakeup_bytes != (avail - size) / wakeup_bytes))
 			flags = BPF_RB_FORCE_WAKEUP;
 	}
 	// Helper: publish the record.

@@ -11,7 +11,7 @@ import (
 
 func TestPingAcrossVeth(t *testing.T) {
 	p := newVethPair(t)
-	events, st := recordWhile(t, Config{}, 0, func() {
+	events, st := recordWhile(t, p, Config{RingBufferSize: 64 << 20}, 0, func() {
 		run(t, "ip", "netns", "exec", p.nsA, "ping", "-c", "1", "-W", "2", p.ipB)
 	})
 	t.Logf("%d events, stats %+v", len(events), st)
@@ -78,7 +78,7 @@ func TestUDPNoSocketDrop(t *testing.T) {
 	}
 	// Resolve ARP first so the datagram is not queued behind it.
 	run(t, "ip", "netns", "exec", p.nsA, "ping", "-c", "1", "-W", "2", p.ipB)
-	events, _ := recordWhile(t, Config{Hooks: []string{"net_dev_queue", "netif_receive_skb", "kfree_skb"}}, 0, func() {
+	events, _ := recordWhile(t, p, Config{Hooks: []string{"net_dev_queue", "netif_receive_skb", "kfree_skb"}}, 0, func() {
 		run(t, "ip", "netns", "exec", p.nsA, "bash", "-c", "echo hello >/dev/udp/"+p.ipB+"/9")
 		time.Sleep(100 * time.Millisecond)
 	})
@@ -123,7 +123,7 @@ func TestUDPNoSocketDrop(t *testing.T) {
 
 func TestLossCounted(t *testing.T) {
 	p := newVethPair(t)
-	events, st := recordWhile(t, Config{RingBufferSize: 4096, Snaplen: 64}, 200*time.Microsecond, func() {
+	events, st := recordWhile(t, nil, Config{RingBufferSize: 4096, Snaplen: 64}, 200*time.Microsecond, func() {
 		run(t, "ip", "netns", "exec", p.nsA, "ping", "-f", "-q", "-c", "2000", p.ipB)
 	})
 	var lostBefore uint64

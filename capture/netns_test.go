@@ -109,10 +109,10 @@ type seen struct {
 	comm       string
 }
 
-// recordWhile records on all hooks with cfg while action runs, and returns
-// what Run delivered and the final Stats. slow is a delay added to each
-// callback.
-func recordWhile(t *testing.T, cfg Config, slow time.Duration, action func()) ([]seen, Stats) {
+// recordWhile records with cfg while action runs, and returns what Run
+// delivered in p's namespaces (everything if p is nil) and the final Stats.
+// slow is a delay added to each callback.
+func recordWhile(t *testing.T, p *vethPair, cfg Config, slow time.Duration, action func()) ([]seen, Stats) {
 	t.Helper()
 	r, err := NewRecorder(cfg)
 	if err != nil {
@@ -131,7 +131,10 @@ func recordWhile(t *testing.T, cfg Config, slow time.Duration, action func()) ([
 	go func() {
 		defer wg.Done()
 		runErr = r.Run(ctx, func(e *Event) error {
-			events = append(events, seenOf(e))
+			// Other traffic on the host is recorded too; copy only ours.
+			if p == nil || e.NetNS == p.inodeA || e.NetNS == p.inodeB {
+				events = append(events, seenOf(e))
+			}
 			if slow > 0 {
 				time.Sleep(slow)
 			}

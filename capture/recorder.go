@@ -13,6 +13,7 @@ import (
 	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
+	"github.com/cilium/ebpf/rlimit"
 	"golang.org/x/sys/unix"
 
 	"github.com/pathcap/pathcap/bpf"
@@ -177,6 +178,11 @@ func (cfg Config) withDefaults() (Config, error) {
 // open creates the shared maps, loads one program per hook, attaches them
 // and opens the ring buffer reader.
 func (r *Recorder) open(cfg Config, kernel *btf.Spec, ncpu int) error {
+	// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; this is a
+	// no-op on later ones.
+	if err := rlimit.RemoveMemlock(); err != nil {
+		return fmt.Errorf("raise memlock limit: %w", permissionError(err))
+	}
 	spec, err := bpf.LoadSkb()
 	if err != nil {
 		return fmt.Errorf("load BPF object: %w", err)
@@ -313,7 +319,7 @@ func permissionError(err error) error {
 }
 
 // Hooks returns the attached hooks; an Event's Hook points into this table
-// and Hook.ID is the index.
+// and Hook.ID is the index. The caller must not modify it.
 func (r *Recorder) Hooks() []Hook {
 	return r.hooks
 }
@@ -327,31 +333,37 @@ func (r *Recorder) DropReasons() *DropReasons {
 // the events that were in the ring buffer at that moment and returns nil.
 // fn's error stops Run and is returned. The Event passed to fn is reused:
 // its contents, Data above all, are valid only during the call. Run must
-// not be called concurrently with itself.
+// not be called concurrently with itself, and returns an error after Close.
 func (r *Recorder) Run(ctx context.Context, fn func(*Event) error) error {
-	// Cancelling ctx interrupts a reader that waits for data.
-	stop := context.AfterFunc(ctx, func() { _ = r.reader.Flush() })
+	rb := r.reader
+	if rb == nil {
+		return fmt.Errorf("read ring buffer: %w", ringbuf.ErrClosed)
+	}
+	// Cancelling ctx interrupts a reader that waits for data. The function
+	// may still run after Run returns, even after Close: flushing a closed
+	// reader only returns an error.
+	stop := context.AfterFunc(ctx, func() { _ = rb.Flush() })
 	defer stop()
 
 	rd := reader{
 		rec: ringbuf.Record{RawSample: make([]byte, 0, recordSize+r.snaplen)},
 		ev:  Event{reasons: r.reasons},
 	}
-	r.reader.SetDeadline(time.Now().Add(pollInterval))
+	rb.SetDeadline(time.Now().Add(pollInterval))
 	for n := 0; ; n++ {
 		// Under load the ring never empties and the reader never waits,
 		// so it never sees the flush: check ctx every few events too.
 		if n%256 == 0 && ctx.Err() != nil {
 			break
 		}
-		err := r.reader.ReadInto(&rd.rec)
+		err := rb.ReadInto(&rd.rec)
 		if errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, ringbuf.ErrFlushed) {
 			// The ring is empty. The BPF programs wake the reader only
 			// every quarter of the ring, so poll again after a while.
 			if ctx.Err() != nil {
 				break
 			}
-			r.reader.SetDeadline(time.Now().Add(pollInterval))
+			rb.SetDeadline(time.Now().Add(pollInterval))
 			continue
 		}
 		if err != nil {
@@ -361,18 +373,18 @@ func (r *Recorder) Run(ctx context.Context, fn func(*Event) error) error {
 			return err
 		}
 	}
-	return r.drain(&rd, fn)
+	return r.drain(rb, &rd, fn)
 }
 
 // drain delivers the events in the ring buffer now, but not those that
 // hooks keep adding: under a steady stream it would never end.
-func (r *Recorder) drain(rd *reader, fn func(*Event) error) error {
-	left := r.reader.AvailableBytes()
+func (r *Recorder) drain(rb *ringbuf.Reader, rd *reader, fn func(*Event) error) error {
+	left := rb.AvailableBytes()
 	// A deadline in the past makes the reader return once the ring is
 	// empty instead of waiting.
-	r.reader.SetDeadline(time.Now())
+	rb.SetDeadline(time.Now())
 	for left > 0 {
-		err := r.reader.ReadInto(&rd.rec)
+		err := rb.ReadInto(&rd.rec)
 		if errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, ringbuf.ErrFlushed) {
 			return nil
 		}
@@ -430,7 +442,7 @@ func (r *Recorder) Stats() (Stats, error) {
 }
 
 // Close detaches all hooks and frees the maps. Events still in the ring
-// buffer are discarded: return from Run first to have them delivered.
+// buffer are discarded. Call it after Run has returned.
 func (r *Recorder) Close() error {
 	var errs []error
 	for _, l := range r.links {

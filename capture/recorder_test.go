@@ -44,7 +44,7 @@ func TestFilterSeam(t *testing.T) {
 	p := newVethPair(t)
 	reject := asm.Instructions{asm.Mov.Imm(asm.R0, 0), asm.Return()}
 	hooks := []string{"net_dev_queue", "net_dev_xmit"}
-	events, _ := recordWhile(t, Config{Hooks: hooks, filter: reject}, 0, func() {
+	events, _ := recordWhile(t, p, Config{Hooks: hooks, filter: reject}, 0, func() {
 		run(t, "ip", "netns", "exec", p.nsA, "ping", "-c", "1", "-W", "2", p.ipB)
 	})
 	if len(events) != 0 {
@@ -69,7 +69,7 @@ func TestFilterSeam(t *testing.T) {
 		asm.Mov.Imm(asm.R0, 1),
 		asm.Return(),
 	}
-	events, _ = recordWhile(t, Config{Hooks: hooks, filter: icmp}, 0, func() {
+	events, _ = recordWhile(t, p, Config{Hooks: hooks, filter: icmp}, 0, func() {
 		run(t, "ip", "netns", "exec", p.nsA, "ping", "-c", "1", "-W", "2", p.ipB)
 	})
 	if len(events) == 0 {

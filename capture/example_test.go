@@ -1,0 +1,53 @@
+package capture_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"os/signal"
+	"syscall"
+
+	"github.com/pathcap/pathcap/capture"
+)
+
+// Record every skb tracepoint until interrupted, printing one line per
+// event. Needs root.
+func ExampleRecorder_Run() {
+	r, err := capture.NewRecorder(capture.Config{Snaplen: 128})
+	if errors.Is(err, capture.ErrPermission) {
+		log.Fatal("run as root")
+	}
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer r.Close()
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	err = r.Run(ctx, func(e *capture.Event) error {
+		fmt.Printf("%s %s packet %d netns %d if %d len %d %s\n",
+			e.Time.Format("15:04:05.000000"), e.Hook.Name, e.PacketID,
+			e.NetNS, e.Ifindex, e.Len, e.DropReasonName())
+		return nil
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	st, err := r.Stats()
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("%d events, %d lost\n", st.Events, st.Lost)
+}
+
+// List the hooks that the running kernel offers.
+func ExampleListHooks() {
+	hooks, err := capture.ListHooks()
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, h := range hooks {
+		fmt.Println(h.Kind, h.Name)
+	}
+}
