@@ -1,0 +1,67 @@
+// Command analyze rebuilds each packet's path through the kernel from
+// pathcap recordings (or any pcap-ng file): text reports, JSON, statistics,
+// a Wireshark view with one frame per packet, and event exports.
+//
+//	analyze [report] FILE...
+//	analyze paths --json FILE...
+//	analyze stats [--json] FILE...
+//	analyze wireshark -o OUT.pcapng FILE...
+//	analyze export --format jsonl|parquet -o OUT FILE...
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+
+	"github.com/urfave/cli/v2"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	app := newApp(os.Stdout, os.Stderr)
+	err := app.RunContext(ctx, withDefaultCommand(app, os.Args))
+	stop()
+	os.Exit(exitCode(err, os.Stderr))
+}
+
+// usageError marks errors in how the command was called (exit status 2).
+type usageError struct{ error }
+
+func usagef(format string, args ...any) error {
+	return usageError{fmt.Errorf(format, args...)}
+}
+
+// exitCode prints err and returns the exit status: 0, 2 for usage errors, 1
+// otherwise.
+func exitCode(err error, stderr io.Writer) int {
+	if err == nil {
+		return 0
+	}
+	var ue usageError
+	if errors.As(err, &ue) {
+		fmt.Fprintf(stderr, "analyze: %v\n", ue.error)
+		return 2
+	}
+	fmt.Fprintf(stderr, "analyze: %v\n", err)
+	return 1
+}
+
+// withDefaultCommand inserts "report" when the first argument is neither a
+// command nor a global flag, so that "analyze FILE" reports.
+func withDefaultCommand(app *cli.App, args []string) []string {
+	if len(args) < 2 {
+		return args
+	}
+	switch args[1] {
+	case "-h", "--help", "-v", "--version", "help", "h":
+		return args
+	}
+	if app.Command(args[1]) != nil {
+		return args
+	}
+	return append([]string{args[0], "report"}, args[1:]...)
+}

@@ -1,0 +1,461 @@
+package paths
+
+import (
+	"encoding/binary"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Options controls an Analyzer.
+type Options struct {
+	// Window is how long (in recording time) a packet may go without a new
+	// event before its path is considered complete. Default 2 s.
+	Window time.Duration
+	// Grace is how long a freed packet stays open for events that arrive
+	// out of order. Default 50 ms.
+	Grace time.Duration
+	// MaxOpen bounds the packets held open at once; past it the oldest
+	// are completed early. Default 1,000,000.
+	MaxOpen int
+	// MaxHops bounds the hops kept per packet (further hops are counted).
+	// Default 1024.
+	MaxHops int
+	// KeepData keeps each packet's bytes as first seen (Packet.Data).
+	KeepData bool
+	// Filter, when set, is run on every event's bytes; a packet with one
+	// accepted hop gets Packet.FilterMatched.
+	Filter func(data []byte) bool
+}
+
+func (o Options) withDefaults() Options {
+	if o.Window <= 0 {
+		o.Window = 2 * time.Second
+	}
+	if o.Grace <= 0 {
+		o.Grace = 50 * time.Millisecond
+	}
+	if o.MaxOpen <= 0 {
+		o.MaxOpen = 1_000_000
+	}
+	if o.MaxHops <= 0 {
+		o.MaxHops = 1024
+	}
+	return o
+}
+
+type packetKey struct {
+	recording int
+	id        uint64
+}
+
+type openPacket struct {
+	Packet
+	key   packetKey
+	last  int64 // time of the latest event
+	freed bool
+}
+
+// Analyzer groups events into packets and hands each packet to a callback
+// once its path is complete. Use Add for every event, then Close.
+type Analyzer struct {
+	opts      Options
+	emit      func(*Packet) error
+	open      map[packetKey]*openPacket
+	now       int64 // latest event time seen
+	lastSweep int64
+	nextID    uint64 // ids for events without one
+	free      []*openPacket
+	batch     []*openPacket
+	nsNames   map[string]string // interface description -> namespace name
+}
+
+// NewAnalyzer returns an Analyzer that calls emit for every completed
+// packet. The Packet passed to emit is reused after emit returns.
+func NewAnalyzer(opts Options, emit func(*Packet) error) *Analyzer {
+	return &Analyzer{
+		opts:    opts.withDefaults(),
+		emit:    emit,
+		open:    make(map[packetKey]*openPacket),
+		nsNames: make(map[string]string),
+	}
+}
+
+// Add adds one event.
+func (a *Analyzer) Add(ev *Event) error {
+	if ev.Time > a.now {
+		a.now = ev.Time
+	}
+	var key packetKey
+	if ev.HasID {
+		key = packetKey{ev.Recording, ev.ID}
+	} else {
+		// A capture without tracking ids: every frame is its own packet.
+		a.nextID++
+		key = packetKey{-1 - ev.File, a.nextID}
+	}
+	p := a.open[key]
+	if p == nil {
+		if len(a.open) >= a.opts.MaxOpen {
+			if err := a.evictOldest(); err != nil {
+				return err
+			}
+		}
+		p = a.newPacket()
+		p.ID = key.id
+		p.key = key
+		p.HasMeta = ev.HasMeta
+		if a.opts.KeepData {
+			p.Data = append(p.Data[:0], ev.Data...)
+		}
+		if ev.HasMeta && ev.Meta.Parent != 0 {
+			p.Parent = ev.Meta.Parent
+			if parent := a.open[packetKey{ev.Recording, ev.Meta.Parent}]; parent != nil {
+				parent.Children = append(parent.Children, p.ID)
+			}
+		}
+		a.open[key] = p
+	}
+	if ev.Time > p.last {
+		p.last = ev.Time
+	}
+	if len(p.Hops) >= a.opts.MaxHops {
+		p.Truncated = true
+		p.DroppedHops++
+	} else {
+		p.Hops = append(p.Hops, Hop{
+			Time:    ev.Time,
+			CapLen:  uint32(len(ev.Data)),
+			OrigLen: ev.OrigLen,
+			Frame:   ev.Frame,
+			File:    ev.File,
+		})
+		h := &p.Hops[len(p.Hops)-1]
+		if ev.HasMeta {
+			h.Meta = ev.Meta
+			if ev.Interface != nil {
+				h.NSName = a.namespaceName(ev.Interface.Description)
+			}
+		} else if ev.Interface != nil {
+			h.Meta.Dev = ev.Interface.Name
+		}
+		h.Flow = parseFlow(ev.Data)
+	}
+	if a.opts.Filter != nil && !p.FilterMatched && a.opts.Filter(ev.Data) {
+		p.FilterMatched = true
+	}
+	if ev.HasMeta && isFreeHook(ev.Meta.Hook) {
+		p.freed = true
+	}
+	if !ev.HasID {
+		// Nothing else will join this packet.
+		p.freed = true
+	}
+	if a.now-a.lastSweep >= int64(a.opts.Window)/4 {
+		return a.sweep(false)
+	}
+	return nil
+}
+
+// namespaceName extracts NAME from "netns INODE (NAME) ...".
+func (a *Analyzer) namespaceName(desc string) string {
+	if n, ok := a.nsNames[desc]; ok {
+		return n
+	}
+	name := ""
+	if i := strings.IndexByte(desc, '('); i >= 0 && strings.HasPrefix(desc, "netns ") {
+		if j := strings.LastIndexByte(desc, ')'); j > i {
+			name = desc[i+1 : j]
+		}
+	}
+	if len(a.nsNames) < 1<<16 {
+		a.nsNames[desc] = name
+	}
+	return name
+}
+
+func (a *Analyzer) newPacket() *openPacket {
+	if n := len(a.free); n > 0 {
+		p := a.free[n-1]
+		a.free = a.free[:n-1]
+		hops, children, data := p.Hops[:0], p.Children[:0], p.Data[:0]
+		*p = openPacket{}
+		p.Hops, p.Children, p.Data = hops, children, data
+		return p
+	}
+	return &openPacket{}
+}
+
+// isFreeHook reports hooks after which the tracking id ends.
+func isFreeHook(hook string) bool {
+	return hook == "kfree_skb" || hook == "consume_skb"
+}
+
+// sweep completes the packets that are done: freed ones after the grace
+// period, idle ones after the window; all of them when final.
+func (a *Analyzer) sweep(final bool) error {
+	a.lastSweep = a.now
+	graceCut := a.now - int64(a.opts.Grace)
+	idleCut := a.now - int64(a.opts.Window)
+	a.batch = a.batch[:0]
+	for key, p := range a.open {
+		if final || (p.freed && p.last <= graceCut) || p.last <= idleCut {
+			a.batch = append(a.batch, p)
+			delete(a.open, key)
+		}
+	}
+	return a.emitBatch()
+}
+
+// evictOldest completes the oldest eighth of the open packets.
+func (a *Analyzer) evictOldest() error {
+	a.batch = a.batch[:0]
+	for _, p := range a.open {
+		a.batch = append(a.batch, p)
+	}
+	slices.SortFunc(a.batch, func(x, y *openPacket) int { return cmpInt64(x.last, y.last) })
+	a.batch = a.batch[:max(1, len(a.batch)/8)]
+	for _, p := range a.batch {
+		delete(a.open, p.key)
+	}
+	return a.emitBatch()
+}
+
+func (a *Analyzer) emitBatch() error {
+	slices.SortFunc(a.batch, func(x, y *openPacket) int {
+		if c := cmpInt64(x.Start(), y.Start()); c != 0 {
+			return c
+		}
+		return cmpUint64(x.ID, y.ID)
+	})
+	for i, p := range a.batch {
+		finish(&p.Packet)
+		if err := a.emit(&p.Packet); err != nil {
+			// Return the rest to the pool too.
+			a.free = append(a.free, a.batch[i:]...)
+			return err
+		}
+		a.free = append(a.free, p)
+	}
+	return nil
+}
+
+// Close completes every packet still open.
+func (a *Analyzer) Close() error { return a.sweep(true) }
+
+// Open returns the number of packets currently open.
+func (a *Analyzer) Open() int { return len(a.open) }
+
+func cmpInt64(a, b int64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+func cmpUint64(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// finish orders the hops, marks changes and classifies the outcome.
+func finish(p *Packet) {
+	slices.SortStableFunc(p.Hops, func(x, y Hop) int { return cmpInt64(x.Time, y.Time) })
+	for i := 1; i < len(p.Hops); i++ {
+		p.Hops[i].Changed = diff(&p.Hops[i-1], &p.Hops[i])
+	}
+	p.Outcome = classify(p)
+}
+
+// diff says what changed from hop a to hop b.
+func diff(a, b *Hop) Change {
+	var c Change
+	if a.Meta.Dev != b.Meta.Dev || a.Meta.Ifindex != b.Meta.Ifindex {
+		c |= ChangedDev
+	}
+	if a.Meta.NetNS != b.Meta.NetNS {
+		c |= ChangedNetNS
+	}
+	if a.Meta.Len != b.Meta.Len || a.OrigLen != b.OrigLen && a.Meta.Hook == "" {
+		c |= ChangedLen
+	}
+	if a.Meta.Mark != b.Meta.Mark {
+		c |= ChangedMark
+	}
+	fa, fb := &a.Flow, &b.Flow
+	if !fa.Src.IsValid() || !fb.Src.IsValid() {
+		return c
+	}
+	if fa.EtherType != fb.EtherType || fa.Proto != fb.Proto {
+		return c | ChangedProto
+	}
+	if fa.Src != fb.Src || fa.Dst != fb.Dst {
+		c |= ChangedAddr
+	}
+	if fa.HasPorts && fb.HasPorts && (fa.SrcPort != fb.SrcPort || fa.DstPort != fb.DstPort) {
+		c |= ChangedPort
+	}
+	return c
+}
+
+// Hooks that show the packet's data reached a process.
+func isDeliveryHook(hook string) bool {
+	return hook == "skb_copy_datagram_iovec"
+}
+
+// Functions whose free of an skb follows its delivery to a socket.
+var deliveredFreeFunctions = map[string]bool{
+	"skb_consume_udp":          true,
+	"raw_recvmsg":              true,
+	"packet_recvmsg":           true,
+	"tcp_recvmsg":              true,
+	"unix_stream_read_generic": true,
+}
+
+func isTransmitHook(hook string) bool {
+	return hook == "net_dev_xmit" || hook == "net_dev_start_xmit"
+}
+
+func isReceiveHook(hook string) bool {
+	return strings.HasPrefix(hook, "netif_receive_skb") || strings.HasPrefix(hook, "netif_rx") ||
+		strings.HasPrefix(hook, "napi_gro_")
+}
+
+// classify decides how the packet's path ended.
+func classify(p *Packet) Outcome {
+	if !p.HasMeta || len(p.Hops) == 0 {
+		return Outcome{Kind: Unknown}
+	}
+	var deliveredAt, freedAt, lastTx, lastRx = -1, -1, -1, -1
+	for i := range p.Hops {
+		h := p.Hops[i].Meta.Hook
+		switch {
+		case isDeliveryHook(h):
+			deliveredAt = i
+		case isFreeHook(h):
+			freedAt = i
+		case isTransmitHook(h):
+			lastTx = i
+		case isReceiveHook(h):
+			lastRx = i
+		}
+	}
+	at := func(i int, kind OutcomeKind) Outcome {
+		h := &p.Hops[i]
+		return Outcome{Kind: kind, Hook: h.Meta.Hook, Dev: h.Meta.Dev, NetNS: h.Meta.NetNS, Location: h.Meta.Location}
+	}
+	if freedAt >= 0 {
+		f := &p.Hops[freedAt]
+		switch {
+		case deliveredAt >= 0:
+			o := at(deliveredAt, Delivered)
+			o.Location = f.Meta.Location
+			return o
+		case f.Meta.Hook == "kfree_skb" || f.Meta.HasDrop:
+			o := at(freedAt, Dropped)
+			o.Reason = f.Meta.Reason
+			return o
+		case deliveredFreeFunctions[LocationFunction(f.Meta.Location)]:
+			return at(freedAt, Delivered)
+		case lastTx >= 0 && lastTx > lastRx:
+			o := at(lastTx, Transmitted)
+			o.Location = f.Meta.Location
+			return o
+		default:
+			return at(freedAt, Consumed)
+		}
+	}
+	if deliveredAt >= 0 {
+		return at(deliveredAt, Delivered)
+	}
+	if lastTx >= 0 && lastTx == len(p.Hops)-1 {
+		return at(lastTx, Transmitted)
+	}
+	return Outcome{Kind: Unknown, Hook: p.Hops[len(p.Hops)-1].Meta.Hook}
+}
+
+// parseFlow reads addresses and ports from an Ethernet frame (a header
+// synthesized by the recorder carries the right EtherType too).
+func parseFlow(b []byte) Flow {
+	var f Flow
+	if len(b) < 14 {
+		return f
+	}
+	et := binary.BigEndian.Uint16(b[12:])
+	off := 14
+	for (et == 0x8100 || et == 0x88a8) && len(b) >= off+4 {
+		et = binary.BigEndian.Uint16(b[off+2:])
+		off += 4
+	}
+	f.EtherType = et
+	b = b[off:]
+	var l4 []byte
+	switch et {
+	case 0x0800:
+		if len(b) < 20 || b[0]>>4 != 4 {
+			return f
+		}
+		ihl := int(b[0]&0xf) * 4
+		f.Proto = b[9]
+		f.Src = netip.AddrFrom4([4]byte(b[12:16]))
+		f.Dst = netip.AddrFrom4([4]byte(b[16:20]))
+		fragOff := binary.BigEndian.Uint16(b[6:]) & 0x1fff
+		if ihl >= 20 && len(b) >= ihl && fragOff == 0 {
+			l4 = b[ihl:]
+		}
+	case 0x86dd:
+		if len(b) < 40 || b[0]>>4 != 6 {
+			return f
+		}
+		f.Src = netip.AddrFrom16([16]byte(b[8:24]))
+		f.Dst = netip.AddrFrom16([16]byte(b[24:40]))
+		next, rest := b[6], b[40:]
+		for i := 0; i < 8; i++ {
+			switch next {
+			case 0, 43, 60: // hop-by-hop, routing, destination options
+				if len(rest) < 8 {
+					return f
+				}
+				n := (int(rest[1]) + 1) * 8
+				if len(rest) < n {
+					return f
+				}
+				next, rest = rest[0], rest[n:]
+				continue
+			case 44: // fragment
+				if len(rest) < 8 {
+					return f
+				}
+				if binary.BigEndian.Uint16(rest[2:])&0xfff8 != 0 {
+					f.Proto = rest[0]
+					return f
+				}
+				next, rest = rest[0], rest[8:]
+				continue
+			}
+			break
+		}
+		f.Proto = next
+		l4 = rest
+	default:
+		return f
+	}
+	switch f.Proto {
+	case 6, 17, 132, 136: // TCP, UDP, SCTP, UDP-Lite
+		if len(l4) >= 4 {
+			f.SrcPort = binary.BigEndian.Uint16(l4)
+			f.DstPort = binary.BigEndian.Uint16(l4[2:])
+			f.HasPorts = true
+		}
+	}
+	return f
+}

@@ -1,0 +1,186 @@
+package paths
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+
+	"github.com/parquet-go/parquet-go"
+	"github.com/parquet-go/parquet-go/compress/zstd"
+)
+
+// Row is one event of a recording as exported for analytical databases
+// (schema in docs/FORMAT.md, "analyze export").
+type Row struct {
+	File     int32  `parquet:"file" json:"file"`
+	Frame    int64  `parquet:"frame" json:"frame"`
+	ID       uint64 `parquet:"id" json:"id"`
+	TS       int64  `parquet:"ts,timestamp(nanosecond)" json:"ts"`
+	Kind     string `parquet:"kind,dict" json:"kind"`
+	Hook     string `parquet:"hook,dict" json:"hook"`
+	Dev      string `parquet:"dev,dict" json:"dev"`
+	NetNS    uint32 `parquet:"netns" json:"netns"`
+	Ifindex  uint32 `parquet:"ifindex" json:"ifindex"`
+	Len      uint32 `parquet:"len" json:"len"`
+	CapLen   uint32 `parquet:"caplen" json:"caplen"`
+	SKB      uint64 `parquet:"skb" json:"skb"`
+	CPU      uint32 `parquet:"cpu" json:"cpu"`
+	PID      uint32 `parquet:"pid" json:"pid"`
+	TID      uint32 `parquet:"tid" json:"tid"`
+	Comm     string `parquet:"comm,dict" json:"comm"`
+	Mark     uint32 `parquet:"mark" json:"mark"`
+	Proto    uint16 `parquet:"proto" json:"proto"`
+	Reason   string `parquet:"reason,dict" json:"reason"`
+	Location string `parquet:"location,dict" json:"location"`
+	Src      string `parquet:"src" json:"src"`
+	Dst      string `parquet:"dst" json:"dst"`
+	L4Proto  uint8  `parquet:"l4proto" json:"l4proto"`
+	SrcPort  uint16 `parquet:"sport" json:"sport"`
+	DstPort  uint16 `parquet:"dport" json:"dport"`
+	Lost     uint64 `parquet:"lost_before" json:"lost_before"`
+}
+
+// rowOf fills r from an event.
+func rowOf(r *Row, ev *Event, lost uint64) {
+	m := &ev.Meta
+	f := parseFlow(ev.Data)
+	*r = Row{
+		File: int32(ev.File), Frame: ev.Frame, ID: ev.ID, TS: ev.Time,
+		Kind: m.Kind, Hook: m.Hook, Dev: m.Dev, NetNS: m.NetNS, Ifindex: m.Ifindex,
+		Len: m.Len, CapLen: uint32(len(ev.Data)), SKB: m.SKB, CPU: m.CPU, PID: m.PID, TID: m.TID,
+		Comm: m.Comm, Mark: m.Mark, Proto: m.Proto, Location: m.Location,
+		L4Proto: f.Proto, SrcPort: f.SrcPort, DstPort: f.DstPort, Lost: lost,
+	}
+	if !ev.HasMeta {
+		r.Kind, r.Hook, r.Len, r.Proto = "", "", ev.OrigLen, f.EtherType
+		if ev.Interface != nil {
+			r.Dev = ev.Interface.Name
+		}
+	}
+	if m.HasDrop && ev.HasMeta {
+		r.Reason = m.Reason
+	}
+	if f.Src.IsValid() {
+		r.Src, r.Dst = f.Src.String(), f.Dst.String()
+	}
+}
+
+// appendRowJSON appends r as one JSON line.
+func appendRowJSON(b []byte, r *Row) []byte {
+	b = append(b, `{"file":`...)
+	b = strconv.AppendInt(b, int64(r.File), 10)
+	b = append(b, `,"frame":`...)
+	b = strconv.AppendInt(b, r.Frame, 10)
+	b = append(b, `,"id":`...)
+	b = strconv.AppendUint(b, r.ID, 10)
+	b = append(b, `,"ts":`...)
+	b = strconv.AppendInt(b, r.TS, 10)
+	for _, kv := range [...]struct{ k, v string }{{"kind", r.Kind}, {"hook", r.Hook}, {"dev", r.Dev}} {
+		b = append(b, `,"`...)
+		b = append(b, kv.k...)
+		b = append(b, `":`...)
+		b = appendJSONString(b, kv.v)
+	}
+	for _, kv := range [...]struct {
+		k string
+		v uint64
+	}{{"netns", uint64(r.NetNS)}, {"ifindex", uint64(r.Ifindex)}, {"len", uint64(r.Len)}, {"caplen", uint64(r.CapLen)},
+		{"skb", r.SKB}, {"cpu", uint64(r.CPU)}, {"pid", uint64(r.PID)}, {"tid", uint64(r.TID)}} {
+		b = append(b, `,"`...)
+		b = append(b, kv.k...)
+		b = append(b, `":`...)
+		b = strconv.AppendUint(b, kv.v, 10)
+	}
+	b = append(b, `,"comm":`...)
+	b = appendJSONString(b, r.Comm)
+	b = append(b, `,"mark":`...)
+	b = strconv.AppendUint(b, uint64(r.Mark), 10)
+	b = append(b, `,"proto":`...)
+	b = strconv.AppendUint(b, uint64(r.Proto), 10)
+	b = append(b, `,"reason":`...)
+	b = appendJSONString(b, r.Reason)
+	b = append(b, `,"location":`...)
+	b = appendJSONString(b, r.Location)
+	b = append(b, `,"src":`...)
+	b = appendJSONString(b, r.Src)
+	b = append(b, `,"dst":`...)
+	b = appendJSONString(b, r.Dst)
+	b = append(b, `,"l4proto":`...)
+	b = strconv.AppendUint(b, uint64(r.L4Proto), 10)
+	b = append(b, `,"sport":`...)
+	b = strconv.AppendUint(b, uint64(r.SrcPort), 10)
+	b = append(b, `,"dport":`...)
+	b = strconv.AppendUint(b, uint64(r.DstPort), 10)
+	b = append(b, `,"lost_before":`...)
+	b = strconv.AppendUint(b, r.Lost, 10)
+	return append(b, "}\n"...)
+}
+
+// ExportFormat is an export file format.
+type ExportFormat string
+
+// Export formats.
+const (
+	ExportJSONL   ExportFormat = "jsonl"
+	ExportParquet ExportFormat = "parquet"
+)
+
+// Export writes every event of in to w as rows: JSON lines or a Parquet
+// file (zstd-compressed, row groups of 128k rows).
+func Export(in *Input, w io.Writer, format ExportFormat) error {
+	var (
+		row  Row
+		line []byte
+		pw   *parquet.GenericWriter[Row]
+		rows []Row
+	)
+	switch format {
+	case ExportJSONL:
+	case ExportParquet:
+		pw = parquet.NewGenericWriter[Row](w, parquet.Compression(&zstd.Codec{}))
+		rows = make([]Row, 0, 1024)
+	default:
+		return fmt.Errorf("unknown export format %q (want jsonl or parquet)", format)
+	}
+	flush := func() error {
+		if len(rows) == 0 {
+			return nil
+		}
+		_, err := pw.Write(rows)
+		rows = rows[:0]
+		return err
+	}
+	for {
+		ev, err := in.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		rowOf(&row, ev, 0)
+		if pw == nil {
+			line = appendRowJSON(line[:0], &row)
+			if _, err := w.Write(line); err != nil {
+				return err
+			}
+			continue
+		}
+		rows = append(rows, row)
+		if len(rows) == cap(rows) {
+			if err := flush(); err != nil {
+				return fmt.Errorf("write parquet: %w", err)
+			}
+		}
+	}
+	if pw != nil {
+		if err := flush(); err != nil {
+			return fmt.Errorf("write parquet: %w", err)
+		}
+		if err := pw.Close(); err != nil {
+			return fmt.Errorf("write parquet: %w", err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,279 @@
+package paths
+
+import (
+	"bufio"
+	"container/heap"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync/atomic"
+
+	"github.com/pathcap/pathcap/kmeta"
+	"github.com/pathcap/pathcap/pcapng"
+)
+
+// Event is one packet block of an input, decoded.
+type Event struct {
+	// ID is the tracking id (epb_packetid); HasID says it was present.
+	ID    uint64
+	HasID bool
+	// Time is in nanoseconds since the epoch.
+	Time int64
+	// Meta is the pathcap metadata; HasMeta says the block had it.
+	Meta    kmeta.Event
+	HasMeta bool
+	// Interface is the block's interface description.
+	Interface *pcapng.Interface
+	// Data aliases the reader's buffer: valid until the next call to Next.
+	Data    []byte
+	OrigLen uint32
+	// File is the index of the input file, Frame the block's frame number
+	// in it (from 1), Recording identifies the recording the file belongs
+	// to (files with the same section header are parts of one recording).
+	File      int
+	Frame     int64
+	Recording int
+}
+
+// InputError is an error in one input file.
+type InputError struct {
+	File string
+	Err  error
+}
+
+func (e *InputError) Error() string { return e.File + ": " + e.Err.Error() }
+
+// Unwrap returns the cause.
+func (e *InputError) Unwrap() error { return e.Err }
+
+// fileInput reads one file.
+type fileInput struct {
+	name   string
+	index  int
+	f      *os.File
+	size   int64
+	count  *countingReader
+	r      *pcapng.Reader
+	parser *kmeta.Parser
+	ev     Event
+	frame  int64
+	done   bool
+}
+
+type countingReader struct {
+	r io.Reader
+	n atomic.Int64 // read by Progress from another goroutine
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+// Input merges the events of several files in time order. Rotated parts of
+// one recording and recordings made at the same time on several hosts are
+// both handled: the next event is always the earliest pending one.
+type Input struct {
+	files      []*fileInput
+	queue      fileHeap
+	started    bool
+	recordings map[string]int
+	current    *fileInput
+	// Strict makes a pathcap comment that does not parse an error; by
+	// default such an event is kept without metadata.
+	Strict bool
+	// BadComments counts pathcap comments that did not parse.
+	BadComments int
+	// Truncated lists the files that end inside a block; their complete
+	// blocks were read.
+	Truncated []error
+}
+
+// Open opens the named files. "-" reads standard input.
+func Open(names []string) (*Input, error) {
+	if len(names) == 0 {
+		return nil, errors.New("no input files")
+	}
+	in := &Input{recordings: make(map[string]int)}
+	parser := kmeta.NewParser()
+	for i, name := range names {
+		fi := &fileInput{name: name, index: i, parser: parser}
+		var src io.Reader
+		if name == "-" {
+			src = os.Stdin
+		} else {
+			f, err := os.Open(name)
+			if err != nil {
+				in.Close()
+				return nil, fmt.Errorf("open input: %w", err)
+			}
+			fi.f = f
+			if st, err := f.Stat(); err == nil {
+				fi.size = st.Size()
+			}
+			src = f
+		}
+		fi.count = &countingReader{r: bufio.NewReaderSize(src, 1<<20)}
+		r, err := pcapng.NewReader(fi.count)
+		if err != nil {
+			in.Close()
+			return nil, &InputError{File: name, Err: err}
+		}
+		fi.r = r
+		in.files = append(in.files, fi)
+	}
+	return in, nil
+}
+
+// Close closes the files.
+func (in *Input) Close() error {
+	var first error
+	for _, f := range in.files {
+		if f.f != nil {
+			if err := f.f.Close(); err != nil && first == nil {
+				first = err
+			}
+		}
+	}
+	return first
+}
+
+// Progress returns the bytes read so far and the total size of the inputs
+// (0 when a size is unknown, e.g. standard input). It may be called from
+// another goroutine.
+func (in *Input) Progress() (read, total int64) {
+	for _, f := range in.files {
+		read += f.count.n.Load()
+		if f.size == 0 {
+			return read, 0
+		}
+		total += f.size
+	}
+	return read, total
+}
+
+// advance reads the next packet of f into f.ev; it sets f.done at the end.
+func (in *Input) advance(f *fileInput) error {
+	for {
+		typ, err := f.r.Next()
+		if err == io.EOF {
+			f.done = true
+			return nil
+		}
+		if err != nil {
+			f.done = true
+			if errors.Is(err, pcapng.ErrTruncated) {
+				// A recording cut short (the recorder was killed):
+				// everything before the cut is good.
+				in.Truncated = append(in.Truncated, &InputError{File: f.name, Err: err})
+				return nil
+			}
+			return &InputError{File: f.name, Err: err}
+		}
+		switch {
+		case typ == pcapng.BlockSectionHeader:
+			s := f.r.Section()
+			key := s.Hardware + "\x00" + s.OS + "\x00" + s.UserApplication + "\x00" + strings.Join(s.Comments, "\x00")
+			id, ok := in.recordings[key]
+			if !ok {
+				id = len(in.recordings)
+				in.recordings[key] = id
+			}
+			f.ev.Recording = id
+		case typ.IsPacket():
+			f.frame++
+			if err := in.decode(f, f.r.Packet()); err != nil {
+				return err
+			}
+			return nil
+		}
+	}
+}
+
+func (in *Input) decode(f *fileInput, p *pcapng.Packet) error {
+	ev := &f.ev
+	ev.File = f.index
+	ev.Frame = f.frame
+	ev.Time = p.Timestamp.UnixNano()
+	ev.Interface = p.Interface
+	ev.Data = p.Data
+	ev.OrigLen = p.OriginalLength
+	ev.ID, ev.HasID = p.Options.PacketID, p.Options.HasPacketID
+	ev.HasMeta = false
+	for _, c := range p.Options.Comments {
+		if !kmeta.IsMetadata(c) {
+			continue
+		}
+		err := f.parser.Parse(c, &ev.Meta)
+		if err == nil {
+			ev.HasMeta = true
+			break
+		}
+		if errors.Is(err, kmeta.ErrNotMetadata) {
+			continue
+		}
+		in.BadComments++
+		if in.Strict {
+			return &InputError{File: f.name, Err: fmt.Errorf("frame %d: %w", f.frame, err)}
+		}
+	}
+	return nil
+}
+
+// Next returns the earliest pending event of all inputs, or io.EOF. The
+// event is valid until the next call.
+func (in *Input) Next() (*Event, error) {
+	if !in.started {
+		in.started = true
+		for _, f := range in.files {
+			if err := in.advance(f); err != nil {
+				return nil, err
+			}
+			if !f.done {
+				in.queue = append(in.queue, f)
+			}
+		}
+		heap.Init(&in.queue)
+	} else if in.current != nil {
+		// The previous event's file moves on only now, so that its event
+		// stayed valid until this call.
+		f := in.current
+		if err := in.advance(f); err != nil {
+			return nil, err
+		}
+		if f.done {
+			heap.Pop(&in.queue)
+		} else {
+			heap.Fix(&in.queue, 0)
+		}
+	}
+	in.current = nil
+	if len(in.queue) == 0 {
+		return nil, io.EOF
+	}
+	f := in.queue[0]
+	in.current = f
+	return &f.ev, nil
+}
+
+// fileHeap orders files by the time of their pending event.
+type fileHeap []*fileInput
+
+func (h fileHeap) Len() int { return len(h) }
+func (h fileHeap) Less(i, j int) bool {
+	if h[i].ev.Time != h[j].ev.Time {
+		return h[i].ev.Time < h[j].ev.Time
+	}
+	return h[i].index < h[j].index
+}
+func (h fileHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
+func (h *fileHeap) Push(x any)   { *h = append(*h, x.(*fileInput)) }
+func (h *fileHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}

@@ -1,0 +1,343 @@
+package paths
+
+import (
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// TextOptions controls the text report.
+type TextOptions struct {
+	// Color adds ANSI colours (for terminals).
+	Color bool
+	// Width is the terminal width; long lines are cut to it (0: no limit).
+	Width int
+	// TopPaths is how many of the most common paths the summary lists.
+	TopPaths int
+}
+
+const (
+	ansiReset = "\x1b[0m"
+	ansiBold  = "\x1b[1m"
+	ansiRed   = "\x1b[31m"
+	ansiGreen = "\x1b[32m"
+	ansiYell  = "\x1b[33m"
+	ansiBlue  = "\x1b[34m"
+	ansiDim   = "\x1b[2m"
+)
+
+func (o TextOptions) paint(color, s string) string {
+	if !o.Color || s == "" {
+		return s
+	}
+	return color + s + ansiReset
+}
+
+func outcomeColor(k OutcomeKind) string {
+	switch k {
+	case Dropped:
+		return ansiRed
+	case Delivered, Transmitted:
+		return ansiGreen
+	case Consumed:
+		return ansiBlue
+	}
+	return ansiYell
+}
+
+// FormatDuration formats ns compactly: "850ns", "12.3µs", "4.56ms", "1.20s".
+func FormatDuration(ns int64) string {
+	d := time.Duration(ns)
+	switch {
+	case d < time.Microsecond && d > -time.Microsecond:
+		return strconv.FormatInt(ns, 10) + "ns"
+	case d < time.Millisecond && d > -time.Millisecond:
+		return strconv.FormatFloat(float64(ns)/1e3, 'f', 1, 64) + "µs"
+	case d < time.Second && d > -time.Second:
+		return strconv.FormatFloat(float64(ns)/1e6, 'f', 2, 64) + "ms"
+	}
+	return strconv.FormatFloat(float64(ns)/1e9, 'f', 2, 64) + "s"
+}
+
+// OutcomeText describes an outcome in words: "dropped: NO_SOCKET at
+// ping_rcv+0xab", "transmitted on veth0", ...
+func OutcomeText(o *Outcome) string {
+	s := o.Kind.String()
+	switch o.Kind {
+	case Dropped:
+		s += ": " + o.Reason
+		if o.Location != "" {
+			s += " at " + o.Location
+		}
+	case Transmitted:
+		if o.Dev != "" {
+			s += " on " + o.Dev
+		}
+	case Delivered:
+		if o.Location != "" {
+			s += " (freed at " + o.Location + ")"
+		}
+	case Consumed:
+		if o.Location != "" {
+			s += " at " + o.Location
+		}
+	case Unknown:
+		if o.Hook != "" {
+			s += " (last seen at " + o.Hook + ")"
+		}
+	}
+	return s
+}
+
+// FlowText describes a hop's flow: "10.0.0.1 > 10.0.0.2 ICMP",
+// "10.0.0.1:5353 > 10.0.0.2:53 UDP".
+func FlowText(f *Flow) string {
+	if !f.Src.IsValid() {
+		if f.EtherType != 0 {
+			return fmt.Sprintf("ethertype 0x%04x", f.EtherType)
+		}
+		return ""
+	}
+	proto := protoName(f.Proto)
+	if f.HasPorts {
+		return fmt.Sprintf("%s > %s %s", hostPort(f.Src.String(), f.SrcPort), hostPort(f.Dst.String(), f.DstPort), proto)
+	}
+	return fmt.Sprintf("%s > %s %s", f.Src, f.Dst, proto)
+}
+
+func hostPort(h string, p uint16) string {
+	if strings.Contains(h, ":") {
+		return "[" + h + "]:" + strconv.Itoa(int(p))
+	}
+	return h + ":" + strconv.Itoa(int(p))
+}
+
+func protoName(p uint8) string {
+	switch p {
+	case 1:
+		return "ICMP"
+	case 2:
+		return "IGMP"
+	case 6:
+		return "TCP"
+	case 17:
+		return "UDP"
+	case 47:
+		return "GRE"
+	case 50:
+		return "ESP"
+	case 58:
+		return "ICMPv6"
+	case 132:
+		return "SCTP"
+	}
+	return "proto " + strconv.Itoa(int(p))
+}
+
+// WritePacketText writes one packet's path, aligned.
+func WritePacketText(w io.Writer, p *Packet, o TextOptions) error {
+	var b strings.Builder
+	head := fmt.Sprintf("packet %d", p.ID)
+	b.WriteString(o.paint(ansiBold, head))
+	b.WriteString("  ")
+	b.WriteString(o.paint(outcomeColor(p.Outcome.Kind), OutcomeText(&p.Outcome)))
+	fmt.Fprintf(&b, "  (%d hops, %s)", len(p.Hops)+p.DroppedHops, FormatDuration(p.Duration()))
+	if len(p.Hops) > 0 {
+		if ft := FlowText(&p.Hops[0].Flow); ft != "" {
+			b.WriteString("  " + ft)
+		}
+	}
+	if p.Parent != 0 {
+		fmt.Fprintf(&b, "  clone of %d", p.Parent)
+	}
+	if len(p.Children) > 0 {
+		fmt.Fprintf(&b, "  clones: %v", p.Children)
+	}
+	line(&b, w, o)
+
+	hookW, devW, nsW := 4, 3, 5
+	for i := range p.Hops {
+		h := &p.Hops[i]
+		hookW = max(hookW, len(hookLabel(h)))
+		devW = max(devW, len(h.Meta.Dev))
+		nsW = max(nsW, len(nsLabel(h)))
+	}
+	t0 := p.Start()
+	for i := range p.Hops {
+		h := &p.Hops[i]
+		b.Reset()
+		fmt.Fprintf(&b, "  %9s  %-*s  %-*s  %-*s  len %-5d", "+"+FormatDuration(h.Time-t0), hookW, hookLabel(h), devW, h.Meta.Dev, nsW, nsLabel(h), hopLen(h))
+		var extra []string
+		if h.Meta.HasDrop {
+			extra = append(extra, o.paint(ansiRed, "drop "+h.Meta.Reason))
+		}
+		if h.Meta.Location != "" {
+			extra = append(extra, "at "+h.Meta.Location)
+		}
+		if h.Changed != 0 {
+			c := "changed " + h.Changed.String()
+			if h.Changed&(ChangedAddr|ChangedPort|ChangedProto) != 0 {
+				c += ": " + FlowText(&h.Flow)
+			}
+			extra = append(extra, o.paint(ansiYell, c))
+		}
+		if len(extra) > 0 {
+			b.WriteString("  " + strings.Join(extra, "  "))
+		}
+		line(&b, w, o)
+	}
+	if p.Truncated {
+		fmt.Fprintf(w, "  ... %d more hops not kept\n", p.DroppedHops)
+	}
+	_, err := io.WriteString(w, "\n")
+	return err
+}
+
+func hookLabel(h *Hop) string {
+	if h.Meta.Hook == "" {
+		return "capture"
+	}
+	return h.Meta.Kind + ":" + h.Meta.Hook
+}
+
+func nsLabel(h *Hop) string {
+	if h.Meta.NetNS == 0 {
+		return ""
+	}
+	if h.NSName != "" {
+		return "netns " + h.NSName
+	}
+	return "netns " + strconv.FormatUint(uint64(h.Meta.NetNS), 10)
+}
+
+func hopLen(h *Hop) uint32 {
+	if h.Meta.Hook == "" {
+		return h.OrigLen
+	}
+	return h.Meta.Len
+}
+
+// line writes b as one line, cut to the width (counting runes, ignoring
+// colour codes only roughly: cut lines lose their colour reset, so one is
+// added).
+func line(b *strings.Builder, w io.Writer, o TextOptions) {
+	s := strings.TrimRight(b.String(), " ")
+	if o.Width > 0 && !o.Color && len(s) > o.Width {
+		r := []rune(s)
+		if len(r) > o.Width {
+			s = string(r[:o.Width-1]) + "…"
+		}
+	}
+	io.WriteString(w, s+"\n")
+	b.Reset()
+}
+
+// WriteSummaryText writes the summary: outcomes, drop reasons and
+// locations, the most common paths, per-hop latency and devices.
+func WriteSummaryText(w io.Writer, s *Summary, o TextOptions) error {
+	var b strings.Builder
+	span := ""
+	if s.Last > s.First {
+		span = ", " + FormatDuration(s.Last-s.First)
+	}
+	fmt.Fprintf(&b, "%s %d packets, %d events%s", o.paint(ansiBold, "Summary:"), s.Packets, s.Events, span)
+	line(&b, w, o)
+
+	b.WriteString(o.paint(ansiBold, "Outcomes:"))
+	line(&b, w, o)
+	for _, c := range s.Outcomes() {
+		k, _ := ParseOutcome(c.Name)
+		fmt.Fprintf(&b, "  %-12s %9d  %5.1f%%", o.paint(outcomeColor(k), c.Name), c.Count, pct(c.Count, s.Packets))
+		if o.Color {
+			// The colour codes take no room on screen.
+			b.Reset()
+			fmt.Fprintf(&b, "  %s%s %9d  %5.1f%%", o.paint(outcomeColor(k), c.Name), strings.Repeat(" ", max(0, 12-len(c.Name))), c.Count, pct(c.Count, s.Packets))
+		}
+		line(&b, w, o)
+	}
+
+	if drops := s.Drops(); len(drops) > 0 {
+		b.WriteString(o.paint(ansiBold, "Drop reasons:"))
+		line(&b, w, o)
+		rw := 6
+		for _, d := range drops {
+			rw = max(rw, len(d.Reason))
+		}
+		for _, d := range drops {
+			fmt.Fprintf(&b, "  %-*s %9d", rw, d.Reason, d.Count)
+			line(&b, w, o)
+			for i, l := range d.Locations {
+				if i == 5 {
+					fmt.Fprintf(&b, "  %*s   ... %d more locations", rw, "", len(d.Locations)-5)
+					line(&b, w, o)
+					break
+				}
+				loc := l.Name
+				if loc == "" {
+					loc = "(location unknown)"
+				}
+				fmt.Fprintf(&b, "  %*s   %9d  at %s", rw, "", l.Count, loc)
+				line(&b, w, o)
+			}
+		}
+	}
+
+	top := o.TopPaths
+	if top <= 0 {
+		top = 10
+	}
+	if paths := s.Paths(top); len(paths) > 0 {
+		b.WriteString(o.paint(ansiBold, "Most common paths:"))
+		line(&b, w, o)
+		for _, c := range paths {
+			fmt.Fprintf(&b, "  %9d  %s", c.Count, strings.ReplaceAll(c.Name, ">", " > "))
+			line(&b, w, o)
+		}
+	}
+
+	if lat := s.Latencies(); len(lat) > 0 {
+		pw := 4
+		for _, l := range lat {
+			pw = max(pw, len(l.From)+3+len(l.To))
+		}
+		fmt.Fprintf(&b, "%s %*s %9s %9s %9s %9s %9s", o.paint(ansiBold, "Per-hop latency:"), pw-16+2, "", "count", "p50", "p90", "p99", "max")
+		line(&b, w, o)
+		for _, l := range lat {
+			h := l.Hist
+			fmt.Fprintf(&b, "  %-*s %9d %9s %9s %9s %9s", pw, l.From+" > "+l.To, h.Count(),
+				FormatDuration(h.Quantile(0.5)), FormatDuration(h.Quantile(0.9)), FormatDuration(h.Quantile(0.99)), FormatDuration(h.Max()))
+			line(&b, w, o)
+		}
+	}
+
+	if places := s.Places(); len(places) > 0 {
+		b.WriteString(o.paint(ansiBold, "Devices and namespaces:"))
+		line(&b, w, o)
+		dw := 5
+		for _, p := range places {
+			dw = max(dw, len(p.Dev))
+		}
+		for _, p := range places {
+			dev := p.Dev
+			if dev == "" {
+				dev = "(none)"
+			}
+			ns := strconv.FormatUint(uint64(p.NetNS), 10)
+			if p.NSName != "" {
+				ns += " (" + p.NSName + ")"
+			}
+			fmt.Fprintf(&b, "  %-*s  netns %-28s %9d events", dw, dev, ns, p.Events)
+			line(&b, w, o)
+		}
+	}
+	return nil
+}
+
+func pct(n, of uint64) float64 {
+	if of == 0 {
+		return 0
+	}
+	return 100 * float64(n) / float64(of)
+}

@@ -1,0 +1,311 @@
+package paths
+
+import (
+	"math"
+	"math/bits"
+	"slices"
+	"strings"
+)
+
+// Histogram counts durations in log-linear buckets (16 per power of two),
+// so quantiles are within about 6% of the true value in constant memory.
+type Histogram struct {
+	counts [64 * 16]uint64
+	n      uint64
+	max    int64
+	sum    float64
+}
+
+func bucketOf(v int64) int {
+	if v < 16 {
+		if v < 0 {
+			return 0
+		}
+		return int(v)
+	}
+	e := bits.Len64(uint64(v)) - 5 // v >> e is in [16, 32)
+	return (e+1)*16 + int(uint64(v)>>e) - 16
+}
+
+func bucketLow(b int) int64 {
+	if b < 16 {
+		return int64(b)
+	}
+	e := b/16 - 1
+	return int64(b%16+16) << e
+}
+
+// Add counts one duration in ns.
+func (h *Histogram) Add(v int64) {
+	h.counts[bucketOf(v)]++
+	h.n++
+	h.sum += float64(v)
+	if v > h.max {
+		h.max = v
+	}
+}
+
+// Count returns the number of durations added.
+func (h *Histogram) Count() uint64 { return h.n }
+
+// Max returns the largest duration added.
+func (h *Histogram) Max() int64 { return h.max }
+
+// Mean returns the average duration.
+func (h *Histogram) Mean() float64 {
+	if h.n == 0 {
+		return 0
+	}
+	return h.sum / float64(h.n)
+}
+
+// Quantile returns the q-quantile (0..1): the lower bound of the bucket
+// holding it, never above Max.
+func (h *Histogram) Quantile(q float64) int64 {
+	if h.n == 0 {
+		return 0
+	}
+	rank := uint64(math.Ceil(q * float64(h.n)))
+	if rank < 1 {
+		rank = 1
+	}
+	var seen uint64
+	for b, c := range h.counts {
+		seen += c
+		if seen >= rank {
+			return min(bucketLow(b), h.max)
+		}
+	}
+	return h.max
+}
+
+// Count is a name with a count.
+type Count struct {
+	Name  string
+	Count uint64
+}
+
+// DropStat is one drop reason's count and where it happened.
+type DropStat struct {
+	Reason    string
+	Count     uint64
+	Locations []Count // most frequent first
+}
+
+// HopLatency is the latency between two consecutive hooks.
+type HopLatency struct {
+	From, To string
+	Hist     *Histogram
+}
+
+// Place is a device in a network namespace, with its event count.
+type Place struct {
+	Dev    string
+	NetNS  uint32
+	NSName string
+	Events uint64
+}
+
+// limits on the distinct values a Summary keeps, so that its memory does
+// not grow with the input.
+const (
+	maxDistinctPaths     = 1 << 14
+	maxDistinctPairs     = 1 << 12
+	maxDistinctLocations = 1 << 12
+	maxDistinctPlaces    = 1 << 14
+	otherName            = "(other)"
+)
+
+// Summary accumulates statistics over packets.
+type Summary struct {
+	Packets   uint64
+	Events    uint64
+	First     int64 // earliest hop time
+	Last      int64 // latest hop time
+	outcomes  [len(outcomeNames)]uint64
+	drops     map[string]*dropAcc
+	paths     map[string]uint64
+	pairs     map[[2]string]*Histogram
+	places    map[placeKey]*Place
+	locations int
+}
+
+type dropAcc struct {
+	count uint64
+	locs  map[string]uint64
+}
+
+type placeKey struct {
+	dev   string
+	netns uint32
+}
+
+// NewSummary returns an empty Summary.
+func NewSummary() *Summary {
+	return &Summary{
+		drops:  make(map[string]*dropAcc),
+		paths:  make(map[string]uint64),
+		pairs:  make(map[[2]string]*Histogram),
+		places: make(map[placeKey]*Place),
+	}
+}
+
+// Add counts one packet.
+func (s *Summary) Add(p *Packet) {
+	s.Packets++
+	s.Events += uint64(len(p.Hops) + p.DroppedHops)
+	if len(p.Hops) > 0 {
+		if s.First == 0 || p.Hops[0].Time < s.First {
+			s.First = p.Hops[0].Time
+		}
+		if t := p.Hops[len(p.Hops)-1].Time; t > s.Last {
+			s.Last = t
+		}
+	}
+	s.outcomes[p.Outcome.Kind]++
+	if p.Outcome.Kind == Dropped {
+		d := s.drops[p.Outcome.Reason]
+		if d == nil {
+			d = &dropAcc{locs: make(map[string]uint64)}
+			s.drops[p.Outcome.Reason] = d
+		}
+		d.count++
+		loc := p.Outcome.Location
+		if _, ok := d.locs[loc]; !ok && s.locations >= maxDistinctLocations {
+			loc = otherName
+		} else if !ok {
+			s.locations++
+		}
+		d.locs[loc]++
+	}
+	path := p.PathString()
+	if _, ok := s.paths[path]; !ok && len(s.paths) >= maxDistinctPaths {
+		path = otherName
+	}
+	s.paths[path]++
+	for i := range p.Hops {
+		h := &p.Hops[i]
+		k := placeKey{h.Meta.Dev, h.Meta.NetNS}
+		pl := s.places[k]
+		if pl == nil {
+			if len(s.places) >= maxDistinctPlaces {
+				k = placeKey{otherName, 0}
+				pl = s.places[k]
+			}
+			if pl == nil {
+				pl = &Place{Dev: k.dev, NetNS: k.netns, NSName: h.NSName}
+				s.places[k] = pl
+			}
+		}
+		pl.Events++
+		if i == 0 {
+			continue
+		}
+		pk := [2]string{hopName(&p.Hops[i-1]), hopName(h)}
+		hist := s.pairs[pk]
+		if hist == nil {
+			if len(s.pairs) >= maxDistinctPairs {
+				pk = [2]string{otherName, otherName}
+				hist = s.pairs[pk]
+			}
+			if hist == nil {
+				hist = &Histogram{}
+				s.pairs[pk] = hist
+			}
+		}
+		hist.Add(h.Time - p.Hops[i-1].Time)
+	}
+}
+
+// Outcomes returns the count of each outcome kind, most frequent first
+// (kinds with no packet left out).
+func (s *Summary) Outcomes() []Count {
+	var out []Count
+	for k, n := range s.outcomes {
+		if n > 0 {
+			out = append(out, Count{OutcomeKind(k).String(), n})
+		}
+	}
+	sortCounts(out)
+	return out
+}
+
+// Drops returns the drop reasons, most frequent first, with their
+// locations.
+func (s *Summary) Drops() []DropStat {
+	var out []DropStat
+	for reason, d := range s.drops {
+		ds := DropStat{Reason: reason, Count: d.count}
+		for loc, n := range d.locs {
+			ds.Locations = append(ds.Locations, Count{loc, n})
+		}
+		sortCounts(ds.Locations)
+		out = append(out, ds)
+	}
+	slices.SortFunc(out, func(a, b DropStat) int {
+		if a.Count != b.Count {
+			return cmpUint64(b.Count, a.Count)
+		}
+		return strings.Compare(a.Reason, b.Reason)
+	})
+	return out
+}
+
+// Paths returns the n most common hook sequences (all if n <= 0).
+func (s *Summary) Paths(n int) []Count {
+	out := make([]Count, 0, len(s.paths))
+	for p, c := range s.paths {
+		out = append(out, Count{p, c})
+	}
+	sortCounts(out)
+	if n > 0 && len(out) > n {
+		out = out[:n]
+	}
+	return out
+}
+
+// Latencies returns the latency between consecutive hooks, most frequent
+// pairs first.
+func (s *Summary) Latencies() []HopLatency {
+	out := make([]HopLatency, 0, len(s.pairs))
+	for k, h := range s.pairs {
+		out = append(out, HopLatency{From: k[0], To: k[1], Hist: h})
+	}
+	slices.SortFunc(out, func(a, b HopLatency) int {
+		if a.Hist.n != b.Hist.n {
+			return cmpUint64(b.Hist.n, a.Hist.n)
+		}
+		if c := strings.Compare(a.From, b.From); c != 0 {
+			return c
+		}
+		return strings.Compare(a.To, b.To)
+	})
+	return out
+}
+
+// Places returns the devices and namespaces seen, most events first.
+func (s *Summary) Places() []Place {
+	out := make([]Place, 0, len(s.places))
+	for _, p := range s.places {
+		out = append(out, *p)
+	}
+	slices.SortFunc(out, func(a, b Place) int {
+		if a.Events != b.Events {
+			return cmpUint64(b.Events, a.Events)
+		}
+		if a.NetNS != b.NetNS {
+			return cmpUint64(uint64(a.NetNS), uint64(b.NetNS))
+		}
+		return strings.Compare(a.Dev, b.Dev)
+	})
+	return out
+}
+
+func sortCounts(c []Count) {
+	slices.SortFunc(c, func(a, b Count) int {
+		if a.Count != b.Count {
+			return cmpUint64(b.Count, a.Count)
+		}
+		return strings.Compare(a.Name, b.Name)
+	})
+}

@@ -1,0 +1,213 @@
+// Package paths rebuilds each packet's path through the kernel from the
+// events of pathcap recordings: it groups events by tracking id, orders
+// them in time, says what changed from hop to hop and classifies how the
+// packet's journey ended. It streams: memory grows with the number of
+// packets in flight within a time window, never with the size of the input.
+package paths
+
+import (
+	"net/netip"
+	"strings"
+
+	"github.com/pathcap/pathcap/kmeta"
+)
+
+// OutcomeKind is how a packet's path ended.
+type OutcomeKind uint8
+
+// Outcome kinds.
+const (
+	// Unknown: the packet was still in flight when the recording ended
+	// (or went quiet for longer than the analysis window).
+	Unknown OutcomeKind = iota
+	// Delivered: the packet reached a socket (its data was copied to a
+	// process, or it was freed after delivery).
+	Delivered
+	// Transmitted: the packet left on a device and was not seen again.
+	Transmitted
+	// Dropped: the kernel freed it with a drop reason (kfree_skb).
+	Dropped
+	// Consumed: the kernel freed it normally (consume_skb) without it
+	// reaching a socket or leaving on a device, e.g. an ICMP echo request
+	// answered by the kernel.
+	Consumed
+)
+
+var outcomeNames = [...]string{"unknown", "delivered", "transmitted", "dropped", "consumed"}
+
+// String returns the outcome's name: "unknown", "delivered",
+// "transmitted", "dropped" or "consumed".
+func (k OutcomeKind) String() string {
+	if int(k) < len(outcomeNames) {
+		return outcomeNames[k]
+	}
+	return "unknown"
+}
+
+// ParseOutcome returns the kind named s.
+func ParseOutcome(s string) (OutcomeKind, bool) {
+	for i, n := range outcomeNames {
+		if n == s {
+			return OutcomeKind(i), true
+		}
+	}
+	return 0, false
+}
+
+// Outcome is how and where a packet's path ended.
+type Outcome struct {
+	Kind OutcomeKind
+	// Reason is the drop reason (Dropped only), e.g. "NO_SOCKET".
+	Reason string
+	// Location is where the packet was freed, "function+0xoffset", when
+	// the recording knows it.
+	Location string
+	// Hook is the hook of the hop that decided the outcome.
+	Hook string
+	// Dev and NetNS are where that hop happened.
+	Dev   string
+	NetNS uint32
+}
+
+// Function returns the function part of Location ("ping_rcv" of
+// "ping_rcv+0xab"), without a module suffix.
+func (o *Outcome) Function() string {
+	return LocationFunction(o.Location)
+}
+
+// LocationFunction returns the function name of a "function+0xoffset
+// [module]" location.
+func LocationFunction(loc string) string {
+	if i := strings.IndexAny(loc, "+ "); i >= 0 {
+		return loc[:i]
+	}
+	return loc
+}
+
+// Change is a set of things that changed between two consecutive hops.
+type Change uint16
+
+// What can change between hops.
+const (
+	ChangedDev Change = 1 << iota
+	ChangedNetNS
+	ChangedLen
+	// ChangedAddr: source or destination address differs with the same
+	// protocols (network address translation).
+	ChangedAddr
+	// ChangedPort: a source or destination port differs.
+	ChangedPort
+	// ChangedProto: the network or transport protocol differs
+	// (encapsulation or decapsulation).
+	ChangedProto
+	ChangedMark
+)
+
+var changeNames = [...]string{"dev", "netns", "len", "addr", "port", "proto", "mark"}
+
+// Names returns the names of the changes, e.g. ["dev", "netns"].
+func (c Change) Names() []string {
+	var out []string
+	for i, n := range changeNames {
+		if c&(1<<i) != 0 {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// String returns the names joined by commas.
+func (c Change) String() string { return strings.Join(c.Names(), ",") }
+
+// Flow is the addresses, ports and protocols parsed from a hop's bytes.
+type Flow struct {
+	EtherType uint16
+	Proto     uint8 // IP protocol (after IPv6 extension headers)
+	Src, Dst  netip.Addr
+	SrcPort   uint16
+	DstPort   uint16
+	HasPorts  bool
+}
+
+// Hop is one event on a packet's path.
+type Hop struct {
+	// Time is the event's time in nanoseconds since the epoch.
+	Time int64
+	// Meta is the kernel metadata (Meta.Hook is empty for packets of
+	// captures without pathcap metadata).
+	Meta kmeta.Event
+	// NSName is the network namespace's name as the recording's
+	// interface description gives it ("" if unknown).
+	NSName string
+	// CapLen and OrigLen are the captured and original lengths.
+	CapLen  uint32
+	OrigLen uint32
+	// Flow is parsed from the packet bytes.
+	Flow Flow
+	// Changed says what differs from the previous hop.
+	Changed Change
+	// Frame is the event's frame number in its file (from 1), File the
+	// index of the file among the inputs.
+	Frame int64
+	File  int
+}
+
+// Packet is one packet's path.
+type Packet struct {
+	// ID is the tracking id (epb_packetid), or for captures without ids a
+	// number given by the analyzer.
+	ID uint64
+	// Parent is the id of the packet this one was cloned from (0: none);
+	// Children are the ids of clones seen while this packet was open.
+	Parent   uint64
+	Children []uint64
+	Hops     []Hop
+	Outcome  Outcome
+	// Data is the packet's bytes as first seen (only kept when
+	// Options.KeepData is set).
+	Data []byte
+	// Truncated reports that the packet hit Options.MaxHops: later hops
+	// were counted but not kept.
+	Truncated bool
+	// Dropped events counts hops beyond MaxHops.
+	DroppedHops int
+	// HasMeta reports that the packet's events carry pathcap metadata.
+	HasMeta bool
+	// FilterMatched reports that Options.Filter accepted one of its hops.
+	FilterMatched bool
+}
+
+// Start returns the time of the first hop (ns since the epoch).
+func (p *Packet) Start() int64 {
+	if len(p.Hops) == 0 {
+		return 0
+	}
+	return p.Hops[0].Time
+}
+
+// Duration returns the time from the first to the last hop in ns.
+func (p *Packet) Duration() int64 {
+	if len(p.Hops) == 0 {
+		return 0
+	}
+	return p.Hops[len(p.Hops)-1].Time - p.Hops[0].Time
+}
+
+// PathString returns the hook names joined by ">".
+func (p *Packet) PathString() string {
+	var b strings.Builder
+	for i := range p.Hops {
+		if i > 0 {
+			b.WriteByte('>')
+		}
+		b.WriteString(hopName(&p.Hops[i]))
+	}
+	return b.String()
+}
+
+func hopName(h *Hop) string {
+	if h.Meta.Hook == "" {
+		return "capture"
+	}
+	return h.Meta.Hook
+}

@@ -1,0 +1,176 @@
+package paths
+
+import (
+	"fmt"
+	"io"
+	"strconv"
+	"time"
+
+	"github.com/pathcap/pathcap/pcapng"
+)
+
+// ViewWriter writes the "path view": a pcap-ng file with one frame per
+// packet (its bytes as first seen) whose comments tell its whole path: one
+// "pathcap-path/1" summary comment, then one "pathcap-hop/1" comment per hop
+// (docs/FORMAT.md). The packet's tracking id is kept in epb_packetid.
+// Packets need Options.KeepData.
+type ViewWriter struct {
+	w      *pcapng.Writer
+	ifaces map[ifaceKey]uint32
+	pkt    pcapng.Packet
+	bufs   [][]byte
+}
+
+type ifaceKey struct {
+	dev   string
+	netns uint32
+}
+
+// NewViewWriter writes the section header and returns a ViewWriter.
+func NewViewWriter(w io.Writer, application string) (*ViewWriter, error) {
+	pw, err := pcapng.NewWriterSize(w, &pcapng.Section{
+		UserApplication: application,
+		Comments:        []string{"pathcap path view: one frame per packet, its path in the comments"},
+	}, 256<<10)
+	if err != nil {
+		return nil, err
+	}
+	return &ViewWriter{w: pw, ifaces: make(map[ifaceKey]uint32)}, nil
+}
+
+// Write writes one packet.
+func (v *ViewWriter) Write(p *Packet) error {
+	if len(p.Hops) == 0 {
+		return nil
+	}
+	first := &p.Hops[0]
+	key := ifaceKey{first.Meta.Dev, first.Meta.NetNS}
+	id, ok := v.ifaces[key]
+	if !ok {
+		name := key.dev
+		if name == "" {
+			name = "nodev"
+		}
+		desc := "netns " + strconv.FormatUint(uint64(key.netns), 10)
+		if first.NSName != "" {
+			desc += " (" + first.NSName + ")"
+		}
+		var err error
+		id, err = v.w.AddInterface(&pcapng.Interface{
+			LinkType:     pcapng.LinkTypeEthernet,
+			SnapLen:      0,
+			Name:         name,
+			Description:  desc + " (where the packet was first seen)",
+			TSResolution: pcapng.Nanoseconds,
+		})
+		if err != nil {
+			return err
+		}
+		v.ifaces[key] = id
+	}
+	v.bufs = v.bufs[:0]
+	v.bufs = append(v.bufs, appendPathComment(nil, p))
+	t0 := first.Time
+	for i := range p.Hops {
+		v.bufs = append(v.bufs, appendHopComment(nil, i+1, &p.Hops[i], t0))
+	}
+	data := p.Data
+	if len(data) > pcapng.MaxCaptureLength {
+		data = data[:pcapng.MaxCaptureLength]
+	}
+	orig := first.OrigLen
+	if orig < uint32(len(data)) {
+		orig = uint32(len(data))
+	}
+	v.pkt = pcapng.Packet{
+		InterfaceID:    id,
+		Timestamp:      time.Unix(0, t0),
+		Data:           data,
+		OriginalLength: orig,
+		Options: pcapng.PacketOptions{
+			Comments:    v.bufs,
+			PacketID:    p.ID,
+			HasPacketID: true,
+		},
+	}
+	if err := v.w.WritePacket(&v.pkt); err != nil {
+		return fmt.Errorf("write packet %d: %w", p.ID, err)
+	}
+	return nil
+}
+
+// Close flushes the file (it does not close the underlying writer).
+func (v *ViewWriter) Close() error { return v.w.Flush() }
+
+func appendKV(b []byte, key, val string) []byte {
+	b = append(b, ' ')
+	b = append(b, key...)
+	b = append(b, '=')
+	if needsQuoting(val) {
+		return strconv.AppendQuote(b, val)
+	}
+	return append(b, val...)
+}
+
+func needsQuoting(s string) bool {
+	if s == "" || s[0] == '"' {
+		return true
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= ' ' || c == '"' || c == '\\' || c >= 0x7f {
+			return true
+		}
+	}
+	return false
+}
+
+func appendPathComment(b []byte, p *Packet) []byte {
+	b = append(b, "pathcap-path/1"...)
+	b = appendKV(b, "id", strconv.FormatUint(p.ID, 10))
+	b = appendKV(b, "outcome", p.Outcome.Kind.String())
+	if p.Outcome.Reason != "" {
+		b = appendKV(b, "reason", p.Outcome.Reason)
+	}
+	if p.Outcome.Location != "" {
+		b = appendKV(b, "loc", p.Outcome.Location)
+	}
+	if p.Outcome.Dev != "" {
+		b = appendKV(b, "dev", p.Outcome.Dev)
+	}
+	b = appendKV(b, "hops", strconv.Itoa(len(p.Hops)+p.DroppedHops))
+	b = appendKV(b, "duration_ns", strconv.FormatInt(p.Duration(), 10))
+	if p.Parent != 0 {
+		b = appendKV(b, "parent", strconv.FormatUint(p.Parent, 10))
+	}
+	return appendKV(b, "path", p.PathString())
+}
+
+func appendHopComment(b []byte, n int, h *Hop, t0 int64) []byte {
+	b = append(b, "pathcap-hop/1"...)
+	b = appendKV(b, "n", strconv.Itoa(n))
+	b = appendKV(b, "dt_ns", strconv.FormatInt(h.Time-t0, 10))
+	b = appendKV(b, "hook", hookLabel(h))
+	if h.Meta.Dev != "" {
+		b = appendKV(b, "dev", h.Meta.Dev)
+	}
+	b = appendKV(b, "netns", strconv.FormatUint(uint64(h.Meta.NetNS), 10))
+	b = appendKV(b, "ifindex", strconv.FormatUint(uint64(h.Meta.Ifindex), 10))
+	b = appendKV(b, "len", strconv.FormatUint(uint64(hopLen(h)), 10))
+	if h.Meta.HasDrop {
+		b = appendKV(b, "reason", h.Meta.Reason)
+	}
+	if h.Meta.Location != "" {
+		b = appendKV(b, "loc", h.Meta.Location)
+	}
+	if h.Meta.Comm != "" {
+		b = appendKV(b, "comm", h.Meta.Comm)
+	}
+	if h.Changed != 0 {
+		b = appendKV(b, "changed", h.Changed.String())
+		if h.Changed&(ChangedAddr|ChangedPort|ChangedProto) != 0 {
+			b = appendKV(b, "flow", FlowText(&h.Flow))
+		}
+	}
+	return b
+}
