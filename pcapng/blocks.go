@@ -131,13 +131,19 @@ type PacketOptions struct {
 
 // Reset empties the options, keeping the capacity of their slices.
 func (o *PacketOptions) Reset() {
-	*o = PacketOptions{
-		Comments: o.Comments[:0],
-		Hashes:   o.Hashes[:0],
-		Verdicts: o.Verdicts[:0],
-		Custom:   o.Custom[:0],
-		Unknown:  o.Unknown[:0],
-	}
+	// Field by field rather than assigning a whole new struct: this runs
+	// for every packet read, and re-slicing to [:0] leaves the pointers
+	// alone, which spares the garbage collector's write barriers.
+	o.Comments = o.Comments[:0]
+	o.Flags, o.HasFlags = 0, false
+	o.Hashes = o.Hashes[:0]
+	o.DropCount, o.HasDropCount = 0, false
+	o.PacketID, o.HasPacketID = 0, false
+	o.Queue, o.HasQueue = 0, false
+	o.Verdicts = o.Verdicts[:0]
+	o.ProcessID, o.ThreadID, o.HasProcessID = 0, 0, false
+	o.Custom = o.Custom[:0]
+	o.Unknown = o.Unknown[:0]
 }
 
 // Direction returns the inbound/outbound bits of epb_flags

@@ -24,6 +24,10 @@ var (
 	// ErrPacketTooLarge means a packet is longer than the interface's
 	// snapshot length or than MaxCaptureLength.
 	ErrPacketTooLarge = errors.New("packet too large")
+	// ErrInvalidOption means an option's value has the wrong length or
+	// content for its type, such as a 3-byte epb_flags or a tc verdict
+	// without its 8 bytes of data.
+	ErrInvalidOption = errors.New("invalid option")
 )
 
 // FormatError reports a malformed block: where it starts in the input,

@@ -274,16 +274,9 @@ func (r *Reader) next1() (BlockType, error) {
 		}
 		_, _ = r.br.Discard(int(length)) // cannot fail: the bytes are buffered
 	} else {
-		if cap(r.large) < int(length) {
-			r.large = make([]byte, length)
-		}
-		block = r.large[:length]
-		n, err := io.ReadFull(r.br, block)
+		block, err = r.readLarge(int(length))
 		if err != nil {
-			if err == io.EOF || err == io.ErrUnexpectedEOF {
-				return 0, r.failErr(ErrTruncated, "block length is %d but the input ends after %d bytes", length, n)
-			}
-			return 0, r.failErr(err, "read block")
+			return 0, err
 		}
 	}
 	r.next += int64(length)
@@ -295,6 +288,33 @@ func (r *Reader) next1() (BlockType, error) {
 		return 0, err
 	}
 	return r.typ, nil
+}
+
+// readLarge reads a block of n bytes that does not fit in the bufio
+// buffer. The buffer grows with the bytes actually read, so a block that
+// claims more than the input holds costs memory in proportion to the
+// input, not to the claim.
+func (r *Reader) readLarge(n int) ([]byte, error) {
+	b := r.large[:0]
+	for len(b) < n {
+		if len(b) == cap(b) {
+			c := min(max(2*cap(b), r.br.Size()), n)
+			nb := make([]byte, len(b), c)
+			copy(nb, b)
+			b = nb
+		}
+		k, err := io.ReadFull(r.br, b[len(b):min(cap(b), n)])
+		b = b[:len(b)+k]
+		if err != nil {
+			r.large = b[:0]
+			if err == io.EOF || err == io.ErrUnexpectedEOF {
+				return nil, r.failErr(ErrTruncated, "block length is %d but the input ends after %d bytes", n, len(b))
+			}
+			return nil, r.failErr(err, "read block")
+		}
+	}
+	r.large = b
+	return b, nil
 }
 
 // pad4 returns b padded with zeros to at least 4 bytes.
@@ -369,7 +389,7 @@ func (r *Reader) customOption(code uint16, val []byte, custom *[]CustomOption) (
 	switch code {
 	case OptCustomString, OptCustomBinary, OptCustomStringNoCopy, OptCustomBinaryNoCopy:
 		if len(val) < 4 {
-			return true, r.fail("custom option %d has length %d, too short for an enterprise number", code, len(val))
+			return true, r.failErr(ErrInvalidOption, "custom option %d has length %d, too short for an enterprise number", code, len(val))
 		}
 		*custom = append(*custom, CustomOption{Code: code, PEN: r.e.u32(val), Data: val[4:]})
 		return true, nil
@@ -379,7 +399,7 @@ func (r *Reader) customOption(code uint16, val []byte, custom *[]CustomOption) (
 
 func (r *Reader) wantLen(name string, val []byte, n int) error {
 	if len(val) != n {
-		return r.fail("option %s has length %d, want %d", name, len(val), n)
+		return r.failErr(ErrInvalidOption, "option %s has length %d, want %d", name, len(val), n)
 	}
 	return nil
 }
@@ -517,7 +537,7 @@ func (r *Reader) decodeInterface() error {
 			ifc.Tzone = int32(r.e.u32(val))
 		case OptIfFilter:
 			if len(val) < 1 {
-				return r.fail("option if_filter is empty")
+				return r.failErr(ErrInvalidOption, "option if_filter is empty")
 			}
 			ifc.Filter = append([]byte(nil), val...)
 		case OptIfOS:
@@ -613,40 +633,40 @@ func (r *Reader) packetOptions(b []byte, bodyOffset int, o *PacketOptions) error
 			o.Comments = append(o.Comments, val)
 		case OptEPBFlags:
 			if n != 4 {
-				return r.fail("option epb_flags has length %d, want 4", n)
+				return r.failErr(ErrInvalidOption, "option epb_flags has length %d, want 4", n)
 			}
 			o.Flags, o.HasFlags = r.e.u32(val), true
 		case OptEPBHash:
 			if n < 1 {
-				return r.fail("option epb_hash is empty")
+				return r.failErr(ErrInvalidOption, "option epb_hash is empty")
 			}
 			o.Hashes = append(o.Hashes, val)
 		case OptEPBDropCount:
 			if n != 8 {
-				return r.fail("option epb_dropcount has length %d, want 8", n)
+				return r.failErr(ErrInvalidOption, "option epb_dropcount has length %d, want 8", n)
 			}
 			o.DropCount, o.HasDropCount = r.e.u64(val), true
 		case OptEPBPacketID:
 			if n != 8 {
-				return r.fail("option epb_packetid has length %d, want 8", n)
+				return r.failErr(ErrInvalidOption, "option epb_packetid has length %d, want 8", n)
 			}
 			o.PacketID, o.HasPacketID = r.e.u64(val), true
 		case OptEPBQueue:
 			if n != 4 {
-				return r.fail("option epb_queue has length %d, want 4", n)
+				return r.failErr(ErrInvalidOption, "option epb_queue has length %d, want 4", n)
 			}
 			o.Queue, o.HasQueue = r.e.u32(val), true
 		case OptEPBVerdict:
 			if n < 1 {
-				return r.fail("option epb_verdict is empty")
+				return r.failErr(ErrInvalidOption, "option epb_verdict is empty")
 			}
 			if (val[0] == VerdictLinuxTC || val[0] == VerdictLinuxXDP) && n != 9 {
-				return r.fail("option epb_verdict of type %d has length %d, want 9", val[0], n)
+				return r.failErr(ErrInvalidOption, "option epb_verdict of type %d has length %d, want 9", val[0], n)
 			}
 			o.Verdicts = append(o.Verdicts, val)
 		case OptEPBProcessIDThreadID:
 			if n != 8 {
-				return r.fail("option epb_processid_threadid has length %d, want 8", n)
+				return r.failErr(ErrInvalidOption, "option epb_processid_threadid has length %d, want 8", n)
 			}
 			o.ProcessID, o.ThreadID, o.HasProcessID = r.e.u32(val), r.e.u32(val[4:]), true
 		default:

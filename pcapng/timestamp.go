@@ -85,6 +85,14 @@ func (r Resolution) split(units uint64) (sec uint64, nsec uint64) {
 		nsec = lo>>r.Exp | hi<<(64-r.Exp)
 		return sec, nsec
 	}
+	// The common resolutions divide by a constant, which the compiler
+	// turns into a multiplication.
+	switch {
+	case r.Exp == 9:
+		return units / 1e9, units % 1e9
+	case r.Exp == 6:
+		return units / 1e6, units % 1e6 * 1e3
+	}
 	e := int(r.Exp)
 	if e > 19 {
 		// 10^e does not fit: the value is below 10^(20-e) seconds.
@@ -110,6 +118,9 @@ func (r Resolution) toTime(units uint64, offset int64) time.Time {
 var errTimeRange = errors.New("timestamp cannot be represented")
 
 // fromTime converts a time into raw units, subtracting offset seconds.
+// The fraction of a second is truncated to a whole number of units, except
+// that a time which split gives for some unit count converts back to that
+// count: rewriting a timestamp that was read leaves it unchanged.
 func (r Resolution) fromTime(t time.Time, offset int64) (uint64, error) {
 	r = r.effective()
 	secs := t.Unix() - offset
@@ -122,7 +133,20 @@ func (r Resolution) fromTime(t time.Time, offset int64) (uint64, error) {
 			return 0, fmt.Errorf("%w at resolution %v", errTimeRange, r)
 		}
 		hi, lo := bits.Mul64(ns, 1<<r.Exp)
-		frac, _ := bits.Div64(hi, lo, 1e9) // hi < 1e9 because ns < 1e9
+		frac, rem := bits.Div64(hi, lo, 1e9) // hi < 1e9 because ns < 1e9
+		if rem != 0 {
+			// ns is not a whole number of units. Truncating would
+			// not give back the units of a time that split made
+			// from them (split truncates to the nanosecond too):
+			// take the next unit instead when it reads back as
+			// exactly ns, so that reading and rewriting a
+			// timestamp keeps it unchanged.
+			c := frac + 1
+			h, l := bits.Mul64(c, 1e9)
+			if l>>r.Exp|h<<(64-r.Exp) == ns && h>>r.Exp == 0 {
+				frac = c
+			}
+		}
 		return s<<r.Exp | frac, nil
 	}
 	if r.Exp > 19 {

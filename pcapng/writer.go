@@ -178,7 +178,7 @@ func optCustomUnknown(b []byte, custom []CustomOption, unknown []RawOption) ([]b
 	}
 	for _, u := range unknown {
 		if u.Code == OptEndOfOpt {
-			return b, fmt.Errorf("pcapng: option code 0 is the end-of-options marker")
+			return b, fmt.Errorf("pcapng: option code 0 is the end-of-options marker: %w", ErrInvalidOption)
 		}
 		if b, err = opt(b, u.Code, u.Value); err != nil {
 			return b, err
@@ -263,27 +263,27 @@ func (w *Writer) AddInterface(ifc *Interface) (uint32, error) {
 	}
 	for _, a := range ifc.IPv4Addrs {
 		if !a.Addr.Is4() || !a.Mask.Is4() {
-			return 0, fmt.Errorf("pcapng: if_IPv4addr %v/%v is not an IPv4 address and mask", a.Addr, a.Mask)
+			return 0, fmt.Errorf("pcapng: if_IPv4addr %v/%v is not an IPv4 address and mask: %w", a.Addr, a.Mask, ErrInvalidOption)
 		}
 		v := append(a.Addr.AsSlice(), a.Mask.AsSlice()...)
 		b, _ = opt(b, OptIfIPv4Addr, v)
 	}
 	for _, p := range ifc.IPv6Addrs {
 		if !p.Addr().Is6() || p.Bits() < 0 {
-			return 0, fmt.Errorf("pcapng: if_IPv6addr %v is not an IPv6 prefix", p)
+			return 0, fmt.Errorf("pcapng: if_IPv6addr %v is not an IPv6 prefix: %w", p, ErrInvalidOption)
 		}
 		a := p.Addr().As16()
 		b, _ = opt(b, OptIfIPv6Addr, append(a[:], byte(p.Bits())))
 	}
 	if ifc.MAC != nil {
 		if len(ifc.MAC) != 6 {
-			return 0, fmt.Errorf("pcapng: if_MACaddr %v is not 6 bytes", ifc.MAC)
+			return 0, fmt.Errorf("pcapng: if_MACaddr %v is not 6 bytes: %w", ifc.MAC, ErrInvalidOption)
 		}
 		b, _ = opt(b, OptIfMACAddr, ifc.MAC)
 	}
 	if ifc.EUI != nil {
 		if len(ifc.EUI) != 8 {
-			return 0, fmt.Errorf("pcapng: if_EUIaddr %v is not 8 bytes", ifc.EUI)
+			return 0, fmt.Errorf("pcapng: if_EUIaddr %v is not 8 bytes: %w", ifc.EUI, ErrInvalidOption)
 		}
 		b, _ = opt(b, OptIfEUIAddr, ifc.EUI)
 	}
@@ -304,7 +304,7 @@ func (w *Writer) AddInterface(ifc *Interface) (uint32, error) {
 	}
 	if ifc.Filter != nil {
 		if len(ifc.Filter) == 0 {
-			return 0, fmt.Errorf("pcapng: if_filter needs a filter type byte")
+			return 0, fmt.Errorf("pcapng: if_filter needs a filter type byte: %w", ErrInvalidOption)
 		}
 		if b, err = opt(b, OptIfFilter, ifc.Filter); err != nil {
 			return 0, err
@@ -370,7 +370,7 @@ func (w *Writer) WritePacket(p *Packet) error {
 	}
 	for _, h := range o.Hashes {
 		if len(h) == 0 {
-			return fmt.Errorf("pcapng: epb_hash needs an algorithm byte")
+			return fmt.Errorf("pcapng: epb_hash needs an algorithm byte: %w", ErrInvalidOption)
 		}
 		if b, err = opt(b, OptEPBHash, h); err != nil {
 			return err
@@ -387,7 +387,7 @@ func (w *Writer) WritePacket(p *Packet) error {
 	}
 	for _, v := range o.Verdicts {
 		if len(v) == 0 || ((v[0] == VerdictLinuxTC || v[0] == VerdictLinuxXDP) && len(v) != 9) {
-			return fmt.Errorf("pcapng: epb_verdict of %d bytes: want a type byte, and 8 bytes of data for tc and XDP verdicts", len(v))
+			return fmt.Errorf("pcapng: epb_verdict of %d bytes: want a type byte, and 8 bytes of data for tc and XDP verdicts: %w", len(v), ErrInvalidOption)
 		}
 		if b, err = opt(b, OptEPBVerdict, v); err != nil {
 			return err
