@@ -235,6 +235,10 @@ func (e *SyntaxError) Error() string {
 // concurrent use.
 type Parser struct {
 	strings map[string]string
+	// recent is a small direct-mapped cache in front of strings: most
+	// values repeat from event to event, and comparing one string is
+	// cheaper than hashing for the map.
+	recent [256]string
 }
 
 // NewParser returns a Parser.
@@ -244,13 +248,21 @@ func NewParser() *Parser {
 
 // intern returns b as a string, shared with earlier equal values.
 func (p *Parser) intern(b []byte) string {
-	if s, ok := p.strings[string(b)]; ok {
-		return s
+	if len(b) == 0 {
+		return ""
 	}
-	s := string(b)
-	if len(p.strings) < 1<<16 {
-		p.strings[s] = s
+	slot := &p.recent[(len(b)*31+int(b[0])*7+int(b[len(b)-1])+int(b[len(b)/2])*13)&0xff]
+	if *slot == string(b) {
+		return *slot
 	}
+	s, ok := p.strings[string(b)]
+	if !ok {
+		s = string(b)
+		if len(p.strings) < 1<<16 {
+			p.strings[s] = s
+		}
+	}
+	*slot = s
 	return s
 }
 
@@ -260,73 +272,82 @@ func (p *Parser) intern(b []byte) string {
 // ignored.
 func (p *Parser) Parse(comment []byte, e *Event) error {
 	*e = Event{}
-	rest, ok := bytes.CutPrefix(comment, []byte("pathcap/"))
-	if !ok {
+	const prefix = "pathcap/"
+	if len(comment) < len(prefix) || string(comment[:len(prefix)]) != prefix {
 		return ErrNotMetadata
 	}
-	i := 0
-	for i < len(rest) && rest[i] >= '0' && rest[i] <= '9' {
+	i := len(prefix)
+	for i < len(comment) && comment[i] >= '0' && comment[i] <= '9' {
 		i++
 	}
-	off := len("pathcap/")
-	if i == 0 {
-		return &SyntaxError{Offset: off, Msg: "no version number"}
+	if i == len(prefix) {
+		return &SyntaxError{Offset: len(prefix), Msg: "no version number"}
 	}
-	ver, err := strconv.Atoi(string(rest[:i]))
-	if err != nil || ver != Version {
-		return &SyntaxError{Offset: off, Msg: fmt.Sprintf("unsupported version %q (this reader knows %d)", rest[:i], Version)}
+	if string(comment[len(prefix):i]) != "1" {
+		return &SyntaxError{Offset: len(prefix), Msg: fmt.Sprintf("unsupported version %q (this reader knows %d)", comment[len(prefix):i], Version)}
 	}
-	rest = rest[i:]
-	off += i
 	var sawHook bool
 	var scratch []byte
-	for len(rest) > 0 {
-		if rest[0] != ' ' {
-			return &SyntaxError{Offset: off, Msg: "expected a space before the next key"}
+	n := len(comment)
+	for i < n {
+		if comment[i] != ' ' {
+			return &SyntaxError{Offset: i, Msg: "expected a space before the next key"}
 		}
-		rest, off = rest[1:], off+1
-		eq := bytes.IndexByte(rest, '=')
-		if eq <= 0 {
-			return &SyntaxError{Offset: off, Msg: "expected key=value"}
+		i++
+		// The key: lower-case letters, digits and '_', up to '='.
+		keyStart := i
+		for i < n && byteClass[comment[i]]&classKey != 0 {
+			i++
 		}
-		key := rest[:eq]
-		if !validKey(key) {
-			return &SyntaxError{Offset: off, Msg: fmt.Sprintf("invalid key %q", key)}
-		}
-		rest, off = rest[eq+1:], off+eq+1
-		var val []byte
-		if len(rest) > 0 && rest[0] == '"' {
-			n, err := quotedLen(rest)
-			if err != nil {
-				return &SyntaxError{Offset: off, Msg: err.Error()}
+		if i == n || comment[i] != '=' {
+			if i < n && comment[i] != ' ' || i == keyStart {
+				// Something that is not a key character.
+				end := bytes.IndexByte(comment[keyStart:], '=')
+				if end <= 0 {
+					return &SyntaxError{Offset: keyStart, Msg: "expected key=value"}
+				}
+				return &SyntaxError{Offset: keyStart, Msg: fmt.Sprintf("invalid key %q", comment[keyStart:keyStart+end])}
 			}
-			s, err := strconv.Unquote(string(rest[:n]))
+			return &SyntaxError{Offset: keyStart, Msg: "expected key=value"}
+		}
+		key := comment[keyStart:i]
+		if len(key) == 0 {
+			return &SyntaxError{Offset: keyStart, Msg: "expected key=value"}
+		}
+		if key[0] < 'a' || key[0] > 'z' {
+			return &SyntaxError{Offset: keyStart, Msg: fmt.Sprintf("invalid key %q", key)}
+		}
+		i++ // '='
+		valStart := i
+		var val []byte
+		if i < n && comment[i] == '"' {
+			q, err := quotedLen(comment[i:])
 			if err != nil {
-				return &SyntaxError{Offset: off, Msg: fmt.Sprintf("bad quoted value for %s: %v", key, err)}
+				return &SyntaxError{Offset: i, Msg: err.Error()}
+			}
+			s, err := strconv.Unquote(string(comment[i : i+q]))
+			if err != nil {
+				return &SyntaxError{Offset: i, Msg: fmt.Sprintf("bad quoted value for %s: %v", key, err)}
 			}
 			scratch = append(scratch[:0], s...)
 			val = scratch
-			rest, off = rest[n:], off+n
+			i += q
 		} else {
-			n := bytes.IndexByte(rest, ' ')
-			if n < 0 {
-				n = len(rest)
+			for i < n && byteClass[comment[i]]&classBare != 0 {
+				i++
 			}
-			if n == 0 {
-				return &SyntaxError{Offset: off, Msg: fmt.Sprintf("empty value for %s", key)}
+			if i < n && comment[i] != ' ' {
+				return &SyntaxError{Offset: valStart, Msg: fmt.Sprintf("bad byte 0x%02x in value of %s", comment[i], key)}
 			}
-			val = rest[:n]
-			for _, c := range val {
-				if c < ' ' || c == '"' || c == 0x7f {
-					return &SyntaxError{Offset: off, Msg: fmt.Sprintf("bad byte 0x%02x in value of %s", c, key)}
-				}
+			if i == valStart {
+				return &SyntaxError{Offset: valStart, Msg: fmt.Sprintf("empty value for %s", key)}
 			}
-			rest, off = rest[n:], off+n
+			val = comment[valStart:i]
 		}
 		if err := p.set(e, key, val); err != nil {
-			return &SyntaxError{Offset: off - len(val), Msg: err.Error()}
+			return &SyntaxError{Offset: valStart, Msg: err.Error()}
 		}
-		if string(key) == "hook" {
+		if len(key) == 4 && string(key) == "hook" {
 			sawHook = true
 		}
 	}
@@ -336,17 +357,23 @@ func (p *Parser) Parse(comment []byte, e *Event) error {
 	return nil
 }
 
-func validKey(k []byte) bool {
-	if len(k) == 0 || k[0] < 'a' || k[0] > 'z' {
-		return false
-	}
-	for _, c := range k {
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_') {
-			return false
+// Byte classes for the scanner.
+const (
+	classKey  = 1 << iota // may appear in a key
+	classBare             // may appear in a bare value
+)
+
+var byteClass = func() (t [256]uint8) {
+	for c := 0; c < 256; c++ {
+		if c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' {
+			t[c] |= classKey
+		}
+		if c > ' ' && c != '"' && c != 0x7f {
+			t[c] |= classBare
 		}
 	}
-	return true
-}
+	return t
+}()
 
 // quotedLen returns the length of the Go string literal at the start of b.
 func quotedLen(b []byte) (int, error) {
