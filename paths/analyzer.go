@@ -55,6 +55,14 @@ type openPacket struct {
 	key   packetKey
 	last  int64 // time of the latest event
 	freed bool
+	gen   uint64 // bumped each time the struct is reused
+}
+
+// freedEntry is a packet waiting in the freed queue; gen tells whether the
+// struct still holds that packet.
+type freedEntry struct {
+	p   *openPacket
+	gen uint64
 }
 
 // Analyzer groups events into packets and hands each packet to a callback
@@ -68,6 +76,8 @@ type Analyzer struct {
 	nextID    uint64 // ids for events without one
 	free      []*openPacket
 	batch     []*openPacket
+	freedQ    []freedEntry // freed packets, in the order they were freed
+	freedHead int
 	nsNames   map[string]string // interface description -> namespace name
 }
 
@@ -145,17 +155,57 @@ func (a *Analyzer) Add(ev *Event) error {
 	if a.opts.Filter != nil && !p.FilterMatched && a.opts.Filter(ev.Data) {
 		p.FilterMatched = true
 	}
-	if ev.HasMeta && isFreeHook(ev.Meta.Hook) {
+	if !p.freed && (!ev.HasID || ev.HasMeta && isFreeHook(ev.Meta.Hook)) {
+		// The skb is gone (or, without tracking ids, nothing else will
+		// join this packet): complete it once the grace period for
+		// out-of-order events has passed.
 		p.freed = true
+		a.freedQ = append(a.freedQ, freedEntry{p, p.gen})
 	}
-	if !ev.HasID {
-		// Nothing else will join this packet.
-		p.freed = true
+	if err := a.completeFreed(false); err != nil {
+		return err
 	}
 	if a.now-a.lastSweep >= int64(a.opts.Window)/4 {
 		return a.sweep(false)
 	}
 	return nil
+}
+
+// completeFreed emits the freed packets whose grace period is over (all of
+// them when final), oldest first.
+func (a *Analyzer) completeFreed(final bool) error {
+	cut := a.now - int64(a.opts.Grace)
+	for a.freedHead < len(a.freedQ) {
+		e := a.freedQ[a.freedHead]
+		if e.p.gen == e.gen {
+			if !final && e.p.last > cut {
+				break
+			}
+			delete(a.open, e.p.key)
+			if err := a.emitOne(e.p); err != nil {
+				a.freedHead++
+				return err
+			}
+		}
+		a.freedQ[a.freedHead] = freedEntry{}
+		a.freedHead++
+	}
+	if a.freedHead > 4096 && a.freedHead*2 > len(a.freedQ) {
+		n := copy(a.freedQ, a.freedQ[a.freedHead:])
+		a.freedQ = a.freedQ[:n]
+		a.freedHead = 0
+	}
+	return nil
+}
+
+// emitOne completes one packet, hands it to emit and returns its struct to
+// the pool.
+func (a *Analyzer) emitOne(p *openPacket) error {
+	finish(&p.Packet)
+	err := a.emit(&p.Packet)
+	p.gen++
+	a.free = append(a.free, p)
+	return err
 }
 
 // namespaceName extracts NAME from "netns INODE (NAME) ...".
@@ -179,9 +229,9 @@ func (a *Analyzer) newPacket() *openPacket {
 	if n := len(a.free); n > 0 {
 		p := a.free[n-1]
 		a.free = a.free[:n-1]
-		hops, children, data := p.Hops[:0], p.Children[:0], p.Data[:0]
+		hops, children, data, gen := p.Hops[:0], p.Children[:0], p.Data[:0], p.gen
 		*p = openPacket{}
-		p.Hops, p.Children, p.Data = hops, children, data
+		p.Hops, p.Children, p.Data, p.gen = hops, children, data, gen
 		return p
 	}
 	return &openPacket{}
@@ -230,19 +280,24 @@ func (a *Analyzer) emitBatch() error {
 		return cmpUint64(x.ID, y.ID)
 	})
 	for i, p := range a.batch {
-		finish(&p.Packet)
-		if err := a.emit(&p.Packet); err != nil {
-			// Return the rest to the pool too.
-			a.free = append(a.free, a.batch[i:]...)
+		if err := a.emitOne(p); err != nil {
+			for _, q := range a.batch[i+1:] {
+				q.gen++
+				a.free = append(a.free, q)
+			}
 			return err
 		}
-		a.free = append(a.free, p)
 	}
 	return nil
 }
 
 // Close completes every packet still open.
-func (a *Analyzer) Close() error { return a.sweep(true) }
+func (a *Analyzer) Close() error {
+	if err := a.completeFreed(true); err != nil {
+		return err
+	}
+	return a.sweep(true)
+}
 
 // Open returns the number of packets currently open.
 func (a *Analyzer) Open() int { return len(a.open) }
@@ -269,7 +324,9 @@ func cmpUint64(a, b uint64) int {
 
 // finish orders the hops, marks changes and classifies the outcome.
 func finish(p *Packet) {
-	slices.SortStableFunc(p.Hops, func(x, y Hop) int { return cmpInt64(x.Time, y.Time) })
+	if !slices.IsSortedFunc(p.Hops, func(x, y Hop) int { return cmpInt64(x.Time, y.Time) }) {
+		slices.SortStableFunc(p.Hops, func(x, y Hop) int { return cmpInt64(x.Time, y.Time) })
+	}
 	for i := 1; i < len(p.Hops); i++ {
 		p.Hops[i].Changed = diff(&p.Hops[i-1], &p.Hops[i])
 	}
