@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Recorder cost on this host, measured in one run (needs root and BPF):
+#  - ping -f round trips across a veth pair between namespaces with nothing
+#    attached, while recording every packet on every skb tracepoint, and
+#    while recording with a filter that matches nothing;
+#  - the same for a TCP stream (iperf3);
+#  - events per second written, events lost, bytes on disk per event;
+#  - average ns per BPF program run (kernel.bpf_stats_enabled).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ "$(id -u)" -ne 0 ]; then
+	echo "recorder benchmarks: skipped (need root for BPF and namespaces)"
+	exit 0
+fi
+out=${BENCH_OUT:-bench/out}
+secs=${SECONDS_PER_RUN:-4}
+mkdir -p "$out/bin"
+go build -o "$out/bin/" ./cmd/record
+rec=$out/bin/record
+A=pcdemoA
+B=pcdemoB
+trap 'scripts/scenario.sh teardown; pkill -f "iperf3 -s" 2>/dev/null || true' EXIT
+scripts/scenario.sh setup
+ip netns exec $A ping -c 1 -W 1 10.231.0.2 >/dev/null
+
+# round_trips: ping -f for $secs seconds, prints the replies received.
+round_trips() {
+	ip netns exec $A ping -f -q -w "$secs" 10.231.0.2 2>/dev/null |
+		sed -nE 's/.* ([0-9]+) received.*/\1/p'
+}
+
+# tcp_rate: a TCP stream for $secs seconds, prints bits per second.
+tcp_rate() {
+	ip netns exec $A iperf3 -c 10.231.0.2 -t "$secs" -J 2>/dev/null |
+		sed -nE '/"sum_received"/,/}/s/.*"bits_per_second":[[:space:]]*([0-9.e+]+).*/\1/p' | head -1
+}
+
+# with_recorder DESCRIPTION ARGS -- COMMAND: runs COMMAND while recording.
+with_recorder() {
+	local args=()
+	while [ "$1" != "--" ]; do
+		args+=("$1")
+		shift
+	done
+	shift
+	rm -f "$out/ready"
+	"$rec" -w "$out/bench.pcapng" --ready-file "$out/ready" "${args[@]}" 2>"$out/record.err" &
+	local pid=$!
+	for _ in $(seq 200); do [ -e "$out/ready" ] && break; sleep 0.05; done
+	sysctl -qw kernel.bpf_stats_enabled=1
+	"$@"
+	bpf_cost=$(bpftool prog show -j 2>/dev/null | tr '{' '\n' |
+		awk -F'[,:]' '/"name":"on_skb"/ { for (i = 1; i < NF; i++) { if ($i ~ /"run_time_ns"/) t += $(i+1); if ($i ~ /"run_cnt"/) c += $(i+1) } }
+			END { if (c > 0) printf "%.0f", t / c; else print "n/a" }')
+	sysctl -qw kernel.bpf_stats_enabled=0
+	kill -INT "$pid"
+	wait "$pid" || true
+	summary=$(grep -E "events written" "$out/record.err" | tail -1)
+}
+
+echo "== ping -f across veth, $secs s per run"
+base=$(round_trips)
+echo "nothing attached:        $base round trips"
+with_recorder -s 128 -- round_trips >"$out/rt"
+all=$(cat "$out/rt")
+events=$(sed -nE 's/record: ([0-9]+) events written.*/\1/p' <<<"$summary")
+lost=$(sed -nE 's/.* ([0-9]+) lost.*/\1/p' <<<"$summary")
+bytes=$(sed -nE 's/.*lost, ([0-9]+) bytes.*/\1/p' <<<"$summary")
+echo "recording everything:    $all round trips ($(awk -v a="$all" -v b="$base" 'BEGIN{printf "%.0f%%", 100*a/b}') of nothing attached)"
+echo "  events written $events in ${secs}s ($(awk -v e="$events" -v s="$secs" 'BEGIN{printf "%.0f", e/s}') events/s), lost $lost"
+echo "  bytes on disk per event: $(awk -v b="$bytes" -v e="$events" 'BEGIN{ if (e>0) printf "%.0f", b/e; else print "n/a"}')"
+echo "  BPF ns per program run (bpf_stats): $bpf_cost"
+if "$rec" --help 2>&1 | grep -q "filter expression" && "$rec" -c 1 --duration 1ms -w /dev/null 'udp port 7' 2>/dev/null; then
+	with_recorder -s 128 'udp port 7' -- round_trips >"$out/rt"
+	none=$(cat "$out/rt")
+	echo "filter matching nothing: $none round trips ($(awk -v a="$none" -v b="$base" 'BEGIN{printf "%.0f%%", 100*a/b}')), BPF ns per run: $bpf_cost"
+fi
+
+if command -v iperf3 >/dev/null; then
+	echo "== TCP stream (iperf3) across veth, $secs s per run"
+	ip netns exec $B iperf3 -s -D >/dev/null
+	sleep 0.3
+	tbase=$(tcp_rate)
+	with_recorder -s 128 -- tcp_rate >"$out/tr"
+	tall=$(cat "$out/tr")
+	awk -v a="$tall" -v b="$tbase" 'BEGIN{printf "nothing attached: %.2f Gbit/s; recording everything: %.2f Gbit/s (%.0f%%)\n", b/1e9, a/1e9, 100*a/b}'
+	echo "  $summary"
+fi
