@@ -42,7 +42,7 @@ type Row struct {
 }
 
 // rowOf fills r from an event.
-func rowOf(r *Row, ev *Event, lost uint64) {
+func rowOf(r *Row, ev *Event) {
 	m := &ev.Meta
 	f := parseFlow(ev.Data)
 	*r = Row{
@@ -50,7 +50,7 @@ func rowOf(r *Row, ev *Event, lost uint64) {
 		Kind: m.Kind, Hook: m.Hook, Dev: m.Dev, NetNS: m.NetNS, Ifindex: m.Ifindex,
 		Len: m.Len, CapLen: uint32(len(ev.Data)), SKB: m.SKB, CPU: m.CPU, PID: m.PID, TID: m.TID,
 		Comm: m.Comm, Mark: m.Mark, Proto: m.Proto, Location: m.Location,
-		L4Proto: f.Proto, SrcPort: f.SrcPort, DstPort: f.DstPort, Lost: lost,
+		L4Proto: f.Proto, SrcPort: f.SrcPort, DstPort: f.DstPort, Lost: ev.Lost,
 	}
 	if !ev.HasMeta {
 		r.Kind, r.Hook, r.Len, r.Proto = "", "", ev.OrigLen, f.EtherType
@@ -159,7 +159,7 @@ func Export(in *Input, w io.Writer, format ExportFormat) error {
 		if err != nil {
 			return err
 		}
-		rowOf(&row, ev, 0)
+		rowOf(&row, ev)
 		if pw == nil {
 			line = appendRowJSON(line[:0], &row)
 			if _, err := w.Write(line); err != nil {

@@ -29,6 +29,8 @@ type Event struct {
 	// Data aliases the reader's buffer: valid until the next call to Next.
 	Data    []byte
 	OrigLen uint32
+	// Lost is epb_dropcount: events lost just before this one.
+	Lost uint64
 	// File is the index of the input file, Frame the block's frame number
 	// in it (from 1), Recording identifies the recording the file belongs
 	// to (files with the same section header are parts of one recording).
@@ -202,6 +204,7 @@ func (in *Input) decode(f *fileInput, p *pcapng.Packet) error {
 	ev.Data = p.Data
 	ev.OrigLen = p.OriginalLength
 	ev.ID, ev.HasID = p.Options.PacketID, p.Options.HasPacketID
+	ev.Lost = p.Options.DropCount
 	ev.HasMeta = false
 	for _, c := range p.Options.Comments {
 		if !kmeta.IsMetadata(c) {
@@ -219,6 +222,11 @@ func (in *Input) decode(f *fileInput, p *pcapng.Packet) error {
 		if in.Strict {
 			return &InputError{File: f.name, Err: fmt.Errorf("frame %d: %w", f.frame, err)}
 		}
+	}
+	if !ev.HasMeta {
+		// Neither the previous event's metadata nor a half-parsed
+		// comment's may show through.
+		ev.Meta = kmeta.Event{}
 	}
 	return nil
 }
