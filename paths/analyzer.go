@@ -106,6 +106,16 @@ func (a *Analyzer) Add(ev *Event) error {
 		key = packetKey{-1 - ev.File, a.nextID}
 	}
 	p := a.open[key]
+	if p != nil && a.done(p) {
+		// The id comes back after its packet was complete (freed and
+		// past the grace period, or quiet for longer than the window):
+		// complete the old packet, which a sweep would have done had
+		// one run since, and start a new one.
+		if err := a.sweep(false); err != nil {
+			return err
+		}
+		p = nil
+	}
 	if p == nil {
 		if len(a.open) >= a.opts.MaxOpen {
 			if err := a.evictOldest(); err != nil {
@@ -115,17 +125,21 @@ func (a *Analyzer) Add(ev *Event) error {
 		p = a.newPacket()
 		p.ID = key.id
 		p.key = key
-		p.HasMeta = ev.HasMeta
 		if a.opts.KeepData {
 			p.Data = append(p.Data[:0], ev.Data...)
 		}
 		if ev.HasMeta && ev.Meta.Parent != 0 {
 			p.Parent = ev.Meta.Parent
-			if parent := a.open[packetKey{ev.Recording, ev.Meta.Parent}]; parent != nil {
+			if parent := a.open[packetKey{ev.Recording, ev.Meta.Parent}]; parent != nil && !a.done(parent) {
 				parent.Children = append(parent.Children, p.ID)
 			}
 		}
 		a.open[key] = p
+	}
+	if ev.HasMeta {
+		// A packet has metadata when any of its events has (the first
+		// one's comment may not have parsed).
+		p.HasMeta = true
 	}
 	if ev.Time > p.last {
 		p.last = ev.Time
@@ -242,15 +256,18 @@ func isFreeHook(hook string) bool {
 	return hook == "kfree_skb" || hook == "consume_skb"
 }
 
-// sweep completes the packets that are done: freed ones after the grace
-// period, idle ones after the window; all of them when final.
+// done reports whether an open packet's path is complete: freed and past
+// the grace period, or idle for longer than the window.
+func (a *Analyzer) done(p *openPacket) bool {
+	return (p.freed && p.last <= a.now-int64(a.opts.Grace)) || p.last <= a.now-int64(a.opts.Window)
+}
+
+// sweep completes the packets that are done; all of them when final.
 func (a *Analyzer) sweep(final bool) error {
 	a.lastSweep = a.now
-	graceCut := a.now - int64(a.opts.Grace)
-	idleCut := a.now - int64(a.opts.Window)
 	a.batch = a.batch[:0]
 	for key, p := range a.open {
-		if final || (p.freed && p.last <= graceCut) || p.last <= idleCut {
+		if final || a.done(p) {
 			a.batch = append(a.batch, p)
 			delete(a.open, key)
 		}

@@ -3,6 +3,7 @@ package paths
 import (
 	"bufio"
 	"container/heap"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -84,6 +85,7 @@ type Input struct {
 	started    bool
 	recordings map[string]int
 	current    *fileInput
+	err        error // sticky
 	// Strict makes a pathcap comment that does not parse an error; by
 	// default such an event is kept without metadata.
 	Strict bool
@@ -121,6 +123,9 @@ func Open(names []string) (*Input, error) {
 		fi.count = &countingReader{r: bufio.NewReaderSize(src, 1<<20)}
 		r, err := pcapng.NewReader(fi.count)
 		if err != nil {
+			if errors.Is(err, pcapng.ErrNotPcapng) && fi.f != nil && isClassicPcap(fi.f) {
+				err = fmt.Errorf("%w (it is a classic pcap file; convert it with: editcap -F pcapng IN OUT)", err)
+			}
 			in.Close()
 			return nil, &InputError{File: name, Err: err}
 		}
@@ -128,6 +133,20 @@ func Open(names []string) (*Input, error) {
 		in.files = append(in.files, fi)
 	}
 	return in, nil
+}
+
+// isClassicPcap reports whether f starts with a pcap (not pcap-ng) magic
+// number, in either byte order, with micro- or nanosecond timestamps.
+func isClassicPcap(f *os.File) bool {
+	var b [4]byte
+	if _, err := f.ReadAt(b[:], 0); err != nil {
+		return false
+	}
+	switch binary.LittleEndian.Uint32(b[:]) {
+	case 0xa1b2c3d4, 0xd4c3b2a1, 0xa1b23c4d, 0x4d3cb2a1:
+		return true
+	}
+	return false
 }
 
 // Close closes the files.
@@ -147,12 +166,14 @@ func (in *Input) Close() error {
 // (0 when a size is unknown, e.g. standard input). It may be called from
 // another goroutine.
 func (in *Input) Progress() (read, total int64) {
+	unknown := false
 	for _, f := range in.files {
 		read += f.count.n.Load()
-		if f.size == 0 {
-			return read, 0
-		}
+		unknown = unknown || f.size == 0
 		total += f.size
+	}
+	if unknown {
+		total = 0
 	}
 	return read, total
 }
@@ -234,11 +255,49 @@ func (in *Input) decode(f *fileInput, p *pcapng.Packet) error {
 // Next returns the earliest pending event of all inputs, or io.EOF. The
 // event is valid until the next call.
 func (in *Input) Next() (*Event, error) {
+	if err := in.prepare(); err != nil {
+		return nil, err
+	}
+	if len(in.queue) == 0 {
+		return nil, io.EOF
+	}
+	f := in.queue[0]
+	in.current = f
+	return &f.ev, nil
+}
+
+// Peek returns the event the next call to Next will return, without
+// consuming it, or io.EOF. The event is valid until that call.
+func (in *Input) Peek() (*Event, error) {
+	if err := in.prepare(); err != nil {
+		return nil, err
+	}
+	if len(in.queue) == 0 {
+		return nil, io.EOF
+	}
+	return &in.queue[0].ev, nil
+}
+
+// prepare puts the earliest pending event at the head of the queue: it
+// reads every file's first event the first time, and otherwise moves on
+// the file of the event Next returned last.
+func (in *Input) prepare() error {
+	if in.err != nil {
+		return in.err
+	}
+	if err := in.prepare1(); err != nil {
+		in.err = err
+		return err
+	}
+	return nil
+}
+
+func (in *Input) prepare1() error {
 	if !in.started {
 		in.started = true
 		for _, f := range in.files {
 			if err := in.advance(f); err != nil {
-				return nil, err
+				return err
 			}
 			if !f.done {
 				in.queue = append(in.queue, f)
@@ -250,21 +309,16 @@ func (in *Input) Next() (*Event, error) {
 		// stayed valid until this call.
 		f := in.current
 		if err := in.advance(f); err != nil {
-			return nil, err
+			return err
 		}
+		in.current = nil
 		if f.done {
 			heap.Pop(&in.queue)
 		} else {
 			heap.Fix(&in.queue, 0)
 		}
 	}
-	in.current = nil
-	if len(in.queue) == 0 {
-		return nil, io.EOF
-	}
-	f := in.queue[0]
-	in.current = f
-	return &f.ev, nil
+	return nil
 }
 
 // fileHeap orders files by the time of their pending event.

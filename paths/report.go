@@ -5,7 +5,6 @@ import (
 	"io"
 	"strconv"
 	"strings"
-	"time"
 )
 
 // TextOptions controls the text report.
@@ -48,14 +47,19 @@ func outcomeColor(k OutcomeKind) string {
 }
 
 // FormatDuration formats ns compactly: "850ns", "12.3µs", "4.56ms", "1.20s".
+// The unit is chosen after rounding, so 999,999 ns is "1.00ms", not
+// "1000.0µs".
 func FormatDuration(ns int64) string {
-	d := time.Duration(ns)
+	a := uint64(ns)
+	if ns < 0 {
+		a = -a
+	}
 	switch {
-	case d < time.Microsecond && d > -time.Microsecond:
+	case a < 1000:
 		return strconv.FormatInt(ns, 10) + "ns"
-	case d < time.Millisecond && d > -time.Millisecond:
+	case a < 999_950: // 999.95µs would round to 1000.0µs
 		return strconv.FormatFloat(float64(ns)/1e3, 'f', 1, 64) + "µs"
-	case d < time.Second && d > -time.Second:
+	case a < 999_995_000: // 999.995ms would round to 1000.00ms
 		return strconv.FormatFloat(float64(ns)/1e6, 'f', 2, 64) + "ms"
 	}
 	return strconv.FormatFloat(float64(ns)/1e9, 'f', 2, 64) + "s"
@@ -298,11 +302,14 @@ func WriteSummaryText(w io.Writer, s *Summary, o TextOptions) error {
 	}
 
 	if lat := s.Latencies(); len(lat) > 0 {
-		pw := 4
+		// The title stands over the "FROM > TO" column of the rows
+		// ("  %-*s"), so that the headings end where their numbers do.
+		const title = "Per-hop latency:"
+		pw := len(title) - 2
 		for _, l := range lat {
 			pw = max(pw, len(l.From)+3+len(l.To))
 		}
-		fmt.Fprintf(&b, "%s %*s %9s %9s %9s %9s %9s", o.paint(ansiBold, "Per-hop latency:"), pw-16+2, "", "count", "p50", "p90", "p99", "max")
+		fmt.Fprintf(&b, "%s%s %9s %9s %9s %9s %9s", o.paint(ansiBold, title), strings.Repeat(" ", 2+pw-len(title)), "count", "p50", "p90", "p99", "max")
 		line(&b, w, o)
 		for _, l := range lat {
 			h := l.Hist

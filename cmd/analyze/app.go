@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -44,7 +45,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		}, selectionFlags...),
 		Action: func(c *cli.Context) error { return runReport(c, false) },
 	}
-	return &cli.App{
+	app := &cli.App{
 		Name:      "analyze",
 		Usage:     "rebuild each packet's path through the kernel from pathcap recordings",
 		UsageText: "analyze [command] [flags] FILE...",
@@ -81,7 +82,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 				Name:      "wireshark",
 				Usage:     "write a pcap-ng file with one frame per packet whose comments tell its path",
 				ArgsUsage: "FILE...",
-				Flags:     append([]cli.Flag{&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Required: true, Usage: "write to `FILE` (- for standard output)"}}, selectionFlags...),
+				Flags:     append([]cli.Flag{&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write to `FILE` (required; - for standard output)"}}, selectionFlags...),
 				Action:    runWireshark,
 			},
 			{
@@ -90,7 +91,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 				ArgsUsage: "FILE...",
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: "format", Value: "jsonl", Usage: "`FORMAT`: jsonl or parquet"},
-					&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Required: true, Usage: "write to `FILE` (- for standard output, jsonl only)"},
+					&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write to `FILE` (required; - for standard output, jsonl only)"},
 				},
 				Action: runExport,
 			},
@@ -99,7 +100,17 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
 			return usageError{err}
 		},
+		// Reached only without any argument ("analyze FILE" runs report).
+		Action: func(c *cli.Context) error {
+			return usagef("no input files (usage: analyze [command] [flags] FILE...; analyze --help lists the commands)")
+		},
 	}
+	for _, cmd := range app.Commands {
+		cmd.OnUsageError = func(c *cli.Context, err error, _ bool) error {
+			return usagef("%v (see analyze %s --help)", err, c.Command.Name)
+		}
+	}
+	return app
 }
 
 // inputs returns the file arguments, or a usage error.
@@ -175,51 +186,60 @@ func splitAll(vals []string) []string {
 	return out
 }
 
-// timeBounds resolves --since/--until: RFC 3339 times, or durations from
-// the first event (which needs a first pass over the inputs' first event).
-func timeBounds(c *cli.Context, names []string, s *paths.Selector) error {
-	for _, b := range []struct {
-		flag string
-		dst  *int64
-	}{{"since", &s.Since}, {"until", &s.Until}} {
+// timeBound is a parsed --since or --until: an absolute time, or a
+// duration from the first event.
+type timeBound struct {
+	flag     string
+	dst      *int64
+	abs      int64
+	rel      time.Duration
+	relative bool
+}
+
+// parseTimeBounds parses --since/--until: RFC 3339 times, or durations
+// from the first event (resolved by resolveTimeBounds once the inputs are
+// open).
+func parseTimeBounds(c *cli.Context, s *paths.Selector) ([]timeBound, error) {
+	var out []timeBound
+	for _, b := range []timeBound{{flag: "since", dst: &s.Since}, {flag: "until", dst: &s.Until}} {
 		v := c.String(b.flag)
 		if v == "" {
 			continue
 		}
 		if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
-			*b.dst = t.UnixNano()
+			b.abs = t.UnixNano()
+		} else if d, err := time.ParseDuration(v); err == nil {
+			b.rel, b.relative = d, true
+		} else {
+			return nil, usagef("--%s %q: want an RFC 3339 time or a duration from the first event", b.flag, v)
+		}
+		out = append(out, b)
+	}
+	return out, nil
+}
+
+// resolveTimeBounds sets the selector's bounds; durations count from the
+// first event of the inputs, which is peeked at without consuming it (so
+// that standard input works too).
+func resolveTimeBounds(in *paths.Input, bounds []timeBound) error {
+	for _, b := range bounds {
+		if !b.relative {
+			*b.dst = b.abs
 			continue
 		}
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			return usagef("--%s %q: want an RFC 3339 time or a duration from the first event", b.flag, v)
-		}
-		first, err := firstEventTime(names)
-		if err != nil {
+		var first int64
+		ev, err := in.Peek()
+		if err == nil {
+			first = ev.Time
+		} else if !errors.Is(err, io.EOF) {
 			return err
 		}
-		*b.dst = first + int64(d)
+		*b.dst = first + int64(b.rel)
 		if *b.dst == 0 {
 			*b.dst = 1
 		}
 	}
 	return nil
-}
-
-func firstEventTime(names []string) (int64, error) {
-	in, err := paths.Open(names)
-	if err != nil {
-		return 0, err
-	}
-	defer in.Close()
-	ev, err := in.Next()
-	if err != nil {
-		if err == io.EOF {
-			return 0, nil
-		}
-		return 0, err
-	}
-	return ev.Time, nil
 }
 
 // setup opens the inputs and builds the selection and options.
@@ -232,11 +252,16 @@ func setup(c *cli.Context) (*paths.Input, *paths.Selector, paths.Options, func()
 	if err != nil {
 		return nil, nil, paths.Options{}, nil, err
 	}
-	if err := timeBounds(c, names, sel); err != nil {
+	bounds, err := parseTimeBounds(c, sel)
+	if err != nil {
 		return nil, nil, paths.Options{}, nil, err
 	}
 	in, err := paths.Open(names)
 	if err != nil {
+		return nil, nil, paths.Options{}, nil, err
+	}
+	if err := resolveTimeBounds(in, bounds); err != nil {
+		in.Close()
 		return nil, nil, paths.Options{}, nil, err
 	}
 	stopProgress := startProgress(c.App.ErrWriter, in)
@@ -256,7 +281,9 @@ func textOptions(c *cli.Context) paths.TextOptions {
 	if c.Bool("color") {
 		o.Color = true
 	}
-	if c.Bool("no-color") || os.Getenv("NO_COLOR") != "" {
+	// NO_COLOR (no-color.org) turns off the automatic colours; an
+	// explicit flag wins over it.
+	if c.Bool("no-color") || (os.Getenv("NO_COLOR") != "" && !c.Bool("color")) {
 		o.Color = false
 	}
 	return o
@@ -339,35 +366,57 @@ func runPaths(c *cli.Context) error {
 	return err
 }
 
-// createOutput opens an output file ("-": standard output). The returned
-// commit function closes it; on failure the partial file is removed.
+// createOutput opens an output file ("-": standard output). The output is
+// written to a temporary file beside it, which the returned commit
+// function renames into place on success and removes on failure: a
+// failed run leaves neither a partial file nor damage to an earlier one.
 func createOutput(c *cli.Context, name string) (io.Writer, func(ok bool) error, error) {
 	if name == "-" {
 		return c.App.Writer, func(bool) error { return nil }, nil
 	}
-	f, err := os.Create(name)
+	f, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".*.tmp")
 	if err != nil {
 		return nil, nil, fmt.Errorf("create output: %w", err)
 	}
+	tmp := f.Name()
 	return f, func(ok bool) error {
-		err := f.Close()
+		err := f.Chmod(0o644)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if ok && err == nil {
+			err = os.Rename(tmp, name)
+		}
 		if !ok || err != nil {
-			os.Remove(name)
+			os.Remove(tmp)
 		}
 		if err != nil {
-			return fmt.Errorf("close output: %w", err)
+			return fmt.Errorf("write output %s: %w", name, err)
 		}
 		return nil
 	}, nil
 }
 
+// outputName returns -o, or a usage error when it is missing.
+func outputName(c *cli.Context) (string, error) {
+	name := c.String("output")
+	if name == "" {
+		return "", usagef("%s needs -o FILE (- for standard output)", c.Command.Name)
+	}
+	return name, nil
+}
+
 func runWireshark(c *cli.Context) error {
+	outName, err := outputName(c)
+	if err != nil {
+		return err
+	}
 	in, sel, opts, cleanup, err := setup(c)
 	if err != nil {
 		return err
 	}
 	defer cleanup()
-	out, commit, err := createOutput(c, c.String("output"))
+	out, commit, err := createOutput(c, outName)
 	if err != nil {
 		return err
 	}
@@ -393,11 +442,15 @@ func runExport(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	outName, err := outputName(c)
+	if err != nil {
+		return err
+	}
 	format := paths.ExportFormat(c.String("format"))
 	if format != paths.ExportJSONL && format != paths.ExportParquet {
 		return usagef("--format %q: want jsonl or parquet", format)
 	}
-	if format == paths.ExportParquet && c.String("output") == "-" {
+	if format == paths.ExportParquet && outName == "-" {
 		return usagef("parquet needs a file (-o FILE)")
 	}
 	in, err := paths.Open(names)
@@ -407,7 +460,7 @@ func runExport(c *cli.Context) error {
 	defer in.Close()
 	stop := startProgress(c.App.ErrWriter, in)
 	defer stop()
-	out, commit, err := createOutput(c, c.String("output"))
+	out, commit, err := createOutput(c, outName)
 	if err != nil {
 		return err
 	}
