@@ -148,9 +148,15 @@ func (a *Analyzer) Add(ev *Event) error {
 		p.Truncated = true
 		p.DroppedHops++
 	} else {
+		capLen, ifName, ifDesc := len(ev.Data), "", ""
+		if ev.staged {
+			capLen, ifName, ifDesc = ev.capLen, ev.ifName, ev.ifDesc
+		} else if ev.Interface != nil {
+			ifName, ifDesc = ev.Interface.Name, ev.Interface.Description
+		}
 		p.Hops = append(p.Hops, Hop{
 			Time:    ev.Time,
-			CapLen:  uint32(len(ev.Data)),
+			CapLen:  uint32(capLen),
 			OrigLen: ev.OrigLen,
 			Frame:   ev.Frame,
 			File:    ev.File,
@@ -158,13 +164,17 @@ func (a *Analyzer) Add(ev *Event) error {
 		h := &p.Hops[len(p.Hops)-1]
 		if ev.HasMeta {
 			h.Meta = ev.Meta
-			if ev.Interface != nil {
-				h.NSName = a.namespaceName(ev.Interface.Description)
+			if ifDesc != "" {
+				h.NSName = a.namespaceName(ifDesc)
 			}
-		} else if ev.Interface != nil {
-			h.Meta.Dev = ev.Interface.Name
+		} else {
+			h.Meta.Dev = ifName
 		}
-		h.Flow = parseFlow(ev.Data)
+		if ev.staged {
+			h.Flow = ev.flow
+		} else {
+			h.Flow = parseFlow(ev.Data)
+		}
 	}
 	if a.opts.Filter != nil && !p.FilterMatched && a.opts.Filter(ev.Data) {
 		p.FilterMatched = true
@@ -341,8 +351,13 @@ func cmpUint64(a, b uint64) int {
 
 // finish orders the hops, marks changes and classifies the outcome.
 func finish(p *Packet) {
-	if !slices.IsSortedFunc(p.Hops, func(x, y Hop) int { return cmpInt64(x.Time, y.Time) }) {
-		slices.SortStableFunc(p.Hops, func(x, y Hop) int { return cmpInt64(x.Time, y.Time) })
+	// Hops nearly always arrive in order: check before sorting (the
+	// check looks at times only; hops are large to move around).
+	for i := 1; i < len(p.Hops); i++ {
+		if p.Hops[i].Time < p.Hops[i-1].Time {
+			slices.SortStableFunc(p.Hops, func(x, y Hop) int { return cmpInt64(x.Time, y.Time) })
+			break
+		}
 	}
 	for i := 1; i < len(p.Hops); i++ {
 		p.Hops[i].Changed = diff(&p.Hops[i-1], &p.Hops[i])

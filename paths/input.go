@@ -27,6 +27,17 @@ type Event struct {
 	HasMeta bool
 	// Interface is the block's interface description.
 	Interface *pcapng.Interface
+
+	// Filled by Process's reading stage, which hands events to the
+	// analyzer in batches: the flow parsed from Data, the captured
+	// length, and the interface's name and description (Data and
+	// Interface are not valid by then).
+	staged  bool
+	flow    Flow
+	capLen  int
+	ifName  string
+	ifDesc  string
+	dataOff int
 	// Data aliases the reader's buffer: valid until the next call to Next.
 	Data    []byte
 	OrigLen uint32

@@ -67,6 +67,10 @@ func (s *Selector) Selects(p *Packet) bool {
 
 // Process reads every event of in, rebuilds the paths and calls fn for
 // each selected packet. The Packet passed to fn is reused after it returns.
+//
+// Reading (pcap-ng blocks, metadata comments, addresses) runs in its own
+// goroutine and hands events over in batches, so that it overlaps with the
+// analysis and output on another core.
 func Process(in *Input, opts Options, sel *Selector, fn func(*Packet) error) error {
 	if sel != nil && sel.Filter != nil {
 		opts.Filter = sel.Filter
@@ -77,17 +81,93 @@ func Process(in *Input, opts Options, sel *Selector, fn func(*Packet) error) err
 		}
 		return fn(p)
 	})
-	for {
-		ev, err := in.Next()
-		if errors.Is(err, io.EOF) {
-			break
+	needData := opts.KeepData || opts.Filter != nil
+
+	const batchSize, batches = 512, 4
+	type batch struct {
+		evs  []Event
+		data []byte
+	}
+	full := make(chan *batch, batches)
+	empty := make(chan *batch, batches+1)
+	for i := 0; i < batches+1; i++ {
+		empty <- &batch{evs: make([]Event, 0, batchSize)}
+	}
+	stop := make(chan struct{})
+	readErr := make(chan error, 1)
+	go func() {
+		defer close(full)
+		for {
+			select {
+			case <-stop:
+				readErr <- nil
+				return
+			default:
+			}
+			var b *batch
+			select {
+			case b = <-empty:
+			case <-stop:
+				readErr <- nil
+				return
+			}
+			b.evs, b.data = b.evs[:0], b.data[:0]
+			var err error
+			for len(b.evs) < batchSize {
+				var ev *Event
+				ev, err = in.Next()
+				if err != nil {
+					break
+				}
+				b.evs = append(b.evs, *ev)
+				e := &b.evs[len(b.evs)-1]
+				e.staged = true
+				e.flow = parseFlow(ev.Data)
+				e.capLen = len(ev.Data)
+				if ev.Interface != nil {
+					e.ifName, e.ifDesc = ev.Interface.Name, ev.Interface.Description
+				}
+				e.Interface = nil
+				e.Data = nil
+				if needData {
+					e.dataOff = len(b.data)
+					b.data = append(b.data, ev.Data...)
+				}
+			}
+			if len(b.evs) > 0 {
+				full <- b
+			}
+			if err != nil {
+				if errors.Is(err, io.EOF) {
+					err = nil
+				}
+				readErr <- err
+				return
+			}
 		}
-		if err != nil {
-			return err
+	}()
+
+	var addErr error
+	for b := range full {
+		if addErr == nil {
+			for i := range b.evs {
+				e := &b.evs[i]
+				if needData {
+					e.Data = b.data[e.dataOff : e.dataOff+e.capLen]
+				}
+				if addErr = a.Add(e); addErr != nil {
+					close(stop)
+					break
+				}
+			}
 		}
-		if err := a.Add(ev); err != nil {
-			return err
-		}
+		empty <- b
+	}
+	if err := <-readErr; err != nil {
+		return err
+	}
+	if addErr != nil {
+		return addErr
 	}
 	return a.Close()
 }
