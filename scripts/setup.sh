@@ -19,6 +19,7 @@ declare -A want=(
 	[busybox]=busybox-static
 	[cpio]=cpio
 	[xz]=xz-utils
+	[depmod]=kmod
 )
 # headers and libraries -> package
 declare -A want_files=(
