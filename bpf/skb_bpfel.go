@@ -17,6 +17,7 @@ type SkbCpuState struct {
 	_      structs.HostLayout
 	NextId uint64
 	Lost   uint64
+	Addr   uint64
 }
 
 type SkbEvent struct {
@@ -46,24 +47,41 @@ type SkbEvent struct {
 	Comm         [16]int8
 }
 
+type SkbTrackedHint struct {
+	_     structs.HostLayout
+	Count [4096]uint32
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	SkbMapCpuStates   = "cpu_states"
-	SkbMapEvents      = "events"
-	SkbMapTracked     = "tracked"
-	SkbProgOnSkb      = "on_skb"
-	SkbVarDevArg      = "dev_arg"
-	SkbVarHookId      = "hook_id"
-	SkbVarIsFreeHook  = "is_free_hook"
-	SkbVarLocationArg = "location_arg"
-	SkbVarNrCpus      = "nr_cpus"
-	SkbVarReasonArg   = "reason_arg"
-	SkbVarSkbArg      = "skb_arg"
-	SkbVarSnaplen     = "snaplen"
-	SkbVarUnusedEvent = "unused_event"
-	SkbVarWakeupBytes = "wakeup_bytes"
+	SkbMapCpuStates     = "cpu_states"
+	SkbMapEvents        = "events"
+	SkbMapFilterBuf     = "filter_buf"
+	SkbMapHints         = "hints"
+	SkbMapTracked       = "tracked"
+	SkbProgOnSkb        = "on_skb"
+	SkbVarDevArg        = "dev_arg"
+	SkbVarDirectRead    = "direct_read"
+	SkbVarFilterWindow  = "filter_window"
+	SkbVarHasExpr       = "has_expr"
+	SkbVarHookId        = "hook_id"
+	SkbVarIsFreeHook    = "is_free_hook"
+	SkbVarLocationArg   = "location_arg"
+	SkbVarMatchIfindex  = "match_ifindex"
+	SkbVarMatchMark     = "match_mark"
+	SkbVarMatchMarkMask = "match_mark_mask"
+	SkbVarMatchNetns    = "match_netns"
+	SkbVarMatchPid      = "match_pid"
+	SkbVarNrCpus        = "nr_cpus"
+	SkbVarReasonArg     = "reason_arg"
+	SkbVarSkbArg        = "skb_arg"
+	SkbVarSnaplen       = "snaplen"
+	SkbVarTrack         = "track"
+	SkbVarUntrackOnly   = "untrack_only"
+	SkbVarUnusedEvent   = "unused_event"
+	SkbVarWakeupBytes   = "wakeup_bytes"
 )
 
 // LoadSkb returns the embedded CollectionSpec for Skb.
@@ -117,6 +135,8 @@ type SkbProgramSpecs struct {
 type SkbMapSpecs struct {
 	CpuStates *ebpf.MapSpec `ebpf:"cpu_states"`
 	Events    *ebpf.MapSpec `ebpf:"events"`
+	FilterBuf *ebpf.MapSpec `ebpf:"filter_buf"`
+	Hints     *ebpf.MapSpec `ebpf:"hints"`
 	Tracked   *ebpf.MapSpec `ebpf:"tracked"`
 }
 
@@ -124,16 +144,26 @@ type SkbMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type SkbVariableSpecs struct {
-	DevArg      *ebpf.VariableSpec `ebpf:"dev_arg"`
-	HookId      *ebpf.VariableSpec `ebpf:"hook_id"`
-	IsFreeHook  *ebpf.VariableSpec `ebpf:"is_free_hook"`
-	LocationArg *ebpf.VariableSpec `ebpf:"location_arg"`
-	NrCpus      *ebpf.VariableSpec `ebpf:"nr_cpus"`
-	ReasonArg   *ebpf.VariableSpec `ebpf:"reason_arg"`
-	SkbArg      *ebpf.VariableSpec `ebpf:"skb_arg"`
-	Snaplen     *ebpf.VariableSpec `ebpf:"snaplen"`
-	UnusedEvent *ebpf.VariableSpec `ebpf:"unused_event"`
-	WakeupBytes *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
+	DevArg        *ebpf.VariableSpec `ebpf:"dev_arg"`
+	DirectRead    *ebpf.VariableSpec `ebpf:"direct_read"`
+	FilterWindow  *ebpf.VariableSpec `ebpf:"filter_window"`
+	HasExpr       *ebpf.VariableSpec `ebpf:"has_expr"`
+	HookId        *ebpf.VariableSpec `ebpf:"hook_id"`
+	IsFreeHook    *ebpf.VariableSpec `ebpf:"is_free_hook"`
+	LocationArg   *ebpf.VariableSpec `ebpf:"location_arg"`
+	MatchIfindex  *ebpf.VariableSpec `ebpf:"match_ifindex"`
+	MatchMark     *ebpf.VariableSpec `ebpf:"match_mark"`
+	MatchMarkMask *ebpf.VariableSpec `ebpf:"match_mark_mask"`
+	MatchNetns    *ebpf.VariableSpec `ebpf:"match_netns"`
+	MatchPid      *ebpf.VariableSpec `ebpf:"match_pid"`
+	NrCpus        *ebpf.VariableSpec `ebpf:"nr_cpus"`
+	ReasonArg     *ebpf.VariableSpec `ebpf:"reason_arg"`
+	SkbArg        *ebpf.VariableSpec `ebpf:"skb_arg"`
+	Snaplen       *ebpf.VariableSpec `ebpf:"snaplen"`
+	Track         *ebpf.VariableSpec `ebpf:"track"`
+	UntrackOnly   *ebpf.VariableSpec `ebpf:"untrack_only"`
+	UnusedEvent   *ebpf.VariableSpec `ebpf:"unused_event"`
+	WakeupBytes   *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
 
 // SkbObjects contains all objects after they have been loaded into the kernel.
@@ -158,6 +188,8 @@ func (o *SkbObjects) Close() error {
 type SkbMaps struct {
 	CpuStates *ebpf.Map `ebpf:"cpu_states"`
 	Events    *ebpf.Map `ebpf:"events"`
+	FilterBuf *ebpf.Map `ebpf:"filter_buf"`
+	Hints     *ebpf.Map `ebpf:"hints"`
 	Tracked   *ebpf.Map `ebpf:"tracked"`
 }
 
@@ -165,6 +197,8 @@ func (m *SkbMaps) Close() error {
 	return _SkbClose(
 		m.CpuStates,
 		m.Events,
+		m.FilterBuf,
+		m.Hints,
 		m.Tracked,
 	)
 }
@@ -173,16 +207,26 @@ func (m *SkbMaps) Close() error {
 //
 // It can be passed to LoadSkbObjects or ebpf.CollectionSpec.LoadAndAssign.
 type SkbVariables struct {
-	DevArg      *ebpf.Variable `ebpf:"dev_arg"`
-	HookId      *ebpf.Variable `ebpf:"hook_id"`
-	IsFreeHook  *ebpf.Variable `ebpf:"is_free_hook"`
-	LocationArg *ebpf.Variable `ebpf:"location_arg"`
-	NrCpus      *ebpf.Variable `ebpf:"nr_cpus"`
-	ReasonArg   *ebpf.Variable `ebpf:"reason_arg"`
-	SkbArg      *ebpf.Variable `ebpf:"skb_arg"`
-	Snaplen     *ebpf.Variable `ebpf:"snaplen"`
-	UnusedEvent *ebpf.Variable `ebpf:"unused_event"`
-	WakeupBytes *ebpf.Variable `ebpf:"wakeup_bytes"`
+	DevArg        *ebpf.Variable `ebpf:"dev_arg"`
+	DirectRead    *ebpf.Variable `ebpf:"direct_read"`
+	FilterWindow  *ebpf.Variable `ebpf:"filter_window"`
+	HasExpr       *ebpf.Variable `ebpf:"has_expr"`
+	HookId        *ebpf.Variable `ebpf:"hook_id"`
+	IsFreeHook    *ebpf.Variable `ebpf:"is_free_hook"`
+	LocationArg   *ebpf.Variable `ebpf:"location_arg"`
+	MatchIfindex  *ebpf.Variable `ebpf:"match_ifindex"`
+	MatchMark     *ebpf.Variable `ebpf:"match_mark"`
+	MatchMarkMask *ebpf.Variable `ebpf:"match_mark_mask"`
+	MatchNetns    *ebpf.Variable `ebpf:"match_netns"`
+	MatchPid      *ebpf.Variable `ebpf:"match_pid"`
+	NrCpus        *ebpf.Variable `ebpf:"nr_cpus"`
+	ReasonArg     *ebpf.Variable `ebpf:"reason_arg"`
+	SkbArg        *ebpf.Variable `ebpf:"skb_arg"`
+	Snaplen       *ebpf.Variable `ebpf:"snaplen"`
+	Track         *ebpf.Variable `ebpf:"track"`
+	UntrackOnly   *ebpf.Variable `ebpf:"untrack_only"`
+	UnusedEvent   *ebpf.Variable `ebpf:"unused_event"`
+	WakeupBytes   *ebpf.Variable `ebpf:"wakeup_bytes"`
 }
 
 // SkbPrograms contains all programs after they have been loaded into the kernel.

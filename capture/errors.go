@@ -23,4 +23,9 @@ var (
 	// ErrBackend means the requested backend is unknown or not available
 	// on this kernel.
 	ErrBackend = errors.New("backend not available")
+
+	// ErrFilter means a filter is unusable: an expression libpcap cannot
+	// compile or that needs what kernel hooks lack (see [FilterError]), or
+	// metadata conditions that can never match.
+	ErrFilter = errors.New("bad filter")
 )

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -51,27 +52,61 @@ type Config struct {
 	// DefaultTrackedPackets); past it the least recently seen is forgotten.
 	TrackedPackets int
 	// Hooks names the hooks to attach, as in [Hook.Name]; nil means all
-	// that the kernel offers.
+	// that the kernel offers. The hooks that free skbs (kfree_skb,
+	// consume_skb) are attached in any case, to end tracking; they record
+	// only if named here.
 	Hooks []string
 	// Backend is "auto" (or "") or "tracepoint". Only tracepoints are
 	// implemented, so both choose tracepoints.
 	Backend string
 
+	// Filter, if not nil, is a compiled filter expression: a packet not
+	// yet followed is recorded only if it matches (and Match matches too).
+	// It runs in the kernel on the packet's first bytes.
+	Filter *Filter
+	// Match selects packets by kernel metadata, ANDed with Filter.
+	Match Match
+	// NoTrack runs the filter at every hook, also for packets already
+	// followed. By default a packet that matched once is recorded at every
+	// later hook, whatever its bytes become (NAT, encapsulation).
+	NoTrack bool
+
 	// filter replaces the body of the in-kernel packet filter; nil keeps
-	// every packet. See replaceFilter.
+	// every packet. It takes precedence over Filter. See replaceFilter.
 	filter asm.Instructions
+	// probeRead copies the filter's bytes with bpf_probe_read_kernel even
+	// where the kernel allows direct loads.
+	probeRead bool
 	// wakeupBytes is the fill level at whose multiples the BPF program
 	// wakes the reader; 0 means a quarter of the ring buffer.
 	wakeupBytes int
+}
+
+// Match selects packets by kernel metadata, evaluated in the kernel for
+// each packet not yet followed. Zero fields match anything.
+type Match struct {
+	// NetNS is the inode number of a network namespace (as in
+	// [Event.NetNS]): the device's, or the socket's if the skb has no
+	// device.
+	NetNS uint32
+	// Ifindex is a device index (as in [Event.Ifindex]). Indexes repeat
+	// across namespaces: set NetNS too.
+	Ifindex uint32
+	// Mark and MarkMask select skb->mark & MarkMask == Mark. A MarkMask of
+	// 0 ignores the mark; to match a mark of 0, set MarkMask.
+	Mark, MarkMask uint32
+	// PID is the thread group id of the task running when the hook fires.
+	// Hooks in softirq context run on behalf of whichever task they
+	// interrupted, so this selects sending more reliably than receiving.
+	PID uint32
 }
 
 // Stats counts what a [Recorder] has seen.
 type Stats struct {
 	// Events is the number of events delivered to Run's callback.
 	Events uint64
-	// Lost is the number of hits that found the ring buffer full. While
-	// the ring buffer is full, hits of packets not yet followed are counted
-	// here even if a packet filter would have rejected them.
+	// Lost is the number of hits, of packets that the filter kept, that
+	// found the ring buffer full.
 	Lost uint64
 }
 
@@ -79,12 +114,15 @@ type Stats struct {
 // [NewRecorder]; call Run to read events and Close to detach.
 type Recorder struct {
 	hooks   []Hook
+	untrack []Hook // free hooks attached only to end tracking
 	reasons *DropReasons
 	snaplen int
 
 	events   *ebpf.Map
 	tracked  *ebpf.Map
 	states   *ebpf.Map
+	buf      *ebpf.Map
+	hints    *ebpf.Map
 	progs    []*ebpf.Program
 	links    []link.Link
 	reader   *ringbuf.Reader
@@ -125,6 +163,7 @@ func NewRecorder(cfg Config) (*Recorder, error) {
 
 	r := &Recorder{
 		hooks:    hooks,
+		untrack:  untrackHooks(all, hooks),
 		reasons:  reasons,
 		snaplen:  cfg.Snaplen,
 		lastLost: make([]uint64, ncpu),
@@ -172,6 +211,9 @@ func (cfg Config) withDefaults() (Config, error) {
 	if cfg.TrackedPackets < 0 {
 		return cfg, fmt.Errorf("check tracked packets %d: want a positive number", cfg.TrackedPackets)
 	}
+	if m := cfg.Match; m.Mark&^m.MarkMask != 0 {
+		return cfg, fmt.Errorf("check mark %#x/%#x: %w: the value has bits outside the mask", m.Mark, m.MarkMask, ErrFilter)
+	}
 	return cfg, nil
 }
 
@@ -196,24 +238,48 @@ func (r *Recorder) open(cfg Config, kernel *btf.Spec, ncpu int) error {
 	if r.states, err = newMap(spec, bpf.SkbMapCpuStates, 0); err != nil {
 		return err
 	}
+	if r.hints, err = newMap(spec, bpf.SkbMapHints, 0); err != nil {
+		return err
+	}
+	knobs := hookKnobs{
+		snaplen:     uint32(cfg.Snaplen),
+		ncpu:        uint32(ncpu),
+		wakeupBytes: uint64(cfg.wakeupBytes),
+		match:       cfg.Match,
+		track:       !cfg.NoTrack,
+		probeRead:   cfg.probeRead,
+	}
+	bufSize := 64
+	switch {
+	case cfg.filter != nil:
+		knobs.filter = cfg.filter
+		knobs.window = uint32(cfg.Snaplen)
+		bufSize = (cfg.Snaplen + 63) &^ 63
+	case cfg.Filter != nil:
+		l := cfg.Filter.layout(cfg.Snaplen)
+		knobs.filter = cfg.Filter.body(l.bufSize)
+		knobs.window = uint32(l.window)
+		bufSize = l.bufSize
+	}
+	// One filter buffer entry per possible CPU.
+	spec.Maps[bpf.SkbMapFilterBuf].ValueSize = uint32(bufSize)
+	if r.buf, err = newMap(spec, bpf.SkbMapFilterBuf, uint32(ncpu)); err != nil {
+		return err
+	}
 	shared := map[string]*ebpf.Map{
 		bpf.SkbMapEvents:    r.events,
 		bpf.SkbMapTracked:   r.tracked,
 		bpf.SkbMapCpuStates: r.states,
+		bpf.SkbMapFilterBuf: r.buf,
+		bpf.SkbMapHints:     r.hints,
 	}
 	opts := ebpf.CollectionOptions{
 		MapReplacements: shared,
 		Programs:        ebpf.ProgramOptions{KernelTypes: kernel},
 	}
 
-	for i := range r.hooks {
-		h := &r.hooks[i]
-		prog, err := loadHook(spec, h, opts, hookKnobs{
-			snaplen:     uint32(cfg.Snaplen),
-			ncpu:        uint32(ncpu),
-			wakeupBytes: uint64(cfg.wakeupBytes),
-			filter:      cfg.filter,
-		})
+	attach := func(h *Hook, k hookKnobs) error {
+		prog, err := loadHook(spec, h, opts, k)
 		if err != nil {
 			return err
 		}
@@ -223,6 +289,30 @@ func (r *Recorder) open(cfg Config, kernel *btf.Spec, ncpu int) error {
 			return fmt.Errorf("attach hook %s: %w", h.Name, err)
 		}
 		r.links = append(r.links, l)
+		return nil
+	}
+	for i := range r.hooks {
+		err := attach(&r.hooks[i], knobs)
+		if i == 0 && err != nil && knobs.filter != nil && !knobs.probeRead {
+			// Kernels before 6.16 or so type skb->head as a number, not
+			// as memory the program may load from: copy the filter's
+			// bytes with the helper instead.
+			var ve *ebpf.VerifierError
+			if errors.As(err, &ve) {
+				knobs.probeRead = true
+				err = attach(&r.hooks[i], knobs)
+			}
+		}
+		if err != nil {
+			return err
+		}
+	}
+	untrack := knobs
+	untrack.untrackOnly = true
+	for i := range r.untrack {
+		if err := attach(&r.untrack[i], untrack); err != nil {
+			return err
+		}
 	}
 
 	r.reader, err = ringbuf.NewReader(r.events)
@@ -231,6 +321,21 @@ func (r *Recorder) open(cfg Config, kernel *btf.Spec, ncpu int) error {
 	}
 	r.clock, err = newClock()
 	return err
+}
+
+// untrackHooks returns the hooks of all that free skbs and are not among
+// selected. They are attached in any case, recording nothing: without them
+// a freed skb would stay followed, and a new skb at its address would
+// inherit its id and bypass the filter.
+func untrackHooks(all, selected []Hook) []Hook {
+	var extra []Hook
+	for _, h := range all {
+		if h.Frees && !slices.ContainsFunc(selected, func(s Hook) bool { return s.Name == h.Name }) {
+			h.ID = 0 // records nothing, so no event refers to it
+			extra = append(extra, h)
+		}
+	}
+	return extra
 }
 
 // newMap creates the map called name from spec, with maxEntries entries
@@ -256,27 +361,44 @@ type hookKnobs struct {
 	snaplen     uint32
 	ncpu        uint32
 	wakeupBytes uint64
-	filter      asm.Instructions
+	match       Match
+	track       bool
+	filter      asm.Instructions // nil: keep every packet Match matches
+	window      uint32           // packet bytes copied for filter
+	probeRead   bool             // copy them with bpf_probe_read_kernel
+	untrackOnly bool             // only end tracking (a free hook not asked for)
 }
 
 // loadHook loads the program for h from a copy of spec, with h's argument
 // positions set as constants and the shared maps in opts.
 func loadHook(spec *ebpf.CollectionSpec, h *Hook, opts ebpf.CollectionOptions, k hookKnobs) (*ebpf.Program, error) {
 	spec = spec.Copy()
-	frees := uint32(0)
-	if h.Frees {
-		frees = 1
+	b := func(v bool) uint32 {
+		if v {
+			return 1
+		}
+		return 0
 	}
 	vars := map[string]any{
-		bpf.SkbVarHookId:      uint32(h.ID),
-		bpf.SkbVarSkbArg:      int32(h.SKBArg),
-		bpf.SkbVarDevArg:      int32(h.DevArg),
-		bpf.SkbVarReasonArg:   int32(h.ReasonArg),
-		bpf.SkbVarLocationArg: int32(h.LocationArg),
-		bpf.SkbVarIsFreeHook:  frees,
-		bpf.SkbVarSnaplen:     k.snaplen,
-		bpf.SkbVarNrCpus:      k.ncpu,
-		bpf.SkbVarWakeupBytes: k.wakeupBytes,
+		bpf.SkbVarHookId:        uint32(h.ID),
+		bpf.SkbVarSkbArg:        int32(h.SKBArg),
+		bpf.SkbVarDevArg:        int32(h.DevArg),
+		bpf.SkbVarReasonArg:     int32(h.ReasonArg),
+		bpf.SkbVarLocationArg:   int32(h.LocationArg),
+		bpf.SkbVarIsFreeHook:    b(h.Frees),
+		bpf.SkbVarSnaplen:       k.snaplen,
+		bpf.SkbVarNrCpus:        k.ncpu,
+		bpf.SkbVarWakeupBytes:   k.wakeupBytes,
+		bpf.SkbVarMatchNetns:    k.match.NetNS,
+		bpf.SkbVarMatchIfindex:  k.match.Ifindex,
+		bpf.SkbVarMatchMark:     k.match.Mark,
+		bpf.SkbVarMatchMarkMask: k.match.MarkMask,
+		bpf.SkbVarMatchPid:      k.match.PID,
+		bpf.SkbVarHasExpr:       b(k.filter != nil),
+		bpf.SkbVarFilterWindow:  k.window,
+		bpf.SkbVarTrack:         b(k.track),
+		bpf.SkbVarDirectRead:    b(!k.probeRead),
+		bpf.SkbVarUntrackOnly:   b(k.untrackOnly),
 	}
 	for name, v := range vars {
 		vs, ok := spec.Variables[name]
@@ -457,12 +579,12 @@ func (r *Recorder) Close() error {
 		errs = append(errs, r.reader.Close())
 		r.reader = nil
 	}
-	for _, m := range []*ebpf.Map{r.events, r.tracked, r.states} {
+	for _, m := range []*ebpf.Map{r.events, r.tracked, r.states, r.buf, r.hints} {
 		if m != nil {
 			errs = append(errs, m.Close())
 		}
 	}
-	r.events, r.tracked, r.states = nil, nil, nil
+	r.events, r.tracked, r.states, r.buf, r.hints = nil, nil, nil, nil, nil
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("close recorder: %w", err)
 	}

@@ -41,15 +41,24 @@ type options struct {
 	list      bool
 	readyFile string
 	ringSize  int
-	filter    string
+	filter    string // libpcap expression, "" for none
+	netns     string // --netns: namespace file, name or inode
+	mark      string // --mark: VALUE[/MASK]
+	ifname    string // --ifname: device name
+	pid       int64  // --pid: 0 for any
+	track     bool   // --track: follow kept packets at later hooks
 }
 
 func newApp() *cli.App {
 	return &cli.App{
-		Name:      "record",
-		Usage:     "record the packets kernel hooks see, with kernel metadata, into pcap-ng",
-		UsageText: "record [flags] [filter expression]",
-		Version:   version,
+		Name:  "record",
+		Usage: "record the packets kernel hooks see, with kernel metadata, into pcap-ng",
+		UsageText: "record [flags] [filter expression]\n\n" +
+			"The filter expression is tcpdump's (pcap-filter(7)), e.g. record -w out.pcapng tcp port 443.\n" +
+			"It and the --netns, --ifname, --mark and --pid conditions are evaluated in the kernel,\n" +
+			"ANDed, for each packet not yet followed; a packet that matched is recorded at every\n" +
+			"later hook (--track=false to filter at every hook). See docs/FILTERS.md.",
+		Version: version,
 		Description: "Attaches BPF programs to every kernel hook that sees a struct sk_buff and writes one\n" +
 			"pcap-ng packet block per hook hit: the bytes as the kernel held them, and the hook,\n" +
 			"device, network namespace, drop reason and process as options and comments.\n" +
@@ -65,6 +74,11 @@ func newApp() *cli.App {
 			&cli.BoolFlag{Name: "list", Usage: "print the hooks this kernel offers and exit"},
 			&cli.StringFlag{Name: "ready-file", Usage: "create `PATH` once every hook is attached"},
 			&cli.IntFlag{Name: "ring-size", Value: capture.DefaultRingBufferSize, Usage: "ring buffer size in `BYTES` (a power of two)"},
+			&cli.StringFlag{Name: "netns", Usage: "record only packets in the network namespace `NS`: /proc/PID/ns/net, /run/netns/NAME, NAME or an inode number", EnvVars: []string{"PATHCAP_NETNS"}},
+			&cli.StringFlag{Name: "ifname", Aliases: []string{"i"}, Usage: "record only packets on device `NAME` (in --netns, else in record's own namespace)"},
+			&cli.StringFlag{Name: "mark", Usage: "record only packets with skb->mark & MASK == VALUE (`VALUE[/MASK]`)"},
+			&cli.Int64Flag{Name: "pid", Usage: "record only packets seen while process `PID` runs (its sends; receiving runs in softirq)"},
+			&cli.BoolFlag{Name: "track", Value: true, Usage: "keep recording a packet that matched at every later hook, whatever its bytes become (NAT, tunnels); --track=false filters at every hook"},
 		},
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
 			return usageError{err}
@@ -79,7 +93,12 @@ func newApp() *cli.App {
 				list:      c.Bool("list"),
 				readyFile: c.String("ready-file"),
 				ringSize:  c.Int("ring-size"),
-				filter:    strings.Join(c.Args().Slice(), " "),
+				filter:    strings.TrimSpace(strings.Join(c.Args().Slice(), " ")),
+				netns:     c.String("netns"),
+				ifname:    c.String("ifname"),
+				mark:      c.String("mark"),
+				pid:       c.Int64("pid"),
+				track:     c.Bool("track"),
 			}
 			if h := c.String("hooks"); h != "" {
 				for _, name := range strings.Split(h, ",") {
@@ -108,9 +127,6 @@ func (o options) validate() error {
 	if o.ringSize < 4096 || o.ringSize&(o.ringSize-1) != 0 {
 		return usagef("ring size %d is not a power of two of at least 4096", o.ringSize)
 	}
-	if o.filter != "" {
-		return usagef("filter expressions are not supported by this build (got %q)", o.filter)
-	}
 	return nil
 }
 
@@ -120,6 +136,12 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	}
 	if o.list {
 		return listHooks(stdout)
+	}
+	// Compile the filter before creating the output or loading anything,
+	// so that a bad expression fails fast.
+	filter, match, err := o.filters()
+	if err != nil {
+		return err
 	}
 	if o.duration > 0 {
 		var cancel context.CancelFunc
@@ -150,6 +172,9 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 		RingBufferSize: o.ringSize,
 		Hooks:          o.hooks,
 		Backend:        o.backend,
+		Filter:         filter,
+		Match:          match,
+		NoTrack:        !o.track,
 	})
 	if err != nil {
 		if file != nil {
@@ -160,6 +185,9 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	}
 	defer rec.Close()
 	fmt.Fprintf(stderr, "record: %d tracepoint hooks attached (backend tracepoint), snap length %d\n", len(rec.Hooks()), o.snaplen)
+	if filter != nil || match != (capture.Match{}) {
+		fmt.Fprintf(stderr, "record: filtering in the kernel: %s\n", describeFilter(filter, match, o.track))
+	}
 
 	names := netdev.NewResolver()
 	defer names.Close()
@@ -212,6 +240,31 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stderr, "record: %d events were lost because the ring buffer was full: try a larger --ring-size or a filter\n", sum.Lost)
 	}
 	return nil
+}
+
+// describeFilter says in one line what is filtered.
+func describeFilter(f *capture.Filter, m capture.Match, track bool) string {
+	var parts []string
+	if f != nil {
+		parts = append(parts, fmt.Sprintf("%q", f.String()))
+	}
+	if m.NetNS != 0 {
+		parts = append(parts, fmt.Sprintf("netns %d", m.NetNS))
+	}
+	if m.Ifindex != 0 {
+		parts = append(parts, fmt.Sprintf("ifindex %d", m.Ifindex))
+	}
+	if m.MarkMask != 0 {
+		parts = append(parts, fmt.Sprintf("mark %#x/%#x", m.Mark, m.MarkMask))
+	}
+	if m.PID != 0 {
+		parts = append(parts, fmt.Sprintf("pid %d", m.PID))
+	}
+	s := strings.Join(parts, " and ")
+	if track {
+		return s + ", following kept packets"
+	}
+	return s + ", at every hook"
 }
 
 // explain turns the recorder's typed errors into advice.

@@ -40,7 +40,7 @@ func Compile(expr string, linkType, snaplen int) ([]bpf.RawInstruction, error) {
 func CompileRaw(expr string, linkType, snaplen int) ([]bpf.RawInstruction, error) {
 	compileMu.Lock()
 	defer compileMu.Unlock()
-	p := C.pcap_open_dead(C.int(linkType), C.int(snaplen))
+	p := C.pcap_open_dead(dlt(linkType), C.int(snaplen))
 	if p == nil {
 		return nil, &Error{Expr: expr, Msg: "pcap_open_dead failed"}
 	}
@@ -59,6 +59,15 @@ func CompileRaw(expr string, linkType, snaplen int) ([]bpf.RawInstruction, error
 		out[i] = bpf.RawInstruction{Op: uint16(in.code), Jt: uint8(in.jt), Jf: uint8(in.jf), K: uint32(in.k)}
 	}
 	return out, nil
+}
+
+// dlt returns libpcap's DLT_* value for a LINKTYPE_* value: they differ for
+// raw IP, whose DLT value also differs between systems.
+func dlt(linkType int) C.int {
+	if linkType == LinkTypeRaw {
+		return C.DLT_RAW
+	}
+	return C.int(linkType)
 }
 
 // RunLibpcap runs a program with libpcap's own interpreter (which allows

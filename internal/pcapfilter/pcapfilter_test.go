@@ -55,3 +55,35 @@ func TestCompileError(t *testing.T) {
 		t.Fatalf("got %v, want libpcap's message naming the bad token", err)
 	}
 }
+
+// The IPv4 packet of udpFrame, without its Ethernet header.
+var udpPacket = udpFrame[14:]
+
+func TestCompileRawIP(t *testing.T) {
+	if !pcapfilter.Available() {
+		t.Skip("built without libpcap")
+	}
+	for expr, want := range map[string]bool{
+		"udp port 53":      true,
+		"ip and udp":       true,
+		"host 10.0.0.2":    true,
+		"tcp":              false,
+		"ip6":              false,
+		"ip protochain 17": true,
+		"len == 28":        true,
+	} {
+		prog, err := pcapfilter.Compile(expr, pcapfilter.LinkTypeRaw, 262144)
+		if err != nil {
+			t.Fatalf("%s: %v", expr, err)
+		}
+		if got := pcapfilter.RunLibpcap(prog, udpPacket); got != want {
+			t.Errorf("%s: match %v, want %v", expr, got, want)
+		}
+	}
+	// Link-layer keywords have no meaning for raw IP.
+	for _, expr := range []string{"arp", "vlan", "ether host 00:00:00:00:00:01"} {
+		if _, err := pcapfilter.Compile(expr, pcapfilter.LinkTypeRaw, 262144); err == nil {
+			t.Errorf("%s: compiled for raw IP", expr)
+		}
+	}
+}
