@@ -13,7 +13,7 @@ if [ "$(id -u)" -eq 0 ] && [ -r /sys/kernel/btf/vmlinux ] && go build -o bin/ ./
 	trap 'scripts/scenario.sh teardown; [ -n "${rec:-}" ] && kill "$rec" 2>/dev/null || true' EXIT
 	scripts/scenario.sh setup
 	rm -f out/ready
-	bin/record -w "$out" --ready-file out/ready --duration 30s &
+	bin/record -w "$out" --ready-file out/ready --duration 30s "net 10.231.0.0/24" &
 	rec=$!
 	for _ in $(seq 100); do [ -e out/ready ] && break; sleep 0.1; done
 	scripts/scenario.sh traffic
