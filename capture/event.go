@@ -105,6 +105,14 @@ type Event struct {
 	// LostBefore is the number of events lost on this CPU (the ring buffer
 	// was full) since the previous event delivered from this CPU.
 	LostBefore uint64
+	// Stack is the kernel call chain at the hook when Config.Stack is set:
+	// return addresses, innermost first. It aliases Recorder state and is
+	// valid only during the callback. Nil when stacks are not recorded.
+	Stack []uint64
+	// StackLost reports that a stack was asked for but could not be
+	// captured for this event (StackErr is the kernel's error number).
+	StackLost bool
+	StackErr  int32
 
 	reasons *DropReasons
 }

@@ -32,6 +32,9 @@ const (
 	// DefaultTrackedPackets is the number of packets followed at once
 	// when Config.TrackedPackets is 0.
 	DefaultTrackedPackets = 1 << 16
+	// DefaultStackDepth is the most kernel stack frames recorded per event
+	// when stacks are on.
+	DefaultStackDepth = 64
 )
 
 // pollInterval bounds how long a recorded event waits in the ring buffer
@@ -59,6 +62,11 @@ type Config struct {
 	// Backend is "auto" (or "") or "tracepoint". Only tracepoints are
 	// implemented, so both choose tracepoints.
 	Backend string
+
+	// Stack records the kernel stack of every event (Event.Stack), at most
+	// StackDepth frames (0 means DefaultStackDepth).
+	Stack      bool
+	StackDepth int
 
 	// Filter, if not nil, is a compiled filter expression: a packet not
 	// yet followed is recorded only if it matches (and Match matches too).
