@@ -5,6 +5,7 @@ set -euo pipefail
 
 # command -> Debian package that provides it
 declare -A want=(
+	[make]=make
 	[tshark]=tshark
 	[capinfos]=tshark
 	[tcpdump]=tcpdump
