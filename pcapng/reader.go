@@ -1,7 +1,6 @@
 package pcapng
 
 import (
-	"bufio"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -55,7 +54,11 @@ func (e endian) order() binary.ByteOrder {
 // its decoded content. ReadPacket skips to the next packet. Everything
 // returned is valid until the next call to Next or ReadPacket.
 type Reader struct {
-	br       *bufio.Reader
+	src      io.Reader
+	buf      []byte // read buffer; the unread bytes are buf[start:end]
+	start    int
+	end      int
+	srcErr   error // the first error src returned (io.EOF at the end)
 	maxBlock uint32
 	err      error // sticky error
 
@@ -101,13 +104,13 @@ func NewReaderSize(r io.Reader, maxBlockSize int) (*Reader, error) {
 	if maxBlockSize < bufSize {
 		bufSize = maxBlockSize
 	}
-	rd := &Reader{br: bufio.NewReaderSize(r, bufSize), maxBlock: uint32(maxBlockSize)}
-	head, err := rd.br.Peek(12)
-	if len(head) == 0 && err != nil {
-		if err == io.EOF {
+	rd := &Reader{src: r, buf: make([]byte, bufSize), maxBlock: uint32(maxBlockSize)}
+	head := rd.peek(12)
+	if len(head) == 0 && rd.srcErr != nil {
+		if err := rd.srcErr; err == io.EOF {
 			return nil, &FormatError{Block: BlockSectionHeader, Msg: "empty input", Err: ErrNotPcapng}
 		}
-		return nil, fmt.Errorf("pcapng: read: %w", err)
+		return nil, fmt.Errorf("pcapng: read: %w", rd.srcErr)
 	}
 	if len(head) < 12 || binary.LittleEndian.Uint32(head) != uint32(BlockSectionHeader) {
 		return nil, &FormatError{Block: BlockSectionHeader, Msg: "no section header block at the start", Err: ErrNotPcapng}
@@ -226,12 +229,17 @@ func (r *Reader) failErr(cause error, msg string, args ...any) error {
 
 func (r *Reader) next1() (BlockType, error) {
 	r.offset = r.next
-	head, err := r.br.Peek(12)
+	// Usually the whole block is buffered already: look at everything
+	// that is, and read more only when the block needs it.
+	head := r.buf[r.start:r.end]
+	if len(head) < 12 {
+		head = r.peek(12)
+	}
 	if len(head) == 0 {
-		if err == io.EOF {
+		if r.srcErr == io.EOF {
 			return 0, io.EOF
 		}
-		return 0, &FormatError{Offset: r.offset, Msg: "read block header", Err: err}
+		return 0, &FormatError{Offset: r.offset, Msg: "read block header", Err: r.srcErr}
 	}
 	if len(head) < 8 {
 		r.typ = BlockType(r.e.u32(pad4(head)))
@@ -264,16 +272,21 @@ func (r *Reader) next1() (BlockType, error) {
 		return 0, r.failErr(ErrBlockTooLarge, "block length %d exceeds the limit of %d", length, r.maxBlock)
 	}
 	var block []byte
-	if int(length) <= r.br.Size() {
-		block, err = r.br.Peek(int(length))
-		if err != nil {
-			if err == io.EOF || err == io.ErrUnexpectedEOF {
+	switch {
+	case int(length) <= len(head):
+		block = head[:length]
+		r.start += int(length)
+	case int(length) <= len(r.buf):
+		block = r.peek(int(length))
+		if len(block) < int(length) {
+			if r.srcErr == io.EOF || r.srcErr == io.ErrUnexpectedEOF {
 				return 0, r.failErr(ErrTruncated, "block length is %d but the input ends after %d bytes", length, len(block))
 			}
-			return 0, r.failErr(err, "read block")
+			return 0, r.failErr(r.srcErr, "read block")
 		}
-		_, _ = r.br.Discard(int(length)) // cannot fail: the bytes are buffered
-	} else {
+		r.start += int(length)
+	default:
+		var err error
 		block, err = r.readLarge(int(length))
 		if err != nil {
 			return 0, err
@@ -290,23 +303,67 @@ func (r *Reader) next1() (BlockType, error) {
 	return r.typ, nil
 }
 
-// readLarge reads a block of n bytes that does not fit in the bufio
-// buffer. The buffer grows with the bytes actually read, so a block that
-// claims more than the input holds costs memory in proportion to the
+// peek returns at least n unread bytes (fewer only at the end of the
+// input or after a read error, recorded in r.srcErr) without consuming
+// them. It may move the unread bytes to the front of the buffer, so slices
+// returned earlier are no longer valid. n must not exceed the buffer.
+func (r *Reader) peek(n int) []byte {
+	if r.end-r.start >= n {
+		return r.buf[r.start:r.end]
+	}
+	if r.start > 0 {
+		r.end = copy(r.buf, r.buf[r.start:r.end])
+		r.start = 0
+	}
+	for r.end < n && r.srcErr == nil {
+		k, err := r.src.Read(r.buf[r.end:])
+		r.end += k
+		if err != nil {
+			r.srcErr = err
+		} else if k == 0 {
+			// A reader that returns nothing and no error: try again,
+			// like io.ReadFull, but not forever.
+			k, err = r.src.Read(r.buf[r.end:])
+			r.end += k
+			if k == 0 && err == nil {
+				r.srcErr = io.ErrNoProgress
+			} else if err != nil {
+				r.srcErr = err
+			}
+		}
+	}
+	return r.buf[r.start:r.end]
+}
+
+// readLarge reads a block of n bytes that does not fit in the read
+// buffer. Its own buffer grows with the bytes actually read, so a block
+// that claims more than the input holds costs memory in proportion to the
 // input, not to the claim.
 func (r *Reader) readLarge(n int) ([]byte, error) {
 	b := r.large[:0]
+	// First what is buffered already.
+	b = append(b, r.buf[r.start:r.end]...)
+	r.start, r.end = 0, 0
 	for len(b) < n {
 		if len(b) == cap(b) {
-			c := min(max(2*cap(b), r.br.Size()), n)
+			c := min(max(2*cap(b), len(r.buf)), n)
 			nb := make([]byte, len(b), c)
 			copy(nb, b)
 			b = nb
 		}
-		k, err := io.ReadFull(r.br, b[len(b):min(cap(b), n)])
+		var err error
+		k := 0
+		if r.srcErr == nil {
+			k, err = io.ReadFull(r.src, b[len(b):min(cap(b), n)])
+		} else {
+			err = r.srcErr
+		}
 		b = b[:len(b)+k]
 		if err != nil {
 			r.large = b[:0]
+			if r.srcErr == nil {
+				r.srcErr = err
+			}
 			if err == io.EOF || err == io.ErrUnexpectedEOF {
 				return nil, r.failErr(ErrTruncated, "block length is %d but the input ends after %d bytes", n, len(b))
 			}
