@@ -76,11 +76,14 @@ type Reader struct {
 	sectionIndex int
 	interfaces   []Interface
 
-	packet  Packet
-	stats   InterfaceStatistics
-	names   NameResolution
-	secrets DecryptionSecrets
-	custom  CustomBlock
+	packet Packet
+	// optionsEmpty says packet.Options holds nothing since the last
+	// packet without options.
+	optionsEmpty bool
+	stats        InterfaceStatistics
+	names        NameResolution
+	secrets      DecryptionSecrets
+	custom       CustomBlock
 }
 
 // NewReader returns a Reader for r with the default block size limit
@@ -297,7 +300,14 @@ func (r *Reader) next1() (BlockType, error) {
 		return 0, r.fail("trailing block length %d does not match the leading length %d", trail, length)
 	}
 	r.body = block[8 : length-4]
-	if err := r.decode(); err != nil {
+	var err error
+	if r.typ == BlockEnhancedPacket {
+		// The block nearly every file is made of, without the switch.
+		err = r.decodeEnhancedPacket()
+	} else {
+		err = r.decode()
+	}
+	if err != nil {
 		return 0, err
 	}
 	return r.typ, nil
@@ -666,7 +676,13 @@ func (r *Reader) decodeEnhancedPacket() error {
 }
 
 func (r *Reader) packetOptions(b []byte, bodyOffset int, o *PacketOptions) error {
+	if len(b) == 0 && r.optionsEmpty && o == &r.packet.Options {
+		// Nothing to decode, and nothing to clear from the previous
+		// packet.
+		return nil
+	}
 	o.Reset()
+	r.optionsEmpty = len(b) == 0 && o == &r.packet.Options
 	// The loop is written out rather than going through r.options: this
 	// is the hot path of every reader.
 	off := 0
@@ -765,6 +781,7 @@ func (r *Reader) decodeSimplePacket() error {
 	}
 	p.Data = b[4 : 4+caplen]
 	p.Options.Reset()
+	r.optionsEmpty = true
 	return nil
 }
 
@@ -799,6 +816,7 @@ func (r *Reader) decodeObsoletePacket() error {
 	}
 	if drops != 0xFFFF {
 		p.Options.DropCount, p.Options.HasDropCount = uint64(drops), true
+		r.optionsEmpty = false
 	}
 	return nil
 }
