@@ -13,6 +13,22 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type SkbCallInfo struct {
+	_       structs.HostLayout
+	Id      uint64
+	Netns   uint32
+	Ifindex uint32
+	DevType uint16
+	HasDev  uint8
+	Pad     [5]uint8
+}
+
+type SkbCallKey struct {
+	_    structs.HostLayout
+	Skb  uint64
+	Hook uint64
+}
+
 type SkbCpuState struct {
 	_      structs.HostLayout
 	NextId uint64
@@ -43,8 +59,11 @@ type SkbEvent struct {
 	PktType      uint8
 	Header       uint8
 	Flags        uint8
-	Pad          [7]uint8
+	Pad          [3]uint8
+	StackLen     int32
 	Comm         [16]int8
+	Parent       uint64
+	Retval       uint64
 }
 
 type SkbTrackedHint struct {
@@ -56,14 +75,18 @@ type SkbTrackedHint struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	SkbMapCalls         = "calls"
 	SkbMapCpuStates     = "cpu_states"
 	SkbMapEvents        = "events"
 	SkbMapFilterBuf     = "filter_buf"
 	SkbMapHints         = "hints"
 	SkbMapTracked       = "tracked"
 	SkbProgOnSkb        = "on_skb"
+	SkbVarCloneHook     = "clone_hook"
 	SkbVarDevArg        = "dev_arg"
 	SkbVarDirectRead    = "direct_read"
+	SkbVarEntryHook     = "entry_hook"
+	SkbVarExitHook      = "exit_hook"
 	SkbVarFilterWindow  = "filter_window"
 	SkbVarHasExpr       = "has_expr"
 	SkbVarHookId        = "hook_id"
@@ -75,9 +98,12 @@ const (
 	SkbVarMatchNetns    = "match_netns"
 	SkbVarMatchPid      = "match_pid"
 	SkbVarNrCpus        = "nr_cpus"
+	SkbVarPairCalls     = "pair_calls"
 	SkbVarReasonArg     = "reason_arg"
+	SkbVarRetArg        = "ret_arg"
 	SkbVarSkbArg        = "skb_arg"
 	SkbVarSnaplen       = "snaplen"
+	SkbVarStackBytes    = "stack_bytes"
 	SkbVarTrack         = "track"
 	SkbVarUntrackOnly   = "untrack_only"
 	SkbVarUnusedEvent   = "unused_event"
@@ -133,6 +159,7 @@ type SkbProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type SkbMapSpecs struct {
+	Calls     *ebpf.MapSpec `ebpf:"calls"`
 	CpuStates *ebpf.MapSpec `ebpf:"cpu_states"`
 	Events    *ebpf.MapSpec `ebpf:"events"`
 	FilterBuf *ebpf.MapSpec `ebpf:"filter_buf"`
@@ -144,8 +171,11 @@ type SkbMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type SkbVariableSpecs struct {
+	CloneHook     *ebpf.VariableSpec `ebpf:"clone_hook"`
 	DevArg        *ebpf.VariableSpec `ebpf:"dev_arg"`
 	DirectRead    *ebpf.VariableSpec `ebpf:"direct_read"`
+	EntryHook     *ebpf.VariableSpec `ebpf:"entry_hook"`
+	ExitHook      *ebpf.VariableSpec `ebpf:"exit_hook"`
 	FilterWindow  *ebpf.VariableSpec `ebpf:"filter_window"`
 	HasExpr       *ebpf.VariableSpec `ebpf:"has_expr"`
 	HookId        *ebpf.VariableSpec `ebpf:"hook_id"`
@@ -157,9 +187,12 @@ type SkbVariableSpecs struct {
 	MatchNetns    *ebpf.VariableSpec `ebpf:"match_netns"`
 	MatchPid      *ebpf.VariableSpec `ebpf:"match_pid"`
 	NrCpus        *ebpf.VariableSpec `ebpf:"nr_cpus"`
+	PairCalls     *ebpf.VariableSpec `ebpf:"pair_calls"`
 	ReasonArg     *ebpf.VariableSpec `ebpf:"reason_arg"`
+	RetArg        *ebpf.VariableSpec `ebpf:"ret_arg"`
 	SkbArg        *ebpf.VariableSpec `ebpf:"skb_arg"`
 	Snaplen       *ebpf.VariableSpec `ebpf:"snaplen"`
+	StackBytes    *ebpf.VariableSpec `ebpf:"stack_bytes"`
 	Track         *ebpf.VariableSpec `ebpf:"track"`
 	UntrackOnly   *ebpf.VariableSpec `ebpf:"untrack_only"`
 	UnusedEvent   *ebpf.VariableSpec `ebpf:"unused_event"`
@@ -186,6 +219,7 @@ func (o *SkbObjects) Close() error {
 //
 // It can be passed to LoadSkbObjects or ebpf.CollectionSpec.LoadAndAssign.
 type SkbMaps struct {
+	Calls     *ebpf.Map `ebpf:"calls"`
 	CpuStates *ebpf.Map `ebpf:"cpu_states"`
 	Events    *ebpf.Map `ebpf:"events"`
 	FilterBuf *ebpf.Map `ebpf:"filter_buf"`
@@ -195,6 +229,7 @@ type SkbMaps struct {
 
 func (m *SkbMaps) Close() error {
 	return _SkbClose(
+		m.Calls,
 		m.CpuStates,
 		m.Events,
 		m.FilterBuf,
@@ -207,8 +242,11 @@ func (m *SkbMaps) Close() error {
 //
 // It can be passed to LoadSkbObjects or ebpf.CollectionSpec.LoadAndAssign.
 type SkbVariables struct {
+	CloneHook     *ebpf.Variable `ebpf:"clone_hook"`
 	DevArg        *ebpf.Variable `ebpf:"dev_arg"`
 	DirectRead    *ebpf.Variable `ebpf:"direct_read"`
+	EntryHook     *ebpf.Variable `ebpf:"entry_hook"`
+	ExitHook      *ebpf.Variable `ebpf:"exit_hook"`
 	FilterWindow  *ebpf.Variable `ebpf:"filter_window"`
 	HasExpr       *ebpf.Variable `ebpf:"has_expr"`
 	HookId        *ebpf.Variable `ebpf:"hook_id"`
@@ -220,9 +258,12 @@ type SkbVariables struct {
 	MatchNetns    *ebpf.Variable `ebpf:"match_netns"`
 	MatchPid      *ebpf.Variable `ebpf:"match_pid"`
 	NrCpus        *ebpf.Variable `ebpf:"nr_cpus"`
+	PairCalls     *ebpf.Variable `ebpf:"pair_calls"`
 	ReasonArg     *ebpf.Variable `ebpf:"reason_arg"`
+	RetArg        *ebpf.Variable `ebpf:"ret_arg"`
 	SkbArg        *ebpf.Variable `ebpf:"skb_arg"`
 	Snaplen       *ebpf.Variable `ebpf:"snaplen"`
+	StackBytes    *ebpf.Variable `ebpf:"stack_bytes"`
 	Track         *ebpf.Variable `ebpf:"track"`
 	UntrackOnly   *ebpf.Variable `ebpf:"untrack_only"`
 	UnusedEvent   *ebpf.Variable `ebpf:"unused_event"`

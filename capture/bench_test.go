@@ -209,3 +209,140 @@ func emptyProgram(tracepoint string) (*ebpf.Program, error) {
 	}
 	return prog, nil
 }
+
+// BenchmarkStackCost measures the two ways to capture a kernel stack in the
+// BPF program, and what --stack costs the recorder, as mean ns per run from
+// kernel.bpf_stats at net_dev_queue while ping floods a veth pair for 2 s
+// per iteration. All programs are attached at once, so they see the same
+// hits:
+//
+//   - empty: r0 = 0, the reference;
+//   - get-stack: bpf_get_stack of 64 frames into a per-CPU buffer (what
+//     --stack does, with the ring buffer record as the buffer);
+//   - get-stackid: bpf_get_stackid into a BPF_MAP_TYPE_STACK_TRACE map
+//     (the event would carry the id, user space would read the map), and
+//     the same with BPF_F_REUSE_STACKID;
+//   - recorder / recorder-stack: the recorder at net_dev_queue without and
+//     with Config.Stack (64 frames), two recorders attached side by side.
+//
+// Run it with -benchtime=1x (docs/BENCHMARKS.md, Kernel stacks).
+func BenchmarkStackCost(b *testing.B) {
+	p := newVethPair(b)
+	// Resolve ARP so that the flood is ICMP only.
+	run(b, "ip", "netns", "exec", p.nsA, "ping", "-c", "1", "-W", "2", p.ipB)
+	stats, err := ebpf.EnableStats(unix.BPF_STATS_RUN_TIME)
+	if err != nil {
+		b.Fatalf("enable BPF stats: %v", err)
+	}
+	defer stats.Close()
+
+	const depth = 64
+	buf, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.PerCPUArray, KeySize: 4, ValueSize: 8 * depth, MaxEntries: 1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer buf.Close()
+	stackMap, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.StackTrace, KeySize: 4, ValueSize: 8 * depth, MaxEntries: 1 << 14})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer stackMap.Close()
+
+	const reuseStackID = 1 << 10 // BPF_F_REUSE_STACKID
+	progs := map[string]asm.Instructions{
+		"empty": {asm.Mov.Imm(asm.R0, 0), asm.Return()},
+		"get-stack": {
+			asm.Mov.Reg(asm.R6, asm.R1),
+			asm.StoreImm(asm.RFP, -4, 0, asm.Word),
+			asm.Mov.Reg(asm.R2, asm.RFP),
+			asm.Add.Imm(asm.R2, -4),
+			asm.LoadMapPtr(asm.R1, buf.FD()),
+			asm.FnMapLookupElem.Call(),
+			asm.JEq.Imm(asm.R0, 0, "out"),
+			asm.Mov.Reg(asm.R1, asm.R6),
+			asm.Mov.Reg(asm.R2, asm.R0),
+			asm.Mov.Imm(asm.R3, 8*depth),
+			asm.Mov.Imm(asm.R4, 0),
+			asm.FnGetStack.Call(),
+			asm.Mov.Imm(asm.R0, 0).WithSymbol("out"),
+			asm.Return(),
+		},
+	}
+	for name, flags := range map[string]int32{"get-stackid": 0, "get-stackid-reuse": reuseStackID} {
+		progs[name] = asm.Instructions{
+			asm.LoadMapPtr(asm.R2, stackMap.FD()),
+			asm.Mov.Imm(asm.R3, flags),
+			asm.FnGetStackid.Call(),
+			asm.Mov.Imm(asm.R0, 0),
+			asm.Return(),
+		}
+	}
+	loaded := map[string]*ebpf.Program{}
+	for name, insns := range progs {
+		prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+			Name: "stack_cost", Type: ebpf.Tracing, AttachType: ebpf.AttachTraceRawTp,
+			AttachTo: "net_dev_queue", License: "GPL", Instructions: insns,
+		})
+		if err != nil {
+			b.Fatalf("load %s: %v", name, err)
+		}
+		defer prog.Close()
+		l, err := link.AttachTracing(link.TracingOptions{Program: prog, AttachType: ebpf.AttachTraceRawTp})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer l.Close()
+		loaded[name] = prog
+	}
+	recorders := map[string]*Recorder{}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for name, stack := range map[string]bool{"recorder": false, "recorder-stack": true} {
+		r, err := NewRecorder(Config{Hooks: []string{"net_dev_queue"}, Backend: BackendTracepoint, Stack: stack, StackDepth: depth, RingBufferSize: 64 << 20})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer r.Close()
+		recorders[name] = r
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = r.Run(ctx, func(*Event) error { return nil })
+		}()
+	}
+	for range b.N {
+		run(b, "ip", "netns", "exec", p.nsA, "ping", "-f", "-q", "-w", "2", p.ipB)
+	}
+	cancel()
+	wg.Wait()
+
+	mean := func(prog *ebpf.Program) float64 {
+		s, err := prog.Stats()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if s.RunCount == 0 {
+			b.Fatal("program never ran")
+		}
+		return float64(s.Runtime.Nanoseconds()) / float64(s.RunCount)
+	}
+	for name, prog := range loaded {
+		b.ReportMetric(mean(prog), name+"-ns/run")
+	}
+	for name, r := range recorders {
+		b.ReportMetric(mean(r.progs[0]), name+"-ns/run")
+		st, err := r.Stats()
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(st.Lost), name+"-lost")
+		b.ReportMetric(float64(st.Events), name+"-events")
+	}
+	// Distinct stacks seen by get-stackid: the map's entries.
+	ids := 0
+	var key uint32
+	for it := stackMap.Iterate(); it.Next(&key, new([8 * depth]byte)); {
+		ids++
+	}
+	b.ReportMetric(float64(ids), "stack-ids")
+}

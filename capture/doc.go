@@ -1,14 +1,19 @@
 // Package capture records the sk_buffs that kernel hooks see.
 //
-// A [Recorder] attaches one BPF program per hook, follows each packet from
-// hook to hook under one packet id, and delivers every hit as an [Event]
-// carrying the packet bytes and the kernel's metadata (device, network
-// namespace, mark, drop reason, process).
+// A [Recorder] attaches BPF programs to kernel hooks, follows each packet
+// from hook to hook under one packet id (and its clones under ids of their
+// own, linked by [Event.Parent]), and delivers every hit as an [Event]
+// carrying the packet bytes, the kernel's metadata (device, network
+// namespace, mark, drop reason, process, a function's return value) and,
+// on request, the kernel stack.
 //
 // Hooks are discovered at run time from the kernel's BTF: every tracepoint
-// whose arguments include a struct sk_buff pointer can be recorded
-// ([ListHooks]). Drop reason names also come from the kernel's BTF, so
-// reasons added by newer kernels are named without a table in this package.
+// whose arguments include a struct sk_buff pointer ([ListHooks]), and every
+// kernel function that takes one among its first five arguments
+// ([ListFunctions]). Tracepoints are always attached; a function backend
+// (kprobe-multi, kprobe or fentry/fexit, see [Config.Backend]) adds the
+// functions. Drop reason names also come from the kernel's BTF, so reasons
+// added by newer kernels are named without a table in this package.
 //
 // A [Filter] (a tcpdump expression compiled by [CompileFilter]) and a
 // [Match] (namespace, device, mark, process) select the packets recorded;
@@ -18,7 +23,8 @@
 //
 // [NewRecorder] and [ListHooks] return errors that answer [errors.Is] for
 // [ErrPermission] (the process lacks root or CAP_BPF and CAP_PERFMON),
-// [ErrNoBTF] (the kernel exposes no BTF) and [ErrNoHooks] (no usable hook);
+// [ErrNoBTF] (the kernel exposes no BTF), [ErrNoHooks] (no usable hook) and
+// [ErrBackend] (a backend asked for by name that the kernel does not allow);
 // [CompileFilter] and [NewRecorder] return errors that answer [errors.Is]
 // for [ErrFilter] for a filter that cannot be used.
 package capture

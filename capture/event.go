@@ -42,10 +42,12 @@ func (h Header) String() string {
 const (
 	flagHasDrop = 1 << iota
 	flagHasDev
+	flagHasRet
+	flagHasStack
 )
 
 // recordSize is the size of the fixed part of a ring buffer record; the
-// packet bytes follow it.
+// stack (when stacks are recorded) and the packet bytes follow it.
 const recordSize = int(unsafe.Sizeof(bpf.SkbEvent{}))
 
 // Event is one hook hit. The [Recorder] reuses one Event for all calls of
@@ -106,13 +108,28 @@ type Event struct {
 	// was full) since the previous event delivered from this CPU.
 	LostBefore uint64
 	// Stack is the kernel call chain at the hook when Config.Stack is set:
-	// return addresses, innermost first. It aliases Recorder state and is
-	// valid only during the callback. Nil when stacks are not recorded.
+	// return addresses, innermost first, starting at the function that
+	// fired the hook (the frames of the BPF program and of the tracing
+	// glue that called it are left out). It aliases Recorder state and is
+	// valid only during the callback. Nil when stacks are not recorded or
+	// this one was lost.
 	Stack []uint64
 	// StackLost reports that a stack was asked for but could not be
-	// captured for this event (StackErr is the kernel's error number).
+	// captured for this event; StackErr is then the kernel's error number
+	// (a positive errno, e.g. 14 for EFAULT), or 0 if the kernel returned
+	// an empty stack.
 	StackLost bool
 	StackErr  int32
+	// Parent is the packet id of the packet this one is a clone or copy
+	// of (skb_clone, skb_copy, pskb_copy, skb_copy_expand), 0 if none.
+	// Only events at the exit of those functions carry it; the clone's
+	// later events carry its own PacketID.
+	Parent uint64
+	// RetVal is the function's return value at a function exit hook
+	// (fexit, and the return probes of clone functions), sign-extended
+	// from the function's return type; HasRetVal reports that it is set.
+	RetVal    int64
+	HasRetVal bool
 
 	reasons *DropReasons
 }
@@ -143,17 +160,18 @@ func (e errShortRecord) Error() string {
 	return fmt.Sprintf("short record: %d bytes, want %d", e.got, e.want)
 }
 
-// decode fills e from the ring buffer record raw. e.Data aliases raw.
-// Fields that need recorder state (Hook, Time, LostBefore) are left to the
-// caller.
-func (e *Event) decode(raw []byte, rec *bpf.SkbEvent) error {
+// decode fills e from the ring buffer record raw, whose stack area is
+// stackBytes long. e.Data aliases raw. Fields that need recorder state
+// (Hook, Time, LostBefore, Stack, RetVal) are left to the caller.
+func (e *Event) decode(raw []byte, rec *bpf.SkbEvent, stackBytes int) error {
 	if len(raw) < recordSize {
 		return errShortRecord{len(raw), recordSize}
 	}
 	// The record is the C struct event, in host byte order; copy it out
 	// rather than alias it, so alignment of raw does not matter.
 	*rec = *(*bpf.SkbEvent)(unsafe.Pointer(unsafe.SliceData(raw)))
-	end := recordSize + int(rec.Caplen)
+	start := recordSize + stackBytes
+	end := start + int(rec.Caplen)
 	if len(raw) < end {
 		return errShortRecord{len(raw), end}
 	}
@@ -178,6 +196,8 @@ func (e *Event) decode(raw []byte, rec *bpf.SkbEvent) error {
 	e.HasDrop = rec.Flags&flagHasDrop != 0
 	e.DropReason = rec.DropReason
 	e.DropLocation = rec.DropLocation
-	e.Data = raw[recordSize:end:end]
+	e.Parent = rec.Parent
+	e.HasRetVal = rec.Flags&flagHasRet != 0
+	e.Data = raw[start:end:end]
 	return nil
 }

@@ -32,7 +32,7 @@ func TestEventDecode(t *testing.T) {
 
 	var ev Event
 	var scratch bpf.SkbEvent
-	if err := ev.decode(raw, &scratch); err != nil {
+	if err := ev.decode(raw, &scratch, 0); err != nil {
 		t.Fatal(err)
 	}
 	if ev.SKB != rec.Skb || ev.PacketID != 42 || ev.NetNS != rec.Netns || ev.Ifindex != 2 ||
@@ -60,10 +60,10 @@ func TestEventDecode(t *testing.T) {
 	}
 
 	var short errShortRecord
-	if err := ev.decode(raw[:recordSize-1], &scratch); !errors.As(err, &short) {
+	if err := ev.decode(raw[:recordSize-1], &scratch, 0); !errors.As(err, &short) {
 		t.Errorf("short header: %v", err)
 	}
-	if err := ev.decode(raw[:len(raw)-1], &scratch); !errors.As(err, &short) {
+	if err := ev.decode(raw[:len(raw)-1], &scratch, 0); !errors.As(err, &short) {
 		t.Errorf("short data: %v", err)
 	}
 }
@@ -73,7 +73,7 @@ func TestEventDecodeAllocs(t *testing.T) {
 	var ev Event
 	var scratch bpf.SkbEvent
 	allocs := testing.AllocsPerRun(100, func() {
-		if err := ev.decode(raw, &scratch); err != nil {
+		if err := ev.decode(raw, &scratch, 0); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -88,7 +88,7 @@ func BenchmarkEventDecode(b *testing.B) {
 	var scratch bpf.SkbEvent
 	b.ReportAllocs()
 	for b.Loop() {
-		if err := ev.decode(raw, &scratch); err != nil {
+		if err := ev.decode(raw, &scratch, 0); err != nil {
 			b.Fatal(err)
 		}
 	}

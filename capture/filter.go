@@ -155,16 +155,23 @@ func compileLayer(expr string, linkType int, prefix string) (p *layerProgram, la
 	if cerr != nil {
 		return nil, cerr, nil
 	}
+	p, err = layerFromRaw(expr, raw, prefix)
+	return p, nil, err
+}
+
+// layerFromRaw translates raw, libpcap's program for expr at one layer, to
+// eBPF.
+func layerFromRaw(expr string, raw []bpf.RawInstruction, prefix string) (*layerProgram, error) {
 	if err := checkSupported(expr, raw); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	fwd, err := pcapfilter.Unroll(raw, pcapfilter.UnrollDepth)
 	if err != nil {
-		return nil, nil, &FilterError{Expr: expr, Msg: fmt.Sprintf("unroll loops: %v", err)}
+		return nil, &FilterError{Expr: expr, Msg: fmt.Sprintf("unroll loops: %v", err)}
 	}
 	insns, ok := bpf.Disassemble(fwd)
 	if !ok {
-		return nil, nil, &FilterError{Expr: expr, Msg: "libpcap produced an instruction that cannot be translated"}
+		return nil, &FilterError{Expr: expr, Msg: "libpcap produced an instruction that cannot be translated"}
 	}
 	out, err := cbpfc.ToEBPF(insns, cbpfc.EBPFOpts{
 		PacketStart: regData,
@@ -176,12 +183,34 @@ func compileLayer(expr string, linkType int, prefix string) (p *layerProgram, la
 		StackOffset: 0,
 	})
 	if err != nil {
-		return nil, nil, &FilterError{Expr: expr, Msg: fmt.Sprintf("translate to eBPF: %v", err)}
+		return nil, &FilterError{Expr: expr, Msg: fmt.Sprintf("translate to eBPF: %v", err)}
 	}
 	if err := useWireLength(out); err != nil {
-		return nil, nil, &FilterError{Expr: expr, Msg: err.Error()}
+		return nil, &FilterError{Expr: expr, Msg: err.Error()}
 	}
-	return &layerProgram{cbpf: insns, ebpf: out, reach: reachOf(insns)}, nil, nil
+	return &layerProgram{cbpf: insns, ebpf: out, reach: reachOf(insns)}, nil
+}
+
+// filterFromRaw builds the Filter of expr from libpcap's programs for the
+// two layers (nil for a layer that rejects every packet), as CompileFilter
+// would, but without libpcap: for tests in builds without cgo.
+func filterFromRaw(expr string, l2, l3 []bpf.RawInstruction) (*Filter, error) {
+	f := &Filter{expr: expr}
+	var err error
+	if l2 != nil {
+		if f.l2, err = layerFromRaw(expr, l2, "l2"); err != nil {
+			return nil, err
+		}
+	}
+	if l3 != nil {
+		if f.l3, err = layerFromRaw(expr, l3, "l3"); err != nil {
+			return nil, err
+		}
+	}
+	if f.l2 == nil && f.l3 == nil {
+		return nil, &FilterError{Expr: expr, Msg: "no layer"}
+	}
+	return f, nil
 }
 
 // extensions names the Linux socket filter extensions (SKF_AD_* offsets)
@@ -388,6 +417,12 @@ func boundIndirect(insns asm.Instructions, bufSize int) asm.Instructions {
 		ins.Constant = max(0, ins.Constant-shrink)
 	}
 	return insns
+}
+
+// hasFilter reports whether prog calls filterFunc (a program whose packets
+// are never filtered has no copy of it).
+func hasFilter(prog *ebpf.ProgramSpec) bool {
+	return slices.ContainsFunc(prog.Instructions, func(ins asm.Instruction) bool { return ins.Symbol() == filterFunc })
 }
 
 // replaceFilter replaces the body of filterFunc in prog with body, keeping

@@ -17,30 +17,55 @@ const (
 	// HookTracepoint is a kernel tracepoint, attached as a BTF raw
 	// tracepoint (tp_btf).
 	HookTracepoint HookKind = iota + 1
+	// HookKprobe is the entry of a kernel function, attached as a kprobe
+	// (one link per function) or through kprobe-multi (one link for all).
+	HookKprobe
+	// HookFentry is the entry of a kernel function, attached as fentry.
+	HookFentry
+	// HookFexit is the exit of a kernel function, attached as fexit: the
+	// event carries the return value.
+	HookFexit
+	// HookKretprobe is the return of a kernel function, attached as a
+	// kretprobe (or its kprobe-multi form): the event carries the return
+	// value. Only clone functions (skb_clone & co) are hooked this way.
+	HookKretprobe
 )
 
-// String returns the kind's short name, as used in recordings.
+// String returns the kind's short name: "tracepoint", "kprobe", "fentry",
+// "fexit" or "kretprobe".
 func (k HookKind) String() string {
 	switch k {
 	case HookTracepoint:
 		return "tracepoint"
+	case HookKprobe:
+		return "kprobe"
+	case HookFentry:
+		return "fentry"
+	case HookFexit:
+		return "fexit"
+	case HookKretprobe:
+		return "kretprobe"
 	default:
 		return fmt.Sprintf("HookKind(%d)", uint8(k))
 	}
 }
 
-// maxArg is the highest argument index the BPF program can read.
+// maxArg is the highest argument index the BPF program can read from a
+// tracepoint; functions are limited to maxFuncArg.
 const maxArg = 5
 
-// Hook is a kernel hook that sees a struct sk_buff.
+// Hook is a kernel hook that sees a struct sk_buff: a tracepoint, or a
+// kernel function's entry or exit.
 //
-// Argument indices count the tracepoint's own arguments from 0, without the
-// tracing context that the kernel passes first; -1 means absent.
+// Argument indices count the hook's own arguments from 0 (for a
+// tracepoint without the tracing context that the kernel passes first);
+// -1 means absent.
 type Hook struct {
 	// ID is the hook's index: in [ListHooks] the position in the list, in
 	// [Recorder.Hooks] the id carried by events.
 	ID int
-	// Name is the tracepoint's name, e.g. "net_dev_xmit".
+	// Name is the tracepoint's or function's name, e.g. "net_dev_xmit"
+	// or "ip_rcv".
 	Name string
 	// Kind is the kind of hook.
 	Kind HookKind
@@ -56,6 +81,35 @@ type Hook struct {
 	// Frees reports that the skb is freed at this hook, so its address no
 	// longer identifies the packet afterwards.
 	Frees bool
+	// NArgs is a function's number of arguments (0 for tracepoints).
+	NArgs int
+	// Clone reports a function that returns a clone or copy of its skb
+	// argument (skb_clone, skb_copy, ...).
+	Clone bool
+
+	// ret describes a function's return type, for sign extension.
+	ret retType
+}
+
+// retType is what a function returns: nothing, or an integer or pointer of
+// size bytes.
+type retType struct {
+	size   uint8 // 0: void
+	signed bool
+}
+
+// extend returns v, the raw 64-bit return register, as the function's
+// return type's value widened to int64.
+func (r retType) extend(v uint64) int64 {
+	switch {
+	case r.size == 0 || r.size >= 8:
+		return int64(v)
+	case r.signed:
+		shift := 64 - 8*uint(r.size)
+		return int64(v<<shift) >> shift
+	default:
+		return int64(v & (1<<(8*uint(r.size)) - 1))
+	}
 }
 
 // freeHooks are the tracepoints after which an skb is gone.

@@ -107,6 +107,14 @@ type seen struct {
 	location   uint64
 	lostBefore uint64
 	comm       string
+	kind       HookKind
+	skb        uint64
+	stack      []uint64
+	stackLost  bool
+	stackErr   int32
+	parent     uint64
+	retVal     int64
+	hasRetVal  bool
 }
 
 // recordWhile records with cfg while action runs, and returns what Run
@@ -119,6 +127,13 @@ func recordWhile(t *testing.T, p *vethPair, cfg Config, slow time.Duration, acti
 		t.Fatal(err)
 	}
 	defer r.Close()
+	return collect(t, r, p, slow, action)
+}
+
+// collect runs r while action runs and returns what Run delivered in p's
+// namespaces (everything if p is nil) and the final Stats.
+func collect(t *testing.T, r *Recorder, p *vethPair, slow time.Duration, action func()) ([]seen, Stats) {
+	t.Helper()
 
 	var (
 		events []seen
@@ -206,5 +221,13 @@ func seenOf(e *Event) seen {
 		location:   e.DropLocation,
 		lostBefore: e.LostBefore,
 		comm:       e.CommString(),
+		kind:       e.Hook.Kind,
+		skb:        e.SKB,
+		stack:      append([]uint64(nil), e.Stack...),
+		stackLost:  e.StackLost,
+		stackErr:   e.StackErr,
+		parent:     e.Parent,
+		retVal:     e.RetVal,
+		hasRetVal:  e.HasRetVal,
 	}
 }

@@ -54,17 +54,33 @@ type Config struct {
 	// TrackedPackets is how many packets can be followed at once (0 means
 	// DefaultTrackedPackets); past it the least recently seen is forgotten.
 	TrackedPackets int
-	// Hooks names the hooks to attach, as in [Hook.Name]; nil means all
-	// that the kernel offers. The hooks that free skbs (kfree_skb,
+	// Hooks names the tracepoints to attach, as in [Hook.Name]; nil means
+	// all that the kernel offers (see [ListHooks]). The hooks that free skbs (kfree_skb,
 	// consume_skb) are attached in any case, to end tracking; they record
 	// only if named here.
 	Hooks []string
-	// Backend is "auto" (or "") or "tracepoint". Only tracepoints are
-	// implemented, so both choose tracepoints.
+	// Backend chooses how kernel functions are hooked, in addition to the
+	// tracepoints (which are always attached: kfree_skb gives drop
+	// reasons): BackendTracepoint (no functions), BackendKprobeMulti,
+	// BackendKprobe, BackendFentry, or BackendAuto ("" too), which picks
+	// fentry for a Functions pattern matching at most AutoFentryMax
+	// functions, else the first that the kernel allows of kprobe-multi,
+	// fentry (on DefaultFunctions) and kprobe, else tracepoints only
+	// (Exit makes it fentry). See docs/BACKENDS.md.
+	// [Recorder.Backend] tells which was chosen.
 	Backend string
+	// Functions is a regular expression selecting the kernel functions
+	// (among those taking a struct sk_buff *, see [ListFunctions]) that
+	// the function backend attaches to. Empty means every such function
+	// for kprobe-multi and [DefaultFunctions] for kprobe and fentry.
+	Functions string
+	// Exit also hooks the exit of every function (fentry backend: one
+	// fexit program each), so that events carry return values.
+	Exit bool
 
 	// Stack records the kernel stack of every event (Event.Stack), at most
-	// StackDepth frames (0 means DefaultStackDepth).
+	// StackDepth frames (0 means DefaultStackDepth, at most MaxStackDepth).
+	// Each frame takes 8 bytes of ring buffer per event.
 	Stack      bool
 	StackDepth int
 
@@ -126,11 +142,19 @@ type Recorder struct {
 	reasons *DropReasons
 	snaplen int
 
+	backend     string // the backend attached, as in Config.Backend
+	backendNote string // why auto did not choose better backends
+	skipped     int    // functions of the backend that failed to attach
+
+	stackBytes int           // bytes of stack area per record, 0: no stacks
+	trimmer    *stackTrimmer // removes BPF frames from stacks
+
 	events   *ebpf.Map
 	tracked  *ebpf.Map
 	states   *ebpf.Map
 	buf      *ebpf.Map
 	hints    *ebpf.Map
+	calls    *ebpf.Map
 	progs    []*ebpf.Program
 	links    []link.Link
 	reader   *ringbuf.Reader
@@ -176,6 +200,9 @@ func NewRecorder(cfg Config) (*Recorder, error) {
 		snaplen:  cfg.Snaplen,
 		lastLost: make([]uint64, ncpu),
 	}
+	if cfg.Stack {
+		r.stackBytes = 8 * cfg.StackDepth
+	}
 	for i := range r.hooks {
 		r.hooks[i].ID = i
 	}
@@ -183,15 +210,34 @@ func NewRecorder(cfg Config) (*Recorder, error) {
 		r.Close()
 		return nil, err
 	}
+	if cfg.Stack {
+		// After loading: the programs' own symbols must be in the table.
+		r.trimmer = newStackTrimmer()
+	}
 	return r, nil
 }
 
 // withDefaults fills in cfg's zero values and checks the rest.
 func (cfg Config) withDefaults() (Config, error) {
 	switch cfg.Backend {
-	case "", "auto", "tracepoint":
+	case "":
+		cfg.Backend = BackendAuto
+	case BackendAuto, BackendTracepoint, BackendKprobeMulti, BackendKprobe, BackendFentry:
 	default:
 		return cfg, fmt.Errorf("select backend %q: %w", cfg.Backend, ErrBackend)
+	}
+	if cfg.Exit && cfg.Backend != BackendFentry && cfg.Backend != BackendAuto {
+		return cfg, fmt.Errorf("select backend %s: %w: function exits need fentry", cfg.Backend, ErrBackend)
+	}
+	if cfg.StackDepth == 0 {
+		cfg.StackDepth = DefaultStackDepth
+	}
+	if cfg.StackDepth < 0 || cfg.StackDepth > MaxStackDepth {
+		return cfg, fmt.Errorf("check stack depth %d: want 1 to %d", cfg.StackDepth, MaxStackDepth)
+	}
+	stack := 0
+	if cfg.Stack {
+		stack = 8 * cfg.StackDepth
 	}
 	if cfg.Snaplen == 0 {
 		cfg.Snaplen = DefaultSnaplen
@@ -207,7 +253,7 @@ func (cfg Config) withDefaults() (Config, error) {
 	if size < page || size&(size-1) != 0 || size > 1<<30 {
 		return cfg, fmt.Errorf("check ring buffer size %d: want a power of two from %d to %d", size, page, 1<<30)
 	}
-	if need := 4 * (recordSize + cfg.Snaplen + 8); size < need {
+	if need := 4 * (recordSize + stack + cfg.Snaplen + 8); size < need {
 		return cfg, fmt.Errorf("check ring buffer size %d: want at least %d for snap length %d", size, need, cfg.Snaplen)
 	}
 	if cfg.wakeupBytes == 0 {
@@ -225,8 +271,17 @@ func (cfg Config) withDefaults() (Config, error) {
 	return cfg, nil
 }
 
-// open creates the shared maps, loads one program per hook, attaches them
-// and opens the ring buffer reader.
+// loadEnv is what loading a program needs: the BPF object, the kernel's
+// BTF, the shared maps and the knobs common to every hook.
+type loadEnv struct {
+	spec   *ebpf.CollectionSpec // the BTF-typed object (bpf/skb.c)
+	kernel *btf.Spec
+	opts   ebpf.CollectionOptions
+	knobs  hookKnobs
+}
+
+// open creates the shared maps, loads one program per tracepoint, attaches
+// them and the function backend, and opens the ring buffer reader.
 func (r *Recorder) open(cfg Config, kernel *btf.Spec, ncpu int) error {
 	// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; this is a
 	// no-op on later ones.
@@ -249,13 +304,18 @@ func (r *Recorder) open(cfg Config, kernel *btf.Spec, ncpu int) error {
 	if r.hints, err = newMap(spec, bpf.SkbMapHints, 0); err != nil {
 		return err
 	}
+	if r.calls, err = newMap(spec, bpf.SkbMapCalls, 0); err != nil {
+		return err
+	}
 	knobs := hookKnobs{
 		snaplen:     uint32(cfg.Snaplen),
+		stackBytes:  uint32(r.stackBytes),
 		ncpu:        uint32(ncpu),
 		wakeupBytes: uint64(cfg.wakeupBytes),
 		match:       cfg.Match,
 		track:       !cfg.NoTrack,
 		probeRead:   cfg.probeRead,
+		retArg:      -1,
 	}
 	bufSize := 64
 	switch {
@@ -274,53 +334,48 @@ func (r *Recorder) open(cfg Config, kernel *btf.Spec, ncpu int) error {
 	if r.buf, err = newMap(spec, bpf.SkbMapFilterBuf, uint32(ncpu)); err != nil {
 		return err
 	}
-	shared := map[string]*ebpf.Map{
-		bpf.SkbMapEvents:    r.events,
-		bpf.SkbMapTracked:   r.tracked,
-		bpf.SkbMapCpuStates: r.states,
-		bpf.SkbMapFilterBuf: r.buf,
-		bpf.SkbMapHints:     r.hints,
-	}
-	opts := ebpf.CollectionOptions{
-		MapReplacements: shared,
-		Programs:        ebpf.ProgramOptions{KernelTypes: kernel},
+	env := &loadEnv{
+		spec:   spec,
+		kernel: kernel,
+		opts: ebpf.CollectionOptions{
+			MapReplacements: map[string]*ebpf.Map{
+				bpf.SkbMapEvents:    r.events,
+				bpf.SkbMapTracked:   r.tracked,
+				bpf.SkbMapCpuStates: r.states,
+				bpf.SkbMapFilterBuf: r.buf,
+				bpf.SkbMapHints:     r.hints,
+				bpf.SkbMapCalls:     r.calls,
+			},
+			Programs: ebpf.ProgramOptions{KernelTypes: kernel},
+		},
+		knobs: knobs,
 	}
 
-	attach := func(h *Hook, k hookKnobs) error {
-		prog, err := loadHook(spec, h, opts, k)
-		if err != nil {
-			return err
-		}
-		r.progs = append(r.progs, prog)
-		l, err := link.AttachTracing(link.TracingOptions{Program: prog, AttachType: ebpf.AttachTraceRawTp})
-		if err != nil {
-			return fmt.Errorf("attach hook %s: %w", h.Name, err)
-		}
-		r.links = append(r.links, l)
-		return nil
-	}
 	for i := range r.hooks {
-		err := attach(&r.hooks[i], knobs)
-		if i == 0 && err != nil && knobs.filter != nil && !knobs.probeRead {
+		err := r.attachTracing(&r.hooks[i], env.knobs, env)
+		if i == 0 && err != nil && env.knobs.filter != nil && !env.knobs.probeRead {
 			// Kernels before 6.16 or so type skb->head as a number, not
 			// as memory the program may load from: copy the filter's
 			// bytes with the helper instead.
 			var ve *ebpf.VerifierError
 			if errors.As(err, &ve) {
-				knobs.probeRead = true
-				err = attach(&r.hooks[i], knobs)
+				env.knobs.probeRead = true
+				err = r.attachTracing(&r.hooks[i], env.knobs, env)
 			}
 		}
 		if err != nil {
 			return err
 		}
 	}
-	untrack := knobs
+	untrack := env.knobs
 	untrack.untrackOnly = true
 	for i := range r.untrack {
-		if err := attach(&r.untrack[i], untrack); err != nil {
+		if err := r.attachTracing(&r.untrack[i], untrack, env); err != nil {
 			return err
 		}
+	}
+	if err := r.attachFunctions(cfg, env); err != nil {
+		return err
 	}
 
 	r.reader, err = ringbuf.NewReader(r.events)
@@ -364,9 +419,11 @@ func newMap(spec *ebpf.CollectionSpec, name string, maxEntries uint32) (*ebpf.Ma
 	return m, nil
 }
 
-// hookKnobs are the load-time constants that are the same for every hook.
+// hookKnobs are the load-time constants of a program: those the same for
+// every hook, and those of a hook kind (exit, clone, untrackOnly, retArg).
 type hookKnobs struct {
 	snaplen     uint32
+	stackBytes  uint32
 	ncpu        uint32
 	wakeupBytes uint64
 	match       Match
@@ -375,26 +432,25 @@ type hookKnobs struct {
 	window      uint32           // packet bytes copied for filter
 	probeRead   bool             // copy them with bpf_probe_read_kernel
 	untrackOnly bool             // only end tracking (a free hook not asked for)
+	exit        bool             // a function exit, paired with its entry
+	entryHook   int              // exit: the hook id of the paired entry
+	pairCalls   bool             // an entry whose exit is hooked too
+	clone       bool             // the exit of a clone function
+	retArg      int              // argument index of the return value, or -1
 }
 
-// loadHook loads the program for h from a copy of spec, with h's argument
-// positions set as constants and the shared maps in opts.
-func loadHook(spec *ebpf.CollectionSpec, h *Hook, opts ebpf.CollectionOptions, k hookKnobs) (*ebpf.Program, error) {
-	spec = spec.Copy()
+// vars returns the values of the knobs in k by BPF variable name (the
+// names are the same in both BPF objects).
+func (k hookKnobs) vars() map[string]any {
 	b := func(v bool) uint32 {
 		if v {
 			return 1
 		}
 		return 0
 	}
-	vars := map[string]any{
-		bpf.SkbVarHookId:        uint32(h.ID),
-		bpf.SkbVarSkbArg:        int32(h.SKBArg),
-		bpf.SkbVarDevArg:        int32(h.DevArg),
-		bpf.SkbVarReasonArg:     int32(h.ReasonArg),
-		bpf.SkbVarLocationArg:   int32(h.LocationArg),
-		bpf.SkbVarIsFreeHook:    b(h.Frees),
+	return map[string]any{
 		bpf.SkbVarSnaplen:       k.snaplen,
+		bpf.SkbVarStackBytes:    k.stackBytes,
 		bpf.SkbVarNrCpus:        k.ncpu,
 		bpf.SkbVarWakeupBytes:   k.wakeupBytes,
 		bpf.SkbVarMatchNetns:    k.match.NetNS,
@@ -407,18 +463,54 @@ func loadHook(spec *ebpf.CollectionSpec, h *Hook, opts ebpf.CollectionOptions, k
 		bpf.SkbVarTrack:         b(k.track),
 		bpf.SkbVarDirectRead:    b(!k.probeRead),
 		bpf.SkbVarUntrackOnly:   b(k.untrackOnly),
+		bpf.SkbVarExitHook:      b(k.exit),
+		bpf.SkbVarEntryHook:     uint32(k.entryHook),
+		bpf.SkbVarPairCalls:     b(k.pairCalls),
+		bpf.SkbVarCloneHook:     b(k.clone),
+		bpf.SkbVarRetArg:        int32(k.retArg),
 	}
+}
+
+// setKnobs sets the BPF variables in vars in spec.
+func setKnobs(spec *ebpf.CollectionSpec, vars map[string]any) error {
 	for name, v := range vars {
 		vs, ok := spec.Variables[name]
 		if !ok {
-			return nil, fmt.Errorf("load hook %s: variable %s not in BPF object", h.Name, name)
+			return fmt.Errorf("set %s: variable not in BPF object", name)
 		}
 		if err := vs.Set(v); err != nil {
-			return nil, fmt.Errorf("load hook %s: set %s: %w", h.Name, name, err)
+			return fmt.Errorf("set %s: %w", name, err)
 		}
+	}
+	return nil
+}
+
+// loadHook loads the BTF-typed program for h (a tracepoint, fentry or fexit
+// hook, by h.Kind) from a copy of spec, with h's argument positions and k
+// set as constants and the shared maps in opts.
+func loadHook(spec *ebpf.CollectionSpec, h *Hook, opts ebpf.CollectionOptions, k hookKnobs) (*ebpf.Program, error) {
+	spec = spec.Copy()
+	vars := k.vars()
+	vars[bpf.SkbVarHookId] = uint32(h.ID)
+	vars[bpf.SkbVarSkbArg] = int32(h.SKBArg)
+	vars[bpf.SkbVarDevArg] = int32(h.DevArg)
+	vars[bpf.SkbVarReasonArg] = int32(h.ReasonArg)
+	vars[bpf.SkbVarLocationArg] = int32(h.LocationArg)
+	vars[bpf.SkbVarIsFreeHook] = uint32(0)
+	if h.Frees {
+		vars[bpf.SkbVarIsFreeHook] = uint32(1)
+	}
+	if err := setKnobs(spec, vars); err != nil {
+		return nil, fmt.Errorf("load hook %s: %w", h.Name, err)
 	}
 	prog := spec.Programs[bpf.SkbProgOnSkb]
 	prog.AttachTo = h.Name
+	switch h.Kind {
+	case HookFentry:
+		prog.AttachType = ebpf.AttachTraceFEntry
+	case HookFexit:
+		prog.AttachType = ebpf.AttachTraceFExit
+	}
 	if k.filter != nil {
 		if err := replaceFilter(prog, k.filter); err != nil {
 			return nil, fmt.Errorf("load hook %s: %w", h.Name, err)
@@ -427,16 +519,22 @@ func loadHook(spec *ebpf.CollectionSpec, h *Hook, opts ebpf.CollectionOptions, k
 
 	coll, err := ebpf.NewCollectionWithOptions(spec, opts)
 	if err != nil {
-		var ve *ebpf.VerifierError
-		if errors.As(err, &ve) {
-			return nil, fmt.Errorf("load hook %s: %w\nverifier log (tail):\n%-30v", h.Name, err, ve)
-		}
-		return nil, fmt.Errorf("load hook %s: %w", h.Name, permissionError(err))
+		return nil, loadError("hook "+h.Kind.String()+":"+h.Name, err)
 	}
 	loaded := coll.DetachProgram(bpf.SkbProgOnSkb)
 	// The program holds its own references to the maps it uses.
 	coll.Close()
 	return loaded, nil
+}
+
+// loadError wraps an error of loading what, with the tail of the verifier
+// log if the verifier refused.
+func loadError(what string, err error) error {
+	var ve *ebpf.VerifierError
+	if errors.As(err, &ve) {
+		return fmt.Errorf("load %s: %w\nverifier log (tail):\n%-30v", what, err, ve)
+	}
+	return fmt.Errorf("load %s: %w", what, permissionError(err))
 }
 
 // permissionError adds ErrPermission to err if the kernel refused with
@@ -448,10 +546,32 @@ func permissionError(err error) error {
 	return err
 }
 
-// Hooks returns the attached hooks; an Event's Hook points into this table
-// and Hook.ID is the index. The caller must not modify it.
+// Hooks returns the attached hooks (tracepoints, then functions); an
+// Event's Hook points into this table and Hook.ID is the index. The caller
+// must not modify it.
 func (r *Recorder) Hooks() []Hook {
 	return r.hooks
+}
+
+// Backend returns the function backend attached besides the tracepoints
+// (BackendKprobeMulti, BackendKprobe or BackendFentry), or
+// BackendTracepoint if none.
+func (r *Recorder) Backend() string {
+	return r.backend
+}
+
+// BackendNote says why BackendAuto did not choose a better backend (the
+// error of each it tried), or is empty.
+func (r *Recorder) BackendNote() string {
+	return r.backendNote
+}
+
+// SkippedFunctions returns the number of selected functions that the
+// kernel refused to attach to (not traceable after all, e.g. inlined
+// everywhere, or with arguments a trampoline cannot pass); the others are
+// attached.
+func (r *Recorder) SkippedFunctions() int {
+	return r.skipped
 }
 
 // DropReasons returns the running kernel's drop reason names.
@@ -476,7 +596,7 @@ func (r *Recorder) Run(ctx context.Context, fn func(*Event) error) error {
 	defer stop()
 
 	rd := reader{
-		rec: ringbuf.Record{RawSample: make([]byte, 0, recordSize+r.snaplen)},
+		rec: ringbuf.Record{RawSample: make([]byte, 0, recordSize+r.stackBytes+r.snaplen)},
 		ev:  Event{reasons: r.reasons},
 	}
 	rb.SetDeadline(time.Now().Add(pollInterval))
@@ -533,21 +653,30 @@ func (r *Recorder) drain(rb *ringbuf.Reader, rd *reader, fn func(*Event) error) 
 // reader is Run's reusable state: one record buffer, one decoded record
 // and one Event for all events.
 type reader struct {
-	rec ringbuf.Record
-	raw bpf.SkbEvent
-	ev  Event
+	rec   ringbuf.Record
+	raw   bpf.SkbEvent
+	ev    Event
+	stack []uint64 // Event.Stack's backing array
 }
 
 // deliver decodes the record in rd and calls fn.
 func (r *Recorder) deliver(rd *reader, fn func(*Event) error) error {
 	ev, raw := &rd.ev, &rd.raw
-	if err := ev.decode(rd.rec.RawSample, raw); err != nil {
+	if err := ev.decode(rd.rec.RawSample, raw, r.stackBytes); err != nil {
 		return fmt.Errorf("decode event: %w", err)
 	}
 	if int(raw.HookId) >= len(r.hooks) {
 		return fmt.Errorf("decode event: hook id %d out of range", raw.HookId)
 	}
 	ev.Hook = &r.hooks[raw.HookId]
+	ev.RetVal = 0
+	if ev.HasRetVal {
+		ev.RetVal = ev.Hook.ret.extend(raw.Retval)
+	}
+	ev.Stack, ev.StackLost, ev.StackErr = nil, false, 0
+	if raw.Flags&flagHasStack != 0 {
+		r.decodeStack(ev, rd.rec.RawSample[recordSize:recordSize+r.stackBytes], raw.StackLen, &rd.stack)
+	}
 	ev.Time = r.clock.wall(raw.KtimeNs)
 	ev.LostBefore = 0
 	if int(raw.Cpu) < len(r.lastLost) {
@@ -587,12 +716,12 @@ func (r *Recorder) Close() error {
 		errs = append(errs, r.reader.Close())
 		r.reader = nil
 	}
-	for _, m := range []*ebpf.Map{r.events, r.tracked, r.states, r.buf, r.hints} {
+	for _, m := range []*ebpf.Map{r.events, r.tracked, r.states, r.buf, r.hints, r.calls} {
 		if m != nil {
 			errs = append(errs, m.Close())
 		}
 	}
-	r.events, r.tracked, r.states, r.buf, r.hints = nil, nil, nil, nil, nil
+	r.events, r.tracked, r.states, r.buf, r.hints, r.calls = nil, nil, nil, nil, nil, nil
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("close recorder: %w", err)
 	}

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf/asm"
+
+	"github.com/pathcap/pathcap/internal/vmtest"
 )
 
 func TestNewRecorderAllHooks(t *testing.T) {
@@ -25,7 +27,11 @@ func TestNewRecorderAllHooks(t *testing.T) {
 
 func TestConfigErrors(t *testing.T) {
 	for _, cfg := range []Config{
-		{Backend: "kprobe"},
+		{Backend: "kprobes"},
+		{Backend: BackendKprobe, Exit: true},
+		{Stack: true, StackDepth: MaxStackDepth + 1},
+		{StackDepth: -1},
+		{Stack: true, StackDepth: MaxStackDepth, RingBufferSize: 4096},
 		{Snaplen: -1},
 		{Snaplen: MaxSnaplen + 1},
 		{RingBufferSize: 3 << 12},
@@ -35,9 +41,45 @@ func TestConfigErrors(t *testing.T) {
 			t.Errorf("%+v: no error", cfg)
 		}
 	}
-	if _, err := NewRecorder(Config{Backend: "kprobe"}); !errors.Is(err, ErrBackend) {
-		t.Errorf("kprobe backend: err %v, want ErrBackend", err)
+	if _, err := NewRecorder(Config{Backend: "kprobes"}); !errors.Is(err, ErrBackend) {
+		t.Errorf("unknown backend: err %v, want ErrBackend", err)
 	}
+}
+
+// TestBackendUnavailable asks for each function backend by name where the
+// kernel allows none of them (the host: no kprobes, fentry refused under
+// lockdown), and expects ErrBackend; auto falls back to tracepoints.
+func TestBackendUnavailable(t *testing.T) {
+	requireRoot(t)
+	requireBTF(t)
+	if vmtest.InVM() {
+		t.Skip("the VM kernels allow function backends")
+	}
+	for _, b := range []string{BackendKprobeMulti, BackendKprobe, BackendFentry} {
+		if err := haveBackend(b, "ip_rcv", nil); err == nil {
+			t.Skipf("this kernel allows %s", b)
+		}
+	}
+	for _, b := range []string{BackendKprobeMulti, BackendKprobe, BackendFentry} {
+		r, err := NewRecorder(Config{Backend: b, Hooks: []string{"kfree_skb"}, Functions: "^ip_rcv$"})
+		if err == nil {
+			r.Close()
+			t.Errorf("%s: attached", b)
+			continue
+		}
+		if !errors.Is(err, ErrBackend) {
+			t.Errorf("%s: err %v, want ErrBackend", b, err)
+		}
+	}
+	r, err := NewRecorder(Config{Hooks: []string{"kfree_skb"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if r.Backend() != BackendTracepoint || r.BackendNote() == "" {
+		t.Errorf("auto: backend %q, note %q; want tracepoint with a note", r.Backend(), r.BackendNote())
+	}
+	t.Logf("auto: %s (%s)", r.Backend(), r.BackendNote())
 }
 
 func TestFilterSeam(t *testing.T) {

@@ -18,6 +18,9 @@
 //	          not starting with '"'
 //	quoted  = a Go double-quoted string literal (strconv.Quote)
 //
+// An event recorded with its kernel stack has stack=N, and a second
+// comment, "pathcap-stack/1", with the stack's frames (StackComment).
+//
 // Readers ignore keys they do not know, so new keys can be added without
 // changing the version; the version changes only when the meaning of an
 // existing key does.
@@ -110,6 +113,15 @@ type Event struct {
 	// it is set.
 	RetVal    int64
 	HasRetVal bool
+	// StackLost reports that a stack was asked for but the kernel could
+	// not capture it (stack=lost); StackErr is the kernel's error number
+	// (stack_err, negative errno; 0 when not known).
+	StackLost bool
+	StackErr  int32
+	// Stack is the number of the event's kernel stack in its recording
+	// (key stack=N; 0: no stack recorded). The frames are in the event's
+	// "pathcap-stack/1" comment (see ParseStackComment).
+	Stack uint64
 }
 
 // pktTypeNames names skb->pkt_type values (include/uapi/linux/if_packet.h).
@@ -125,7 +137,8 @@ func PktTypeName(t uint8) string {
 
 // AppendComment appends the comment for e to dst and returns the result.
 // Zero values of optional keys (dev, mark, data_len, the mac header start,
-// parent, drop fields) are left out.
+// parent, drop fields, stack fields) are left out; StackLost wins over
+// Stack.
 func AppendComment(dst []byte, e *Event) []byte {
 	dst = append(dst, Prefix...)
 	dst = append(dst, " hook="...)
@@ -183,6 +196,17 @@ func AppendComment(dst []byte, e *Event) []byte {
 	if e.Location != "" {
 		dst = append(dst, " loc="...)
 		dst = appendValue(dst, e.Location)
+	}
+	switch {
+	case e.StackLost:
+		dst = append(dst, " stack=lost"...)
+	case e.Stack != 0:
+		dst = append(dst, " stack="...)
+		dst = strconv.AppendUint(dst, e.Stack, 10)
+	}
+	if e.StackErr != 0 {
+		dst = append(dst, " stack_err="...)
+		dst = strconv.AppendInt(dst, int64(e.StackErr), 10)
 	}
 	return dst
 }
@@ -453,6 +477,20 @@ func (p *Parser) set(e *Event, key, val []byte) error {
 		e.Reason, e.HasDrop = p.intern(val), true
 	case "loc":
 		e.Location = p.intern(val)
+	case "stack":
+		if string(val) == "lost" {
+			e.Stack, e.StackLost = 0, true
+			break
+		}
+		e.Stack, err = parseDec64(val)
+		if err == nil && e.Stack == 0 {
+			err = errors.New("stack numbers start at 1")
+		}
+		e.StackLost = false
+	case "stack_err":
+		var v int64
+		v, err = strconv.ParseInt(string(val), 10, 32)
+		e.StackErr = int32(v)
 	}
 	if err != nil {
 		return fmt.Errorf("bad value for %s: %w", key, err)

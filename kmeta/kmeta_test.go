@@ -32,6 +32,10 @@ func TestRoundTrip(t *testing.T) {
 			Proto: 0x86dd, PktType: 3, Mark: 0xdeadbeef, Header: kmeta.HeaderNetwork, CPU: 7, PID: 1, TID: 2,
 			Comm: "a b\tc\x01é", Parent: 99, RetVal: -22, HasRetVal: true},
 		{Kind: "kprobe", Hook: "x", Comm: "", Header: kmeta.HeaderData, PktType: 200, HasDrop: true, Reason: "NOT_SPECIFIED"},
+		{Kind: "tp", Hook: "kfree_skb", Comm: "swapper/0", HasDrop: true, Reason: "NO_SOCKET", Location: "__udp4_lib_rcv+0x4bc", Stack: 17},
+		{Kind: "tp", Hook: "net_dev_queue", Comm: "ping", Stack: 18446744073709551615},
+		{Kind: "tp", Hook: "net_dev_queue", Comm: "ping", StackLost: true, StackErr: -14},
+		{Kind: "tp", Hook: "net_dev_queue", Comm: "ping", StackLost: true},
 	}
 	p := kmeta.NewParser()
 	for i, want := range events {
@@ -82,6 +86,11 @@ func TestParseErrors(t *testing.T) {
 		"pathcap/1 hook=tp:x comm=a\x01b":                   "bad byte",
 		"pathcap/1hook=tp:x":                                "expected a space",
 		"pathcap/1 hook=tp:x parent=1844674407370955161600": "decimal",
+		"pathcap/1 hook=tp:x stack=0":                       "start at 1",
+		"pathcap/1 hook=tp:x stack=LOST":                    "decimal",
+		"pathcap/1 hook=tp:x stack=-1":                      "decimal",
+		"pathcap/1 hook=tp:x stack_err=x":                   "stack_err",
+		"pathcap/1 hook=tp:x stack_err=2147483648":          "stack_err",
 	}
 	for in, want := range bad {
 		err := p.Parse([]byte(in), &e)
@@ -118,6 +127,9 @@ func FuzzParse(f *testing.F) {
 	e := sampleDrop()
 	f.Add(string(kmeta.AppendComment(nil, &e)))
 	f.Add(`pathcap/1 hook=tp:x comm="a b" dev="\xff"`)
+	f.Add(`pathcap/1 hook=tp:x stack=12`)
+	f.Add(`pathcap/1 hook=tp:x stack=lost stack_err=-14`)
+	f.Add(`pathcap/1 hook=tp:x stack=lost stack=3 stack_err=0`)
 	f.Fuzz(func(t *testing.T, s string) {
 		p := kmeta.NewParser()
 		var e kmeta.Event

@@ -164,6 +164,7 @@ func (a *Analyzer) Add(ev *Event) error {
 		h := &p.Hops[len(p.Hops)-1]
 		if ev.HasMeta {
 			h.Meta = ev.Meta
+			h.Stack = ev.Stack
 			if ifDesc != "" {
 				h.NSName = a.namespaceName(ifDesc)
 			}
@@ -440,7 +441,8 @@ func classify(p *Packet) Outcome {
 	}
 	at := func(i int, kind OutcomeKind) Outcome {
 		h := &p.Hops[i]
-		return Outcome{Kind: kind, Hook: h.Meta.Hook, Dev: h.Meta.Dev, NetNS: h.Meta.NetNS, Location: h.Meta.Location}
+		return Outcome{Kind: kind, Hook: h.Meta.Hook, Dev: h.Meta.Dev, NetNS: h.Meta.NetNS, Location: h.Meta.Location,
+			Stack: h.Stack, StackLost: h.Meta.StackLost}
 	}
 	if freedAt >= 0 {
 		f := &p.Hops[freedAt]

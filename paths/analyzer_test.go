@@ -152,6 +152,12 @@ type hopJSON struct {
 	SPort    uint16   `json:"sport"`
 	DPort    uint16   `json:"dport"`
 	Changed  []string `json:"changed"`
+	// Kernel stacks.
+	StackID   uint64   `json:"stack_id"`
+	Stack     []string `json:"stack"`
+	StackLost bool     `json:"stack_lost"`
+	StackErr  int32    `json:"stack_err"`
+	Derived   []string `json:"derived"`
 }
 
 type packetJSON struct {

@@ -25,6 +25,9 @@ type Event struct {
 	// Meta is the pathcap metadata; HasMeta says the block had it.
 	Meta    kmeta.Event
 	HasMeta bool
+	// Stack is the event's kernel stack (Meta.Stack), nil when it has
+	// none or its frames are not in the input.
+	Stack *Stack
 	// Interface is the block's interface description.
 	Interface *pcapng.Interface
 
@@ -38,6 +41,7 @@ type Event struct {
 	ifName  string
 	ifDesc  string
 	dataOff int
+
 	// Data aliases the reader's buffer: valid until the next call to Next.
 	Data    []byte
 	OrigLen uint32
@@ -74,6 +78,13 @@ type fileInput struct {
 	ev     Event
 	frame  int64
 	done   bool
+
+	// stackComments are the comments after the metadata comment of ev
+	// when it has stack=N (they alias the reader's buffer): the stack is
+	// looked up only when ev is the next event in time order, so that
+	// definitions in earlier events of other files are known by then.
+	stackComments [][]byte
+	stackPending  bool
 }
 
 type countingReader struct {
@@ -96,6 +107,7 @@ type Input struct {
 	started    bool
 	recordings map[string]int
 	current    *fileInput
+	stacks     stackTable
 	err        error // sticky
 	// Strict makes a pathcap comment that does not parse an error; by
 	// default such an event is kept without metadata.
@@ -238,13 +250,18 @@ func (in *Input) decode(f *fileInput, p *pcapng.Packet) error {
 	ev.ID, ev.HasID = p.Options.PacketID, p.Options.HasPacketID
 	ev.Lost = p.Options.DropCount
 	ev.HasMeta = false
-	for _, c := range p.Options.Comments {
+	ev.Stack = nil
+	f.stackComments, f.stackPending = nil, false
+	for i, c := range p.Options.Comments {
 		if !kmeta.IsMetadata(c) {
 			continue
 		}
 		err := f.parser.Parse(c, &ev.Meta)
 		if err == nil {
 			ev.HasMeta = true
+			if ev.Meta.Stack != 0 {
+				f.stackComments, f.stackPending = p.Options.Comments[i+1:], true
+			}
 			break
 		}
 		if errors.Is(err, kmeta.ErrNotMetadata) {
@@ -263,6 +280,23 @@ func (in *Input) decode(f *fileInput, p *pcapng.Packet) error {
 	return nil
 }
 
+// resolveStack finds the stack of f's pending event from its stack comment
+// and the stacks read before.
+func (in *Input) resolveStack(f *fileInput) error {
+	ev := &f.ev
+	s, err := in.stacks.stackFor(ev.Recording, ev.Meta.Stack, f.stackComments)
+	f.stackComments, f.stackPending = nil, false
+	if err != nil {
+		in.BadComments++
+		if in.Strict {
+			in.err = &InputError{File: f.name, Err: fmt.Errorf("frame %d: %w", f.frame, err)}
+			return in.err
+		}
+	}
+	ev.Stack = s
+	return nil
+}
+
 // Next returns the earliest pending event of all inputs, or io.EOF. The
 // event is valid until the next call.
 func (in *Input) Next() (*Event, error) {
@@ -274,6 +308,11 @@ func (in *Input) Next() (*Event, error) {
 	}
 	f := in.queue[0]
 	in.current = f
+	if f.stackPending {
+		if err := in.resolveStack(f); err != nil {
+			return nil, err
+		}
+	}
 	return &f.ev, nil
 }
 
@@ -286,7 +325,13 @@ func (in *Input) Peek() (*Event, error) {
 	if len(in.queue) == 0 {
 		return nil, io.EOF
 	}
-	return &in.queue[0].ev, nil
+	f := in.queue[0]
+	if f.stackPending {
+		if err := in.resolveStack(f); err != nil {
+			return nil, err
+		}
+	}
+	return &f.ev, nil
 }
 
 // prepare puts the earliest pending event at the head of the queue: it

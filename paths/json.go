@@ -63,12 +63,13 @@ func AppendJSON(b []byte, p *Packet) []byte {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = appendHopJSON(b, &p.Hops[i], t0)
+		b = appendHopJSON(b, p, i, t0)
 	}
 	return append(b, "]}\n"...)
 }
 
-func appendHopJSON(b []byte, h *Hop, t0 int64) []byte {
+func appendHopJSON(b []byte, p *Packet, i int, t0 int64) []byte {
+	h := &p.Hops[i]
 	m := &h.Meta
 	b = append(b, `{"hook":`...)
 	b = appendJSONString(b, hopName(h))
@@ -150,7 +151,48 @@ func appendHopJSON(b []byte, h *Hop, t0 int64) []byte {
 		}
 		b = append(b, ']')
 	}
+	switch {
+	case m.StackLost:
+		b = append(b, `,"stack_lost":true`...)
+		if m.StackErr != 0 {
+			b = append(b, `,"stack_err":`...)
+			b = strconv.AppendInt(b, int64(m.StackErr), 10)
+		}
+	case m.Stack != 0:
+		b = append(b, `,"stack_id":`...)
+		b = strconv.AppendUint(b, m.Stack, 10)
+	}
+	if h.Stack != nil {
+		b = append(b, `,"stack":`...)
+		b = h.Stack.appendJSON(b)
+		n := len(b)
+		b = append(b, `,"derived":[`...)
+		first := true
+		p.eachDerived(i, func(fn string) {
+			if !first {
+				b = append(b, ',')
+			}
+			first = false
+			b = appendJSONString(b, fn)
+		})
+		if first {
+			b = b[:n]
+		} else {
+			b = append(b, ']')
+		}
+	}
 	return append(b, '}')
+}
+
+func appendJSONStrings(b []byte, ss []string) []byte {
+	b = append(b, '[')
+	for i, s := range ss {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendJSONString(b, s)
+	}
+	return append(b, ']')
 }
 
 const hexDigits = "0123456789abcdef"

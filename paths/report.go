@@ -15,6 +15,8 @@ type TextOptions struct {
 	Width int
 	// TopPaths is how many of the most common paths the summary lists.
 	TopPaths int
+	// Stacks shows each hop's kernel call chain under it.
+	Stacks bool
 }
 
 const (
@@ -191,12 +193,53 @@ func WritePacketText(w io.Writer, p *Packet, o TextOptions) error {
 			b.WriteString("  " + strings.Join(extra, "  "))
 		}
 		line(&b, w, o)
+		if h.Stack != nil || h.Meta.StackLost || h.Meta.Stack != 0 {
+			writeHopStack(&b, w, p, i, o)
+		}
 	}
 	if p.Truncated {
 		fmt.Fprintf(w, "  ... %d more hops not kept\n", p.DroppedHops)
 	}
 	_, err := io.WriteString(w, "\n")
 	return err
+}
+
+// stackIndent lines up a hop's stack lines under its hook.
+const stackIndent = "             "
+
+// writeHopStack writes the functions derived from hop i's stack and, with
+// o.Stacks, the stack itself.
+func writeHopStack(b *strings.Builder, w io.Writer, p *Packet, i int, o TextOptions) {
+	h := &p.Hops[i]
+	if d := p.Derived(i); len(d) > 0 {
+		b.WriteString(stackIndent)
+		b.WriteString(o.paint(ansiDim, "derived: "+strings.Join(d, " > ")))
+		line(b, w, o)
+	}
+	if !o.Stacks {
+		return
+	}
+	switch {
+	case h.Meta.StackLost:
+		b.WriteString(stackIndent + "stack lost")
+		if h.Meta.StackErr != 0 {
+			fmt.Fprintf(b, " (error %d)", h.Meta.StackErr)
+		}
+		line(b, w, o)
+	case h.Stack == nil:
+		fmt.Fprintf(b, "%sstack %d: frames not in the input", stackIndent, h.Meta.Stack)
+		line(b, w, o)
+	default:
+		fmt.Fprintf(b, "%sstack %d:", stackIndent, h.Stack.ID)
+		if !h.Stack.Offsets {
+			b.WriteString(" (functions only: its definition is not in the input)")
+		}
+		line(b, w, o)
+		for _, f := range h.Stack.Frames {
+			b.WriteString(stackIndent + "  " + f)
+			line(b, w, o)
+		}
+	}
 }
 
 func hookLabel(h *Hop) string {
@@ -288,6 +331,10 @@ func WriteSummaryText(w io.Writer, s *Summary, o TextOptions) error {
 		}
 	}
 
+	if s.DropStacks > 0 {
+		writeDropStacks(&b, w, s, o)
+	}
+
 	top := o.TopPaths
 	if top <= 0 {
 		top = 10
@@ -340,6 +387,39 @@ func WriteSummaryText(w io.Writer, s *Summary, o TextOptions) error {
 		}
 	}
 	return nil
+}
+
+// writeDropStacks writes the most frequent kernel stacks of each drop
+// reason.
+func writeDropStacks(b *strings.Builder, w io.Writer, s *Summary, o TextOptions) {
+	drops := s.Drops()
+	if len(drops) == 0 {
+		return
+	}
+	fmt.Fprintf(b, "%s", o.paint(ansiBold, fmt.Sprintf("Drop stacks (top %d per reason):", s.DropStacks)))
+	line(b, w, o)
+	for _, d := range drops {
+		fmt.Fprintf(b, "  %s  (%d drops)", d.Reason, d.Count)
+		line(b, w, o)
+		for _, st := range d.Stacks {
+			for i, f := range st.Frames {
+				if i == 0 {
+					fmt.Fprintf(b, "    %9d  %s", st.Count, f)
+				} else {
+					fmt.Fprintf(b, "    %9s  %s", "", f)
+				}
+				line(b, w, o)
+			}
+		}
+		if d.StackLost > 0 {
+			fmt.Fprintf(b, "    %9d  (stack lost)", d.StackLost)
+			line(b, w, o)
+		}
+		if len(d.Stacks) == 0 && d.StackLost == 0 {
+			fmt.Fprintf(b, "    %9s  (no stacks recorded)", "")
+			line(b, w, o)
+		}
+	}
 }
 
 func pct(n, of uint64) float64 {

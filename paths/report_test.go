@@ -148,6 +148,12 @@ type summaryJSON struct {
 			Location string `json:"location"`
 			Count    uint64 `json:"count"`
 		} `json:"locations"`
+		// With --stacks N.
+		Stacks []struct {
+			Count uint64   `json:"count"`
+			Stack []string `json:"stack"`
+		} `json:"stacks"`
+		StackLost *uint64 `json:"stack_lost"`
 	} `json:"drops"`
 	Paths []struct {
 		Path  string `json:"path"`

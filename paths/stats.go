@@ -90,6 +90,20 @@ type DropStat struct {
 	Reason    string
 	Count     uint64
 	Locations []Count // most frequent first
+	// Stacks are the most frequent kernel stacks of the drops, at most
+	// Summary.DropStacks of them, most frequent first; StackLost counts
+	// the drops whose stack the kernel could not capture. Both only when
+	// Summary.DropStacks is set.
+	Stacks    []StackCount
+	StackLost uint64
+}
+
+// StackCount is a kernel stack (its frames, innermost first) with a count.
+// Stacks past the limit of distinct stacks are counted under one entry
+// whose only frame is "(other)".
+type StackCount struct {
+	Frames []string
+	Count  uint64
 }
 
 // HopLatency is the latency between two consecutive hooks.
@@ -113,6 +127,7 @@ const (
 	maxDistinctPairs     = 1 << 12
 	maxDistinctLocations = 1 << 12
 	maxDistinctPlaces    = 1 << 14
+	maxDistinctStacks    = 1 << 12
 	otherName            = "(other)"
 )
 
@@ -128,12 +143,26 @@ type Summary struct {
 	pairs     map[[2]string]*Histogram
 	places    map[placeKey]*Place
 	locations int
+	stacks    int
+	// DropStacks, when set, counts the kernel stacks of drops: the
+	// DropStacks most frequent per drop reason are listed
+	// (DropStat.Stacks).
+	DropStacks int
 }
 
 type dropAcc struct {
-	count uint64
-	locs  map[string]uint64
+	count     uint64
+	locs      map[string]uint64
+	stacks    map[string]*stackAcc
+	stackLost uint64
 }
+
+type stackAcc struct {
+	frames []string
+	count  uint64
+}
+
+var otherStack = []string{otherName}
 
 type placeKey struct {
 	dev   string
@@ -177,6 +206,9 @@ func (s *Summary) Add(p *Packet) {
 			s.locations++
 		}
 		d.locs[loc]++
+		if s.DropStacks > 0 {
+			s.addDropStack(d, &p.Outcome)
+		}
 	}
 	path := p.PathString()
 	if _, ok := s.paths[path]; !ok && len(s.paths) >= maxDistinctPaths {
@@ -217,6 +249,38 @@ func (s *Summary) Add(p *Packet) {
 	}
 }
 
+// addDropStack counts the stack of a drop.
+func (s *Summary) addDropStack(d *dropAcc, o *Outcome) {
+	switch {
+	case o.StackLost:
+		d.stackLost++
+		return
+	case o.Stack == nil:
+		return
+	}
+	if d.stacks == nil {
+		d.stacks = make(map[string]*stackAcc)
+	}
+	key := o.Stack.text
+	a := d.stacks[key]
+	if a == nil {
+		if s.stacks >= maxDistinctStacks {
+			key = otherName
+			a = d.stacks[key]
+		}
+		if a == nil {
+			a = &stackAcc{frames: o.Stack.Frames}
+			if key == otherName {
+				a.frames = otherStack
+			} else {
+				s.stacks++
+			}
+			d.stacks[key] = a
+		}
+	}
+	a.count++
+}
+
 // Outcomes returns the count of each outcome kind, most frequent first
 // (kinds with no packet left out).
 func (s *Summary) Outcomes() []Count {
@@ -240,6 +304,23 @@ func (s *Summary) Drops() []DropStat {
 			ds.Locations = append(ds.Locations, Count{loc, n})
 		}
 		sortCounts(ds.Locations)
+		if s.DropStacks > 0 {
+			ds.StackLost = d.stackLost
+			keys := make([]string, 0, len(d.stacks))
+			for k := range d.stacks {
+				keys = append(keys, k)
+			}
+			slices.SortFunc(keys, func(a, b string) int {
+				if x, y := d.stacks[a].count, d.stacks[b].count; x != y {
+					return cmpUint64(y, x)
+				}
+				return strings.Compare(a, b)
+			})
+			for _, k := range keys[:min(len(keys), s.DropStacks)] {
+				a := d.stacks[k]
+				ds.Stacks = append(ds.Stacks, StackCount{Frames: a.frames, Count: a.count})
+			}
+		}
 		out = append(out, ds)
 	}
 	slices.SortFunc(out, func(a, b DropStat) int {

@@ -42,7 +42,23 @@ func AppendSummaryJSON(b []byte, s *Summary, topPaths int) []byte {
 			b = strconv.AppendUint(b, l.Count, 10)
 			b = append(b, '}')
 		}
-		b = append(b, "]}"...)
+		b = append(b, ']')
+		if s.DropStacks > 0 {
+			b = append(b, `,"stacks":[`...)
+			for j, st := range d.Stacks {
+				if j > 0 {
+					b = append(b, ',')
+				}
+				b = append(b, `{"count":`...)
+				b = strconv.AppendUint(b, st.Count, 10)
+				b = append(b, `,"stack":`...)
+				b = appendJSONStrings(b, st.Frames)
+				b = append(b, '}')
+			}
+			b = append(b, `],"stack_lost":`...)
+			b = strconv.AppendUint(b, d.StackLost, 10)
+		}
+		b = append(b, '}')
 	}
 	b = append(b, `],"paths":[`...)
 	for i, c := range s.Paths(topPaths) {

@@ -29,6 +29,19 @@ func testdataFiles(t *testing.T) map[string]func(name string) {
 		"scenario-part1.pcapng": func(name string) { writeRecording(t, name, "alpha", evs[:4]) },
 		"scenario-part2.pcapng": func(name string) { writeRecording(t, name, "alpha", evs[4:cut5]) },
 		"scenario-part3.pcapng": func(name string) { writeRecording(t, name, "alpha", evs[cut5:]) },
+		// Three UDP packets to a closed port recorded with kernel
+		// stacks (record --stack), by the recorder's writer; and the
+		// same recording in two rotated parts, the first holding every
+		// stack definition.
+		"stacks.pcapng": func(name string) { stackRecording(t, name) },
+		"stacks-part1.pcapng": func(name string) {
+			whole := stackRecording(t, filepath.Join(t.TempDir(), "stacks.pcapng"))
+			rotate(t, whole, []string{name, filepath.Join(t.TempDir(), "part2")}, 5)
+		},
+		"stacks-part2.pcapng": func(name string) {
+			whole := stackRecording(t, filepath.Join(t.TempDir(), "stacks.pcapng"))
+			rotate(t, whole, []string{filepath.Join(t.TempDir(), "part1"), name}, 5)
+		},
 		// Another host's recording at the same time whose ids collide
 		// with the scenario's (1 and 5).
 		"other-host.pcapng": func(name string) {

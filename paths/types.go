@@ -67,6 +67,10 @@ type Outcome struct {
 	// Dev and NetNS are where that hop happened.
 	Dev   string
 	NetNS uint32
+	// Stack is that hop's kernel stack (nil when none was recorded);
+	// StackLost reports that one was asked for but lost.
+	Stack     *Stack
+	StackLost bool
 }
 
 // Function returns the function part of Location ("ping_rcv" of
@@ -150,6 +154,10 @@ type Hop struct {
 	// index of the file among the inputs.
 	Frame int64
 	File  int
+	// Stack is the kernel stack recorded with the event, nil when none
+	// was (or its frames are not in the input). Meta.Stack is its number,
+	// Meta.StackLost says the kernel could not capture it.
+	Stack *Stack
 }
 
 // Packet is one packet's path.

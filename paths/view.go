@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/pathcap/pathcap/pcapng"
@@ -72,7 +73,7 @@ func (v *ViewWriter) Write(p *Packet) error {
 	v.bufs = append(v.bufs, appendPathComment(nil, p))
 	t0 := first.Time
 	for i := range p.Hops {
-		v.bufs = append(v.bufs, appendHopComment(nil, i+1, &p.Hops[i], t0))
+		v.bufs = append(v.bufs, appendHopComment(nil, p, i, t0))
 	}
 	data := p.Data
 	if len(data) > pcapng.MaxCaptureLength {
@@ -146,9 +147,10 @@ func appendPathComment(b []byte, p *Packet) []byte {
 	return appendKV(b, "path", p.PathString())
 }
 
-func appendHopComment(b []byte, n int, h *Hop, t0 int64) []byte {
+func appendHopComment(b []byte, p *Packet, i int, t0 int64) []byte {
+	h := &p.Hops[i]
 	b = append(b, "pathcap-hop/1"...)
-	b = appendKV(b, "n", strconv.Itoa(n))
+	b = appendKV(b, "n", strconv.Itoa(i+1))
 	b = appendKV(b, "dt_ns", strconv.FormatInt(h.Time-t0, 10))
 	b = appendKV(b, "hook", hookLabel(h))
 	if h.Meta.Dev != "" {
@@ -170,6 +172,21 @@ func appendHopComment(b []byte, n int, h *Hop, t0 int64) []byte {
 		b = appendKV(b, "changed", h.Changed.String())
 		if h.Changed&(ChangedAddr|ChangedPort|ChangedProto) != 0 {
 			b = appendKV(b, "flow", FlowText(&h.Flow))
+		}
+	}
+	switch {
+	case h.Meta.StackLost:
+		b = appendKV(b, "stack", "lost")
+		if h.Meta.StackErr != 0 {
+			b = appendKV(b, "stack_err", strconv.Itoa(int(h.Meta.StackErr)))
+		}
+	case h.Meta.Stack != 0:
+		b = appendKV(b, "stack", strconv.FormatUint(h.Meta.Stack, 10))
+	}
+	if h.Stack != nil {
+		b = appendKV(b, "frames", h.Stack.Text())
+		if d := p.Derived(i); len(d) > 0 {
+			b = appendKV(b, "derived", strings.Join(d, ">"))
 		}
 	}
 	return b

@@ -75,17 +75,26 @@ type Writer struct {
 	comms     map[[16]byte]string
 	locations map[uint64]string
 
+	// Kernel stacks: the ones written so far, and how to name frames.
+	stacks       stackTable
+	stackSymbols StackSymbolizer
+
 	// Reused for every event.
-	pkt     pcapng.Packet
-	meta    kmeta.Event
-	comment []byte
-	frame   []byte
-	loc     []byte
+	pkt          pcapng.Packet
+	meta         kmeta.Event
+	comments     [2][]byte
+	comment      []byte
+	stackComment []byte
+	frames       []byte
+	funcs        []byte
+	frame        []byte
+	loc          []byte
 }
 
 // NewWriter writes the section header for info to w and returns a Writer.
 // bufSize is the size of the block buffer (0: one write per block); call
-// Flush to write what is buffered. names and symbols may be nil.
+// Flush to write what is buffered. names and symbols may be nil; kernel
+// stacks are symbolized when symbols is also a StackSymbolizer.
 func NewWriter(w io.Writer, info Info, bufSize int, names DeviceNamer, symbols Symbolizer) (*Writer, error) {
 	pw, err := pcapng.NewWriterSize(w, &pcapng.Section{
 		Hardware:        info.Hardware,
@@ -109,7 +118,7 @@ func NewWriter(w io.Writer, info Info, bufSize int, names DeviceNamer, symbols S
 		comms:     make(map[[16]byte]string),
 		locations: make(map[uint64]string),
 	}
-	rw.pkt.Options.Comments = make([][]byte, 1)
+	rw.stackSymbols, _ = symbols.(StackSymbolizer)
 	return rw, nil
 }
 
@@ -191,7 +200,11 @@ func Direction(hook string) uint32 {
 	return pcapng.DirectionUnknown
 }
 
-// WriteEvent writes one event.
+// WriteEvent writes one event. An event with a kernel stack (Event.Stack,
+// or Event.StackLost) gets the stack= key and, unless the stack was lost,
+// a second comment with its frames: in full the first time the stack
+// appears, function names only after that (docs/FORMAT.md, "Kernel
+// stacks").
 func (w *Writer) WriteEvent(ev *capture.Event) error {
 	ifc, err := w.interfaceFor(ev.NetNS, ev.Ifindex)
 	if err != nil {
@@ -227,6 +240,10 @@ func (w *Writer) WriteEvent(ev *capture.Event) error {
 	if ev.DropLocation != 0 {
 		m.Location = w.location(ev.DropLocation)
 	}
+	var stackComment []byte
+	if ev.Stack != nil || ev.StackLost {
+		stackComment = w.stack(ev, m)
+	}
 	w.comment = kmeta.AppendComment(w.comment[:0], m)
 
 	p := &w.pkt
@@ -249,7 +266,12 @@ func (w *Writer) WriteEvent(ev *capture.Event) error {
 	p.Data = data
 	p.OriginalLength = orig
 	o := &p.Options
-	o.Comments[0] = w.comment
+	w.comments[0] = w.comment
+	o.Comments = w.comments[:1]
+	if stackComment != nil {
+		w.comments[1] = stackComment
+		o.Comments = w.comments[:2]
+	}
 	o.Flags = Direction(ev.Hook.Name)
 	o.HasFlags = o.Flags != pcapng.DirectionUnknown
 	o.PacketID, o.HasPacketID = ev.PacketID, true

@@ -16,6 +16,7 @@
 --   pathcap/1 hook=tp:kfree_skb dev=veth1 netns=4026532841 ... (raw event)
 --   pathcap-path/1 id=29 outcome=dropped hops=7 ...            (view summary)
 --   pathcap-hop/1 n=1 dt_ns=0 hook=tp:net_dev_queue ...        (view hop)
+--   pathcap-stack/1 id=3 frames=kfree_skb_reason+0x9c;...      (kernel stack)
 --
 -- Each is "NAME/VERSION" followed by space-separated key=value pairs; a
 -- value is either bare or a Go double-quoted string literal. Unknown keys
@@ -77,6 +78,15 @@ local f = {
     hop_dt_ns     = ProtoField.int64("pathcap.hop.dt_ns", "Time since the first hop (ns)", base.DEC),
     changed       = ProtoField.string("pathcap.changed", "Changed since the previous hop"),
     nat           = ProtoField.string("pathcap.nat", "NAT"),
+    -- Kernel stacks (record --stack).
+    stack         = ProtoField.none("pathcap.stack", "Kernel stack"),
+    stack_id      = ProtoField.uint64("pathcap.stack.id", "Stack number", base.DEC),
+    stack_lost    = ProtoField.bool("pathcap.stack.lost", "Stack lost"),
+    stack_err     = ProtoField.int32("pathcap.stack.err", "Stack error", base.DEC),
+    stack_depth   = ProtoField.uint32("pathcap.stack.depth", "Frames", base.DEC),
+    stack_frame   = ProtoField.string("pathcap.stack.frame", "Frame"),
+    stack_func    = ProtoField.string("pathcap.stack.func", "Function"),
+    derived       = ProtoField.string("pathcap.derived", "Functions derived from the stacks"),
     -- Comments that look like pathcap's but do not parse.
     malformed     = ProtoField.string("pathcap.malformed", "Malformed pathcap comment"),
 }
@@ -397,6 +407,54 @@ local function hook(v)
     return v
 end
 
+-- stack_ref: the stack= key, a stack number (from 1) or "lost".
+local function stack_ref(v)
+    if v == "lost" then
+        return v
+    end
+    if not v:match("^%d+$") or not decimal_fits(v, U64_MAX) or v:match("^0+$") then
+        return nil, "not a stack number or lost"
+    end
+    return u64_from_decimal(v)
+end
+
+local function int32(v)
+    local n = v:match("^[+-]?%d+$") and tonumber(v)
+    if not n or n < -2147483648 or n > 2147483647 or #v > 12 then
+        return nil, "not a 32-bit signed decimal number"
+    end
+    return n
+end
+
+local function stack_id(v)
+    local n, err = dec64(v)
+    if not n then
+        return nil, err
+    end
+    if v:match("^0+$") then
+        return nil, "stack numbers start at 1"
+    end
+    return n
+end
+
+-- frame_list splits frames= and funcs= values at ";" into a list.
+local function frame_list(v)
+    local list = {}
+    for frame in (v .. ";"):gmatch("([^;]*);") do
+        if frame == "" then
+            return nil, "empty frame"
+        end
+        list[#list + 1] = frame
+    end
+    return list
+end
+
+-- frame_function returns a frame's function name: what comes before its
+-- offset and module.
+local function frame_function(frame)
+    return frame:match("^[^+[]*")
+end
+
 -- Schemas: the keys each kind of comment may hold, in tree order, with
 -- their converter and field. Keys not listed are ignored.
 
@@ -424,6 +482,8 @@ local event_schema = {
     { "comm", str, f.comm },
     { "reason", str, f.drop_reason },
     { "loc", str, f.drop_location },
+    { "stack", stack_ref, f.stack_id },
+    { "stack_err", int32, f.stack_err },
 }
 
 local path_schema = {
@@ -446,6 +506,16 @@ local hop_schema = {
     { "loc", str, f.drop_location },
     { "changed", str, f.changed },
     { "nat", str, f.nat },
+    { "stack", stack_ref, f.stack_id },
+    { "stack_err", int32, f.stack_err },
+    { "frames", frame_list },
+    { "derived", str, f.derived },
+}
+
+local stack_schema = {
+    { "id", stack_id, f.stack_id },
+    { "frames", frame_list },
+    { "funcs", frame_list },
 }
 
 -- The comment kinds, by prefix, with the keys each must have.
@@ -453,6 +523,7 @@ local kinds = {
     { prefix = "pathcap/", schema = event_schema, required = { "hook" } },
     { prefix = "pathcap-path/", schema = path_schema, required = {} },
     { prefix = "pathcap-hop/", schema = hop_schema, required = { "hook" } },
+    { prefix = "pathcap-stack/", schema = stack_schema, required = { "id" } },
 }
 
 -- decode parses comment s of the given kind. It returns the comment's
@@ -480,6 +551,9 @@ local function decode(s, kind)
             return nil, "no " .. key .. " key"
         end
     end
+    if kind.schema == stack_schema and raw.frames == nil and raw.funcs == nil then
+        return nil, "no frames or funcs key"
+    end
     return version, raw, conv
 end
 
@@ -487,13 +561,33 @@ end
 -- Tree building
 ---------------------------------------------------------------------------
 
+-- add_frames adds a list of frames, and their functions, to tree.
+local function add_frames(tree, frames)
+    tree:add(f.stack_depth, #frames)
+    for _, frame in ipairs(frames) do
+        tree:add(f.stack_frame, frame)
+    end
+    for _, frame in ipairs(frames) do
+        tree:add(f.stack_func, frame_function(frame))
+    end
+end
+
 -- add_fields adds the fields of schema present in conv to tree. The hook
--- is followed by its kind and name.
+-- is followed by its kind and name; stack=lost is pathcap.stack.lost, a
+-- view hop's frames are a pathcap.stack subtree.
 local function add_fields(tree, schema, raw, conv)
     for _, entry in ipairs(schema) do
         local key, field = entry[1], entry[3]
         if conv[key] ~= nil then
-            tree:add(field, conv[key])
+            if key == "stack" and conv.stack == "lost" then
+                tree:add(f.stack_lost, true)
+            elseif key == "frames" then
+                local item = tree:add(f.stack)
+                item:set_text(string.format("Kernel stack (%d frames)", #conv.frames))
+                add_frames(item, conv.frames)
+            elseif field then
+                tree:add(field, conv[key])
+            end
             if key == "hook" then
                 local kind, name = raw.hook:match("^([^:]+):(.+)$")
                 tree:add(f.kind, kind)
@@ -527,15 +621,27 @@ local function drop_text(raw)
     return text
 end
 
+-- stack_text describes the stack= key: ", stack 5" or ", stack lost".
+local function stack_text(raw)
+    if raw.stack == "lost" then
+        return ", stack lost"
+    elseif raw.stack then
+        return ", stack " .. raw.stack
+    end
+    return ""
+end
+
 local function add_event(tree, version, raw, conv)
     local item = tree:add(pathcap)
     local text = "pathcap: " .. where(raw) .. drop_text(raw)
     if raw.ret then
         text = text .. " returned " .. raw.ret
     end
+    text = text .. stack_text(raw)
     item:set_text(printable(text))
     item:add(f.version, version)
     add_fields(item, event_schema, raw, conv)
+    return item
 end
 
 local function add_path(tree, version, raw, conv)
@@ -579,8 +685,59 @@ local function add_hop(tree, raw, conv)
     if raw.changed then
         text = text .. ", changed " .. raw.changed
     end
+    text = text .. stack_text(raw)
     item:set_text(printable(text))
     add_fields(item, hop_schema, raw, conv)
+end
+
+-- Stack definitions seen in this file, by number: the full frames and
+-- their functions joined by ";". The short form of a stack gets its
+-- offsets from here when its functions agree. Emptied for each file.
+local stack_defs = {}
+local stack_def_count = 0
+
+function pathcap.init()
+    stack_defs = {}
+    stack_def_count = 0
+end
+
+-- functions_of returns the functions of frames joined by ";", modules
+-- kept: what the short form of those frames says.
+local function functions_of(frames)
+    local out = {}
+    for i, frame in ipairs(frames) do
+        out[i] = frame_function(frame) .. (frame:match("%[.*%]$") or "")
+    end
+    return table.concat(out, ";")
+end
+
+local function add_stack(tree, pinfo, raw, conv)
+    local item = tree:add(f.stack)
+    local id = raw.id
+    local frames, text
+    if conv.frames then
+        frames = conv.frames
+        text = "definition"
+        if not stack_defs[id] then
+            if stack_def_count >= 65536 then
+                stack_defs, stack_def_count = {}, 0
+            end
+            stack_def_count = stack_def_count + 1
+            stack_defs[id] = { frames = frames, funcs = functions_of(frames), frame = pinfo.number }
+        end
+    else
+        local def = stack_defs[id]
+        if def and def.funcs == raw.funcs then
+            frames = def.frames
+            text = "offsets from frame " .. def.frame
+        else
+            frames = conv.funcs
+            text = "functions only"
+        end
+    end
+    item:set_text(printable(string.format("Kernel stack %s (%d frames, %s)", id, #frames, text)))
+    item:add(f.stack_id, conv.id)
+    add_frames(item, frames)
 end
 
 local function add_malformed(tree, comment, msg)
@@ -609,12 +766,14 @@ end
 -- add_comment adds the tree for comment s of the given kind. state.view
 -- is the item of the frame's most recent path summary: hops go under it,
 -- or under a container of their own if no summary came before them.
-local function add_comment(tree, s, kind, state)
+local function add_comment(tree, pinfo, s, kind, state)
     local version, raw, conv = decode(s, kind)
     if not version then
         add_malformed(tree, s, raw)
     elseif kind.schema == event_schema then
-        add_event(tree, version, raw, conv)
+        state.event = add_event(tree, version, raw, conv)
+    elseif kind.schema == stack_schema then
+        add_stack(state.event or tree, pinfo, raw, conv)
     elseif kind.schema == path_schema then
         state.view = add_path(tree, version, raw, conv)
     else
@@ -639,7 +798,7 @@ function pathcap.dissector(tvb, pinfo, tree)
             -- A Lua error on one comment (which would be a bug here) is
             -- reported like a malformed comment, so that it cannot stop
             -- the dissection of the others.
-            local ok, err = pcall(add_comment, tree, s, kind, state)
+            local ok, err = pcall(add_comment, tree, pinfo, s, kind, state)
             if not ok then
                 add_malformed(tree, s, "internal error: " .. tostring(err))
             end

@@ -40,6 +40,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		Flags: append([]cli.Flag{
 			&cli.BoolFlag{Name: "summary-only", Usage: "print only the summary"},
 			&cli.IntFlag{Name: "top", Value: 10, Usage: "list the `N` most common paths"},
+			&cli.BoolFlag{Name: "stacks", Usage: "show each hop's kernel call chain (recordings made with record --stack)"},
 			&cli.BoolFlag{Name: "color", Usage: "force colour on"},
 			&cli.BoolFlag{Name: "no-color", Usage: "force colour off"},
 		}, selectionFlags...),
@@ -68,6 +69,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 				Flags: append([]cli.Flag{
 					&cli.BoolFlag{Name: "json", Usage: "one JSON object"},
 					&cli.IntFlag{Name: "top", Value: 10, Usage: "list the `N` most common paths"},
+					&cli.IntFlag{Name: "stacks", Usage: "list the `N` most frequent kernel stacks of each drop reason (recordings made with record --stack)"},
 					&cli.BoolFlag{Name: "color", Usage: "force colour on"},
 					&cli.BoolFlag{Name: "no-color", Usage: "force colour off"},
 				}, selectionFlags...),
@@ -299,6 +301,13 @@ func runReport(c *cli.Context, summaryOnly bool) error {
 	to := textOptions(c)
 	w := bufio.NewWriterSize(c.App.Writer, 256<<10)
 	sum := paths.NewSummary()
+	if c.Command.Name == "stats" {
+		if sum.DropStacks = c.Int("stacks"); sum.DropStacks < 0 {
+			return usagef("--stacks %d: want a count of 0 or more", sum.DropStacks)
+		}
+	} else {
+		to.Stacks = c.Bool("stacks")
+	}
 	err = paths.Process(in, opts, sel, func(p *paths.Packet) error {
 		sum.Add(p)
 		if summaryOnly {
@@ -329,6 +338,9 @@ func runStatsJSON(c *cli.Context) error {
 	}
 	defer cleanup()
 	sum := paths.NewSummary()
+	if sum.DropStacks = c.Int("stacks"); sum.DropStacks < 0 {
+		return usagef("--stacks %d: want a count of 0 or more", sum.DropStacks)
+	}
 	if err := paths.Process(in, opts, sel, func(p *paths.Packet) error {
 		sum.Add(p)
 		return nil

@@ -467,6 +467,12 @@ type packetJSON struct {
 		SPort    uint16   `json:"sport"`
 		DPort    uint16   `json:"dport"`
 		Changed  []string `json:"changed"`
+		// Kernel stacks.
+		StackID   uint64   `json:"stack_id"`
+		Stack     []string `json:"stack"`
+		StackLost bool     `json:"stack_lost"`
+		StackErr  int32    `json:"stack_err"`
+		Derived   []string `json:"derived"`
 	} `json:"hops"`
 }
 
@@ -550,6 +556,12 @@ type statsJSON struct {
 			Location string `json:"location"`
 			Count    uint64 `json:"count"`
 		} `json:"locations"`
+		// With --stacks N.
+		Stacks []struct {
+			Count uint64   `json:"count"`
+			Stack []string `json:"stack"`
+		} `json:"stacks"`
+		StackLost *uint64 `json:"stack_lost"`
 	} `json:"drops"`
 	Paths []struct {
 		Path  string `json:"path"`

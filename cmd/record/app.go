@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -37,6 +39,8 @@ type options struct {
 	duration  time.Duration
 	snaplen   int
 	backend   string
+	functions string // --functions: regular expression, "" for the backend's default
+	fexit     bool   // --fexit: hook function exits too (fentry)
 	hooks     []string
 	list      bool
 	readyFile string
@@ -47,6 +51,10 @@ type options struct {
 	ifname    string // --ifname: device name
 	pid       int64  // --pid: 0 for any
 	track     bool   // --track: follow kept packets at later hooks
+
+	// Kernel stacks.
+	stack      bool // --stack: record each event's kernel stack
+	stackDepth int  // --stack-depth: at most this many frames
 }
 
 func newApp() *cli.App {
@@ -59,7 +67,8 @@ func newApp() *cli.App {
 			"ANDed, for each packet not yet followed; a packet that matched is recorded at every\n" +
 			"later hook (--track=false to filter at every hook). See docs/FILTERS.md.",
 		Version: version,
-		Description: "Attaches BPF programs to every kernel hook that sees a struct sk_buff and writes one\n" +
+		Description: "Attaches BPF programs to every kernel tracepoint (and, with a function backend,\n" +
+			"every kernel function) that sees a struct sk_buff and writes one\n" +
 			"pcap-ng packet block per hook hit: the bytes as the kernel held them, and the hook,\n" +
 			"device, network namespace, drop reason and process as options and comments.\n" +
 			"Without -w, events are printed one per line.",
@@ -69,9 +78,11 @@ func newApp() *cli.App {
 			&cli.Uint64Flag{Name: "count", Aliases: []string{"c"}, Usage: "stop after `N` events (packet blocks)"},
 			&cli.DurationFlag{Name: "duration", Usage: "stop after `D` (e.g. 10s, 5m)"},
 			&cli.IntFlag{Name: "snaplen", Aliases: []string{"s"}, Value: capture.DefaultSnaplen, Usage: "record at most `N` bytes of each packet", EnvVars: []string{"PATHCAP_SNAPLEN"}},
-			&cli.StringFlag{Name: "backend", Value: "auto", Usage: "hook `KIND`: auto or tracepoint", EnvVars: []string{"PATHCAP_BACKEND"}},
-			&cli.StringFlag{Name: "hooks", Usage: "record only these comma-separated hook `NAMES` (default: all)"},
-			&cli.BoolFlag{Name: "list", Usage: "print the hooks this kernel offers and exit"},
+			&cli.StringFlag{Name: "backend", Value: capture.BackendAuto, Usage: "how kernel functions are hooked, besides the tracepoints: `KIND` auto, tracepoint (none), kprobe-multi, kprobe or fentry (see docs/BACKENDS.md)", EnvVars: []string{"PATHCAP_BACKEND"}},
+			&cli.StringFlag{Name: "functions", Usage: "hook the kernel functions taking an skb whose names match `REGEX` (default: all for kprobe-multi, a built-in set for kprobe and fentry)", EnvVars: []string{"PATHCAP_FUNCTIONS"}},
+			&cli.BoolFlag{Name: "fexit", Usage: "also hook every function's exit, for return values (fentry backend)"},
+			&cli.StringFlag{Name: "hooks", Usage: "record only these comma-separated tracepoint `NAMES` (default: all)"},
+			&cli.BoolFlag{Name: "list", Usage: "print the hooks this kernel offers (with --backend and --functions: what that would attach) and exit"},
 			&cli.StringFlag{Name: "ready-file", Usage: "create `PATH` once every hook is attached"},
 			&cli.IntFlag{Name: "ring-size", Value: capture.DefaultRingBufferSize, Usage: "ring buffer size in `BYTES` (a power of two)"},
 			&cli.StringFlag{Name: "netns", Usage: "record only packets in the network namespace `NS`: /proc/PID/ns/net, /run/netns/NAME, NAME or an inode number", EnvVars: []string{"PATHCAP_NETNS"}},
@@ -79,6 +90,10 @@ func newApp() *cli.App {
 			&cli.StringFlag{Name: "mark", Usage: "record only packets with skb->mark & MASK == VALUE (`VALUE[/MASK]`)"},
 			&cli.Int64Flag{Name: "pid", Usage: "record only packets seen while process `PID` runs (its sends; receiving runs in softirq)"},
 			&cli.BoolFlag{Name: "track", Value: true, Usage: "keep recording a packet that matched at every later hook, whatever its bytes become (NAT, tunnels); --track=false filters at every hook"},
+
+			// Kernel stacks.
+			&cli.BoolFlag{Name: "stack", Usage: "record the kernel stack of every event, symbolized from /proc/kallsyms (docs/FORMAT.md, Kernel stacks)"},
+			&cli.IntFlag{Name: "stack-depth", Value: capture.DefaultStackDepth, Usage: "record at most `N` frames of each kernel stack (with --stack)"},
 		},
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
 			return usageError{err}
@@ -90,6 +105,8 @@ func newApp() *cli.App {
 				duration:  c.Duration("duration"),
 				snaplen:   c.Int("snaplen"),
 				backend:   c.String("backend"),
+				functions: c.String("functions"),
+				fexit:     c.Bool("fexit"),
 				list:      c.Bool("list"),
 				readyFile: c.String("ready-file"),
 				ringSize:  c.Int("ring-size"),
@@ -99,6 +116,9 @@ func newApp() *cli.App {
 				mark:      c.String("mark"),
 				pid:       c.Int64("pid"),
 				track:     c.Bool("track"),
+
+				stack:      c.Bool("stack"),
+				stackDepth: c.Int("stack-depth"),
 			}
 			if h := c.String("hooks"); h != "" {
 				for _, name := range strings.Split(h, ",") {
@@ -119,13 +139,26 @@ func (o options) validate() error {
 	if o.duration < 0 {
 		return usagef("negative duration %v", o.duration)
 	}
-	switch o.backend {
-	case "auto", "tracepoint":
-	default:
-		return usagef("unknown backend %q (want auto or tracepoint)", o.backend)
+	if !slices.Contains(capture.Backends(), o.backend) {
+		return usagef("unknown backend %q (want %s)", o.backend, strings.Join(capture.Backends(), ", "))
+	}
+	if o.functions != "" {
+		if _, err := regexp.Compile(o.functions); err != nil {
+			return usagef("--functions %q: %v", o.functions, err)
+		}
+		if o.backend == capture.BackendTracepoint {
+			return usagef("--functions needs a function backend, not %s", o.backend)
+		}
+	}
+	if o.fexit && o.backend != capture.BackendFentry && o.backend != capture.BackendAuto {
+		return usagef("--fexit needs the fentry backend, not %s", o.backend)
 	}
 	if o.ringSize < 4096 || o.ringSize&(o.ringSize-1) != 0 {
 		return usagef("ring size %d is not a power of two of at least 4096", o.ringSize)
+	}
+	// Kernel stacks: at most kernel.perf_event_max_stack's default.
+	if o.stackDepth < 1 || o.stackDepth > maxStackDepth {
+		return usagef("stack depth %d out of range 1..%d", o.stackDepth, maxStackDepth)
 	}
 	return nil
 }
@@ -135,7 +168,7 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 		return err
 	}
 	if o.list {
-		return listHooks(stdout)
+		return listHooks(stdout, o)
 	}
 	// Compile the filter before creating the output or loading anything,
 	// so that a bad expression fails fast.
@@ -172,9 +205,14 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 		RingBufferSize: o.ringSize,
 		Hooks:          o.hooks,
 		Backend:        o.backend,
+		Functions:      o.functions,
+		Exit:           o.fexit,
 		Filter:         filter,
 		Match:          match,
 		NoTrack:        !o.track,
+
+		Stack:      o.stack,
+		StackDepth: o.stackDepth,
 	})
 	if err != nil {
 		if file != nil {
@@ -184,7 +222,7 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 		return explain(err)
 	}
 	defer rec.Close()
-	fmt.Fprintf(stderr, "record: %d tracepoint hooks attached (backend tracepoint), snap length %d\n", len(rec.Hooks()), o.snaplen)
+	describeHooks(stderr, rec, o)
 	if filter != nil || match != (capture.Match{}) {
 		fmt.Fprintf(stderr, "record: filtering in the kernel: %s\n", describeFilter(filter, match, o.track))
 	}
@@ -196,6 +234,9 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 		symbols = symbolizer{table}
 	} else {
 		fmt.Fprintf(stderr, "record: drop locations stay addresses: %v\n", err)
+	}
+	if o.stack {
+		fmt.Fprintf(stderr, "record: recording kernel stacks, at most %d frames\n", o.stackDepth)
 	}
 
 	counter := &recording.CountingWriter{W: out}
@@ -280,7 +321,32 @@ func explain(err error) error {
 	return err
 }
 
-func listHooks(stdout io.Writer) error {
+// describeHooks says on stderr what is attached and, for auto, why.
+func describeHooks(stderr io.Writer, rec *capture.Recorder, o options) {
+	kinds := map[capture.HookKind]int{}
+	for _, h := range rec.Hooks() {
+		kinds[h.Kind]++
+	}
+	parts := []string{fmt.Sprintf("%d tracepoints", kinds[capture.HookTracepoint])}
+	for _, k := range []capture.HookKind{capture.HookKprobe, capture.HookFentry, capture.HookFexit, capture.HookKretprobe} {
+		if kinds[k] > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", kinds[k], k))
+		}
+	}
+	fmt.Fprintf(stderr, "record: backend %s (asked: %s): %s hooks attached, snap length %d", rec.Backend(), o.backend, strings.Join(parts, ", "), o.snaplen)
+	fmt.Fprintln(stderr)
+	if n := rec.SkippedFunctions(); n > 0 {
+		fmt.Fprintf(stderr, "record: %d selected functions could not be attached and are left out\n", n)
+	}
+	if note := rec.BackendNote(); note != "" {
+		fmt.Fprintf(stderr, "record: backends not available: %s\n", note)
+	}
+}
+
+// listHooks prints the tracepoints, then the kernel functions taking an
+// skb with the backends that attach each by default; with a function
+// backend or --functions, only what that would attach.
+func listHooks(stdout io.Writer, o options) error {
 	hooks, err := capture.ListHooks()
 	if err != nil {
 		return explain(err)
@@ -292,6 +358,38 @@ func listHooks(stdout io.Writer) error {
 			extra = " (drop reason)"
 		}
 		fmt.Fprintf(w, "%s:%s%s\n", recording.KindName(h.Kind), h.Name, extra)
+	}
+	if o.backend == capture.BackendTracepoint {
+		return w.Flush()
+	}
+	fns, err := capture.ListFunctions()
+	if err != nil {
+		w.Flush()
+		return explain(err)
+	}
+	var re *regexp.Regexp
+	if o.functions != "" {
+		re = regexp.MustCompile(o.functions) // checked by validate
+	}
+	defaults := capture.DefaultFunctions()
+	for _, h := range fns {
+		if re != nil && !re.MatchString(h.Name) {
+			continue
+		}
+		var by []string
+		for _, b := range []string{capture.BackendKprobeMulti, capture.BackendKprobe, capture.BackendFentry} {
+			if re != nil || b == capture.BackendKprobeMulti || slices.Contains(defaults, h.Name) {
+				by = append(by, b)
+			}
+		}
+		if o.backend != capture.BackendAuto && !slices.Contains(by, o.backend) {
+			continue
+		}
+		clone := ""
+		if h.Clone {
+			clone = " (clone: exit hooked to follow clones)"
+		}
+		fmt.Fprintf(w, "func:%s skb=arg%d backends=%s%s\n", h.Name, h.SKBArg, strings.Join(by, ","), clone)
 	}
 	return w.Flush()
 }
@@ -305,7 +403,7 @@ func printer(w *bufio.Writer, symbols recording.Symbolizer, names recording.Devi
 			Kind: recording.KindName(ev.Hook.Kind), Hook: ev.Hook.Name, NetNS: ev.NetNS, Ifindex: ev.Ifindex,
 			SKB: ev.SKB, Len: ev.Len, DataLen: ev.DataLen, Proto: ev.Protocol, PktType: ev.PktType, Mark: ev.Mark,
 			Header: kmeta.HeaderStart(ev.Header), CPU: ev.CPU, PID: ev.PID, TID: ev.TID, Comm: ev.CommString(),
-			HasDrop: ev.HasDrop,
+			HasDrop: ev.HasDrop, Parent: ev.Parent, RetVal: ev.RetVal, HasRetVal: ev.HasRetVal,
 		}
 		if ev.HasDrop {
 			m.Reason = ev.DropReasonName()
@@ -337,6 +435,15 @@ func (s symbolizer) AppendSymbol(dst []byte, addr uint64) ([]byte, bool) {
 		return dst, false
 	}
 	return sym.AppendTo(dst), true
+}
+
+// maxStackDepth is the most frames --stack-depth accepts.
+const maxStackDepth = capture.MaxStackDepth
+
+// SymbolizeFrame implements recording.StackSymbolizer.
+func (s symbolizer) SymbolizeFrame(addr uint64) (string, uint64, string, bool) {
+	sym, ok := s.t.Resolve(addr)
+	return sym.Name, sym.Offset, sym.Module, ok
 }
 
 func isTerminal(w io.Writer) bool {

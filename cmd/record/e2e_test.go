@@ -83,6 +83,8 @@ type event struct {
 	dropped  uint64
 	flags    uint32
 	hasFlags bool
+	// stackComments are the event's comments after the metadata one.
+	stackComments []string
 }
 
 // readRecording reads every event and interface statistics block of a file
@@ -112,8 +114,14 @@ func readRecording(t *testing.T, path string) ([]event, []pcapng.InterfaceStatis
 		switch typ {
 		case pcapng.BlockEnhancedPacket:
 			p := r.Packet()
-			if len(p.Options.Comments) != 1 {
-				t.Fatalf("event at offset %d has %d comments, want 1", r.Offset(), len(p.Options.Comments))
+			// The metadata comment, and with --stack a stack comment.
+			for _, c := range p.Options.Comments[min(1, len(p.Options.Comments)):] {
+				if !bytes.HasPrefix(c, []byte(kmeta.StackPrefix)) {
+					t.Fatalf("event at offset %d: extra comment %q", r.Offset(), c)
+				}
+			}
+			if len(p.Options.Comments) < 1 {
+				t.Fatalf("event at offset %d has no comment", r.Offset())
 			}
 			e := event{id: p.Options.PacketID, iface: *p.Interface, data: bytes.Clone(p.Data),
 				dropped: p.Options.DropCount, flags: p.Options.Flags, hasFlags: p.Options.HasFlags}
@@ -122,6 +130,9 @@ func readRecording(t *testing.T, path string) ([]event, []pcapng.InterfaceStatis
 			}
 			if err := parser.Parse(p.Options.Comments[0], &e.meta); err != nil {
 				t.Fatalf("event at offset %d: comment %q: %v", r.Offset(), p.Options.Comments[0], err)
+			}
+			for _, c := range p.Options.Comments[1:] {
+				e.stackComments = append(e.stackComments, string(c))
 			}
 			events = append(events, e)
 		case pcapng.BlockInterfaceStatistics:
@@ -343,6 +354,10 @@ func TestRecordUsageErrors(t *testing.T) {
 	for _, args := range [][]string{
 		{"-s", "0"},
 		{"--backend", "kprobe-nonsense"},
+		{"--backend", "kprobe", "--fexit"},
+		{"--backend", "tracepoint", "--functions", "^ip_rcv$"},
+		{"--functions", "ip_(rcv"},
+		{"--stack", "--stack-depth", "128"},
 		{"--ring-size", "1000"},
 		{"--no-such-flag"},
 	} {
@@ -364,5 +379,77 @@ func TestRecordCannotCreateOutput(t *testing.T) {
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(string(out), "create output") {
 		t.Errorf("got %v: %s", err, out)
+	}
+}
+
+func TestRecordListFunctions(t *testing.T) {
+	bin := testenv.BuildCommand(t, "record")
+	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
+		testenv.SkipOrFail(t, "no kernel BTF: %v", err)
+	}
+	out, err := exec.Command(bin, "--list", "--functions", "^ip_rcv$").CombinedOutput()
+	if err != nil {
+		t.Fatalf("record --list: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "tp:kfree_skb (drop reason)") || !strings.Contains(string(out), "func:ip_rcv skb=arg0 backends=kprobe-multi,kprobe,fentry\n") {
+		t.Errorf("record --list --functions ^ip_rcv$:\n%s", out)
+	}
+	if n := strings.Count(string(out), "func:"); n != 1 {
+		t.Errorf("%d functions listed, want 1", n)
+	}
+}
+
+// TestRecordStackStreaming records with --stack to standard output and
+// checks that the stream is a readable recording of the drop.
+func TestRecordStackStreaming(t *testing.T) {
+	testenv.RequireRoot(t)
+	bash := testenv.RequireTool(t, "bash")
+	bin := testenv.BuildCommand(t, "record")
+	pair := testenv.NewVethPair(t)
+	pair.Exec(t, pair.NSA, "ping", "-c", "1", "-W", "2", pair.IPB)
+	dir := t.TempDir()
+	out, err := os.Create(filepath.Join(dir, "stream.pcapng"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	ready := filepath.Join(dir, "ready")
+	cmd := exec.Command(bin, "-w", "-", "--ready-file", ready, "--duration", "4s", "--stack", "--stack-depth", "32",
+		"--hooks", "kfree_skb,net_dev_queue", "--netns", pair.NSB)
+	var stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = out, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if _, err := os.Stat(ready); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatalf("record did not get ready: %s", stderr.String())
+		}
+	}
+	pair.Exec(t, pair.NSA, bash, "-c", fmt.Sprintf("echo pathcap > /dev/udp/%s/9", pair.IPB))
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("record: %v\n%s", err, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "backend tracepoint") {
+		t.Errorf("stderr does not name the backend:\n%s", stderr.String())
+	}
+	events, _ := readRecording(t, out.Name())
+	found := false
+	var stacks []string
+	for _, e := range events {
+		stacks = append(stacks, e.stackComments...)
+		if proto, _, _, _, ok := ipv4(e.data); ok && proto == 17 && e.meta.Hook == "kfree_skb" {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("no kfree_skb of the UDP datagram among %d streamed events\n%s", len(events), stderr.String())
+	}
+	if !strings.Contains(strings.Join(stacks, "\n"), "__udp4_lib_rcv") {
+		t.Errorf("no stack comment names __udp4_lib_rcv: %q", stacks)
 	}
 }

@@ -1,0 +1,688 @@
+// common.h: what every pathcap BPF program shares: the ring buffer record,
+// the maps, the load-time knobs, where an skb's bytes and device are, the
+// packet filter seam, tracking and the recording of one hit.
+//
+// Two objects include it:
+//   skb.c     BTF-typed programs (tp_btf, fentry, fexit): the skb and the
+//             kernel objects it points to are read with plain loads that
+//             the verifier checks against BTF (BTF_READS 1).
+//   kprobe.c  kprobe and kprobe-multi programs: the skb pointer is a plain
+//             number, so kernel memory is read with bpf_probe_read_kernel
+//             (BTF_READS 0). The sk_buff itself is copied once per hit into
+//             per-CPU scratch memory, and its fields are read from the copy.
+//
+// In both, struct sk_buff *skb below points at something whose fields are
+// read with plain loads: the kernel's skb (BTF_READS 1) or the copy
+// (BTF_READS 0). KREAD reads a field of any other kernel object.
+//
+// Maps are created once by user space from one object and shared with
+// every program of both objects (the definitions here are the same for
+// both), so packet ids and tracking are common to all backends.
+
+#ifndef PATHCAP_COMMON_H
+#define PATHCAP_COMMON_H
+
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+
+#ifndef BTF_READS
+#error "define BTF_READS to 1 (BTF-typed programs) or 0 (kprobes) before including common.h"
+#endif
+
+#if BTF_READS
+// Plain loads, checked by the verifier against BTF: no helper call.
+#define KREAD(p, f) ((p)->f)
+#define KREAD2(p, f, g) ((p)->f->g)
+#else
+// One bpf_probe_read_kernel per pointer followed (CO-RE relocated).
+#define KREAD(p, f) BPF_CORE_READ(p, f)
+#define KREAD2(p, f, g) BPF_CORE_READ(p, f, g)
+#endif
+
+char __license[] SEC("license") = "Dual MIT/GPL";
+
+// Largest snap length the program accepts. Keeps the copy length provably
+// bounded for the verifier.
+#define MAX_SNAPLEN 65535
+
+// Largest number of stack bytes per record (127 frames: the default of
+// kernel.perf_event_max_stack).
+#define MAX_STACK_BYTES (127 * 8)
+
+// Largest filter window copied with direct loads rather than a helper.
+#define DIRECT_MAX 512
+
+// Values of struct event.header: where the captured bytes start.
+#define HEADER_MAC 0
+#define HEADER_NETWORK 1
+#define HEADER_DATA 2
+
+// Bits of struct event.flags.
+#define FLAG_HAS_DROP 1
+#define FLAG_HAS_DEV 2
+#define FLAG_HAS_RET 4   // retval holds the function's return value
+#define FLAG_HAS_STACK 8 // stack_len holds bpf_get_stack's result
+
+// ARPHRD_* device types whose link-layer header is a 14-byte Ethernet header.
+#define ARPHRD_ETHER 1
+#define ARPHRD_LOOPBACK 772
+#define ETH_HLEN 14
+
+// Header offsets in struct sk_buff are 16 bits; all ones means "not set".
+#define OFFSET_UNSET 0xffff
+
+// Record written to the ring buffer for each hit. It is followed by
+// stack_bytes bytes of kernel stack (when stacks are on; bytes past
+// stack_len are undefined) and then caplen bytes of packet data (the
+// reservation is sizeof(struct event) + stack_bytes + snaplen bytes; bytes
+// past caplen are undefined).
+struct event {
+	__u64 ktime_ns;      // bpf_ktime_get_ns() at the hit
+	__u64 skb;           // address of the struct sk_buff
+	__u64 packet_id;     // tracking id, the same at every hook
+	__u64 drop_location; // kfree_skb: code address that freed the skb
+	__u64 lost;          // events lost on this CPU so far (running count)
+	__u32 pid;           // thread group id of the current task
+	__u32 tid;           // thread id of the current task
+	__u32 netns;         // network namespace inode, 0 if unknown
+	__u32 ifindex;       // device index, 0 if unknown
+	__u32 mark;          // skb->mark
+	__u32 len;           // skb->len
+	__u32 data_len;      // skb->data_len (bytes not in the linear area)
+	__u32 drop_reason;   // kfree_skb: enum skb_drop_reason
+	__u32 cpu;           // CPU the hook ran on
+	__u32 caplen;        // bytes of packet data following the stack
+	__u16 hook_id;       // index into user space's hook table
+	__u16 protocol;      // skb->protocol, network byte order
+	__u16 dev_type;      // ARPHRD_* of the device, 0 if none
+	__u8 pkt_type;       // PACKET_* of the skb
+	__u8 header;         // HEADER_*: where the bytes start
+	__u8 flags;          // FLAG_* bits
+	__u8 _pad[3];
+	__s32 stack_len;     // bytes of stack written, or a negative error
+	char comm[16];       // comm of the current task
+	__u64 parent;        // clones and copies: the original's packet id
+	__u64 retval;        // fexit: the function's return value
+};
+
+// Keeps struct event in the object's BTF so bpf2go can generate its Go mirror;
+// the ring buffer only ever sees it through a void pointer.
+const struct event *unused_event __attribute__((unused));
+
+// Per-CPU state. One lookup per hit returns both counters.
+struct cpu_state {
+	__u64 next_id; // packet ids handed out on this CPU
+	__u64 lost;    // records that could not be reserved on this CPU
+	__u64 addr;    // the current skb's address, see address_of
+};
+
+// Knobs set by user space before loading. The verifier sees them as
+// constants, so branches that are off are dead code and never checked.
+volatile const __u32 hook_id = 0;       // BTF-typed programs: the hook's id
+volatile const __s32 skb_arg = 0;       // BTF-typed programs: argument index of the skb
+volatile const __s32 dev_arg = -1;      // index of a struct net_device *, or -1
+volatile const __s32 reason_arg = -1;   // index of the drop reason, or -1
+volatile const __s32 location_arg = -1; // index of the free location, or -1
+volatile const __s32 ret_arg = -1;      // fexit: index of the return value, or -1
+volatile const __u32 is_free_hook = 0;  // 1 where the skb is freed (forget its id)
+volatile const __u32 untrack_only = 0;  // 1: a free hook attached only to end tracking
+volatile const __u32 exit_hook = 0;     // 1: function exit, pairs with its entry's call
+volatile const __u32 entry_hook = 0;    // exit_hook: the hook id of the paired entry
+volatile const __u32 pair_calls = 0;    // 1: an entry whose exit is hooked too: remember calls
+volatile const __u32 clone_hook = 0;    // 1: exit of skb_clone & co: the skb argument is
+                                        // the original, the return value the clone
+volatile const __u32 snaplen = 256;     // bytes of packet data reserved per record
+volatile const __u32 stack_bytes = 0;   // bytes of kernel stack reserved per record, 0: none
+volatile const __u32 nr_cpus = 1;       // possible CPUs, spreads ids over CPUs
+volatile const __u64 wakeup_bytes = 0;  // wake the reader at multiples of this fill level
+
+// Filter knobs: conditions a packet not yet followed must meet to be
+// recorded, ANDed. A zero value means "any" (a mask of 0 ignores the mark).
+volatile const __u32 match_netns = 0;     // namespace inode, as in struct event
+volatile const __u32 match_ifindex = 0;   // device index, as in struct event
+volatile const __u32 match_mark = 0;      // skb->mark & match_mark_mask must equal this
+volatile const __u32 match_mark_mask = 0;
+volatile const __u32 match_pid = 0;       // thread group id of the current task
+volatile const __u32 has_expr = 0;        // 1: filter_packet holds a compiled expression
+volatile const __u32 filter_window = 0;   // bytes filter_packet may read (<= filter_buf value size)
+volatile const __u32 track = 1;           // 0: run the filter at every hook, tracked or not
+volatile const __u32 direct_read = 0;     // 1: the kernel lets BPF load through skb->head
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 22); // replaced by user space
+} events SEC(".maps");
+
+// Packets being followed. Per-CPU LRU lists avoid a lock shared by all
+// CPUs on every insert; lookups still see entries inserted on any CPU.
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(map_flags, BPF_F_NO_COMMON_LRU);
+	__uint(max_entries, 1 << 16);
+	__type(key, __u64);   // skb address
+	__type(value, __u64); // packet id
+} tracked SEC(".maps");
+
+// How many tracked entries may exist per slot of skb addresses (a counting
+// Bloom filter with one hash). A hit whose slot counts 0 is of a packet not
+// followed, and skips the tracked lookup: the tracked table is far larger
+// than the CPU caches, and a lookup that misses costs about as much as the
+// rest of a rejected hit. Counts are incremented before an entry is added
+// and decremented after one is deleted, so a count is never below the
+// number of entries in its slot; entries that the LRU evicts leave their
+// counts behind, which only costs a lookup.
+#define HINT_SLOTS 4096
+struct tracked_hint {
+	__u32 count[HINT_SLOTS];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct tracked_hint);
+} hints SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct cpu_state);
+} cpu_states SEC(".maps");
+
+// Where the packet filter reads from: one entry per possible CPU (indexed by
+// bpf_get_smp_processor_id), holding the first filter_window bytes of the
+// packet being filtered. User space sets max_entries to the number of
+// possible CPUs and value_size to at least the furthest constant offset the
+// compiled filter loads from, rounded up. A plain array rather than a
+// per-CPU one: per-CPU values are limited to 32 KiB, and a filter may need a
+// whole 64 KiB snap length.
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);  // replaced by user space
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, 64);  // replaced by user space
+} filter_buf SEC(".maps");
+
+// Calls of functions whose entry and exit are both hooked (fentry and
+// fexit): the skb's address and the entry's hook id, to the packet id the
+// entry recorded. The exit takes its entry out and records under the same
+// id even if the function freed the skb meanwhile. Bounded: the entry of a
+// call whose exit never comes (a failed attachment) is evicted.
+struct call_key {
+	__u64 skb;
+	__u64 hook;
+};
+
+// What the exit of a call takes from its entry: the packet id and where the
+// skb was (for an exit after the function freed it).
+struct call_info {
+	__u64 id;
+	__u32 netns;
+	__u32 ifindex;
+	__u16 dev_type;
+	__u8 has_dev;
+	__u8 _pad[5];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct call_key);
+	__type(value, struct call_info);
+} calls SEC(".maps");
+
+// The hint slot of an skb address: the top bits of a multiplicative hash,
+// since the low bits of slab addresses are all alike.
+static __always_inline __u32 hint_slot(__u64 addr)
+{
+	return (__u32)((addr * 0x9E3779B97F4A7C15ULL) >> 52) & (HINT_SLOTS - 1);
+}
+
+// Returns the address of p as a number. The verifier allows no arithmetic
+// but addition on a pointer; a pointer stored to a map value reads back as a
+// number (stores of pointers to maps need CAP_PERFMON, which loading these
+// programs needs anyway). The volatile accesses keep the compiler from
+// short-circuiting the round trip.
+static __always_inline __u64 address_of(struct cpu_state *state, void *p)
+{
+	*(volatile __u64 *)&state->addr = (__u64)p;
+	return *(volatile __u64 *)&state->addr;
+}
+
+// Packet filter seam. Returns non-zero to keep the packet whose first bytes
+// are [data, data_end); header is HEADER_* (where those bytes start in the
+// packet) and wire_len the packet's length from there, including bytes that
+// were not copied. User space replaces the body of this function with
+// compiled filter expressions before loading (one program for bytes from the
+// MAC header, one for bytes from the network header, chosen by header); the
+// default keeps everything. The empty asm makes the result opaque to the
+// compiler, so the call stays a real BPF-to-BPF call with the arguments in
+// R1 to R4 instead of being folded into the caller.
+//
+// data points into a filter_buf entry, memory of a size the verifier knows:
+// there, unlike for packet pointers, comparing a pointer against data_end
+// proves nothing, so the replacement body must keep every load provably
+// inside the entry by itself (see capture/filter.go).
+static __noinline int filter_packet(void *data, void *data_end, __u32 header, __u32 wire_len)
+{
+	int keep = 1;
+
+	asm volatile("" : "+r"(keep) : "r"(data), "r"(data_end), "r"(header), "r"(wire_len));
+	return keep;
+}
+
+// Where an skb's bytes start and what device it is on: everything both the
+// filter and the record need to know before any byte is copied.
+struct where {
+	unsigned char *head; // skb->head
+	__u32 start;         // offset from head of the first byte to copy
+	__u32 caplen;        // linear bytes from start, at most snaplen
+	__u32 wire_len;      // packet bytes from start, linear or not
+	__u32 netns;
+	__u32 ifindex;
+	__u16 dev_type;
+	__u8 header;         // HEADER_*
+	__u8 has_dev;
+};
+
+// Fills w from skb and dev (a device argument of the hook, or NULL to use
+// skb->dev). Helper calls: none with BTF_READS; otherwise four
+// bpf_probe_read_kernel for a device (ifindex, type, the namespace pointer
+// and its inode: fields of different objects, or far apart in struct
+// net_device) or two for a socket (namespace pointer, inode).
+static __always_inline void locate(struct sk_buff *skb, struct net_device *dev, struct where *w)
+{
+	__u32 tail, data, len;
+	__u16 mac, network;
+
+	// The device: the hook's own argument where it has one (after a veth
+	// transmit, skb->dev already points at the peer), else skb->dev.
+	if (!dev)
+		dev = skb->dev;
+
+	if (dev) {
+		w->has_dev = 1;
+		w->ifindex = KREAD(dev, ifindex);
+		w->dev_type = KREAD(dev, type);
+		w->netns = KREAD2(dev, nd_net.net, ns.inum);
+	} else {
+		struct sock *sk = skb->sk;
+
+		w->has_dev = 0;
+		w->ifindex = skb->skb_iif;
+		w->dev_type = 0;
+		w->netns = sk ? KREAD2(sk, __sk_common.skc_net.net, ns.inum) : 0;
+	}
+
+	// Choose where the captured bytes start: the MAC header when it is set
+	// and is a full Ethernet header, else the network header, else skb->data.
+	// Offsets are relative to skb->head.
+	w->head = skb->head;
+	tail = skb->tail;
+	mac = skb->mac_header;
+	network = skb->network_header;
+	data = (__u32)(skb->data - w->head);
+	w->start = data;
+	w->header = HEADER_DATA;
+	if (network != OFFSET_UNSET && network != 0 && network <= tail) {
+		w->start = network;
+		w->header = HEADER_NETWORK;
+	}
+	if (mac != OFFSET_UNSET && mac <= tail &&
+	    (w->dev_type == ARPHRD_ETHER || w->dev_type == ARPHRD_LOOPBACK)) {
+		// On transmit mac_len is often 0 while the MAC header is in place
+		// in front of the network header: accept either measure.
+		__u32 maclen = skb->mac_len;
+
+		if (w->header == HEADER_NETWORK && network > mac)
+			maclen = network - mac;
+		if (maclen >= ETH_HLEN) {
+			w->start = mac;
+			w->header = HEADER_MAC;
+		}
+	}
+
+	w->caplen = 0;
+	if (w->start < tail)
+		w->caplen = tail - w->start;
+	if (w->caplen > snaplen)
+		w->caplen = snaplen;
+	if (w->caplen > MAX_SNAPLEN)
+		w->caplen = MAX_SNAPLEN;
+
+	// skb->len counts from skb->data; the filter's "len" counts from start.
+	len = skb->len;
+	w->wire_len = 0;
+	if (len + data > w->start)
+		w->wire_len = len + data - w->start;
+}
+
+// Reports whether an skb not yet followed is to be recorded: the metadata
+// knobs first (cheap, no copy), then the compiled expression on a copy of
+// the packet's first bytes. Every knob is a load-time constant, so the
+// verifier removes the checks that are off; without any, this is "return 1".
+static __always_inline int wanted(struct sk_buff *skb, struct where *w)
+{
+	if (match_netns && w->netns != match_netns)
+		return 0;
+	if (match_ifindex && w->ifindex != match_ifindex)
+		return 0;
+	if (match_mark_mask && (skb->mark & match_mark_mask) != match_mark)
+		return 0;
+	if (match_pid) {
+		// Helper: the current task's thread group id. In softirq context
+		// that is whichever task was interrupted.
+		if ((bpf_get_current_pid_tgid() >> 32) != match_pid)
+			return 0;
+	}
+	if (!has_expr)
+		return 1;
+
+	// Copy the bytes the filter may read into this CPU's filter_buf entry,
+	// and filter there. Copying before reserving a ring buffer record makes
+	// a rejected packet cost one small copy instead of a reservation, a
+	// snaplen copy and a discard; and the filter reads only bytes copied
+	// here, never the kernel's memory (no helper call per filter load).
+	__u32 cpu = bpf_get_smp_processor_id(); // Helper: inlined per-CPU read
+	__u64 n64 = w->caplen;
+	void *buf;
+
+	// Helper: array lookup (inlined by the verifier); fails only if
+	// user space sized the map for fewer CPUs than there are.
+	buf = bpf_map_lookup_elem(&filter_buf, &cpu);
+	if (!buf)
+		return 0;
+	// Clamp in one register the verifier can follow: written in C, the
+	// compiler may compare a zero-extended copy and pass the original.
+	__u64 limit = filter_window;
+	asm volatile("if %[n] <= %[limit] goto +1\n\t"
+		     "%[n] = %[limit]"
+		     : [n] "+r"(n64) : [limit] "r"(limit));
+#if BTF_READS
+	if (direct_read && filter_window <= DIRECT_MAX) {
+		// Loads through skb->head are fault-safe loads the verifier
+		// converts from plain ones; no helper call. The loop counts words
+		// in a variable of its own: were it compared with n64, each exit
+		// would leave the verifier a different range for n64 and it would
+		// check filter_packet once per exit instead of once.
+		unsigned char *src = w->head + w->start;
+		__u64 *dst = buf;
+		__u64 words = (n64 + 7) >> 3;
+
+		for (int i = 0; i < DIRECT_MAX / 8; i++) {
+			if (i >= words)
+				break;
+			dst[i] = *(__u64 *)(src + i * 8);
+		}
+	} else
+#endif
+	if (bpf_probe_read_kernel(buf, n64, w->head + w->start) < 0) {
+		// Helper: the only way to read packet bytes where the kernel
+		// does not type skb->head as memory (and in kprobes).
+		n64 = 0;
+	}
+	return filter_packet(buf, buf + n64, w->header, w->wire_len);
+}
+
+// Stops following the skb at *key, which is freed: its address may be
+// reused by a new one.
+static __always_inline void forget(__u64 *key, __u32 *slot)
+{
+	// Helper: drop the tracking entry; only a deleted entry uncounts.
+	if (bpf_map_delete_elem(&tracked, key) == 0)
+		__sync_fetch_and_add(slot, -1);
+}
+
+// One hook hit, as the programs' entry points describe it.
+struct hit {
+	struct sk_buff *skb;    // fields are read from here (see the top)
+	struct net_device *dev; // the hook's device argument, or NULL
+	__u64 key;              // the skb's address
+	__u64 parent;           // a clone: the original's packet id, else 0
+	__u64 retval;           // has_ret: the function's return value
+	__u64 reason;           // drop reason, where reason_arg >= 0
+	__u64 location;         // free location, where location_arg >= 0
+	__u16 hook;             // id of the hook in user space's table
+	__u8 has_ret;
+};
+
+// Records one hit of h at ctx (the program's context, for the stack) if its
+// skb is followed or wanted, and keeps the tracking table up to date.
+static __always_inline int record(void *ctx, struct hit *h)
+{
+	struct sk_buff *skb = h->skb;
+	struct cpu_state *state;
+	struct tracked_hint *hint;
+	struct call_key call;
+	struct call_info *entry = NULL, info;
+	struct event *ev;
+	struct where w = { .header = HEADER_DATA };
+	__u32 *slot;
+	__u64 key = h->key, *known, id = 0, avail, flags, n, limit;
+	__u32 zero = 0, cpu, gone = 0;
+
+	// Helper: the only way to reach per-CPU state; inlined by the verifier.
+	// One lookup serves the id counter and the loss counter. Only fails if
+	// the map is misconfigured.
+	state = bpf_map_lookup_elem(&cpu_states, &zero);
+	if (!state)
+		return 0;
+	// Helper: array lookup, inlined by the verifier. Only fails if the map
+	// is misconfigured.
+	hint = bpf_map_lookup_elem(&hints, &zero);
+	if (!hint)
+		return 0;
+	slot = &hint->count[hint_slot(key)];
+
+	// Helper: is this skb already being followed? Decides whether the filter
+	// runs and which id the record carries. Skipped when the hint says no
+	// entry can exist, and for a clone: a fresh skb, whatever entry its
+	// address still has is stale.
+	known = NULL;
+	if (!h->parent && *slot)
+		known = bpf_map_lookup_elem(&tracked, &key);
+	if (known)
+		id = *known;
+
+	// A free hook the user did not ask for, attached so that the ids of
+	// freed skbs are not inherited by new skbs at the same address.
+	if (untrack_only) {
+		if (known)
+			forget(&key, slot);
+		return 0;
+	}
+	// A function's exit is recorded if its entry was, under the entry's
+	// id. If the skb is no longer followed, the function freed it: its
+	// memory may hold another skb by now, so the event carries no packet,
+	// only the return value.
+	if (exit_hook) {
+		call.skb = key;
+		call.hook = entry_hook;
+		// Helper: the entry of this call, if it was recorded.
+		entry = bpf_map_lookup_elem(&calls, &call);
+		if (!entry)
+			return 0;
+		id = entry->id;
+		gone = !known;
+		if (gone) {
+			// Where the entry saw the skb.
+			w.netns = entry->netns;
+			w.ifindex = entry->ifindex;
+			w.dev_type = entry->dev_type;
+			w.has_dev = entry->has_dev;
+		}
+		// Helper: done with the call. The entry's values were copied
+		// above: a deleted LRU element may be reused at once.
+		bpf_map_delete_elem(&calls, &call);
+	}
+
+	if (!gone)
+		locate(skb, h->dev, &w);
+
+	// Only packets not yet followed are filtered (unless tracking is off);
+	// once kept, a packet is recorded at every hook whatever its bytes
+	// become (NAT, encapsulation). A clone of a followed packet is
+	// followed without filtering, and so is a call whose entry was kept.
+	if (!h->parent && !entry && (!known || !track) && !wanted(skb, &w)) {
+		if (known && is_free_hook)
+			forget(&key, slot);
+		return 0;
+	}
+
+	// Helper: reserve the record in place, so the packet bytes and the
+	// stack are written once, straight into the ring. The size is made of
+	// load-time constants, as the verifier requires.
+	ev = bpf_ringbuf_reserve(&events, sizeof(*ev) + stack_bytes + snaplen, 0);
+	if (!ev) {
+		// Never silent: the next record from this CPU carries the count.
+		state->lost++;
+		// The skb is gone after a free hook even if we could not record it.
+		if (known && is_free_hook)
+			forget(&key, slot);
+		return 0;
+	}
+
+	// Helper: monotonic clock; user space converts to wall-clock time.
+	ev->ktime_ns = bpf_ktime_get_ns();
+	// Helper: inlined by the verifier into a per-CPU variable read on x86-64.
+	cpu = bpf_get_smp_processor_id();
+	ev->cpu = cpu;
+	// Helper: one call returns both thread and thread-group ids.
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	ev->pid = pid_tgid >> 32;
+	ev->tid = (__u32)pid_tgid;
+	// Helper: copies the task's comm straight into the record.
+	bpf_get_current_comm(ev->comm, sizeof(ev->comm));
+
+	ev->hook_id = h->hook;
+	ev->skb = key;
+	ev->lost = state->lost;
+	ev->flags = w.has_dev ? FLAG_HAS_DEV : 0;
+	ev->drop_reason = 0;
+	ev->drop_location = 0;
+	ev->netns = w.netns;
+	ev->ifindex = w.ifindex;
+	ev->dev_type = w.dev_type;
+	ev->header = w.header;
+	ev->parent = h->parent;
+	ev->retval = h->retval;
+	if (h->has_ret)
+		ev->flags |= FLAG_HAS_RET;
+
+	// Plain loads from skb (the kernel's, BTF-typed, or the kprobe's copy):
+	// no helper calls.
+	ev->len = 0;
+	ev->data_len = 0;
+	ev->mark = 0;
+	ev->protocol = 0;
+	ev->pkt_type = 0;
+	if (!gone) {
+		ev->len = skb->len;
+		ev->data_len = skb->data_len;
+		ev->mark = skb->mark;
+		ev->protocol = skb->protocol;
+		ev->pkt_type = BPF_CORE_READ_BITFIELD(skb, pkt_type);
+	}
+
+	if (reason_arg >= 0) {
+		ev->flags |= FLAG_HAS_DROP;
+		ev->drop_reason = (__u32)h->reason;
+	}
+	if (location_arg >= 0)
+		ev->drop_location = h->location;
+
+	ev->stack_len = 0;
+	if (stack_bytes) {
+		// Helper: the kernel call chain, innermost first, written straight
+		// into the record (cheaper per event than bpf_get_stackid into a
+		// stack map plus a map read per new id in user space, and never
+		// wrong through a reused id: see docs/BACKENDS.md). Returns the
+		// bytes written or a negative error, which user space reports.
+		ev->flags |= FLAG_HAS_STACK;
+		ev->stack_len = bpf_get_stack(ctx, (void *)(ev + 1), stack_bytes, 0);
+	}
+
+	// Clamp in one register the verifier can follow (older verifiers lose
+	// the bound of a copy compared in C).
+	n = w.caplen;
+	limit = snaplen;
+	asm volatile("if %[n] <= %[limit] goto +1\n\t"
+		     "%[n] = %[limit]"
+		     : [n] "+r"(n) : [limit] "r"(limit));
+	// Helper: the one copy of packet bytes into the record (linear area
+	// only). Packet data is not reachable through BTF-typed loads.
+	ev->caplen = n;
+	if (n && bpf_probe_read_kernel((void *)(ev + 1) + stack_bytes, n, w.head + w.start) < 0)
+		ev->caplen = 0;
+
+	if (entry) {
+		// A function's exit: the entry's id; tracking is the entries' and
+		// the free hooks' business.
+	} else if (!known) {
+		// Unique over CPUs without atomic fetch-and-add: each CPU hands out
+		// its own residue class modulo nr_cpus. (A hook that interrupts
+		// another one on the same CPU between this read and write could
+		// reuse an id; the skb hooks run with bottom halves disabled or in
+		// softirq, which makes that nesting rare.)
+		id = state->next_id++ * nr_cpus + cpu + 1;
+		if (!is_free_hook) {
+			__sync_fetch_and_add(slot, 1);
+			// Helper: remember the skb so later hooks reuse the id.
+			if (bpf_map_update_elem(&tracked, &key, &id, BPF_ANY))
+				__sync_fetch_and_add(slot, -1);
+		}
+	} else if (is_free_hook) {
+		forget(&key, slot);
+	}
+	ev->packet_id = id;
+
+	if (pair_calls) {
+		// Helper: remember this call for the function's exit.
+		call.skb = key;
+		call.hook = h->hook;
+		info.id = id;
+		info.netns = w.netns;
+		info.ifindex = w.ifindex;
+		info.dev_type = w.dev_type;
+		info.has_dev = w.has_dev;
+		__builtin_memset(info._pad, 0, sizeof(info._pad));
+		bpf_map_update_elem(&calls, &call, &info, BPF_ANY);
+	}
+
+	// Wake the reader only when this record crosses a multiple of
+	// wakeup_bytes of unread data; a wakeup per record costs far more than
+	// the record. User space also polls on a timer for quiet streams.
+	flags = BPF_RB_NO_WAKEUP;
+	if (wakeup_bytes) {
+		// Helper: unread bytes, including this reserved record.
+		avail = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
+		// This record's share: 8-byte ring header, data padded to 8.
+		__u64 size = ((sizeof(*ev) + stack_bytes + snaplen + 7) & ~7ULL) + 8;
+		if (avail >= wakeup_bytes &&
+		    (avail < size || avail / wakeup_bytes != (avail - size) / wakeup_bytes))
+			flags = BPF_RB_FORCE_WAKEUP;
+	}
+	// Helper: publish the record.
+	bpf_ringbuf_submit(ev, flags);
+	return 0;
+}
+
+// The packet id of the skb at key if it is followed, else 0. Helper: one
+// hash lookup, skipped when the hint rules an entry out.
+static __always_inline __u64 followed_id(__u64 key)
+{
+	struct tracked_hint *hint;
+	__u64 *id;
+	__u32 zero = 0;
+
+	// Helper: array lookup, inlined by the verifier.
+	hint = bpf_map_lookup_elem(&hints, &zero);
+	if (!hint || !hint->count[hint_slot(key)])
+		return 0;
+	id = bpf_map_lookup_elem(&tracked, &key);
+	return id ? *id : 0;
+}
+
+#endif // PATHCAP_COMMON_H

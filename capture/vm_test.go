@@ -1,0 +1,416 @@
+package capture
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/net/bpf"
+	"golang.org/x/sys/unix"
+
+	"github.com/pathcap/pathcap/internal/kallsyms"
+	"github.com/pathcap/pathcap/internal/pcapfilter"
+	"github.com/pathcap/pathcap/internal/vmtest"
+)
+
+// The function backends cannot run on the host (no kprobes, fentry refused
+// under lockdown): TestVMFunctionBackends runs the TestInVM* tests of this
+// package in a VM per kernel.
+
+// envVMFilters carries the filter expressions of the in-VM differential
+// test, compiled by libpcap on the host (the VM's test binary has no cgo).
+const envVMFilters = "PATHCAP_VM_FILTERS"
+
+// envVMTimings, set to 1, makes TestInVMAttachTimes measure attach and
+// detach times of each backend (docs/BACKENDS.md); it is off by default
+// to keep the VM run short.
+const envVMTimings = "PATHCAP_VM_TIMINGS"
+
+// vmFilterExpressions are the expressions of the in-VM differential test:
+// a subset of filterExpressions, protochain included.
+var vmFilterExpressions = []string{
+	"ip", "arp", "vlan and ip", "tcp port 80", "udp port 53 or port 80",
+	"tcp[tcpflags] & tcp-syn != 0", "ip6 protochain 58", "protochain 17",
+	"len >= 80 and len <= 120", "not (ip or ip6)",
+}
+
+// vmFilter is one expression compiled on the host: libpcap's programs for
+// the two layers (nil where it fails) and the frames it keeps.
+type vmFilter struct {
+	Expr   string
+	L2, L3 []bpf.RawInstruction
+	Keep   []int // indexes into testPackets() of the frames libpcap keeps
+}
+
+func TestVMFunctionBackends(t *testing.T) {
+	requireLibpcap(t)
+	var filters []vmFilter
+	pkts := testPackets()
+	for _, expr := range vmFilterExpressions {
+		f := vmFilter{Expr: expr}
+		var err error
+		if f.L2, err = pcapfilter.CompileRaw(expr, pcapfilter.LinkTypeEthernet, filterSnaplen); err != nil {
+			t.Fatalf("%q: %v", expr, err)
+		}
+		f.L3, _ = pcapfilter.CompileRaw(expr, pcapfilter.LinkTypeRaw, filterSnaplen)
+		for i, p := range pkts {
+			if pcapfilter.RunLibpcap(f.L2, p.frame) {
+				f.Keep = append(f.Keep, i)
+			}
+		}
+		filters = append(filters, f)
+	}
+	enc, err := json.Marshal(filters)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{envVMFilters: base64.StdEncoding.EncodeToString(enc)}
+	if os.Getenv(envVMTimings) != "" {
+		env[envVMTimings] = os.Getenv(envVMTimings)
+	}
+	for _, k := range vmtest.Kernels(t) {
+		t.Run(k.Series, func(t *testing.T) {
+			start := time.Now()
+			out := vmtest.RunTestWith(t, k, "github.com/pathcap/pathcap/capture", "^TestInVM", vmtest.Options{
+				Tools: []string{"ping"},
+				Env:   env,
+			})
+			t.Logf("%s: %v", k, time.Since(start).Round(100*time.Millisecond))
+			for _, line := range strings.Split(out, "\n") {
+				if strings.Contains(line, "vm_test.go") || strings.HasPrefix(strings.TrimSpace(line), "--- ") {
+					t.Log(strings.TrimSpace(line))
+				}
+			}
+		})
+	}
+}
+
+// requireVM skips t outside a VM started by TestVMFunctionBackends.
+func requireVM(t *testing.T) {
+	t.Helper()
+	if !vmtest.InVM() {
+		t.Skip("runs inside a VM (see TestVMFunctionBackends)")
+	}
+}
+
+// vmBackends are the function backends the VM's kernel should allow:
+// kprobe-multi needs CONFIG_FPROBE, which the 6.1 kernel lacks.
+func vmBackends(t *testing.T) []string {
+	t.Helper()
+	bs := []string{BackendFentry, BackendKprobe}
+	if err := haveBackend(BackendKprobeMulti, "", nil); err == nil {
+		bs = append(bs, BackendKprobeMulti)
+	} else if strings.HasPrefix(os.Getenv(vmtest.EnvKernel), "6.12") {
+		t.Errorf("kprobe-multi not available on %s: %v", os.Getenv(vmtest.EnvKernel), err)
+	}
+	return bs
+}
+
+// TestInVMBackends records a ping and a UDP datagram to a closed port with
+// each function backend, combined with tracepoints.
+func TestInVMBackends(t *testing.T) {
+	requireVM(t)
+	for _, b := range vmBackends(t) {
+		t.Run(b, func(t *testing.T) { testBackend(t, b) })
+	}
+}
+
+// vmFunctions are the functions the in-VM tests attach: few, since
+// software emulation makes each fentry program slow to verify.
+const vmFunctions = "^(ip_rcv|ip_local_deliver|icmp_rcv|__udp4_lib_rcv)$"
+
+func testBackend(t *testing.T, backend string) {
+	p := newVethPair(t)
+	// No IPv6 chatter: an skb freed where no free hook sees it would pass
+	// its id to the next skb at its address (docs/FILTERS.md).
+	quiet(t, p)
+	// Resolve ARP first, so that the echo request is sent at once.
+	run(t, "ip", "netns", "exec", p.nsA, "ping", "-c", "1", "-W", "2", p.ipB)
+	cfg := Config{
+		Backend:   backend,
+		Functions: vmFunctions,
+		Exit:      backend == BackendFentry,
+		Hooks:     []string{"net_dev_queue", "netif_receive_skb", "kfree_skb", "consume_skb"},
+		Stack:     true,
+	}
+	start := time.Now()
+	r, err := NewRecorder(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	kinds := map[HookKind][]string{}
+	for _, h := range r.Hooks() {
+		kinds[h.Kind] = append(kinds[h.Kind], h.Name)
+	}
+	t.Logf("%s: attached in %v: %v (skipped %d)", r.Backend(), time.Since(start).Round(time.Millisecond), kinds, r.SkippedFunctions())
+	if r.Backend() != backend {
+		t.Fatalf("backend %s, want %s", r.Backend(), backend)
+	}
+	events, _ := collect(t, r, p, 0, func() {
+		run(t, "ip", "netns", "exec", p.nsA, "ping", "-c", "1", "-W", "2", p.ipB)
+		sendUDP(t, p.nsA, p.ipB+":9")
+		time.Sleep(200 * time.Millisecond)
+	})
+
+	entry := HookKprobe
+	if backend == BackendFentry {
+		entry = HookFentry
+	}
+	// The echo request, by its id at A's net_dev_queue.
+	var req, reply uint64
+	for _, e := range events {
+		if e.hook != "net_dev_queue" {
+			continue
+		}
+		switch {
+		case e.netns == p.inodeA && e.is(1, p.ipA, p.ipB) && e.transport()[0] == 8 && req == 0:
+			req = e.packetID
+		case e.netns == p.inodeB && e.is(1, p.ipB, p.ipA) && e.transport()[0] == 0 && reply == 0:
+			reply = e.packetID
+		}
+	}
+	if req == 0 || reply == 0 {
+		t.Fatalf("echo request (%d) or reply (%d) not recorded at net_dev_queue", req, reply)
+	}
+	syms := symbolizer(t)
+	seenAt := map[string]bool{}
+	var path []string
+	for _, e := range events {
+		if e.packetID != req {
+			continue
+		}
+		path = append(path, fmt.Sprintf("%s:%s", e.kind, e.hook))
+		seenAt[e.kind.String()+":"+e.hook] = true
+		if e.kind == entry || e.kind == HookFexit {
+			if e.netns != p.inodeB {
+				t.Errorf("%s:%s: netns %d, want B's %d", e.kind, e.hook, e.netns, p.inodeB)
+			}
+			// An exit after the skb was freed (icmp_rcv consumes the
+			// request) carries no packet.
+			if (e.kind == entry || len(e.data) > 0) && !e.is(1, p.ipA, p.ipB) {
+				t.Errorf("%s:%s: not the echo request: %x", e.kind, e.hook, e.data)
+			}
+		}
+		if e.stackLost || len(e.stack) == 0 {
+			t.Errorf("%s:%s: no stack (lost %v, errno %d)", e.kind, e.hook, e.stackLost, e.stackErr)
+		} else if e.kind == entry {
+			// A function hook's stack starts in the function itself.
+			if first := syms(e.stack[0]); first != e.hook {
+				t.Errorf("%s:%s: stack starts in %s", e.kind, e.hook, first)
+			}
+		}
+		if e.kind == HookFexit {
+			if !e.hasRetVal {
+				t.Errorf("fexit:%s: no return value", e.hook)
+			}
+		} else if e.hasRetVal {
+			t.Errorf("%s:%s: return value %d at an entry", e.kind, e.hook, e.retVal)
+		}
+	}
+	t.Logf("echo request %d: %s", req, strings.Join(path, " -> "))
+
+	want := []string{"tracepoint:net_dev_queue", "tracepoint:netif_receive_skb"}
+	for _, fn := range []string{"ip_rcv", "ip_local_deliver", "icmp_rcv"} {
+		want = append(want, entry.String()+":"+fn)
+		if backend == BackendFentry {
+			want = append(want, "fexit:"+fn)
+		}
+	}
+	for _, w := range want {
+		if !seenAt[w] {
+			t.Errorf("echo request not seen at %s", w)
+		}
+	}
+	for _, e := range events {
+		if e.kind == HookFexit && e.packetID == req && e.hook == "icmp_rcv" && e.retVal != 0 {
+			t.Errorf("fexit:icmp_rcv returned %d, want 0 (NET_RX_SUCCESS)", e.retVal)
+		}
+	}
+
+	// The UDP datagram to port 9: dropped with its reason, under the id it
+	// had at the function hooks.
+	var udp uint64
+	for _, e := range events {
+		if e.hook == "kfree_skb" && e.is(17, p.ipA, p.ipB) {
+			if tr := e.transport(); len(tr) >= 4 && tr[2] == 0 && tr[3] == 9 {
+				udp = e.packetID
+				if e.reason != "NO_SOCKET" {
+					t.Errorf("UDP drop reason %q, want NO_SOCKET", e.reason)
+				}
+			}
+		}
+	}
+	if udp == 0 {
+		t.Error("no kfree_skb event for the UDP datagram")
+	} else if !slices.ContainsFunc(events, func(e seen) bool { return e.packetID == udp && e.hook == "__udp4_lib_rcv" && e.kind == entry }) {
+		t.Errorf("UDP datagram %d not seen at %s:__udp4_lib_rcv", udp, entry)
+	}
+
+	// ping runs as root with a raw socket: the reply is delivered to it
+	// as a clone (raw_v4_input's skb_clone).
+	var clones []string
+	for _, e := range events {
+		if e.parent == reply {
+			clones = append(clones, fmt.Sprintf("%s:%s id %d", e.kind, e.hook, e.packetID))
+			if e.packetID == reply || e.packetID == 0 {
+				t.Errorf("clone of %d has id %d", reply, e.packetID)
+			}
+			if !e.is(1, p.ipB, p.ipA) {
+				t.Errorf("clone of the reply is not the reply: %x", e.data)
+			}
+		}
+	}
+	if len(clones) == 0 {
+		t.Errorf("no clone of the echo reply %d recorded", reply)
+	}
+	t.Logf("echo reply %d cloned: %v", reply, clones)
+}
+
+// symbolizer returns a function resolving addresses to symbol names.
+func symbolizer(t *testing.T) func(uint64) string {
+	t.Helper()
+	frames := func(a uint64) string { return fmt.Sprintf("%#x", a) }
+	if syms, err := kallsyms.Load(); err == nil {
+		frames = func(a uint64) string {
+			if s, ok := syms.Resolve(a); ok {
+				return s.Name
+			}
+			return fmt.Sprintf("%#x", a)
+		}
+	}
+	return frames
+}
+
+// TestInVMFilterSubset runs part of the differential filter test with a
+// function backend: the frames sent on A's veth through a packet socket,
+// as recorded at __dev_queue_xmit, against what libpcap keeps.
+func TestInVMFilterSubset(t *testing.T) {
+	requireVM(t)
+	enc := os.Getenv(envVMFilters)
+	if enc == "" {
+		t.Fatalf("%s not set", envVMFilters)
+	}
+	raw, err := base64.StdEncoding.DecodeString(enc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var filters []vmFilter
+	if err := json.Unmarshal(raw, &filters); err != nil {
+		t.Fatal(err)
+	}
+	backend := BackendKprobe
+	if haveBackend(BackendKprobeMulti, "", nil) == nil {
+		backend = BackendKprobeMulti
+	}
+	p := newVethPair(t)
+	s := newL2Sender(t, p)
+	pkts := testPackets()
+	start := time.Now()
+	for _, vf := range filters {
+		f, err := filterFromRaw(vf.Expr, vf.L2, vf.L3)
+		if err != nil {
+			t.Fatalf("%q: %v", vf.Expr, err)
+		}
+		r, err := NewRecorder(Config{
+			Backend:   backend,
+			Functions: "^__dev_queue_xmit$",
+			Hooks:     []string{"net_dev_queue"},
+			Filter:    f,
+			Match:     Match{NetNS: p.inodeA},
+			Snaplen:   512,
+		})
+		if err != nil {
+			t.Fatalf("%q: %v", vf.Expr, err)
+		}
+		got := map[int]bool{}
+		runWith(t, r, func(e *Event) {
+			if e.NetNS != p.inodeA || e.Hook.Name != "__dev_queue_xmit" || e.Ifindex != s.ifindex {
+				return
+			}
+			if n, ok := findMarker(e.Data); ok && n < len(pkts) {
+				got[n] = true
+			}
+		}, func() { s.send(t, pkts) })
+		r.Close()
+		want := map[int]bool{}
+		for _, i := range vf.Keep {
+			want[i] = true
+		}
+		compareSets(t, vf.Expr+" ("+backend+")", "l2", pkts, got, want)
+	}
+	t.Logf("%d expressions with %s in %v", len(filters), backend, time.Since(start).Round(time.Millisecond))
+}
+
+// newL2Sender is newSender without the TUN device (the VM has no tun
+// module): it sends Ethernet frames only.
+func newL2Sender(t *testing.T, p *vethPair) *sender {
+	t.Helper()
+	quiet(t, p)
+	s := &sender{packet: -1, tun: -1, ifindex: p.ifindexA}
+	err := netnsDo(p.nsA, func() error {
+		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW, 0)
+		if err != nil {
+			return fmt.Errorf("open packet socket: %w", err)
+		}
+		s.packet = fd
+		return nil
+	})
+	t.Cleanup(func() {
+		if s.packet >= 0 {
+			unix.Close(s.packet)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// TestInVMAttachTimes measures how long each backend takes to attach and
+// detach its default function set (with PATHCAP_VM_TIMINGS=1 only).
+func TestInVMAttachTimes(t *testing.T) {
+	requireVM(t)
+	if os.Getenv(envVMTimings) != "1" {
+		t.Skipf("set %s=1 to measure attach times", envVMTimings)
+	}
+	for _, b := range vmBackends(t) {
+		for _, fns := range []string{"", "^(ip|ip6|icmp|udp|tcp)_"} {
+			start := time.Now()
+			r, err := NewRecorder(Config{Backend: b, Functions: fns, Hooks: []string{"kfree_skb"}})
+			if err != nil {
+				t.Errorf("%s %q: %v", b, fns, err)
+				continue
+			}
+			attach := time.Since(start)
+			n := len(r.Hooks()) - 1
+			start = time.Now()
+			r.Close()
+			t.Logf("timing %s functions=%q: %d hooks (skipped %d), attach %v, detach %v",
+				b, fns, n, r.SkippedFunctions(), attach.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+		}
+	}
+}
+
+// sendUDP sends one datagram to addr from namespace ns.
+func sendUDP(t *testing.T, ns, addr string) {
+	t.Helper()
+	err := netnsDo(ns, func() error {
+		c, err := net.Dial("udp", addr)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		_, err = c.Write([]byte("hello"))
+		return err
+	})
+	if err != nil {
+		t.Fatalf("send UDP to %s: %v", addr, err)
+	}
+}
