@@ -3,8 +3,10 @@
 // interface description per (network namespace, ifindex) the events were
 // seen on, one enhanced packet block per event with its packet bytes, its
 // tracking id, direction, process and loss count as standard options, and
-// its kernel metadata as a kmeta comment; interface statistics with the
-// event and loss counts when the file is closed.
+// its kernel metadata as a kmeta comment (and, for events recorded with
+// their kernel stack, a second comment with the stack's frames);
+// interface statistics with the event and loss counts when the file is
+// closed.
 package recording
 
 import (
