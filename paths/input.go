@@ -69,6 +69,7 @@ func (e *InputError) Unwrap() error { return e.Err }
 // fileInput reads one file.
 type fileInput struct {
 	name   string
+	mapped []byte // the file mapped into memory, or nil when read as a stream
 	index  int
 	f      *os.File
 	size   int64
@@ -144,7 +145,20 @@ func Open(names []string) (*Input, error) {
 			src = f
 		}
 		fi.count = &countingReader{r: bufio.NewReaderSize(src, 1<<20)}
-		r, err := pcapng.NewReader(fi.count)
+		var r *pcapng.Reader
+		var err error
+		if fi.f != nil && os.Getenv("PATHCAP_NO_MMAP") == "" {
+			// A file mapped into memory is read without copying. (A
+			// file truncated by another process while mapped would
+			// crash the reader: PATHCAP_NO_MMAP=1 reads files as
+			// streams.)
+			fi.mapped = mapFile(fi.f, fi.size)
+		}
+		if fi.mapped != nil {
+			r, err = pcapng.NewReaderBytes(fi.mapped)
+		} else {
+			r, err = pcapng.NewReader(fi.count)
+		}
 		if err != nil {
 			if errors.Is(err, pcapng.ErrNotPcapng) && fi.f != nil && isClassicPcap(fi.f) {
 				err = fmt.Errorf("%w (it is a classic pcap file; convert it with: editcap -F pcapng IN OUT)", err)
@@ -176,10 +190,17 @@ func isClassicPcap(f *os.File) bool {
 func (in *Input) Close() error {
 	var first error
 	for _, f := range in.files {
+		if f.mapped != nil {
+			if err := unmapFile(f.mapped); err != nil && first == nil {
+				first = err
+			}
+			f.mapped = nil
+		}
 		if f.f != nil {
 			if err := f.f.Close(); err != nil && first == nil {
 				first = err
 			}
+			f.f = nil
 		}
 	}
 	return first
@@ -205,6 +226,9 @@ func (in *Input) Progress() (read, total int64) {
 func (in *Input) advance(f *fileInput) error {
 	for {
 		typ, err := f.r.Next()
+		if f.mapped != nil {
+			f.count.n.Store(f.r.Offset())
+		}
 		if err == io.EOF {
 			f.done = true
 			return nil

@@ -38,6 +38,19 @@ func describe(path string) (seq []string, desc []string, packets int, err error)
 	if err != nil {
 		return nil, nil, 0, err
 	}
+	return describeReader(r)
+}
+
+// describeBytes is describe through NewReaderBytes.
+func describeBytes(data []byte) (seq []string, desc []string, packets int, err error) {
+	r, err := pcapng.NewReaderBytes(data)
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	return describeReader(r)
+}
+
+func describeReader(r *pcapng.Reader) (seq []string, desc []string, packets int, err error) {
 	for {
 		t, err := r.Next()
 		if err == io.EOF {
@@ -204,4 +217,41 @@ func customDataOnly(opts []pcapng.CustomOption) []pcapng.CustomOption {
 		out[i] = pcapng.CustomOption{Code: o.Code, Data: o.Data}
 	}
 	return out
+}
+
+// TestReaderBytesMatchesStreaming reads every corpus file, whole and cut
+// short, from memory and from a stream: the results must be the same, and
+// the memory must not be written to.
+func TestReaderBytesMatchesStreaming(t *testing.T) {
+	for _, le := range conformanceFiles(t) {
+		for _, path := range []string{le, strings.Replace(le, "output_le", "output_be", 1)} {
+			data, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			orig := string(data)
+			for _, cut := range []int{len(data), len(data) - 1, len(data) * 2 / 3, 40} {
+				if cut < 12 || cut > len(data) {
+					continue
+				}
+				s1, d1, n1, e1 := describeReader(mustReader(t, strings.NewReader(string(data[:cut]))))
+				s2, d2, n2, e2 := describeBytes(data[:cut])
+				if fmt.Sprint(s1, d1, n1) != fmt.Sprint(s2, d2, n2) || fmt.Sprint(e1) != fmt.Sprint(e2) {
+					t.Errorf("%s cut at %d: streaming %v %d %v, bytes %v %d %v", path, cut, s1, n1, e1, s2, n2, e2)
+				}
+			}
+			if string(data) != orig {
+				t.Fatalf("%s: NewReaderBytes wrote to its input", path)
+			}
+		}
+	}
+}
+
+func mustReader(t *testing.T, r io.Reader) *pcapng.Reader {
+	t.Helper()
+	rd, err := pcapng.NewReader(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rd
 }

@@ -226,6 +226,28 @@ func FuzzReader(f *testing.F) {
 		// A limit above the read buffer size sends large blocks down
 		// the other path.
 		checkReadAll(t, data, pcapng.DefaultMaxBlockSize)
+		// Reading from memory must give what reading a stream gives,
+		// and must not write to the memory.
+		orig := string(data)
+		var s1, s2 []string
+		var d1, d2 []string
+		var e1, e2 error
+		if r, err := pcapng.NewReader(bytes.NewReader(data)); err == nil {
+			s1, d1, _, e1 = describeReader(r)
+		} else {
+			e1 = err
+		}
+		if r, err := pcapng.NewReaderBytes(data); err == nil {
+			s2, d2, _, e2 = describeReader(r)
+		} else {
+			e2 = err
+		}
+		if fmt.Sprint(s1, d1, e1) != fmt.Sprint(s2, d2, e2) {
+			t.Fatalf("stream and memory readers differ:\nstream %v %v\nmemory %v %v", s1, e1, s2, e2)
+		}
+		if string(data) != orig {
+			t.Fatal("NewReaderBytes wrote to its input")
+		}
 	})
 }
 

@@ -124,6 +124,25 @@ func NewReaderSize(r io.Reader, maxBlockSize int) (*Reader, error) {
 	return rd, nil
 }
 
+// NewReaderBytes returns a Reader for a whole file held in memory, for
+// example mapped with mmap: blocks are sliced out of data without copying,
+// and data is never written to. The limit on one block is
+// DefaultMaxBlockSize, as for NewReader.
+func NewReaderBytes(data []byte) (*Reader, error) {
+	rd := &Reader{buf: data, end: len(data), srcErr: io.EOF, maxBlock: DefaultMaxBlockSize}
+	head := rd.peek(12)
+	if len(head) == 0 {
+		return nil, &FormatError{Block: BlockSectionHeader, Msg: "empty input", Err: ErrNotPcapng}
+	}
+	if len(head) < 12 || binary.LittleEndian.Uint32(head) != uint32(BlockSectionHeader) {
+		return nil, &FormatError{Block: BlockSectionHeader, Msg: "no section header block at the start", Err: ErrNotPcapng}
+	}
+	if m := binary.LittleEndian.Uint32(head[8:]); m != byteOrderMagic && m != 0x4D3C2B1A {
+		return nil, &FormatError{Block: BlockSectionHeader, Msg: fmt.Sprintf("bad byte-order magic 0x%08x", m), Err: ErrNotPcapng}
+	}
+	return rd, nil
+}
+
 // Offset returns the byte offset in the input of the current block.
 func (r *Reader) Offset() int64 { return r.offset }
 
@@ -318,7 +337,9 @@ func (r *Reader) next1() (BlockType, error) {
 // them. It may move the unread bytes to the front of the buffer, so slices
 // returned earlier are no longer valid. n must not exceed the buffer.
 func (r *Reader) peek(n int) []byte {
-	if r.end-r.start >= n {
+	if r.end-r.start >= n || r.src == nil {
+		// Enough bytes, or all there will ever be (NewReaderBytes,
+		// whose buffer must not be written to).
 		return r.buf[r.start:r.end]
 	}
 	if r.start > 0 {
