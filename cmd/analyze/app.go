@@ -308,12 +308,13 @@ func runReport(c *cli.Context, summaryOnly bool) error {
 	} else {
 		to.Stacks = c.Bool("stacks")
 	}
+	tw := paths.NewTextWriter(w, to)
 	err = paths.Process(in, opts, sel, func(p *paths.Packet) error {
 		sum.Add(p)
 		if summaryOnly {
 			return nil
 		}
-		return paths.WritePacketText(w, p, to)
+		return tw.WritePacket(p)
 	})
 	if err != nil {
 		w.Flush()

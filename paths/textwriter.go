@@ -1,0 +1,302 @@
+package paths
+
+import (
+	"io"
+	"strconv"
+	"unicode/utf8"
+)
+
+// TextWriter writes packets as aligned text, reusing one buffer for all of
+// them: the report of a large recording formats millions of hops.
+type TextWriter struct {
+	w    io.Writer
+	o    TextOptions
+	buf  []byte // the packet's text
+	line int    // where the current line starts in buf
+}
+
+// NewTextWriter returns a TextWriter that writes to w.
+func NewTextWriter(w io.Writer, o TextOptions) *TextWriter {
+	return &TextWriter{w: w, o: o, buf: make([]byte, 0, 4096)}
+}
+
+// WritePacketText writes one packet's path, aligned.
+func WritePacketText(w io.Writer, p *Packet, o TextOptions) error {
+	return NewTextWriter(w, o).WritePacket(p)
+}
+
+func (t *TextWriter) paintStart(color string) {
+	if t.o.Color {
+		t.buf = append(t.buf, color...)
+	}
+}
+
+func (t *TextWriter) paintEnd() {
+	if t.o.Color {
+		t.buf = append(t.buf, ansiReset...)
+	}
+}
+
+// endLine ends the current line: trailing spaces go, and a line wider than
+// the terminal (plain output only) is cut with an ellipsis.
+func (t *TextWriter) endLine() {
+	l := t.buf[t.line:]
+	n := len(l)
+	for n > 0 && l[n-1] == ' ' {
+		n--
+	}
+	t.buf = t.buf[:t.line+n]
+	if w := t.o.Width; w > 0 && !t.o.Color && n > w && utf8.RuneCount(t.buf[t.line:]) > w {
+		// Keep w-1 runes and add "…".
+		cut, runes := t.line, 0
+		for runes < w-1 {
+			_, size := utf8.DecodeRune(t.buf[cut:])
+			cut += size
+			runes++
+		}
+		t.buf = append(t.buf[:cut], "…"...)
+	}
+	t.buf = append(t.buf, '\n')
+	t.line = len(t.buf)
+}
+
+func (t *TextWriter) pad(n int) {
+	for ; n > 0; n-- {
+		t.buf = append(t.buf, ' ')
+	}
+}
+
+// appendDuration appends FormatDuration(ns).
+func appendDuration(b []byte, ns int64) []byte {
+	a := uint64(ns)
+	if ns < 0 {
+		a = -a
+	}
+	switch {
+	case a < 1000:
+		return append(strconv.AppendInt(b, ns, 10), "ns"...)
+	case a < 999_950:
+		return append(strconv.AppendFloat(b, float64(ns)/1e3, 'f', 1, 64), "µs"...)
+	case a < 999_995_000:
+		return append(strconv.AppendFloat(b, float64(ns)/1e6, 'f', 2, 64), "ms"...)
+	}
+	return append(strconv.AppendFloat(b, float64(ns)/1e9, 'f', 2, 64), 's')
+}
+
+func appendHookLabel(b []byte, h *Hop) []byte {
+	if h.Meta.Hook == "" {
+		return append(b, "capture"...)
+	}
+	b = append(b, h.Meta.Kind...)
+	b = append(b, ':')
+	return append(b, h.Meta.Hook...)
+}
+
+func hookLabelLen(h *Hop) int {
+	if h.Meta.Hook == "" {
+		return len("capture")
+	}
+	return len(h.Meta.Kind) + 1 + len(h.Meta.Hook)
+}
+
+func appendNSLabel(b []byte, h *Hop) []byte {
+	if h.Meta.NetNS == 0 {
+		return b
+	}
+	b = append(b, "netns "...)
+	if h.NSName != "" {
+		return append(b, h.NSName...)
+	}
+	return strconv.AppendUint(b, uint64(h.Meta.NetNS), 10)
+}
+
+func nsLabelLen(h *Hop) int {
+	switch {
+	case h.Meta.NetNS == 0:
+		return 0
+	case h.NSName != "":
+		return len("netns ") + len(h.NSName)
+	}
+	return len("netns ") + decimalLen(uint64(h.Meta.NetNS))
+}
+
+func decimalLen(v uint64) int {
+	n := 1
+	for v >= 10 {
+		v /= 10
+		n++
+	}
+	return n
+}
+
+// WritePacket writes one packet's path, aligned: a header line, then one
+// line per hop (with its derived functions and, with TextOptions.Stacks,
+// its call chain), then an empty line.
+func (t *TextWriter) WritePacket(p *Packet) error {
+	t.buf, t.line = t.buf[:0], 0
+	t.paintStart(ansiBold)
+	t.buf = append(t.buf, "packet "...)
+	t.buf = strconv.AppendUint(t.buf, p.ID, 10)
+	t.paintEnd()
+	t.buf = append(t.buf, "  "...)
+	t.paintStart(outcomeColor(p.Outcome.Kind))
+	t.buf = append(t.buf, OutcomeText(&p.Outcome)...)
+	t.paintEnd()
+	t.buf = append(t.buf, "  ("...)
+	t.buf = strconv.AppendInt(t.buf, int64(len(p.Hops)+p.DroppedHops), 10)
+	t.buf = append(t.buf, " hops, "...)
+	t.buf = appendDuration(t.buf, p.Duration())
+	t.buf = append(t.buf, ')')
+	if len(p.Hops) > 0 {
+		if ft := FlowText(&p.Hops[0].Flow); ft != "" {
+			t.buf = append(t.buf, "  "...)
+			t.buf = append(t.buf, ft...)
+		}
+	}
+	if p.Parent != 0 {
+		t.buf = append(t.buf, "  clone of "...)
+		t.buf = strconv.AppendUint(t.buf, p.Parent, 10)
+	}
+	if len(p.Children) > 0 {
+		t.buf = append(t.buf, "  clones: ["...)
+		for i, c := range p.Children {
+			if i > 0 {
+				t.buf = append(t.buf, ' ')
+			}
+			t.buf = strconv.AppendUint(t.buf, c, 10)
+		}
+		t.buf = append(t.buf, ']')
+	}
+	t.endLine()
+
+	hookW, devW, nsW := 4, 3, 5
+	for i := range p.Hops {
+		h := &p.Hops[i]
+		hookW = max(hookW, hookLabelLen(h))
+		devW = max(devW, len(h.Meta.Dev))
+		nsW = max(nsW, nsLabelLen(h))
+	}
+	t0 := p.Start()
+	for i := range p.Hops {
+		h := &p.Hops[i]
+		// "  %9s  %-*s  %-*s  %-*s  len %-5d"
+		t.buf = append(t.buf, "  "...)
+		start := len(t.buf)
+		t.buf = append(t.buf, '+')
+		t.buf = appendDuration(t.buf, h.Time-t0)
+		if n := utf8.RuneCount(t.buf[start:]); n < 9 {
+			// Right-align in 9 columns.
+			d := 9 - n
+			t.buf = append(t.buf, make([]byte, d)...)
+			copy(t.buf[start+d:], t.buf[start:len(t.buf)-d])
+			for j := 0; j < d; j++ {
+				t.buf[start+j] = ' '
+			}
+		}
+		t.buf = append(t.buf, "  "...)
+		t.buf = appendHookLabel(t.buf, h)
+		t.pad(hookW - hookLabelLen(h))
+		t.buf = append(t.buf, "  "...)
+		t.buf = append(t.buf, h.Meta.Dev...)
+		t.pad(devW - len(h.Meta.Dev))
+		t.buf = append(t.buf, "  "...)
+		t.buf = appendNSLabel(t.buf, h)
+		t.pad(nsW - nsLabelLen(h))
+		t.buf = append(t.buf, "  len "...)
+		l := uint64(hopLen(h))
+		t.buf = strconv.AppendUint(t.buf, l, 10)
+		t.pad(5 - decimalLen(l))
+		first := true
+		extra := func() {
+			t.buf = append(t.buf, "  "...)
+			first = false
+		}
+		if h.Meta.HasDrop {
+			extra()
+			t.paintStart(ansiRed)
+			t.buf = append(t.buf, "drop "...)
+			t.buf = append(t.buf, h.Meta.Reason...)
+			t.paintEnd()
+		}
+		if h.Meta.Location != "" {
+			extra()
+			t.buf = append(t.buf, "at "...)
+			t.buf = append(t.buf, h.Meta.Location...)
+		}
+		if h.Changed != 0 {
+			extra()
+			t.paintStart(ansiYell)
+			t.buf = append(t.buf, "changed "...)
+			t.buf = append(t.buf, h.Changed.String()...)
+			if h.Changed&(ChangedAddr|ChangedPort|ChangedProto) != 0 {
+				t.buf = append(t.buf, ": "...)
+				t.buf = append(t.buf, FlowText(&h.Flow)...)
+			}
+			t.paintEnd()
+		}
+		_ = first
+		t.endLine()
+		if h.Stack != nil || h.Meta.StackLost || h.Meta.Stack != 0 {
+			t.writeHopStack(p, i)
+		}
+	}
+	if p.Truncated {
+		t.buf = append(t.buf, "  ... "...)
+		t.buf = strconv.AppendInt(t.buf, int64(p.DroppedHops), 10)
+		t.buf = append(t.buf, " more hops not kept\n"...)
+		t.line = len(t.buf)
+	}
+	t.buf = append(t.buf, '\n')
+	_, err := t.w.Write(t.buf)
+	return err
+}
+
+// writeHopStack writes the derived functions of hop i and, with
+// TextOptions.Stacks, its call chain.
+func (t *TextWriter) writeHopStack(p *Packet, i int) {
+	h := &p.Hops[i]
+	if d := p.Derived(i); len(d) > 0 {
+		t.buf = append(t.buf, stackIndent...)
+		t.paintStart(ansiDim)
+		t.buf = append(t.buf, "derived: "...)
+		for j, fn := range d {
+			if j > 0 {
+				t.buf = append(t.buf, " > "...)
+			}
+			t.buf = append(t.buf, fn...)
+		}
+		t.paintEnd()
+		t.endLine()
+	}
+	if !t.o.Stacks {
+		return
+	}
+	switch {
+	case h.Meta.StackLost:
+		t.buf = append(t.buf, stackIndent+"stack lost"...)
+		if h.Meta.StackErr != 0 {
+			t.buf = append(t.buf, " (error "...)
+			t.buf = strconv.AppendInt(t.buf, int64(h.Meta.StackErr), 10)
+			t.buf = append(t.buf, ')')
+		}
+		t.endLine()
+	case h.Stack == nil:
+		t.buf = append(t.buf, stackIndent+"stack "...)
+		t.buf = strconv.AppendUint(t.buf, uint64(h.Meta.Stack), 10)
+		t.buf = append(t.buf, ": frames not in the input"...)
+		t.endLine()
+	default:
+		t.buf = append(t.buf, stackIndent+"stack "...)
+		t.buf = strconv.AppendUint(t.buf, uint64(h.Stack.ID), 10)
+		t.buf = append(t.buf, ':')
+		if !h.Stack.Offsets {
+			t.buf = append(t.buf, " (functions only: its definition is not in the input)"...)
+		}
+		t.endLine()
+		for _, f := range h.Stack.Frames {
+			t.buf = append(t.buf, stackIndent+"  "...)
+			t.buf = append(t.buf, f...)
+			t.endLine()
+		}
+	}
+}
