@@ -160,6 +160,7 @@ func (a *Analyzer) Add(ev *Event) error {
 			OrigLen: ev.OrigLen,
 			Frame:   ev.Frame,
 			File:    ev.File,
+			Lost:    ev.Lost,
 		})
 		h := &p.Hops[len(p.Hops)-1]
 		if ev.HasMeta {

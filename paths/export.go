@@ -126,31 +126,73 @@ const (
 	ExportParquet ExportFormat = "parquet"
 )
 
-// Export writes every event of in to w as rows: JSON lines or a Parquet
-// file (zstd-compressed, row groups of 128k rows).
-func Export(in *Input, w io.Writer, format ExportFormat) error {
-	var (
-		row  Row
-		line []byte
-		pw   *parquet.GenericWriter[Row]
-		rows []Row
-	)
+// rowSink writes rows as JSON lines or as a Parquet file.
+type rowSink struct {
+	w    io.Writer
+	line []byte
+	pw   *parquet.GenericWriter[Row]
+	rows []Row
+}
+
+func newRowSink(w io.Writer, format ExportFormat) (*rowSink, error) {
+	s := &rowSink{w: w}
 	switch format {
 	case ExportJSONL:
 	case ExportParquet:
-		pw = parquet.NewGenericWriter[Row](w, parquet.Compression(&zstd.Codec{}))
-		rows = make([]Row, 0, 1024)
+		s.pw = parquet.NewGenericWriter[Row](w, parquet.Compression(&zstd.Codec{}))
+		s.rows = make([]Row, 0, 1024)
 	default:
-		return fmt.Errorf("unknown export format %q (want jsonl or parquet)", format)
+		return nil, fmt.Errorf("unknown export format %q (want jsonl or parquet)", format)
 	}
-	flush := func() error {
-		if len(rows) == 0 {
-			return nil
-		}
-		_, err := pw.Write(rows)
-		rows = rows[:0]
+	return s, nil
+}
+
+func (s *rowSink) add(r *Row) error {
+	if s.pw == nil {
+		s.line = appendRowJSON(s.line[:0], r)
+		_, err := s.w.Write(s.line)
 		return err
 	}
+	s.rows = append(s.rows, *r)
+	if len(s.rows) == cap(s.rows) {
+		return s.flush()
+	}
+	return nil
+}
+
+func (s *rowSink) flush() error {
+	if len(s.rows) == 0 {
+		return nil
+	}
+	_, err := s.pw.Write(s.rows)
+	s.rows = s.rows[:0]
+	if err != nil {
+		return fmt.Errorf("write parquet: %w", err)
+	}
+	return nil
+}
+
+func (s *rowSink) close() error {
+	if s.pw == nil {
+		return nil
+	}
+	if err := s.flush(); err != nil {
+		return err
+	}
+	if err := s.pw.Close(); err != nil {
+		return fmt.Errorf("write parquet: %w", err)
+	}
+	return nil
+}
+
+// Export writes every event of in to w as rows, in file order: JSON lines
+// or a Parquet file (zstd-compressed, row groups of 128k rows).
+func Export(in *Input, w io.Writer, format ExportFormat) error {
+	sink, err := newRowSink(w, format)
+	if err != nil {
+		return err
+	}
+	var row Row
 	for {
 		ev, err := in.Next()
 		if errors.Is(err, io.EOF) {
@@ -160,27 +202,55 @@ func Export(in *Input, w io.Writer, format ExportFormat) error {
 			return err
 		}
 		rowOf(&row, ev)
-		if pw == nil {
-			line = appendRowJSON(line[:0], &row)
-			if _, err := w.Write(line); err != nil {
+		if err := sink.add(&row); err != nil {
+			return err
+		}
+	}
+	return sink.close()
+}
+
+// ExportPackets is Export for the events of the packets sel selects: the
+// paths are rebuilt first, so rows come packet by packet, each packet's
+// events in time order.
+func ExportPackets(in *Input, w io.Writer, format ExportFormat, opts Options, sel *Selector) error {
+	sink, err := newRowSink(w, format)
+	if err != nil {
+		return err
+	}
+	var row Row
+	err = Process(in, opts, sel, func(p *Packet) error {
+		for i := range p.Hops {
+			rowOfHop(&row, p, &p.Hops[i])
+			if err := sink.add(&row); err != nil {
 				return err
 			}
-			continue
 		}
-		rows = append(rows, row)
-		if len(rows) == cap(rows) {
-			if err := flush(); err != nil {
-				return fmt.Errorf("write parquet: %w", err)
-			}
-		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
-	if pw != nil {
-		if err := flush(); err != nil {
-			return fmt.Errorf("write parquet: %w", err)
-		}
-		if err := pw.Close(); err != nil {
-			return fmt.Errorf("write parquet: %w", err)
-		}
+	return sink.close()
+}
+
+// rowOfHop fills r from one hop of a packet.
+func rowOfHop(r *Row, p *Packet, h *Hop) {
+	m := &h.Meta
+	f := &h.Flow
+	*r = Row{
+		File: int32(h.File), Frame: h.Frame, ID: p.ID, TS: h.Time,
+		Kind: m.Kind, Hook: m.Hook, Dev: m.Dev, NetNS: m.NetNS, Ifindex: m.Ifindex,
+		Len: hopLen(h), CapLen: h.CapLen, SKB: m.SKB, CPU: m.CPU, PID: m.PID, TID: m.TID,
+		Comm: m.Comm, Mark: m.Mark, Proto: m.Proto, Location: m.Location,
+		L4Proto: f.Proto, SrcPort: f.SrcPort, DstPort: f.DstPort, Lost: h.Lost,
 	}
-	return nil
+	if m.Hook == "" {
+		r.Proto = f.EtherType
+	}
+	if m.HasDrop {
+		r.Reason = m.Reason
+	}
+	if f.Src.IsValid() {
+		r.Src, r.Dst = f.Src.String(), f.Dst.String()
+	}
 }

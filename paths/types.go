@@ -154,6 +154,8 @@ type Hop struct {
 	// index of the file among the inputs.
 	Frame int64
 	File  int
+	// Lost is epb_dropcount: events lost just before this one.
+	Lost uint64
 	// Stack is the kernel stack recorded with the event, nil when none
 	// was (or its frames are not in the input). Meta.Stack is its number,
 	// Meta.StackLost says the kernel could not capture it.

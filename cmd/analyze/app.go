@@ -91,10 +91,10 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 				Name:      "export",
 				Usage:     "write one row per event for DuckDB, Spark or ClickHouse",
 				ArgsUsage: "FILE...",
-				Flags: []cli.Flag{
+				Flags: append([]cli.Flag{
 					&cli.StringFlag{Name: "format", Value: "jsonl", Usage: "`FORMAT`: jsonl or parquet"},
 					&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write to `FILE` (required; - for standard output, jsonl only)"},
-				},
+				}, selectionFlags...),
 				Action: runExport,
 			},
 		},
@@ -451,8 +451,7 @@ func runWireshark(c *cli.Context) error {
 }
 
 func runExport(c *cli.Context) error {
-	names, err := inputs(c)
-	if err != nil {
+	if _, err := inputs(c); err != nil {
 		return err
 	}
 	outName, err := outputName(c)
@@ -466,19 +465,22 @@ func runExport(c *cli.Context) error {
 	if format == paths.ExportParquet && outName == "-" {
 		return usagef("parquet needs a file (-o FILE)")
 	}
-	in, err := paths.Open(names)
+	in, sel, opts, cleanup, err := setup(c)
 	if err != nil {
 		return err
 	}
-	defer in.Close()
-	stop := startProgress(c.App.ErrWriter, in)
-	defer stop()
+	defer cleanup()
 	out, commit, err := createOutput(c, outName)
 	if err != nil {
 		return err
 	}
 	bw := bufio.NewWriterSize(out, 256<<10)
-	err = paths.Export(in, bw, format)
+	if selecting(c) {
+		// Rows of the selected packets only: the paths are rebuilt first.
+		err = paths.ExportPackets(in, bw, format, opts, sel)
+	} else {
+		err = paths.Export(in, bw, format)
+	}
 	if ferr := bw.Flush(); err == nil {
 		err = ferr
 	}
@@ -498,4 +500,14 @@ func truncationError(in *paths.Input) error {
 		return nil
 	}
 	return fmt.Errorf("%w (every complete block before it was used)", errors.Join(in.Truncated...))
+}
+
+// selecting reports whether any selection flag was given.
+func selecting(c *cli.Context) bool {
+	for _, name := range []string{"id", "outcome", "reason", "hook", "since", "until", "filter"} {
+		if c.IsSet(name) {
+			return true
+		}
+	}
+	return false
 }
