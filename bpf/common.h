@@ -456,12 +456,12 @@ static __always_inline int record(void *ctx, struct hit *h)
 	struct cpu_state *state;
 	struct tracked_hint *hint;
 	struct call_key call;
-	struct call_info *entry = NULL, info;
+	struct call_info *entry, info;
 	struct event *ev;
 	struct where w = { .header = HEADER_DATA };
 	__u32 *slot;
 	__u64 key = h->key, *known, id = 0, avail, flags, n, limit;
-	__u32 zero = 0, cpu, gone = 0;
+	__u32 zero = 0, cpu, paired = 0, gone = 0;
 
 	// Helper: the only way to reach per-CPU state; inlined by the verifier.
 	// One lookup serves the id counter and the loss counter. Only fails if
@@ -494,9 +494,9 @@ static __always_inline int record(void *ctx, struct hit *h)
 		return 0;
 	}
 	// A function's exit is recorded if its entry was, under the entry's
-	// id. If the skb is no longer followed, the function freed it: its
-	// memory may hold another skb by now, so the event carries no packet,
-	// only the return value.
+	// id. If the skb is no longer followed under that id, the function
+	// freed it: its memory may hold another skb by now, so the event
+	// carries no packet, only the return value.
 	if (exit_hook) {
 		call.skb = key;
 		call.hook = entry_hook;
@@ -504,8 +504,9 @@ static __always_inline int record(void *ctx, struct hit *h)
 		entry = bpf_map_lookup_elem(&calls, &call);
 		if (!entry)
 			return 0;
+		paired = 1;
 		id = entry->id;
-		gone = !known;
+		gone = !known || *known != id;
 		if (gone) {
 			// Where the entry saw the skb.
 			w.netns = entry->netns;
@@ -525,7 +526,7 @@ static __always_inline int record(void *ctx, struct hit *h)
 	// once kept, a packet is recorded at every hook whatever its bytes
 	// become (NAT, encapsulation). A clone of a followed packet is
 	// followed without filtering, and so is a call whose entry was kept.
-	if (!h->parent && !entry && (!known || !track) && !wanted(skb, &w)) {
+	if (!h->parent && !paired && (!known || !track) && !wanted(skb, &w)) {
 		if (known && is_free_hook)
 			forget(&key, slot);
 		return 0;
@@ -617,7 +618,7 @@ static __always_inline int record(void *ctx, struct hit *h)
 	if (n && bpf_probe_read_kernel((void *)(ev + 1) + stack_bytes, n, w.head + w.start) < 0)
 		ev->caplen = 0;
 
-	if (entry) {
+	if (paired) {
 		// A function's exit: the entry's id; tracking is the entries' and
 		// the free hooks' business.
 	} else if (!known) {

@@ -12,6 +12,7 @@ import (
 	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/features"
 	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
 
 	"github.com/pathcap/pathcap/bpf"
 )
@@ -111,6 +112,9 @@ func haveBackend(b, sym string, kernel *btf.Spec) error {
 		if err != nil {
 			// Tracepoints loaded, so EPERM here is the kernel's policy
 			// (lockdown), not missing privileges.
+			if errors.Is(err, unix.EPERM) {
+				return fmt.Errorf("load an fentry program: refused by the kernel (lockdown?): %w", unix.EPERM)
+			}
 			return fmt.Errorf("load an fentry program: %w", err)
 		}
 		defer prog.Close()

@@ -229,6 +229,10 @@ func (w *Writer) WriteEvent(ev *capture.Event) error {
 		PID:     ev.PID,
 		TID:     ev.TID,
 		Comm:    w.comm(&ev.Comm),
+
+		Parent:    ev.Parent,
+		RetVal:    ev.RetVal,
+		HasRetVal: ev.HasRetVal,
 	}
 	if ev.Ifindex != 0 && w.names != nil {
 		if name, ok := w.names.DeviceName(ev.NetNS, ev.Ifindex); ok {

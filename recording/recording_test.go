@@ -180,6 +180,33 @@ func TestLossWithoutDevicelessEvents(t *testing.T) {
 	}
 }
 
+// TestCloneAndReturnValue checks that a clone's parent and a function's
+// return value reach the comment.
+func TestCloneAndReturnValue(t *testing.T) {
+	var buf bytes.Buffer
+	w := mustWriter(t, &buf)
+	hook := capture.Hook{Name: "skb_clone", Kind: capture.HookFexit}
+	ev := capture.Event{Hook: &hook, Time: t0, NetNS: 1, Ifindex: 2, PacketID: 9, Parent: 7, RetVal: -22, HasRetVal: true, Data: make([]byte, 20)}
+	if err := w.WriteEvent(&ev); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(0, t0); err != nil {
+		t.Fatal(err)
+	}
+	r, _ := pcapng.NewReader(&buf)
+	p, err := r.ReadPacket()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m kmeta.Event
+	if err := kmeta.NewParser().Parse(p.Options.Comments[0], &m); err != nil {
+		t.Fatal(err)
+	}
+	if m.Parent != 7 || !m.HasRetVal || m.RetVal != -22 || m.Kind != "fexit" || m.Hook != "skb_clone" {
+		t.Errorf("comment %q gives %+v", p.Options.Comments[0], m)
+	}
+}
+
 func TestDirection(t *testing.T) {
 	for hook, want := range map[string]uint32{
 		"netif_receive_skb": pcapng.DirectionInbound, "napi_gro_receive_entry": pcapng.DirectionInbound,

@@ -327,14 +327,13 @@ func describeHooks(stderr io.Writer, rec *capture.Recorder, o options) {
 	for _, h := range rec.Hooks() {
 		kinds[h.Kind]++
 	}
-	parts := []string{fmt.Sprintf("%d tracepoints", kinds[capture.HookTracepoint])}
-	for _, k := range []capture.HookKind{capture.HookKprobe, capture.HookFentry, capture.HookFexit, capture.HookKretprobe} {
+	var parts []string
+	for _, k := range []capture.HookKind{capture.HookTracepoint, capture.HookKprobe, capture.HookFentry, capture.HookFexit, capture.HookKretprobe} {
 		if kinds[k] > 0 {
-			parts = append(parts, fmt.Sprintf("%d %s", kinds[k], k))
+			parts = append(parts, fmt.Sprintf("%s %d", recording.KindName(k), kinds[k]))
 		}
 	}
-	fmt.Fprintf(stderr, "record: backend %s (asked: %s): %s hooks attached, snap length %d", rec.Backend(), o.backend, strings.Join(parts, ", "), o.snaplen)
-	fmt.Fprintln(stderr)
+	fmt.Fprintf(stderr, "record: backend %s (asked: %s); hooks attached: %s; snap length %d\n", rec.Backend(), o.backend, strings.Join(parts, ", "), o.snaplen)
 	if n := rec.SkippedFunctions(); n > 0 {
 		fmt.Fprintf(stderr, "record: %d selected functions could not be attached and are left out\n", n)
 	}
