@@ -52,10 +52,11 @@ type packetKey struct {
 
 type openPacket struct {
 	Packet
-	key   packetKey
-	last  int64 // time of the latest event
-	freed bool
-	gen   uint64 // bumped each time the struct is reused
+	key      packetKey
+	last     int64 // time of the latest event
+	memFreed int64 // time of a kfree_skbmem hop, 0 if none
+	freed    bool
+	gen      uint64 // bumped each time the struct is reused
 }
 
 // freedEntry is a packet waiting in the freed queue; gen tells whether the
@@ -106,6 +107,17 @@ func (a *Analyzer) Add(ev *Event) error {
 		key = packetKey{-1 - ev.File, a.nextID}
 	}
 	p := a.open[key]
+	if p != nil && p.memFreed != 0 && ev.Time > p.memFreed {
+		// The skb's memory was freed (kfree_skbmem) before this event:
+		// the id has passed to a new skb at the same address, which the
+		// recorder could not tell apart. Complete the old packet and
+		// start a new one.
+		delete(a.open, p.key)
+		if err := a.emitOne(p); err != nil {
+			return err
+		}
+		p = nil
+	}
 	if p != nil && a.done(p) {
 		// The id comes back after its packet was complete (freed and
 		// past the grace period, or quiet for longer than the window):
@@ -180,6 +192,11 @@ func (a *Analyzer) Add(ev *Event) error {
 	}
 	if a.opts.Filter != nil && !p.FilterMatched && a.opts.Filter(ev.Data) {
 		p.FilterMatched = true
+	}
+	if ev.HasMeta && ev.Meta.Hook == "kfree_skbmem" && ev.Meta.Kind != "tp" {
+		// A function backend saw the skb's memory go: nothing later
+		// can be this packet.
+		p.memFreed = ev.Time
 	}
 	if !p.freed && (!ev.HasID || ev.HasMeta && isFreeHook(ev.Meta.Hook)) {
 		// The skb is gone (or, without tracking ids, nothing else will
@@ -265,7 +282,7 @@ func (a *Analyzer) newPacket() *openPacket {
 
 // isFreeHook reports hooks after which the tracking id ends.
 func isFreeHook(hook string) bool {
-	return hook == "kfree_skb" || hook == "consume_skb"
+	return hook == "kfree_skb" || hook == "consume_skb" || hook == "kfree_skbmem"
 }
 
 // done reports whether an open packet's path is complete: freed and past
@@ -426,12 +443,16 @@ func classify(p *Packet) Outcome {
 	if !p.HasMeta || len(p.Hops) == 0 {
 		return Outcome{Kind: Unknown}
 	}
-	var deliveredAt, freedAt, lastTx, lastRx = -1, -1, -1, -1
+	var deliveredAt, freedAt, memFreedAt, lastTx, lastRx = -1, -1, -1, -1, -1
 	for i := range p.Hops {
 		h := p.Hops[i].Meta.Hook
 		switch {
 		case isDeliveryHook(h):
 			deliveredAt = i
+		case h == "kfree_skbmem":
+			// Says the memory went, not why: kfree_skb or consume_skb
+			// before it decide, when they were recorded.
+			memFreedAt = i
 		case isFreeHook(h):
 			freedAt = i
 		case isTransmitHook(h):
@@ -444,6 +465,9 @@ func classify(p *Packet) Outcome {
 		h := &p.Hops[i]
 		return Outcome{Kind: kind, Hook: h.Meta.Hook, Dev: h.Meta.Dev, NetNS: h.Meta.NetNS, Location: h.Meta.Location,
 			Stack: h.Stack, StackLost: h.Meta.StackLost}
+	}
+	if freedAt < 0 {
+		freedAt = memFreedAt
 	}
 	if freedAt >= 0 {
 		f := &p.Hops[freedAt]
