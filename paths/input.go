@@ -69,7 +69,6 @@ func (e *InputError) Unwrap() error { return e.Err }
 // fileInput reads one file.
 type fileInput struct {
 	name   string
-	mapped []byte // the file mapped into memory, or nil when read as a stream
 	index  int
 	f      *os.File
 	size   int64
@@ -147,18 +146,7 @@ func Open(names []string) (*Input, error) {
 		fi.count = &countingReader{r: bufio.NewReaderSize(src, 1<<20)}
 		var r *pcapng.Reader
 		var err error
-		if fi.f != nil && os.Getenv("PATHCAP_NO_MMAP") == "" {
-			// A file mapped into memory is read without copying. (A
-			// file truncated by another process while mapped would
-			// crash the reader: PATHCAP_NO_MMAP=1 reads files as
-			// streams.)
-			fi.mapped = mapFile(fi.f, fi.size)
-		}
-		if fi.mapped != nil {
-			r, err = pcapng.NewReaderBytes(fi.mapped)
-		} else {
-			r, err = pcapng.NewReader(fi.count)
-		}
+		r, err = pcapng.NewReader(fi.count)
 		if err != nil {
 			if errors.Is(err, pcapng.ErrNotPcapng) && fi.f != nil && isClassicPcap(fi.f) {
 				err = fmt.Errorf("%w (it is a classic pcap file; convert it with: editcap -F pcapng IN OUT)", err)
@@ -190,12 +178,6 @@ func isClassicPcap(f *os.File) bool {
 func (in *Input) Close() error {
 	var first error
 	for _, f := range in.files {
-		if f.mapped != nil {
-			if err := unmapFile(f.mapped); err != nil && first == nil {
-				first = err
-			}
-			f.mapped = nil
-		}
 		if f.f != nil {
 			if err := f.f.Close(); err != nil && first == nil {
 				first = err
@@ -226,9 +208,6 @@ func (in *Input) Progress() (read, total int64) {
 func (in *Input) advance(f *fileInput) error {
 	for {
 		typ, err := f.r.Next()
-		if f.mapped != nil {
-			f.count.n.Store(f.r.Offset())
-		}
 		if err == io.EOF {
 			f.done = true
 			return nil
