@@ -144,9 +144,7 @@ func Open(names []string) (*Input, error) {
 			src = f
 		}
 		fi.count = &countingReader{r: bufio.NewReaderSize(src, 1<<20)}
-		var r *pcapng.Reader
-		var err error
-		r, err = pcapng.NewReader(fi.count)
+		r, err := pcapng.NewReader(fi.count)
 		if err != nil {
 			if errors.Is(err, pcapng.ErrNotPcapng) && fi.f != nil && isClassicPcap(fi.f) {
 				err = fmt.Errorf("%w (it is a classic pcap file; convert it with: editcap -F pcapng IN OUT)", err)
