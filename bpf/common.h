@@ -446,6 +446,7 @@ struct hit {
 	__u64 location;         // free location, where location_arg >= 0
 	__u16 hook;             // id of the hook in user space's table
 	__u8 has_ret;
+	__u8 frees;             // the skb is freed here (kprobe: from the cookie)
 };
 
 // Records one hit of h at ctx (the program's context, for the stack) if its
@@ -527,7 +528,7 @@ static __always_inline int record(void *ctx, struct hit *h)
 	// become (NAT, encapsulation). A clone of a followed packet is
 	// followed without filtering, and so is a call whose entry was kept.
 	if (!h->parent && !paired && (!known || !track) && !wanted(skb, &w)) {
-		if (known && is_free_hook)
+		if (known && (is_free_hook || h->frees))
 			forget(&key, slot);
 		return 0;
 	}
@@ -540,7 +541,7 @@ static __always_inline int record(void *ctx, struct hit *h)
 		// Never silent: the next record from this CPU carries the count.
 		state->lost++;
 		// The skb is gone after a free hook even if we could not record it.
-		if (known && is_free_hook)
+		if (known && (is_free_hook || h->frees))
 			forget(&key, slot);
 		return 0;
 	}
@@ -628,13 +629,13 @@ static __always_inline int record(void *ctx, struct hit *h)
 		// reuse an id; the skb hooks run with bottom halves disabled or in
 		// softirq, which makes that nesting rare.)
 		id = state->next_id++ * nr_cpus + cpu + 1;
-		if (!is_free_hook) {
+		if (!(is_free_hook || h->frees)) {
 			__sync_fetch_and_add(slot, 1);
 			// Helper: remember the skb so later hooks reuse the id.
 			if (bpf_map_update_elem(&tracked, &key, &id, BPF_ANY))
 				__sync_fetch_and_add(slot, -1);
 		}
-	} else if (is_free_hook) {
+	} else if (is_free_hook || h->frees) {
 		forget(&key, slot);
 	}
 	ev->packet_id = id;

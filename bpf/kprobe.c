@@ -22,9 +22,11 @@
 #include "common.h"
 
 // Bits of the attach cookie: hook id in the low 16 bits, the skb's
-// argument position (0 to 4) above it.
+// argument position (0 to 4) above it, and a bit for functions that free
+// the skb's memory (kfree_skbmem: its tracking entry ends there).
 #define COOKIE_HOOK(c) ((__u16)(c))
 #define COOKIE_ARG(c) ((__u32)((c) >> 16) & 0xff)
+#define COOKIE_FREES(c) ((__u8)((c) >> 24) & 1)
 
 // Room for a copy of struct sk_buff (232 bytes on 6.x kernels).
 #define SKB_COPY_SIZE 512
@@ -123,6 +125,7 @@ int on_kprobe(struct pt_regs *ctx)
 	if (!h.skb)
 		return 0;
 	h.hook = COOKIE_HOOK(cookie);
+	h.frees = COOKIE_FREES(cookie);
 	return record(ctx, &h);
 }
 

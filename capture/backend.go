@@ -48,10 +48,15 @@ func Backends() []string {
 // 1,458 functions.
 const AutoFentryMax = 64
 
-// cookie packs a function's hook id and skb argument position for the
-// kprobe programs (COOKIE_HOOK and COOKIE_ARG in bpf/kprobe.c).
-func cookie(hookID, skbArg int) uint64 {
-	return uint64(hookID)&0xffff | uint64(skbArg&0xff)<<16
+// cookie packs a function's hook id, skb argument position and whether it
+// frees the skb for the kprobe programs (COOKIE_HOOK, COOKIE_ARG and
+// COOKIE_FREES in bpf/kprobe.c).
+func cookie(hookID, skbArg int, frees bool) uint64 {
+	c := uint64(hookID)&0xffff | uint64(skbArg&0xff)<<16
+	if frees {
+		c |= 1 << 24
+	}
+	return c
 }
 
 // plan is what the function backends are asked to attach.
@@ -349,7 +354,7 @@ func (r *Recorder) attachKprobes(multi bool, fns []Hook, p plan, env *loadEnv) e
 		for _, h := range fns {
 			hook := r.addHook(h, HookKprobe)
 			syms = append(syms, h.Name)
-			cookies = append(cookies, cookie(hook.ID, h.SKBArg))
+			cookies = append(cookies, cookie(hook.ID, h.SKBArg, h.Frees))
 		}
 		n, err := r.attachMulti(progs[bpf.KprobeProgOnKprobe], syms, cookies, false)
 		if err != nil {
@@ -360,7 +365,7 @@ func (r *Recorder) attachKprobes(multi bool, fns []Hook, p plan, env *loadEnv) e
 		var firstErr error
 		for _, h := range fns {
 			hook := r.addHook(h, HookKprobe)
-			l, err := link.Kprobe(h.Name, progs[bpf.KprobeProgOnKprobe], &link.KprobeOptions{Cookie: cookie(hook.ID, h.SKBArg)})
+			l, err := link.Kprobe(h.Name, progs[bpf.KprobeProgOnKprobe], &link.KprobeOptions{Cookie: cookie(hook.ID, h.SKBArg, h.Frees)})
 			if err != nil {
 				if firstErr == nil {
 					firstErr = err
@@ -390,8 +395,8 @@ func (r *Recorder) attachKprobes(multi bool, fns []Hook, p plan, env *loadEnv) e
 	for _, h := range clones {
 		hook := r.addHook(h, HookKretprobe)
 		syms = append(syms, h.Name)
-		entryCookies = append(entryCookies, cookie(0, h.SKBArg))
-		retCookies = append(retCookies, cookie(hook.ID, h.SKBArg))
+		entryCookies = append(entryCookies, cookie(0, h.SKBArg, false))
+		retCookies = append(retCookies, cookie(hook.ID, h.SKBArg, false))
 	}
 	if multi {
 		if _, err := r.attachMulti(progs[bpf.KprobeProgOnCloneEntry], syms, entryCookies, false); err != nil {

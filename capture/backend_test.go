@@ -29,9 +29,12 @@ func TestRetTypeExtend(t *testing.T) {
 }
 
 func TestCookie(t *testing.T) {
-	c := cookie(0x1234, 3)
-	if uint16(c) != 0x1234 || (c>>16)&0xff != 3 {
+	c := cookie(0x1234, 3, false)
+	if uint16(c) != 0x1234 || (c>>16)&0xff != 3 || (c>>24)&1 != 0 {
 		t.Errorf("cookie %#x", c)
+	}
+	if c := cookie(7, 0, true); (c>>24)&1 != 1 || uint16(c) != 7 {
+		t.Errorf("freeing cookie %#x", c)
 	}
 }
 

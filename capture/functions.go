@@ -43,6 +43,8 @@ var defaultFunctions = []string{
 	// netfilter, bridge, ARP, tc
 	"nf_hook_slow", "br_handle_frame", "br_forward", "br_pass_frame_up",
 	"arp_rcv", "arp_process", "tcf_classify", "sch_direct_xmit",
+	// the end of every skb, whatever freed it: tracking ends here
+	"kfree_skbmem",
 }
 
 // DefaultFunctions returns the names of the kernel functions the kprobe
@@ -119,6 +121,9 @@ func hookFromFunc(name string, proto *btf.FuncProto) (Hook, bool) {
 		LocationArg: -1,
 		NArgs:       len(proto.Params),
 		Clone:       slices.Contains(cloneFunctions, name),
+		// The skb's memory goes here, whatever path freed it (also the
+		// ones no tracepoint reports): its tracking entry ends.
+		Frees: name == "kfree_skbmem",
 	}
 	for i, p := range proto.Params {
 		if i > maxFuncArg {
