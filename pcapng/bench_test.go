@@ -339,66 +339,45 @@ func BenchmarkFile1M(b *testing.B) {
 		}
 		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/filePackets, "ns/packet")
 	})
-	b.Run("read/pcapgo-ZeroCopyReadPacketDataWithOptions", func(b *testing.B) {
-		b.SetBytes(size)
-		b.ReportAllocs()
-		for range b.N {
-			f, err := os.Open(path)
-			if err != nil {
-				b.Fatal(err)
-			}
-			r, err := pcapgo.NewNgReader(bufio.NewReaderSize(f, 256<<10), pcapgo.DefaultNgReaderOptions)
-			if err != nil {
-				b.Fatal(err)
-			}
-			n := 0
-			for {
-				_, _, opts, err := r.ZeroCopyReadPacketDataWithOptions()
-				if err == io.EOF {
-					break
+	type readFunc func(*pcapgo.NgReader) ([]byte, gopacket.CaptureInfo, pcapgo.NgPacketOptions, error)
+	for _, c := range []struct {
+		name string
+		read readFunc
+	}{
+		{"ZeroCopyReadPacketDataWithOptions", (*pcapgo.NgReader).ZeroCopyReadPacketDataWithOptions},
+		{"ReadPacketDataWithOptions", (*pcapgo.NgReader).ReadPacketDataWithOptions},
+	} {
+		b.Run("read/pcapgo-"+c.name, func(b *testing.B) {
+			b.SetBytes(size)
+			b.ReportAllocs()
+			for range b.N {
+				f, err := os.Open(path)
+				if err != nil {
+					b.Fatal(err)
 				}
-				if err != nil || len(opts.Comments) != 1 || *opts.PacketID != uint64(n) {
-					b.Fatalf("packet %d: %v", n, err)
+				r, err := pcapgo.NewNgReader(bufio.NewReaderSize(f, 256<<10), pcapgo.DefaultNgReaderOptions)
+				if err != nil {
+					b.Fatal(err)
 				}
-				n++
-			}
-			f.Close()
-			if n != filePackets {
-				b.Fatalf("read %d packets", n)
-			}
-		}
-		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/filePackets, "ns/packet")
-	})
-	b.Run("read/pcapgo-ReadPacketDataWithOptions", func(b *testing.B) {
-		b.SetBytes(size)
-		b.ReportAllocs()
-		for range b.N {
-			f, err := os.Open(path)
-			if err != nil {
-				b.Fatal(err)
-			}
-			r, err := pcapgo.NewNgReader(bufio.NewReaderSize(f, 256<<10), pcapgo.DefaultNgReaderOptions)
-			if err != nil {
-				b.Fatal(err)
-			}
-			n := 0
-			for {
-				_, _, opts, err := r.ReadPacketDataWithOptions()
-				if err == io.EOF {
-					break
+				n := 0
+				for {
+					_, _, opts, err := c.read(r)
+					if err == io.EOF {
+						break
+					}
+					if err != nil || len(opts.Comments) != 1 || *opts.PacketID != uint64(n) {
+						b.Fatalf("packet %d: %v", n, err)
+					}
+					n++
 				}
-				if err != nil || len(opts.Comments) != 1 || *opts.PacketID != uint64(n) {
-					b.Fatalf("packet %d: %v", n, err)
+				f.Close()
+				if n != filePackets {
+					b.Fatalf("read %d packets", n)
 				}
-				n++
 			}
-			f.Close()
-			if n != filePackets {
-				b.Fatalf("read %d packets", n)
-			}
-		}
-		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/filePackets, "ns/packet")
-	})
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/filePackets, "ns/packet")
+		})
+	}
 }
 
 // TestReadPacketDoesNotAllocate checks the zero-allocation promise of the
