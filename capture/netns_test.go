@@ -3,18 +3,17 @@ package capture
 import (
 	"context"
 	"fmt"
-	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pathcap/pathcap/internal/testenv"
 )
 
-// vethPair is two network namespaces joined by a veth pair, with
-// 10.77.N.1/24 on side A and 10.77.N.2/24 on side B.
+// vethPair is two network namespaces joined by a veth pair (see
+// testenv.VethPair), with the field names these tests use.
 type vethPair struct {
 	nsA, nsB           string // namespace names
 	devA, devB         string // device names, each in its namespace
@@ -26,61 +25,26 @@ type vethPair struct {
 // newVethPair creates a vethPair and removes it when t ends.
 func newVethPair(t testing.TB) *vethPair {
 	t.Helper()
-	requireRoot(t)
-	if _, err := exec.LookPath("ip"); err != nil {
-		failOrSkip(t, "ip (iproute2) not found: %v", err)
+	p := testenv.NewVethPair(t)
+	return &vethPair{
+		nsA: p.NSA, nsB: p.NSB,
+		devA: p.DevA, devB: p.DevB,
+		ipA: p.IPA, ipB: p.IPB,
+		inodeA: p.InodeA, inodeB: p.InodeB,
+		ifindexA: p.IfindexA, ifindexB: p.IfindexB,
 	}
-	id := os.Getpid() % 10000
-	n := os.Getpid()%200 + 20
-	p := &vethPair{
-		nsA:  fmt.Sprintf("pathcap-a-%d", id),
-		nsB:  fmt.Sprintf("pathcap-b-%d", id),
-		devA: fmt.Sprintf("pcva%d", id),
-		devB: fmt.Sprintf("pcvb%d", id),
-		ipA:  fmt.Sprintf("10.77.%d.1", n),
-		ipB:  fmt.Sprintf("10.77.%d.2", n),
-	}
-	for _, ns := range []string{p.nsA, p.nsB} {
-		run(t, "ip", "netns", "add", ns)
-		t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", ns).Run() })
-	}
-	run(t, "ip", "link", "add", p.devA, "netns", p.nsA, "type", "veth", "peer", "name", p.devB, "netns", p.nsB)
-	for _, side := range []struct{ ns, dev, ip string }{{p.nsA, p.devA, p.ipA}, {p.nsB, p.devB, p.ipB}} {
-		run(t, "ip", "-n", side.ns, "addr", "add", side.ip+"/24", "dev", side.dev)
-		run(t, "ip", "-n", side.ns, "link", "set", side.dev, "up")
-		run(t, "ip", "-n", side.ns, "link", "set", "lo", "up")
-	}
-	p.inodeA, p.inodeB = nsInode(t, p.nsA), nsInode(t, p.nsB)
-	p.ifindexA, p.ifindexB = ifindex(t, p.nsA, p.devA), ifindex(t, p.nsB, p.devB)
-	return p
 }
 
 // failOrSkip skips t, or fails it when CI is set.
 func failOrSkip(t testing.TB, format string, args ...any) {
 	t.Helper()
-	if os.Getenv("CI") != "" {
-		t.Fatalf(format, args...)
-	}
-	t.Skipf(format, args...)
+	testenv.SkipOrFail(t, format, args...)
 }
 
 // run runs a command and fails t if it fails.
 func run(t testing.TB, name string, args ...string) string {
 	t.Helper()
-	out, err := exec.Command(name, args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
-	return string(out)
-}
-
-func nsInode(t testing.TB, ns string) uint32 {
-	t.Helper()
-	fi, err := os.Stat("/run/netns/" + ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return uint32(fi.Sys().(*syscall.Stat_t).Ino)
+	return testenv.Run(t, name, args...)
 }
 
 func ifindex(t testing.TB, ns, dev string) uint32 {
