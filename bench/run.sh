@@ -12,5 +12,8 @@ echo
 echo "### recorder, kernel side and host impact"
 bash bench/recorder.sh
 echo
+echo "### recorded hit against the floor program (root)"
+[ "$(id -u)" -eq 0 ] && go test ./capture/ -run '^$' -bench RecordFloor -benchtime 1x -count 3 | grep -E "Benchmark|ns/run" || echo "skipped: needs root"
+echo
 echo "### analyze vs tshark and a pcapgo read loop"
 bash bench/analyze.sh
