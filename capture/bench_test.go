@@ -166,18 +166,8 @@ func BenchmarkFilterCost(b *testing.B) {
 			cancel()
 			wg.Wait()
 
-			mean := func(prog *ebpf.Program) (float64, uint64) {
-				s, err := prog.Stats()
-				if err != nil {
-					b.Fatal(err)
-				}
-				if s.RunCount == 0 {
-					b.Fatal("program never ran")
-				}
-				return float64(s.Runtime.Nanoseconds()) / float64(s.RunCount), s.RunCount
-			}
-			ns, runs := mean(r.progs[0])
-			base, _ := mean(empty)
+			ns, runs := meanRunTime(b, r.progs[0])
+			base, _ := meanRunTime(b, empty)
 			st, err := r.Stats()
 			if err != nil {
 				b.Fatal(err)
@@ -316,21 +306,13 @@ func BenchmarkStackCost(b *testing.B) {
 	cancel()
 	wg.Wait()
 
-	mean := func(prog *ebpf.Program) float64 {
-		s, err := prog.Stats()
-		if err != nil {
-			b.Fatal(err)
-		}
-		if s.RunCount == 0 {
-			b.Fatal("program never ran")
-		}
-		return float64(s.Runtime.Nanoseconds()) / float64(s.RunCount)
-	}
 	for name, prog := range loaded {
-		b.ReportMetric(mean(prog), name+"-ns/run")
+		ns, _ := meanRunTime(b, prog)
+		b.ReportMetric(ns, name+"-ns/run")
 	}
 	for name, r := range recorders {
-		b.ReportMetric(mean(r.progs[0]), name+"-ns/run")
+		ns, _ := meanRunTime(b, r.progs[0])
+		b.ReportMetric(ns, name+"-ns/run")
 		st, err := r.Stats()
 		if err != nil {
 			b.Fatal(err)
@@ -345,4 +327,18 @@ func BenchmarkStackCost(b *testing.B) {
 		ids++
 	}
 	b.ReportMetric(float64(ids), "stack-ids")
+}
+
+// meanRunTime returns a program's mean ns per run and its run count from
+// kernel.bpf_stats (which the caller has enabled).
+func meanRunTime(b *testing.B, prog *ebpf.Program) (float64, uint64) {
+	b.Helper()
+	s, err := prog.Stats()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if s.RunCount == 0 {
+		b.Fatal("program never ran")
+	}
+	return float64(s.Runtime.Nanoseconds()) / float64(s.RunCount), s.RunCount
 }

@@ -101,22 +101,13 @@ func BenchmarkRecordFloor(b *testing.B) {
 	rd.Close()
 	wg.Wait()
 
-	mean := func(prog *ebpf.Program) float64 {
-		s, err := prog.Stats()
-		if err != nil {
-			b.Fatal(err)
-		}
-		if s.RunCount == 0 {
-			b.Fatal("program never ran")
-		}
-		return float64(s.Runtime.Nanoseconds()) / float64(s.RunCount)
-	}
-	ns, fl, base := mean(rec.progs[0]), mean(floor), mean(empty)
-	fs, _ := floor.Stats()
+	ns, _ := meanRunTime(b, rec.progs[0])
+	fl, floorRuns := meanRunTime(b, floor)
+	base, _ := meanRunTime(b, empty)
 	// The floor's reservations must have succeeded (a full ring would make
 	// it look cheaper than it is).
-	if fs.RunCount > 0 && float64(floorRecords) < 0.99*float64(fs.RunCount) {
-		b.Errorf("floor program recorded %d of %d hits", floorRecords, fs.RunCount)
+	if float64(floorRecords) < 0.99*float64(floorRuns) {
+		b.Errorf("floor program recorded %d of %d hits", floorRecords, floorRuns)
 	}
 	b.ReportMetric(ns, "recorder-ns/run")
 	b.ReportMetric(fl, "floor-ns/run")
