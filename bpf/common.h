@@ -115,6 +115,7 @@ struct cpu_state {
 	__u64 next_id; // packet ids handed out on this CPU
 	__u64 lost;    // records that could not be reserved on this CPU
 	__u64 addr;    // the current skb's address, see address_of
+	__u64 unchecked; // ring bytes written since the last fill-level check
 };
 
 // Knobs set by user space before loading. The verifier sees them as
@@ -154,24 +155,47 @@ struct {
 	__uint(max_entries, 1 << 22); // replaced by user space
 } events SEC(".maps");
 
-// Packets being followed. Per-CPU LRU lists avoid a lock shared by all
-// CPUs on every insert; lookups still see entries inserted on any CPU.
+// Packets being followed: a set-associative table of skb addresses and
+// packet ids in an array map. An skb address picks one set of TRACK_WAYS
+// entries; a lookup compares the set's keys, an insert takes an empty entry
+// or else the set's oldest, a delete clears the key. All of it is plain
+// loads and stores on memory the verifier knows (the array lookup is
+// inlined): no helper call, no lock. A hash map's update and delete cost
+// about 150 ns each here, more than the rest of a recorded hit.
+//
+// Entries are written without a lock: two CPUs inserting into the same entry
+// at the same moment could leave one's key with the other's id. Each tag
+// therefore carries check bits of its key next to the id, and a tag whose
+// check bits do not match is taken as no entry (that packet is no longer
+// followed, which a collision could cause anyway), never as another
+// packet's id.
+#define TRACK_WAYS 4
+#define TRACK_ID_BITS 44
+#define TRACK_ID_MASK ((1ULL << TRACK_ID_BITS) - 1)
+
+struct track_set {
+	__u64 key[TRACK_WAYS];  // skb address, 0 for an empty entry
+	__u64 tag[TRACK_WAYS];  // packet id, check bits of the key above TRACK_ID_BITS
+	__u64 when[TRACK_WAYS]; // bpf_ktime_get_ns() of the insert: the oldest goes first
+};
+
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(map_flags, BPF_F_NO_COMMON_LRU);
-	__uint(max_entries, 1 << 16);
-	__type(key, __u64);   // skb address
-	__type(value, __u64); // packet id
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1 << 14); // sets; replaced by user space (a power of two)
+	__type(key, __u32);
+	__type(value, struct track_set);
 } tracked SEC(".maps");
 
-// How many tracked entries may exist per slot of skb addresses (a counting
-// Bloom filter with one hash). A hit whose slot counts 0 is of a packet not
-// followed, and skips the tracked lookup: the tracked table is far larger
-// than the CPU caches, and a lookup that misses costs about as much as the
-// rest of a rejected hit. Counts are incremented before an entry is added
-// and decremented after one is deleted, so a count is never below the
-// number of entries in its slot; entries that the LRU evicts leave their
-// counts behind, which only costs a lookup.
+volatile const __u32 track_set_mask = (1 << 14) - 1; // sets in tracked, minus one
+
+// How many tracked entries may exist per slot of sets (a counting Bloom
+// filter of the table's occupancy). A hit whose slot counts 0 is of a packet
+// not followed, and does not touch the tracked table: the table is far
+// larger than the CPU caches, and loading a set that is not cached costs
+// about as much as the rest of a rejected hit. A count is raised when an
+// entry goes from empty to used and lowered when one is cleared; replacing
+// the oldest entry of a full set leaves it alone (sets map to slots, so the
+// old and the new key share the slot).
 #define HINT_SLOTS 4096
 struct tracked_hint {
 	__u32 count[HINT_SLOTS];
@@ -233,11 +257,127 @@ struct {
 	__type(value, struct call_info);
 } calls SEC(".maps");
 
-// The hint slot of an skb address: the top bits of a multiplicative hash,
-// since the low bits of slab addresses are all alike.
-static __always_inline __u32 hint_slot(__u64 addr)
+// The set of the tracked table an skb address belongs to: the top bits of a
+// multiplicative hash, since the low bits of slab addresses are all alike.
+static __always_inline __u32 track_set_of(__u64 addr)
 {
-	return (__u32)((addr * 0x9E3779B97F4A7C15ULL) >> 52) & (HINT_SLOTS - 1);
+	return (__u32)((addr * 0x9E3779B97F4A7C15ULL) >> 32) & track_set_mask;
+}
+
+// The check bits of an skb address in a tag: another hash of it, so that
+// entries whose keys share a set rarely share check bits.
+static __always_inline __u64 track_check(__u64 addr)
+{
+	return ((addr * 0xC2B2AE3D27D4EB4FULL) >> TRACK_ID_BITS) << TRACK_ID_BITS;
+}
+
+// A followed packet's place in the tracked table.
+struct track_ref {
+	struct track_set *set; // the skb address's set, NULL if not looked up
+	__u32 *count;          // its hint count
+	__u64 key;             // the skb address
+	int way;               // the entry holding key, -1 if none
+};
+
+// Looks key up. Returns its packet id, or 0 if it is not followed; ref
+// remembers where, for track_insert and track_forget. Helper calls: two
+// array lookups, both inlined by the verifier.
+static __always_inline __u64 track_lookup(__u64 key, struct track_ref *ref)
+{
+	struct tracked_hint *hint;
+	__u32 zero = 0, set = track_set_of(key);
+
+	ref->set = NULL;
+	ref->count = NULL;
+	ref->key = key;
+	ref->way = -1;
+	hint = bpf_map_lookup_elem(&hints, &zero);
+	if (!hint)
+		return 0;
+	ref->count = &hint->count[set & (HINT_SLOTS - 1)];
+	if (!*ref->count)
+		return 0;
+	ref->set = bpf_map_lookup_elem(&tracked, &set);
+	if (!ref->set)
+		return 0;
+	for (int i = 0; i < TRACK_WAYS; i++) {
+		if (ref->set->key[i] == key) {
+			__u64 tag = ref->set->tag[i];
+
+			ref->way = i;
+			if ((tag & ~TRACK_ID_MASK) != track_check(key))
+				return 0; // torn by concurrent inserts: not followed
+			return tag & TRACK_ID_MASK;
+		}
+	}
+	return 0;
+}
+
+// Follows the skb of ref (looked up by track_lookup, and not found) under
+// id from now on. ids beyond TRACK_ID_BITS are not followed. Helper calls:
+// one array lookup, inlined by the verifier.
+static __always_inline void track_insert(struct track_ref *ref, __u64 id, __u64 now)
+{
+	struct track_set *set = ref->set;
+	__u32 index = track_set_of(ref->key);
+	int way = 0, empty = 0;
+
+	if (!ref->count || id > TRACK_ID_MASK)
+		return;
+	if (!set) {
+		set = bpf_map_lookup_elem(&tracked, &index);
+		if (!set)
+			return;
+	}
+	{
+		__u64 oldest = ~0ULL;
+
+		// The key's own entry if it has one (a torn one, or a stale one
+		// under a clone, which skips the lookup), else an empty entry,
+		// else the oldest.
+		for (int i = 0; i < TRACK_WAYS; i++) {
+			__u64 k = set->key[i];
+
+			if (k == ref->key) {
+				way = i;
+				empty = 0;
+				break;
+			}
+			if (empty)
+				continue;
+			if (!k) {
+				way = i;
+				empty = 1;
+			} else if (set->when[i] < oldest) {
+				oldest = set->when[i];
+				way = i;
+			}
+		}
+	}
+	// Count first, so that the count is never below the entries it covers.
+	if (empty)
+		__sync_fetch_and_add(ref->count, 1);
+	// The way index is in [0, TRACK_WAYS): the verifier needs it bounded.
+	way &= TRACK_WAYS - 1;
+	set->tag[way] = id | track_check(ref->key);
+	set->when[way] = now;
+	set->key[way] = ref->key;
+}
+
+// Stops following the skb of ref, which is freed: its address may be
+// reused by a new one.
+static __always_inline void track_forget(struct track_ref *ref)
+{
+	int way = ref->way & (TRACK_WAYS - 1);
+
+	if (!ref->set || ref->way < 0 || !ref->count)
+		return;
+	// Clear the key only if it is still ours (another CPU may have taken the
+	// entry meanwhile), then uncount it.
+	if (ref->set->key[way] != ref->key)
+		return;
+	ref->set->key[way] = 0;
+	__sync_fetch_and_add(ref->count, -1);
 }
 
 // Returns the address of p as a number. The verifier allows no arithmetic
@@ -426,15 +566,6 @@ static __always_inline int wanted(struct sk_buff *skb, struct where *w)
 	return filter_packet(buf, buf + n64, w->header, w->wire_len);
 }
 
-// Stops following the skb at *key, which is freed: its address may be
-// reused by a new one.
-static __always_inline void forget(__u64 *key, __u32 *slot)
-{
-	// Helper: drop the tracking entry; only a deleted entry uncounts.
-	if (bpf_map_delete_elem(&tracked, key) == 0)
-		__sync_fetch_and_add(slot, -1);
-}
-
 // One hook hit, as the programs' entry points describe it.
 struct hit {
 	struct sk_buff *skb;    // fields are read from here (see the top)
@@ -449,20 +580,44 @@ struct hit {
 	__u8 frees;             // the skb is freed here (kprobe: from the cookie)
 };
 
+// Fills the task fields of ev: the current task's ids and comm. Helper
+// calls with BTF_READS: bpf_get_current_task_btf, whose fields are then
+// plain loads (two 8-byte loads copy comm; bpf_get_current_comm costs about
+// 60 ns here). Otherwise bpf_get_current_pid_tgid and bpf_get_current_comm.
+static __always_inline void task_fields(struct event *ev)
+{
+#if BTF_READS
+	struct task_struct *task = bpf_get_current_task_btf();
+
+	ev->pid = task->tgid;
+	ev->tid = task->pid;
+	// comm may change under us (prctl); a torn name is harmless.
+	*(__u64 *)&ev->comm[0] = *(__u64 *)&task->comm[0];
+	*(__u64 *)&ev->comm[8] = *(__u64 *)&task->comm[8];
+#else
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+
+	ev->pid = pid_tgid >> 32;
+	ev->tid = (__u32)pid_tgid;
+	bpf_get_current_comm(ev->comm, sizeof(ev->comm));
+#endif
+}
+
 // Records one hit of h at ctx (the program's context, for the stack) if its
 // skb is followed or wanted, and keeps the tracking table up to date.
 static __always_inline int record(void *ctx, struct hit *h)
 {
 	struct sk_buff *skb = h->skb;
 	struct cpu_state *state;
-	struct tracked_hint *hint;
+	struct track_ref ref = {};
 	struct call_key call;
 	struct call_info *entry, info;
 	struct event *ev;
 	struct where w = { .header = HEADER_DATA };
-	__u32 *slot;
-	__u64 key = h->key, *known, id = 0, avail, flags, n, limit;
+	__u64 known = 0, id = 0, now, avail, flags, n, limit;
 	__u32 zero = 0, cpu, paired = 0, gone = 0;
+	// This record's share of the ring: 8-byte header, data padded to 8.
+	const __u64 size = ((sizeof(*ev) + stack_bytes + snaplen + 7) & ~7ULL) + 8;
 
 	// Helper: the only way to reach per-CPU state; inlined by the verifier.
 	// One lookup serves the id counter and the loss counter. Only fails if
@@ -470,28 +625,21 @@ static __always_inline int record(void *ctx, struct hit *h)
 	state = bpf_map_lookup_elem(&cpu_states, &zero);
 	if (!state)
 		return 0;
-	// Helper: array lookup, inlined by the verifier. Only fails if the map
-	// is misconfigured.
-	hint = bpf_map_lookup_elem(&hints, &zero);
-	if (!hint)
-		return 0;
-	slot = &hint->count[hint_slot(key)];
 
-	// Helper: is this skb already being followed? Decides whether the filter
-	// runs and which id the record carries. Skipped when the hint says no
-	// entry can exist, and for a clone: a fresh skb, whatever entry its
-	// address still has is stale.
-	known = NULL;
-	if (!h->parent && *slot)
-		known = bpf_map_lookup_elem(&tracked, &key);
-	if (known)
-		id = *known;
+	// Is this skb already being followed? Decides whether the filter runs
+	// and which id the record carries. A clone is a fresh skb: whatever
+	// entry its address still has is stale, and is replaced below.
+	if (!h->parent)
+		known = track_lookup(h->key, &ref);
+	else
+		ref.key = h->key;
+	id = known;
 
 	// A free hook the user did not ask for, attached so that the ids of
 	// freed skbs are not inherited by new skbs at the same address.
 	if (untrack_only) {
 		if (known)
-			forget(&key, slot);
+			track_forget(&ref);
 		return 0;
 	}
 	// A function's exit is recorded if its entry was, under the entry's
@@ -499,7 +647,7 @@ static __always_inline int record(void *ctx, struct hit *h)
 	// freed it: its memory may hold another skb by now, so the event
 	// carries no packet, only the return value.
 	if (exit_hook) {
-		call.skb = key;
+		call.skb = h->key;
 		call.hook = entry_hook;
 		// Helper: the entry of this call, if it was recorded.
 		entry = bpf_map_lookup_elem(&calls, &call);
@@ -507,7 +655,7 @@ static __always_inline int record(void *ctx, struct hit *h)
 			return 0;
 		paired = 1;
 		id = entry->id;
-		gone = !known || *known != id;
+		gone = known != id;
 		if (gone) {
 			// Where the entry saw the skb.
 			w.netns = entry->netns;
@@ -529,7 +677,7 @@ static __always_inline int record(void *ctx, struct hit *h)
 	// followed without filtering, and so is a call whose entry was kept.
 	if (!h->parent && !paired && (!known || !track) && !wanted(skb, &w)) {
 		if (known && (is_free_hook || h->frees))
-			forget(&key, slot);
+			track_forget(&ref);
 		return 0;
 	}
 
@@ -542,24 +690,21 @@ static __always_inline int record(void *ctx, struct hit *h)
 		state->lost++;
 		// The skb is gone after a free hook even if we could not record it.
 		if (known && (is_free_hook || h->frees))
-			forget(&key, slot);
+			track_forget(&ref);
 		return 0;
 	}
 
-	// Helper: monotonic clock; user space converts to wall-clock time.
-	ev->ktime_ns = bpf_ktime_get_ns();
+	// Helper: monotonic clock; user space converts to wall-clock time. The
+	// tracking table orders its entries by it too.
+	now = bpf_ktime_get_ns();
+	ev->ktime_ns = now;
 	// Helper: inlined by the verifier into a per-CPU variable read on x86-64.
 	cpu = bpf_get_smp_processor_id();
 	ev->cpu = cpu;
-	// Helper: one call returns both thread and thread-group ids.
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	ev->pid = pid_tgid >> 32;
-	ev->tid = (__u32)pid_tgid;
-	// Helper: copies the task's comm straight into the record.
-	bpf_get_current_comm(ev->comm, sizeof(ev->comm));
+	task_fields(ev);
 
 	ev->hook_id = h->hook;
-	ev->skb = key;
+	ev->skb = h->key;
 	ev->lost = state->lost;
 	ev->flags = w.has_dev ? FLAG_HAS_DEV : 0;
 	ev->drop_reason = 0;
@@ -629,20 +774,17 @@ static __always_inline int record(void *ctx, struct hit *h)
 		// reuse an id; the skb hooks run with bottom halves disabled or in
 		// softirq, which makes that nesting rare.)
 		id = state->next_id++ * nr_cpus + cpu + 1;
-		if (!(is_free_hook || h->frees)) {
-			__sync_fetch_and_add(slot, 1);
-			// Helper: remember the skb so later hooks reuse the id.
-			if (bpf_map_update_elem(&tracked, &key, &id, BPF_ANY))
-				__sync_fetch_and_add(slot, -1);
-		}
+		// Remember the skb so later hooks reuse the id.
+		if (!(is_free_hook || h->frees))
+			track_insert(&ref, id, now);
 	} else if (is_free_hook || h->frees) {
-		forget(&key, slot);
+		track_forget(&ref);
 	}
 	ev->packet_id = id;
 
 	if (pair_calls) {
 		// Helper: remember this call for the function's exit.
-		call.skb = key;
+		call.skb = h->key;
 		call.hook = h->hook;
 		info.id = id;
 		info.netns = w.netns;
@@ -653,38 +795,36 @@ static __always_inline int record(void *ctx, struct hit *h)
 		bpf_map_update_elem(&calls, &call, &info, BPF_ANY);
 	}
 
-	// Wake the reader only when this record crosses a multiple of
-	// wakeup_bytes of unread data; a wakeup per record costs far more than
-	// the record. User space also polls on a timer for quiet streams.
+	// Wake the reader once unread data passes wakeup_bytes; a wakeup per
+	// record costs far more than the record. The fill level is checked
+	// only after this CPU has written a share of wakeup_bytes since its
+	// last check (shares are small enough that all CPUs together stay well
+	// below the ring's size). User space also polls on a timer for quiet
+	// streams.
 	flags = BPF_RB_NO_WAKEUP;
 	if (wakeup_bytes) {
-		// Helper: unread bytes, including this reserved record.
-		avail = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
-		// This record's share: 8-byte ring header, data padded to 8.
-		__u64 size = ((sizeof(*ev) + stack_bytes + snaplen + 7) & ~7ULL) + 8;
-		if (avail >= wakeup_bytes &&
-		    (avail < size || avail / wakeup_bytes != (avail - size) / wakeup_bytes))
-			flags = BPF_RB_FORCE_WAKEUP;
+		state->unchecked += size;
+		if (state->unchecked >= wakeup_bytes / 4 / nr_cpus) {
+			state->unchecked = 0;
+			// Helper: unread bytes, including this reserved record.
+			avail = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
+			if (avail >= wakeup_bytes)
+				flags = BPF_RB_FORCE_WAKEUP;
+		}
 	}
 	// Helper: publish the record.
 	bpf_ringbuf_submit(ev, flags);
 	return 0;
 }
 
-// The packet id of the skb at key if it is followed, else 0. Helper: one
-// hash lookup, skipped when the hint rules an entry out.
+// The packet id of the skb at key if it is followed, else 0. Helper calls:
+// two array lookups, inlined by the verifier; the set is not loaded when the
+// hint rules an entry out.
 static __always_inline __u64 followed_id(__u64 key)
 {
-	struct tracked_hint *hint;
-	__u64 *id;
-	__u32 zero = 0;
+	struct track_ref ref;
 
-	// Helper: array lookup, inlined by the verifier.
-	hint = bpf_map_lookup_elem(&hints, &zero);
-	if (!hint || !hint->count[hint_slot(key)])
-		return 0;
-	id = bpf_map_lookup_elem(&tracked, &key);
-	return id ? *id : 0;
+	return track_lookup(key, &ref);
 }
 
 #endif // PATHCAP_COMMON_H

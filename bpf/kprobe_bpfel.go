@@ -30,10 +30,18 @@ type KprobeCallKey struct {
 }
 
 type KprobeCpuState struct {
-	_      structs.HostLayout
-	NextId uint64
-	Lost   uint64
-	Addr   uint64
+	_         structs.HostLayout
+	NextId    uint64
+	Lost      uint64
+	Addr      uint64
+	Unchecked uint64
+}
+
+type KprobeTrackSet struct {
+	_    structs.HostLayout
+	Key  [4]uint64
+	Tag  [4]uint64
+	When [4]uint64
 }
 
 type KprobeTrackedHint struct {
@@ -79,6 +87,7 @@ const (
 	KprobeVarSnaplen        = "snaplen"
 	KprobeVarStackBytes     = "stack_bytes"
 	KprobeVarTrack          = "track"
+	KprobeVarTrackSetMask   = "track_set_mask"
 	KprobeVarUntrackOnly    = "untrack_only"
 	KprobeVarUnusedEvent    = "unused_event"
 	KprobeVarWakeupBytes    = "wakeup_bytes"
@@ -172,6 +181,7 @@ type KprobeVariableSpecs struct {
 	Snaplen       *ebpf.VariableSpec `ebpf:"snaplen"`
 	StackBytes    *ebpf.VariableSpec `ebpf:"stack_bytes"`
 	Track         *ebpf.VariableSpec `ebpf:"track"`
+	TrackSetMask  *ebpf.VariableSpec `ebpf:"track_set_mask"`
 	UntrackOnly   *ebpf.VariableSpec `ebpf:"untrack_only"`
 	UnusedEvent   *ebpf.VariableSpec `ebpf:"unused_event"`
 	WakeupBytes   *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
@@ -247,6 +257,7 @@ type KprobeVariables struct {
 	Snaplen       *ebpf.Variable `ebpf:"snaplen"`
 	StackBytes    *ebpf.Variable `ebpf:"stack_bytes"`
 	Track         *ebpf.Variable `ebpf:"track"`
+	TrackSetMask  *ebpf.Variable `ebpf:"track_set_mask"`
 	UntrackOnly   *ebpf.Variable `ebpf:"untrack_only"`
 	UnusedEvent   *ebpf.Variable `ebpf:"unused_event"`
 	WakeupBytes   *ebpf.Variable `ebpf:"wakeup_bytes"`

@@ -30,10 +30,11 @@ type SkbCallKey struct {
 }
 
 type SkbCpuState struct {
-	_      structs.HostLayout
-	NextId uint64
-	Lost   uint64
-	Addr   uint64
+	_         structs.HostLayout
+	NextId    uint64
+	Lost      uint64
+	Addr      uint64
+	Unchecked uint64
 }
 
 type SkbEvent struct {
@@ -64,6 +65,13 @@ type SkbEvent struct {
 	Comm         [16]int8
 	Parent       uint64
 	Retval       uint64
+}
+
+type SkbTrackSet struct {
+	_    structs.HostLayout
+	Key  [4]uint64
+	Tag  [4]uint64
+	When [4]uint64
 }
 
 type SkbTrackedHint struct {
@@ -105,6 +113,7 @@ const (
 	SkbVarSnaplen       = "snaplen"
 	SkbVarStackBytes    = "stack_bytes"
 	SkbVarTrack         = "track"
+	SkbVarTrackSetMask  = "track_set_mask"
 	SkbVarUntrackOnly   = "untrack_only"
 	SkbVarUnusedEvent   = "unused_event"
 	SkbVarWakeupBytes   = "wakeup_bytes"
@@ -194,6 +203,7 @@ type SkbVariableSpecs struct {
 	Snaplen       *ebpf.VariableSpec `ebpf:"snaplen"`
 	StackBytes    *ebpf.VariableSpec `ebpf:"stack_bytes"`
 	Track         *ebpf.VariableSpec `ebpf:"track"`
+	TrackSetMask  *ebpf.VariableSpec `ebpf:"track_set_mask"`
 	UntrackOnly   *ebpf.VariableSpec `ebpf:"untrack_only"`
 	UnusedEvent   *ebpf.VariableSpec `ebpf:"unused_event"`
 	WakeupBytes   *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
@@ -265,6 +275,7 @@ type SkbVariables struct {
 	Snaplen       *ebpf.Variable `ebpf:"snaplen"`
 	StackBytes    *ebpf.Variable `ebpf:"stack_bytes"`
 	Track         *ebpf.Variable `ebpf:"track"`
+	TrackSetMask  *ebpf.Variable `ebpf:"track_set_mask"`
 	UntrackOnly   *ebpf.Variable `ebpf:"untrack_only"`
 	UnusedEvent   *ebpf.Variable `ebpf:"unused_event"`
 	WakeupBytes   *ebpf.Variable `ebpf:"wakeup_bytes"`

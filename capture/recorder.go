@@ -32,6 +32,9 @@ const (
 	// DefaultTrackedPackets is the number of packets followed at once
 	// when Config.TrackedPackets is 0.
 	DefaultTrackedPackets = 1 << 16
+	// MaxTrackedPackets is the largest Config.TrackedPackets (24 bytes
+	// each).
+	MaxTrackedPackets = 1 << 24
 	// DefaultStackDepth is the most kernel stack frames recorded per event
 	// when stacks are on.
 	DefaultStackDepth = 64
@@ -52,7 +55,11 @@ type Config struct {
 	// DefaultRingBufferSize).
 	RingBufferSize int
 	// TrackedPackets is how many packets can be followed at once (0 means
-	// DefaultTrackedPackets); past it the least recently seen is forgotten.
+	// DefaultTrackedPackets, at most MaxTrackedPackets), rounded up to a
+	// power of two. The table is set-associative: an skb address selects
+	// a set of four entries, and a packet that finds its set full replaces
+	// the one that was first followed longest ago.
+
 	TrackedPackets int
 	// Hooks names the tracepoints to attach, as in [Hook.Name]; nil means
 	// all that the kernel offers (see [ListHooks]). The hooks that free skbs (kfree_skb,
@@ -262,8 +269,8 @@ func (cfg Config) withDefaults() (Config, error) {
 	if cfg.TrackedPackets == 0 {
 		cfg.TrackedPackets = DefaultTrackedPackets
 	}
-	if cfg.TrackedPackets < 0 {
-		return cfg, fmt.Errorf("check tracked packets %d: want a positive number", cfg.TrackedPackets)
+	if cfg.TrackedPackets < 0 || cfg.TrackedPackets > MaxTrackedPackets {
+		return cfg, fmt.Errorf("check tracked packets %d: want a number from 1 to %d", cfg.TrackedPackets, MaxTrackedPackets)
 	}
 	if m := cfg.Match; m.Mark&^m.MarkMask != 0 {
 		return cfg, fmt.Errorf("check mark %#x/%#x: %w: the value has bits outside the mask", m.Mark, m.MarkMask, ErrFilter)
@@ -295,7 +302,8 @@ func (r *Recorder) open(cfg Config, kernel *btf.Spec, ncpu int) error {
 	if r.events, err = newMap(spec, bpf.SkbMapEvents, uint32(cfg.RingBufferSize)); err != nil {
 		return err
 	}
-	if r.tracked, err = newMap(spec, bpf.SkbMapTracked, uint32(cfg.TrackedPackets)); err != nil {
+	sets := trackSets(cfg.TrackedPackets)
+	if r.tracked, err = newMap(spec, bpf.SkbMapTracked, sets); err != nil {
 		return err
 	}
 	if r.states, err = newMap(spec, bpf.SkbMapCpuStates, 0); err != nil {
@@ -312,6 +320,7 @@ func (r *Recorder) open(cfg Config, kernel *btf.Spec, ncpu int) error {
 		stackBytes:  uint32(r.stackBytes),
 		ncpu:        uint32(ncpu),
 		wakeupBytes: uint64(cfg.wakeupBytes),
+		trackSets:   sets,
 		match:       cfg.Match,
 		track:       !cfg.NoTrack,
 		probeRead:   cfg.probeRead,
@@ -401,6 +410,20 @@ func untrackHooks(all, selected []Hook) []Hook {
 	return extra
 }
 
+// trackWays is the number of entries in a set of the tracked table
+// (TRACK_WAYS in bpf/common.h).
+const trackWays = 4
+
+// trackSets returns the number of sets of the tracked table for packets
+// entries: a power of two, with at least packets entries in all.
+func trackSets(packets int) uint32 {
+	sets := uint32(1)
+	for int(sets)*trackWays < packets {
+		sets <<= 1
+	}
+	return sets
+}
+
 // newMap creates the map called name from spec, with maxEntries entries
 // unless 0. It updates spec to match, so that later loads accept the map as
 // a replacement.
@@ -426,6 +449,7 @@ type hookKnobs struct {
 	stackBytes  uint32
 	ncpu        uint32
 	wakeupBytes uint64
+	trackSets   uint32 // sets of the tracked table, a power of two
 	match       Match
 	track       bool
 	filter      asm.Instructions // nil: keep every packet Match matches
@@ -453,6 +477,7 @@ func (k hookKnobs) vars() map[string]any {
 		bpf.SkbVarStackBytes:    k.stackBytes,
 		bpf.SkbVarNrCpus:        k.ncpu,
 		bpf.SkbVarWakeupBytes:   k.wakeupBytes,
+		bpf.SkbVarTrackSetMask:  k.trackSets - 1,
 		bpf.SkbVarMatchNetns:    k.match.NetNS,
 		bpf.SkbVarMatchIfindex:  k.match.Ifindex,
 		bpf.SkbVarMatchMark:     k.match.Mark,
