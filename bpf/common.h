@@ -413,25 +413,27 @@ static __noinline int filter_packet(void *data, void *data_end, __u32 header, __
 	return keep;
 }
 
-// Where an skb's bytes start and what device it is on: everything both the
-// filter and the record need to know before any byte is copied.
+// Where an skb's bytes start and what device it is on: what the filter and
+// the record need to know. locate fills in the first part, which every hit
+// needs; locate_device the device's index and namespace, which only a
+// recorded hit (or a filter on them) needs: they are loads from other
+// objects (the device, its namespace), and a rejected hit does not pay them.
 struct where {
-	unsigned char *head; // skb->head
-	__u32 start;         // offset from head of the first byte to copy
-	__u32 caplen;        // linear bytes from start, at most snaplen
-	__u32 wire_len;      // packet bytes from start, linear or not
-	__u32 netns;
-	__u32 ifindex;
+	unsigned char *head;    // skb->head
+	struct net_device *dev; // the device, NULL if none
+	__u32 start;            // offset from head of the first byte to copy
+	__u32 caplen;           // linear bytes from start, at most snaplen
+	__u32 wire_len;         // packet bytes from start, linear or not
+	__u32 netns;            // locate_device
+	__u32 ifindex;          // locate_device
 	__u16 dev_type;
-	__u8 header;         // HEADER_*
+	__u8 header;            // HEADER_*
 	__u8 has_dev;
 };
 
-// Fills w from skb and dev (a device argument of the hook, or NULL to use
-// skb->dev). Helper calls: none with BTF_READS; otherwise four
-// bpf_probe_read_kernel for a device (ifindex, type, the namespace pointer
-// and its inode: fields of different objects, or far apart in struct
-// net_device) or two for a socket (namespace pointer, inode).
+// Fills in where the bytes of skb start and the type of its device: dev (a
+// device argument of the hook), or NULL to use skb->dev. Helper calls: none
+// with BTF_READS; otherwise one bpf_probe_read_kernel for the device type.
 static __always_inline void locate(struct sk_buff *skb, struct net_device *dev, struct where *w)
 {
 	__u32 tail, data, len;
@@ -441,20 +443,9 @@ static __always_inline void locate(struct sk_buff *skb, struct net_device *dev, 
 	// transmit, skb->dev already points at the peer), else skb->dev.
 	if (!dev)
 		dev = skb->dev;
-
-	if (dev) {
-		w->has_dev = 1;
-		w->ifindex = KREAD(dev, ifindex);
-		w->dev_type = KREAD(dev, type);
-		w->netns = KREAD2(dev, nd_net.net, ns.inum);
-	} else {
-		struct sock *sk = skb->sk;
-
-		w->has_dev = 0;
-		w->ifindex = skb->skb_iif;
-		w->dev_type = 0;
-		w->netns = sk ? KREAD2(sk, __sk_common.skc_net.net, ns.inum) : 0;
-	}
+	w->dev = dev;
+	w->has_dev = dev != NULL;
+	w->dev_type = dev ? KREAD(dev, type) : 0;
 
 	// Choose where the captured bytes start: the MAC header when it is set
 	// and is a full Ethernet header, else the network header, else skb->data.
@@ -499,6 +490,26 @@ static __always_inline void locate(struct sk_buff *skb, struct net_device *dev, 
 		w->wire_len = len + data - w->start;
 }
 
+// Fills in the device index and network namespace of w, located for skb.
+// Helper calls: none with BTF_READS; otherwise three bpf_probe_read_kernel
+// for a device (ifindex, the namespace pointer and its inode: fields of
+// different objects, or far apart in struct net_device) or two for a socket
+// (namespace pointer, inode).
+static __always_inline void locate_device(struct sk_buff *skb, struct where *w)
+{
+	struct net_device *dev = w->dev;
+
+	if (dev) {
+		w->ifindex = KREAD(dev, ifindex);
+		w->netns = KREAD2(dev, nd_net.net, ns.inum);
+	} else {
+		struct sock *sk = skb->sk;
+
+		w->ifindex = skb->skb_iif;
+		w->netns = sk ? KREAD2(sk, __sk_common.skc_net.net, ns.inum) : 0;
+	}
+}
+
 // Reports whether an skb not yet followed is to be recorded: the metadata
 // knobs first (cheap, no copy), then the compiled expression on a copy of
 // the packet's first bytes. Every knob is a load-time constant, so the
@@ -520,20 +531,7 @@ static __always_inline int wanted(struct sk_buff *skb, struct where *w)
 	if (!has_expr)
 		return 1;
 
-	// Copy the bytes the filter may read into this CPU's filter_buf entry,
-	// and filter there. Copying before reserving a ring buffer record makes
-	// a rejected packet cost one small copy instead of a reservation, a
-	// snaplen copy and a discard; and the filter reads only bytes copied
-	// here, never the kernel's memory (no helper call per filter load).
-	__u32 cpu = bpf_get_smp_processor_id(); // Helper: inlined per-CPU read
 	__u64 n64 = w->caplen;
-	void *buf;
-
-	// Helper: array lookup (inlined by the verifier); fails only if
-	// user space sized the map for fewer CPUs than there are.
-	buf = bpf_map_lookup_elem(&filter_buf, &cpu);
-	if (!buf)
-		return 0;
 	// Clamp in one register the verifier can follow: written in C, the
 	// compiler may compare a zero-extended copy and pass the original.
 	__u64 limit = filter_window;
@@ -541,23 +539,28 @@ static __always_inline int wanted(struct sk_buff *skb, struct where *w)
 		     "%[n] = %[limit]"
 		     : [n] "+r"(n64) : [limit] "r"(limit));
 #if BTF_READS
-	if (direct_read && filter_window <= DIRECT_MAX) {
-		// Loads through skb->head are fault-safe loads the verifier
-		// converts from plain ones; no helper call. The loop counts words
-		// in a variable of its own: were it compared with n64, each exit
-		// would leave the verifier a different range for n64 and it would
-		// check filter_packet once per exit instead of once.
-		unsigned char *src = w->head + w->start;
-		__u64 *dst = buf;
-		__u64 words = (n64 + 7) >> 3;
+	if (direct_read) {
+		// The filter loads straight from the packet: loads through
+		// skb->head are fault-safe loads the verifier converts from plain
+		// ones, and the filter's own comparisons against the end keep
+		// them inside the linear bytes. No copy, no helper call.
+		unsigned char *data = w->head + w->start;
 
-		for (int i = 0; i < DIRECT_MAX / 8; i++) {
-			if (i >= words)
-				break;
-			dst[i] = *(__u64 *)(src + i * 8);
-		}
-	} else
+		return filter_packet(data, data + n64, w->header, w->wire_len);
+	}
 #endif
+	// Copy the bytes the filter may read into this CPU's filter_buf entry,
+	// and filter there: the filter reads only bytes copied here, never the
+	// kernel's memory, and a rejected packet costs one small copy instead
+	// of a reservation, a snaplen copy and a discard.
+	__u32 cpu = bpf_get_smp_processor_id(); // Helper: inlined per-CPU read
+	void *buf;
+
+	// Helper: array lookup (inlined by the verifier); fails only if
+	// user space sized the map for fewer CPUs than there are.
+	buf = bpf_map_lookup_elem(&filter_buf, &cpu);
+	if (!buf)
+		return 0;
 	if (bpf_probe_read_kernel(buf, n64, w->head + w->start) < 0) {
 		// Helper: the only way to read packet bytes where the kernel
 		// does not type skb->head as memory (and in kprobes).
@@ -668,8 +671,11 @@ static __always_inline int record(void *ctx, struct hit *h)
 		bpf_map_delete_elem(&calls, &call);
 	}
 
-	if (!gone)
+	if (!gone) {
 		locate(skb, h->dev, &w);
+		if (match_netns || match_ifindex)
+			locate_device(skb, &w);
+	}
 
 	// Only packets not yet followed are filtered (unless tracking is off);
 	// once kept, a packet is recorded at every hook whatever its bytes
@@ -680,6 +686,9 @@ static __always_inline int record(void *ctx, struct hit *h)
 			track_forget(&ref);
 		return 0;
 	}
+
+	if (!gone && !(match_netns || match_ifindex))
+		locate_device(skb, &w);
 
 	// Helper: reserve the record in place, so the packet bytes and the
 	// stack are written once, straight into the ring. The size is made of

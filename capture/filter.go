@@ -31,6 +31,8 @@ const (
 	// regIndirect is the register cbpfc computes X-relative packet
 	// pointers in (the last of EBPFOpts.Working).
 	regIndirect = asm.R6
+	// regScratch is a register the translated programs leave alone.
+	regScratch = asm.R8
 )
 
 // Labels of the assembled filter body.
@@ -392,7 +394,7 @@ func (f *Filter) body(bufSize int) asm.Instructions {
 		if l.p == nil {
 			continue
 		}
-		prog := boundIndirect(l.p.ebpf, bufSize)
+		prog := pointerFirst(boundIndirect(l.p.ebpf, bufSize))
 		// Jump to the program through a label of our own on a no-op, so
 		// that the program's first instruction keeps cbpfc's label.
 		b = append(b, asm.Mov.Reg(regLen, regLen).WithSymbol(l.label))
@@ -417,6 +419,30 @@ func boundIndirect(insns asm.Instructions, bufSize int) asm.Instructions {
 		ins.Constant = max(0, ins.Constant-shrink)
 	}
 	return insns
+}
+
+// pointerFirst returns a copy of insns in which cbpfc's "regIndirect +=
+// regData" (an offset plus the data pointer, giving the pointer of an
+// X-relative load) is computed as the data pointer plus the offset, through
+// regScratch. The verifier keeps the pointer type of "pointer += scalar"
+// for every kind of memory, but for the untrusted memory that loads through
+// skb->head reach (read straight from the packet), "scalar += pointer"
+// gives a number it refuses to load through.
+func pointerFirst(insns asm.Instructions) asm.Instructions {
+	add := asm.Add.Op(asm.RegSource)
+	out := make(asm.Instructions, 0, len(insns)+8)
+	for _, ins := range insns {
+		if ins.OpCode != add || ins.Dst != regIndirect || ins.Src != regData {
+			out = append(out, ins)
+			continue
+		}
+		out = append(out,
+			asm.Mov.Reg(regScratch, regData).WithMetadata(ins.Metadata),
+			asm.Add.Reg(regScratch, regIndirect),
+			asm.Mov.Reg(regIndirect, regScratch),
+		)
+	}
+	return out
 }
 
 // hasFilter reports whether prog calls filterFunc (a program whose packets

@@ -312,6 +312,9 @@ func differential(t *testing.T, p *vethPair, s *sender, pkts []testPacket, expr 
 	if err := r.Close(); err != nil {
 		t.Fatal(err)
 	}
+	if !probeRead && !r.filterInPlace && kernelAtLeast(t, 6, 18) {
+		t.Errorf("%q: the filter reads a copy of the packet; this kernel lets it read in place", expr)
+	}
 	if probeRead {
 		expr += " (probe read)"
 	}
@@ -549,4 +552,19 @@ func requireTool(t *testing.T, name string) {
 	if _, err := exec.LookPath(name); err != nil {
 		failOrSkip(t, "%s not installed (scripts/setup.sh installs it): %v", name, err)
 	}
+}
+
+// kernelAtLeast reports whether the running kernel's release is at least
+// major.minor.
+func kernelAtLeast(t *testing.T, major, minor int) bool {
+	t.Helper()
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		t.Fatal(err)
+	}
+	var maj, min int
+	if _, err := fmt.Sscanf(unix.ByteSliceToString(u.Release[:]), "%d.%d", &maj, &min); err != nil {
+		t.Fatalf("parse kernel release %q: %v", u.Release[:], err)
+	}
+	return maj > major || maj == major && min >= minor
 }

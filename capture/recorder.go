@@ -153,6 +153,10 @@ type Recorder struct {
 	backendNote string // why auto did not choose better backends
 	skipped     int    // functions of the backend that failed to attach
 
+	// filterInPlace: the filter expression reads the packet where it is
+	// (the kernel allows loads through skb->head); else from a copy.
+	filterInPlace bool
+
 	stackBytes int           // bytes of stack area per record, 0: no stacks
 	trimmer    *stackTrimmer // removes BPF frames from stacks
 
@@ -363,9 +367,9 @@ func (r *Recorder) open(cfg Config, kernel *btf.Spec, ncpu int) error {
 	for i := range r.hooks {
 		err := r.attachTracing(&r.hooks[i], env.knobs, env)
 		if i == 0 && err != nil && env.knobs.filter != nil && !env.knobs.probeRead {
-			// Kernels before 6.16 or so type skb->head as a number, not
-			// as memory the program may load from: copy the filter's
-			// bytes with the helper instead.
+			// Older kernels type skb->head as a number, not as memory
+			// the program may load from: copy the filter's bytes with
+			// the helper instead.
 			var ve *ebpf.VerifierError
 			if errors.As(err, &ve) {
 				env.knobs.probeRead = true
@@ -376,6 +380,7 @@ func (r *Recorder) open(cfg Config, kernel *btf.Spec, ncpu int) error {
 			return err
 		}
 	}
+	r.filterInPlace = env.knobs.filter != nil && !env.knobs.probeRead
 	untrack := env.knobs
 	untrack.untrackOnly = true
 	for i := range r.untrack {
