@@ -616,11 +616,9 @@ static __always_inline int record(void *ctx, struct hit *h)
 	struct call_key call;
 	struct call_info *entry, info;
 	struct event *ev;
-	struct where w = { .header = HEADER_DATA };
+	struct where w;
 	__u64 known = 0, id = 0, now, avail, flags, n, limit;
 	__u32 zero = 0, cpu, paired = 0, gone = 0;
-	// This record's share of the ring: 8-byte header, data padded to 8.
-	const __u64 size = ((sizeof(*ev) + stack_bytes + snaplen + 7) & ~7ULL) + 8;
 
 	// Helper: the only way to reach per-CPU state; inlined by the verifier.
 	// One lookup serves the id counter and the loss counter. Only fails if
@@ -665,6 +663,12 @@ static __always_inline int record(void *ctx, struct hit *h)
 			w.ifindex = entry->ifindex;
 			w.dev_type = entry->dev_type;
 			w.has_dev = entry->has_dev;
+			w.dev = NULL;
+			w.head = NULL;
+			w.start = 0;
+			w.caplen = 0;
+			w.wire_len = 0;
+			w.header = HEADER_DATA;
 		}
 		// Helper: done with the call. The entry's values were copied
 		// above: a deleted LRU element may be reused at once.
@@ -812,7 +816,8 @@ static __always_inline int record(void *ctx, struct hit *h)
 	// streams.
 	flags = BPF_RB_NO_WAKEUP;
 	if (wakeup_bytes) {
-		state->unchecked += size;
+		// This record's share of the ring: 8-byte header, data padded to 8.
+		state->unchecked += ((sizeof(*ev) + stack_bytes + snaplen + 7) & ~7ULL) + 8;
 		if (state->unchecked >= wakeup_bytes / 4 / nr_cpus) {
 			state->unchecked = 0;
 			// Helper: unread bytes, including this reserved record.
