@@ -4,6 +4,7 @@
 #    attached, while recording every packet on every skb tracepoint, and
 #    while recording with a filter that matches nothing;
 #  - the same for a TCP stream (iperf3);
+#  - as the reference for both, an empty program on every skb tracepoint;
 #  - events per second written, events lost, bytes on disk per event;
 #  - average ns per BPF program run (kernel.bpf_stats_enabled), in runs of
 #    their own: the statistics slow every program run down.
@@ -16,7 +17,7 @@ fi
 out=${BENCH_OUT:-bench/out}
 secs=${SECONDS_PER_RUN:-4}
 mkdir -p "$out/bin"
-go build -o "$out/bin/" ./cmd/record
+go build -o "$out/bin/" ./cmd/record ./bench/emptyhooks
 rec=$out/bin/record
 A=pcdemoA
 B=pcdemoB
@@ -68,6 +69,18 @@ with_recorder() {
 	summary=$(grep -E "events written" "$out/record.err" | tail -1)
 }
 
+# with_empty COMMAND: runs COMMAND while an empty program is attached to
+# every skb tracepoint: the least any recorder can cost.
+with_empty() {
+	rm -f "$out/ready"
+	"$out/bin/emptyhooks" -ready "$out/ready" 2>/dev/null &
+	local pid=$!
+	for _ in $(seq 200); do [ -e "$out/ready" ] && break; sleep 0.05; done
+	"$@"
+	kill -INT "$pid"
+	wait "$pid" || true
+}
+
 # cost_with ARGS: bpf_cost while recording with ARGS, in a run of its own.
 cost_with() {
 	with_recorder "$@" -- bpf_cost >"$out/cost"
@@ -77,6 +90,9 @@ cost_with() {
 echo "== ping -f across veth, $secs s per run"
 base=$(round_trips)
 echo "nothing attached:        $base round trips"
+with_empty round_trips >"$out/rt"
+empty=$(cat "$out/rt")
+echo "empty program on every hook: $empty round trips ($(awk -v a="$empty" -v b="$base" 'BEGIN{printf "%.0f%%", 100*a/b}'), the least any recorder can cost)"
 with_recorder -s 128 -- round_trips >"$out/rt"
 all=$(cat "$out/rt")
 events=$(sed -nE 's/record: ([0-9]+) events written.*/\1/p' <<<"$summary")
@@ -97,6 +113,9 @@ if command -v iperf3 >/dev/null; then
 	ip netns exec $B iperf3 -s -D >/dev/null
 	sleep 0.3
 	tbase=$(tcp_rate)
+	with_empty tcp_rate >"$out/tr"
+	tempty=$(cat "$out/tr")
+	awk -v a="$tempty" -v b="$tbase" 'BEGIN{printf "empty program on every hook: %.2f Gbit/s (%.0f%%)\n", a/1e9, 100*a/b}'
 	with_recorder -s 128 -- tcp_rate >"$out/tr"
 	tall=$(cat "$out/tr")
 	tsummary=$summary
