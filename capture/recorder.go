@@ -28,7 +28,7 @@ const (
 	MaxSnaplen = 65535
 	// DefaultRingBufferSize is the ring buffer size used when
 	// Config.RingBufferSize is 0.
-	DefaultRingBufferSize = 8 << 20
+	DefaultRingBufferSize = 32 << 20
 	// DefaultTrackedPackets is the number of packets followed at once
 	// when Config.TrackedPackets is 0.
 	DefaultTrackedPackets = 1 << 16
