@@ -607,25 +607,18 @@ static __always_inline void task_fields(struct event *ev)
 }
 
 // Records one hit of h at ctx (the program's context, for the stack) if its
-// skb is followed or wanted, and keeps the tracking table up to date.
-static __always_inline int record(void *ctx, struct hit *h)
+// skb is followed or wanted, and keeps the tracking table up to date. state
+// is this CPU's cpu_states entry.
+static __always_inline int record(void *ctx, struct hit *h, struct cpu_state *state)
 {
 	struct sk_buff *skb = h->skb;
-	struct cpu_state *state;
 	struct track_ref ref = {};
 	struct call_key call;
 	struct call_info *entry, info;
 	struct event *ev;
 	struct where w;
 	__u64 known = 0, id = 0, now, avail, flags, n, limit;
-	__u32 zero = 0, cpu, paired = 0, gone = 0;
-
-	// Helper: the only way to reach per-CPU state; inlined by the verifier.
-	// One lookup serves the id counter and the loss counter. Only fails if
-	// the map is misconfigured.
-	state = bpf_map_lookup_elem(&cpu_states, &zero);
-	if (!state)
-		return 0;
+	__u32 cpu, paired = 0, gone = 0;
 
 	// Is this skb already being followed? Decides whether the filter runs
 	// and which id the record carries. A clone is a fresh skb: whatever
@@ -829,6 +822,15 @@ static __always_inline int record(void *ctx, struct hit *h)
 	// Helper: publish the record.
 	bpf_ringbuf_submit(ev, flags);
 	return 0;
+}
+
+// This CPU's cpu_states entry. Helper: the only way to reach per-CPU
+// state; inlined by the verifier. Only fails if the map is misconfigured.
+static __always_inline struct cpu_state *cpu_state(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&cpu_states, &zero);
 }
 
 // The packet id of the skb at key if it is followed, else 0. Helper calls:

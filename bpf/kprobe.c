@@ -116,6 +116,7 @@ int on_kprobe(struct pt_regs *ctx)
 {
 	// Helper: the cookie user space gave this function's attachment.
 	__u64 cookie = bpf_get_attach_cookie(ctx);
+	struct cpu_state *state;
 	struct hit h = {};
 
 	h.key = reg_arg(ctx, COOKIE_ARG(cookie));
@@ -126,7 +127,10 @@ int on_kprobe(struct pt_regs *ctx)
 		return 0;
 	h.hook = COOKIE_HOOK(cookie);
 	h.frees = COOKIE_FREES(cookie);
-	return record(ctx, &h);
+	state = cpu_state();
+	if (!state)
+		return 0;
+	return record(ctx, &h, state);
 }
 
 // The entry of a clone function: remembers the original's packet id for
@@ -156,6 +160,7 @@ int on_clone_return(struct pt_regs *ctx)
 	__u64 cookie = bpf_get_attach_cookie(ctx);
 	// Helper: the thread whose entry stored the original.
 	__u64 tid = bpf_get_current_pid_tgid();
+	struct cpu_state *state;
 	struct hit h = {};
 	__u64 *parent;
 
@@ -176,5 +181,8 @@ int on_clone_return(struct pt_regs *ctx)
 	h.retval = h.key;
 	h.has_ret = 1;
 	h.hook = COOKIE_HOOK(cookie);
-	return record(ctx, &h);
+	state = cpu_state();
+	if (!state)
+		return 0;
+	return record(ctx, &h, state);
 }

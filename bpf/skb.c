@@ -78,13 +78,12 @@ int on_skb(void *ctx)
 	struct sk_buff *skb = (struct sk_buff *)load_arg(ctx, skb_arg);
 	struct cpu_state *state;
 	struct hit h = {};
-	__u32 zero = 0;
 
 	// Some tracepoints (qdisc_dequeue) pass NULL when there is no packet.
 	if (!skb)
 		return 0;
-	// Helper: per-CPU state for address_of; inlined by the verifier.
-	state = bpf_map_lookup_elem(&cpu_states, &zero);
+	// Per-CPU state, for address_of and for record.
+	state = cpu_state();
 	if (!state)
 		return 0;
 
@@ -117,5 +116,5 @@ int on_skb(void *ctx)
 		h.reason = load_arg(ctx, reason_arg);
 	if (location_arg >= 0)
 		h.location = load_arg(ctx, location_arg);
-	return record(ctx, &h);
+	return record(ctx, &h, state);
 }
