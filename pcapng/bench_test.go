@@ -270,7 +270,7 @@ func BenchmarkFile1M(b *testing.B) {
 		b.SetBytes(size)
 		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/filePackets, "ns/packet")
 	})
-	b.Run("write/pcapgo", func(b *testing.B) {
+	b.Run("write/pcapgo-WritePacketWithOptions", func(b *testing.B) {
 		path := filepath.Join(b.TempDir(), "1m.pcapng")
 		data := frameOfSize(128)
 		b.ReportAllocs()

@@ -2,6 +2,7 @@ package pcapng_test
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"testing/iotest"
 
 	"github.com/pathcap/pathcap/pcapng"
 )
@@ -254,4 +256,48 @@ func mustReader(t *testing.T, r io.Reader) *pcapng.Reader {
 		t.Fatal(err)
 	}
 	return rd
+}
+
+// TestReadPacketMatchesNext reads every corpus file, whole and cut short,
+// packet by packet with ReadPacket and block by block with Next.
+func TestReadPacketMatchesNext(t *testing.T) {
+	for _, le := range conformanceFiles(t) {
+		for _, path := range []string{le, strings.Replace(le, "output_le", "output_be", 1)} {
+			data, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for cut := len(data); cut > len(data)/2; cut -= 13 {
+				checkReadPacket(t, data[:cut])
+			}
+		}
+	}
+}
+
+// TestReaderBufferSizes reads every corpus file through readers that hide
+// their size and return a few bytes at a time, so that blocks straddle
+// refills of the read buffer, and from readers that report their size,
+// which get a smaller buffer: the results must match NewReaderBytes.
+func TestReaderBufferSizes(t *testing.T) {
+	for _, le := range conformanceFiles(t) {
+		for _, path := range []string{le, strings.Replace(le, "output_le", "output_be", 1)} {
+			data, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, cut := range []int{len(data), len(data) - 3, len(data) / 2} {
+				s1, d1, n1, e1 := describeBytes(data[:cut])
+				for name, src := range map[string]io.Reader{
+					"one byte at a time": iotest.OneByteReader(bytes.NewReader(data[:cut])),
+					"half of each read":  iotest.HalfReader(struct{ io.Reader }{bytes.NewReader(data[:cut])}),
+					"sized":              bytes.NewReader(data[:cut]),
+				} {
+					s2, d2, n2, e2 := describeReader(mustReader(t, src))
+					if fmt.Sprint(s1, d1, n1, e1) != fmt.Sprint(s2, d2, n2, e2) {
+						t.Errorf("%s cut at %d, %s: got %v %d %v, want %v %d %v", path, cut, name, s2, n2, e2, s1, n1, e1)
+					}
+				}
+			}
+		}
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -248,7 +249,64 @@ func FuzzReader(f *testing.F) {
 		if string(data) != orig {
 			t.Fatal("NewReaderBytes wrote to its input")
 		}
+		checkReadPacket(t, data)
 	})
+}
+
+// samePacket reports whether two Readers are on the same packet, at the
+// same offset.
+func samePacket(r1, r2 *pcapng.Reader) bool {
+	p1, p2 := r1.Packet(), r2.Packet()
+	if r1.Offset() != r2.Offset() || p1 == nil || p2 == nil {
+		return false
+	}
+	return p1.Type == p2.Type && p1.InterfaceID == p2.InterfaceID &&
+		p1.TimestampRaw == p2.TimestampRaw && p1.Timestamp.Equal(p2.Timestamp) &&
+		p1.OriginalLength == p2.OriginalLength && bytes.Equal(p1.Data, p2.Data) &&
+		reflect.DeepEqual(p1.Options, p2.Options)
+}
+
+// checkReadPacket checks that ReadPacket returns the packets that Next
+// finds, and then the same error, sticky.
+func checkReadPacket(t *testing.T, data []byte) {
+	t.Helper()
+	byNext, err1 := pcapng.NewReader(bytes.NewReader(data))
+	byPacket, err2 := pcapng.NewReader(bytes.NewReader(data))
+	if err1 != nil || err2 != nil {
+		if fmt.Sprint(err1) != fmt.Sprint(err2) {
+			t.Fatalf("NewReader: %v, then %v", err1, err2)
+		}
+		return
+	}
+	for n := 0; ; n++ {
+		var errNext error
+		for {
+			typ, err := byNext.Next()
+			if err != nil {
+				errNext = err
+				break
+			}
+			if typ.IsPacket() {
+				break
+			}
+		}
+		p, err := byPacket.ReadPacket()
+		if fmt.Sprint(err) != fmt.Sprint(errNext) {
+			t.Fatalf("packet %d: ReadPacket returned error %v, Next %v", n, err, errNext)
+		}
+		if err != nil {
+			if _, again := byPacket.ReadPacket(); again != err {
+				t.Fatalf("ReadPacket error not sticky: %v then %v", err, again)
+			}
+			if byPacket.Packet() != nil || byPacket.RawBody() != nil {
+				t.Fatalf("after error %v the Reader is still on a block", err)
+			}
+			return
+		}
+		if p != byPacket.Packet() || !samePacket(byPacket, byNext) {
+			t.Fatalf("packet %d: ReadPacket returned %+v at offset %d, Next %+v at offset %d", n, p, byPacket.Offset(), byNext.Packet(), byNext.Offset())
+		}
+	}
 }
 
 // FuzzRoundTrip writes packets made of fuzz input and reads them back.

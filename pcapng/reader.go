@@ -6,12 +6,14 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"time"
 )
 
 const (
 	byteOrderMagic   = 0x1A2B3C4D
-	blockOverhead    = 12        // type, length and trailing length
-	readBufferSize   = 256 << 10 // blocks up to this size are read without copying
+	blockOverhead    = 12      // type, length and trailing length
+	readBufferSize   = 1 << 20 // blocks up to this size are read without copying
+	minReadBuffer    = 4 << 10 // for inputs that say they are smaller
 	minBlockSize     = 12
 	maxInterfacesCap = 1 << 16 // interfaces per section the Reader keeps
 )
@@ -103,25 +105,35 @@ func NewReaderSize(r io.Reader, maxBlockSize int) (*Reader, error) {
 	if maxBlockSize > 1<<31 {
 		maxBlockSize = 1 << 31
 	}
-	bufSize := readBufferSize
-	if maxBlockSize < bufSize {
-		bufSize = maxBlockSize
+	bufSize := min(readBufferSize, maxBlockSize)
+	if l, ok := r.(interface{ Len() int }); ok {
+		// Input of known size, such as a bytes.Reader: no need for a
+		// buffer much larger than it.
+		bufSize = min(bufSize, max(l.Len(), minReadBuffer))
 	}
 	rd := &Reader{src: r, buf: make([]byte, bufSize), maxBlock: uint32(maxBlockSize)}
-	head := rd.peek(12)
-	if len(head) == 0 && rd.srcErr != nil {
-		if err := rd.srcErr; err == io.EOF {
-			return nil, &FormatError{Block: BlockSectionHeader, Msg: "empty input", Err: ErrNotPcapng}
-		}
-		return nil, fmt.Errorf("pcapng: read: %w", rd.srcErr)
-	}
-	if len(head) < 12 || binary.LittleEndian.Uint32(head) != uint32(BlockSectionHeader) {
-		return nil, &FormatError{Block: BlockSectionHeader, Msg: "no section header block at the start", Err: ErrNotPcapng}
-	}
-	if m := binary.LittleEndian.Uint32(head[8:]); m != byteOrderMagic && m != 0x4D3C2B1A {
-		return nil, &FormatError{Block: BlockSectionHeader, Msg: fmt.Sprintf("bad byte-order magic 0x%08x", m), Err: ErrNotPcapng}
+	if err := rd.checkStart(); err != nil {
+		return nil, err
 	}
 	return rd, nil
+}
+
+// checkStart checks that the input starts with a section header block.
+func (r *Reader) checkStart() error {
+	head := r.peek(12)
+	if len(head) == 0 {
+		if r.srcErr == nil || r.srcErr == io.EOF {
+			return &FormatError{Block: BlockSectionHeader, Msg: "empty input", Err: ErrNotPcapng}
+		}
+		return fmt.Errorf("pcapng: read: %w", r.srcErr)
+	}
+	if len(head) < 12 || binary.LittleEndian.Uint32(head) != uint32(BlockSectionHeader) {
+		return &FormatError{Block: BlockSectionHeader, Msg: "no section header block at the start", Err: ErrNotPcapng}
+	}
+	if m := binary.LittleEndian.Uint32(head[8:]); m != byteOrderMagic && m != 0x4D3C2B1A {
+		return &FormatError{Block: BlockSectionHeader, Msg: fmt.Sprintf("bad byte-order magic 0x%08x", m), Err: ErrNotPcapng}
+	}
+	return nil
 }
 
 // NewReaderBytes returns a Reader for a whole file held in memory, for
@@ -130,15 +142,8 @@ func NewReaderSize(r io.Reader, maxBlockSize int) (*Reader, error) {
 // DefaultMaxBlockSize, as for NewReader.
 func NewReaderBytes(data []byte) (*Reader, error) {
 	rd := &Reader{buf: data, end: len(data), srcErr: io.EOF, maxBlock: DefaultMaxBlockSize}
-	head := rd.peek(12)
-	if len(head) == 0 {
-		return nil, &FormatError{Block: BlockSectionHeader, Msg: "empty input", Err: ErrNotPcapng}
-	}
-	if len(head) < 12 || binary.LittleEndian.Uint32(head) != uint32(BlockSectionHeader) {
-		return nil, &FormatError{Block: BlockSectionHeader, Msg: "no section header block at the start", Err: ErrNotPcapng}
-	}
-	if m := binary.LittleEndian.Uint32(head[8:]); m != byteOrderMagic && m != 0x4D3C2B1A {
-		return nil, &FormatError{Block: BlockSectionHeader, Msg: fmt.Sprintf("bad byte-order magic 0x%08x", m), Err: ErrNotPcapng}
+	if err := rd.checkStart(); err != nil {
+		return nil, err
 	}
 	return rd, nil
 }
@@ -212,10 +217,14 @@ func (r *Reader) CustomBlock() *CustomBlock {
 // obsolete packet block), handling the blocks before it, and returns it.
 // It returns io.EOF at the end of the input.
 func (r *Reader) ReadPacket() (*Packet, error) {
+	if r.err != nil {
+		return nil, r.err
+	}
 	for {
-		t, err := r.Next()
+		// next1 rather than Next: one call less per packet.
+		t, err := r.next1()
 		if err != nil {
-			return nil, err
+			return nil, r.stick(err)
 		}
 		if t.IsPacket() {
 			return &r.packet, nil
@@ -233,12 +242,18 @@ func (r *Reader) Next() (BlockType, error) {
 	}
 	t, err := r.next1()
 	if err != nil {
-		r.err = err
-		r.typ = 0
-		r.body = nil
-		return 0, err
+		return 0, r.stick(err)
 	}
 	return t, nil
+}
+
+// stick makes err the Reader's sticky error, leaving it on no block, and
+// returns it.
+func (r *Reader) stick(err error) error {
+	r.err = err
+	r.typ = 0
+	r.body = nil
+	return err
 }
 
 func (r *Reader) fail(msg string, args ...any) error {
@@ -663,9 +678,15 @@ func (r *Reader) decodeInterface() error {
 
 func (r *Reader) iface(id uint32) (*Interface, error) {
 	if uint64(id) >= uint64(len(r.interfaces)) {
-		return nil, r.failErr(ErrUnknownInterface, "interface id %d, but the section describes %d interfaces", id, len(r.interfaces))
+		return nil, r.unknownInterface(id)
 	}
 	return &r.interfaces[id], nil
+}
+
+// unknownInterface is iface's error, built out of line so that iface is
+// inlined into the packet decoders.
+func (r *Reader) unknownInterface(id uint32) error {
+	return r.failErr(ErrUnknownInterface, "interface id %d, but the section describes %d interfaces", id, len(r.interfaces))
 }
 
 func (r *Reader) decodeEnhancedPacket() error {
@@ -681,8 +702,15 @@ func (r *Reader) decodeEnhancedPacket() error {
 		return err
 	}
 	p.Interface = ifc
-	p.TimestampRaw = uint64(r.e.u32(b[4:]))<<32 | uint64(r.e.u32(b[8:]))
-	p.Timestamp = ifc.TSResolution.toTime(p.TimestampRaw, ifc.TSOffset)
+	raw := uint64(r.e.u32(b[4:]))<<32 | uint64(r.e.u32(b[8:]))
+	p.TimestampRaw = raw
+	if res := ifc.TSResolution; res.Exp == 9 && !res.Base2 {
+		// Nanoseconds, the resolution pathcap records at, without a
+		// call.
+		p.Timestamp = time.Unix(int64(raw/1e9)+ifc.TSOffset, int64(raw%1e9))
+	} else {
+		p.Timestamp = res.toTime(raw, ifc.TSOffset)
+	}
 	caplen := r.e.u32(b[12:])
 	p.OriginalLength = r.e.u32(b[16:])
 	if uint64(caplen) > uint64(len(b)-20) {
@@ -711,8 +739,12 @@ func (r *Reader) packetOptions(b []byte, bodyOffset int, o *PacketOptions) error
 		if len(b)-off < 4 {
 			return r.fail("%d stray bytes at the end of the options at body offset %d", len(b)-off, bodyOffset+off)
 		}
-		code := r.e.u16(b[off:])
-		n := int(r.e.u16(b[off+2:]))
+		// The code and the length in one load.
+		h := r.e.u32(b[off:])
+		code, n := uint16(h), int(h>>16)
+		if r.e.big {
+			code, n = uint16(h>>16), int(h&0xffff)
+		}
 		if code == OptEndOfOpt {
 			return nil
 		}
