@@ -5,12 +5,13 @@
 //   - by default an empty program (r0 = 0): what a ping flood loses when
 //     every hook runs a program that does nothing at all, which no recorder
 //     can beat;
+//
 //   - with -floor, the unavoidable work of recording each hit: reserve a
 //     ring buffer record of the recorder's size, copy -snaplen packet bytes
 //     from the MAC header into it with one bpf_probe_read_kernel, submit it
 //     without a wakeup; a goroutine drains the ring, as a reader must.
 //
-//	emptyhooks [-floor] [-snaplen N] [-ready FILE]
+//     emptyhooks [-floor] [-snaplen N] [-ready FILE]
 package main
 
 import (
