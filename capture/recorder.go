@@ -13,7 +13,6 @@ import (
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
-	"github.com/cilium/ebpf/ringbuf"
 	"github.com/cilium/ebpf/rlimit"
 	"golang.org/x/sys/unix"
 
@@ -168,7 +167,7 @@ type Recorder struct {
 	calls    *ebpf.Map
 	progs    []*ebpf.Program
 	links    []link.Link
-	reader   *ringbuf.Reader
+	ring     *ring
 	clock    clock
 	lastLost []uint64 // per CPU, the lost count of the last record read
 	read     atomic.Uint64
@@ -392,9 +391,9 @@ func (r *Recorder) open(cfg Config, kernel *btf.Spec, ncpu int) error {
 		return err
 	}
 
-	r.reader, err = ringbuf.NewReader(r.events)
+	r.ring, err = newRing(r.events)
 	if err != nil {
-		return fmt.Errorf("open ring buffer reader: %w", err)
+		return err
 	}
 	r.clock, err = newClock()
 	return err
@@ -615,67 +614,68 @@ func (r *Recorder) DropReasons() *DropReasons {
 // its contents, Data above all, are valid only during the call. Run must
 // not be called concurrently with itself, and returns an error after Close.
 func (r *Recorder) Run(ctx context.Context, fn func(*Event) error) error {
-	rb := r.reader
-	if rb == nil {
-		return fmt.Errorf("read ring buffer: %w", ringbuf.ErrClosed)
+	rg := r.ring
+	if rg == nil {
+		return fmt.Errorf("read ring buffer: %w", os.ErrClosed)
 	}
-	// Cancelling ctx interrupts a reader that waits for data. The function
-	// may still run after Run returns, even after Close: flushing a closed
-	// reader only returns an error.
-	stop := context.AfterFunc(ctx, func() { _ = rb.Flush() })
+	rg.reading.Lock()
+	defer rg.reading.Unlock()
+	// Cancelling ctx interrupts a wait for data.
+	stop := context.AfterFunc(ctx, func() { _ = rg.interrupt() })
 	defer stop()
 
 	rd := reader{
-		rec: ringbuf.Record{RawSample: make([]byte, 0, recordSize+r.stackBytes+r.snaplen)},
-		ev:  Event{reasons: r.reasons},
+		sample: make([]byte, 0, recordSize+r.stackBytes+r.snaplen),
+		ev:     Event{reasons: r.reasons},
 	}
-	rb.SetDeadline(time.Now().Add(pollInterval))
-	for n := 0; ; n++ {
-		// Under load the ring never empties and the reader never waits,
-		// so it never sees the flush: check ctx every few events too.
-		if n%256 == 0 && ctx.Err() != nil {
-			break
-		}
-		err := rb.ReadInto(&rd.rec)
-		if errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, ringbuf.ErrFlushed) {
-			// The ring is empty. The BPF programs wake the reader only
-			// every quarter of the ring, so poll again after a while.
-			if ctx.Err() != nil {
-				break
-			}
-			rb.SetDeadline(time.Now().Add(pollInterval))
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("read ring buffer: %w", err)
-		}
+	deliver := func(sample []byte) error {
+		rd.sample = append(rd.sample[:0], sample...)
 		if err := r.deliver(&rd, fn); err != nil {
 			return err
 		}
+		// Under a flood the ring never empties: stop between records.
+		return ctx.Err()
 	}
-	return r.drain(rb, &rd, fn)
+	for {
+		if rg.closing.Load() {
+			return fmt.Errorf("read ring buffer: %w", os.ErrClosed)
+		}
+		n, busy, err := rg.read(deliver)
+		if ctx.Err() != nil {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		switch {
+		case busy && n == 0:
+			// A record is being written: it is submitted within
+			// microseconds.
+			time.Sleep(50 * time.Microsecond)
+		case n == 0:
+			// The ring is empty. The BPF programs wake the reader only
+			// once a quarter of the ring is unread, so poll again after a
+			// while.
+			if err := rg.wait(pollInterval); err != nil {
+				return err
+			}
+		}
+	}
+	return r.drain(rg, &rd, fn)
 }
 
 // drain delivers the events in the ring buffer now, but not those that
 // hooks keep adding: under a steady stream it would never end.
-func (r *Recorder) drain(rb *ringbuf.Reader, rd *reader, fn func(*Event) error) error {
-	left := rb.AvailableBytes()
-	// A deadline in the past makes the reader return once the ring is
-	// empty instead of waiting.
-	rb.SetDeadline(time.Now())
-	for left > 0 {
-		err := rb.ReadInto(&rd.rec)
-		if errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, ringbuf.ErrFlushed) {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("drain ring buffer: %w", err)
-		}
-		// Each record takes an 8-byte header and is padded to 8 bytes.
-		left -= 8 + (len(rd.rec.RawSample)+7)&^7
-		if err := r.deliver(rd, fn); err != nil {
+func (r *Recorder) drain(rg *ring, rd *reader, fn func(*Event) error) error {
+	for tries := 0; tries < 100; tries++ {
+		_, busy, err := rg.read(func(sample []byte) error {
+			rd.sample = append(rd.sample[:0], sample...)
+			return r.deliver(rd, fn)
+		})
+		if err != nil || !busy {
 			return err
 		}
+		time.Sleep(50 * time.Microsecond)
 	}
 	return nil
 }
@@ -683,16 +683,16 @@ func (r *Recorder) drain(rb *ringbuf.Reader, rd *reader, fn func(*Event) error) 
 // reader is Run's reusable state: one record buffer, one decoded record
 // and one Event for all events.
 type reader struct {
-	rec   ringbuf.Record
-	raw   bpf.SkbEvent
-	ev    Event
-	stack []uint64 // Event.Stack's backing array
+	sample []byte // the record being delivered, copied out of the ring
+	raw    bpf.SkbEvent
+	ev     Event
+	stack  []uint64 // Event.Stack's backing array
 }
 
 // deliver decodes the record in rd and calls fn.
 func (r *Recorder) deliver(rd *reader, fn func(*Event) error) error {
 	ev, raw := &rd.ev, &rd.raw
-	if err := ev.decode(rd.rec.RawSample, raw, r.stackBytes); err != nil {
+	if err := ev.decode(rd.sample, raw, r.stackBytes); err != nil {
 		return fmt.Errorf("decode event: %w", err)
 	}
 	if int(raw.HookId) >= len(r.hooks) {
@@ -705,7 +705,7 @@ func (r *Recorder) deliver(rd *reader, fn func(*Event) error) error {
 	}
 	ev.Stack, ev.StackLost, ev.StackErr = nil, false, 0
 	if raw.Flags&flagHasStack != 0 {
-		r.decodeStack(ev, rd.rec.RawSample[recordSize:recordSize+r.stackBytes], raw.StackLen, &rd.stack)
+		r.decodeStack(ev, rd.sample[recordSize:recordSize+r.stackBytes], raw.StackLen, &rd.stack)
 	}
 	ev.Time = r.clock.wall(raw.KtimeNs)
 	ev.LostBefore = 0
@@ -742,9 +742,9 @@ func (r *Recorder) Close() error {
 		errs = append(errs, p.Close())
 	}
 	r.progs = nil
-	if r.reader != nil {
-		errs = append(errs, r.reader.Close())
-		r.reader = nil
+	if r.ring != nil {
+		errs = append(errs, r.ring.close())
+		r.ring = nil
 	}
 	for _, m := range []*ebpf.Map{r.events, r.tracked, r.states, r.buf, r.hints, r.calls} {
 		if m != nil {
