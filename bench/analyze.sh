@@ -13,7 +13,7 @@ go build -o "$out/bin/" ./cmd/analyze ./bench/genrec ./bench/measure ./bench/pca
 bin=$out/bin
 file=$out/rec-$events.pcapng
 [ -s "$file" ] || "$bin/genrec" -events "$events" -o "$file"
-size=$(stat -c %s "$file")
+size=$(stat -L -c %s "$file")
 echo "input: $file, $events events, $((size / 1000000)) MB"
 
 run() { # name, command...

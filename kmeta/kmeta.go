@@ -263,6 +263,12 @@ type Parser struct {
 	// values repeat from event to event, and comparing one string is
 	// cheaper than hashing for the map.
 	recent [256]string
+	// bare is the fast path's cache of bare values (fast.go).
+	bare [1 << bareCacheBits]bareEntry
+	// next is the fast path's guess of the next key (fast.go).
+	next uint8
+	// generic turns the fast path off (tests compare the two).
+	generic bool
 }
 
 // NewParser returns a Parser.
@@ -312,12 +318,20 @@ func (p *Parser) Parse(comment []byte, e *Event) error {
 	}
 	var sawHook bool
 	var scratch []byte
+	p.next = kHook
 	n := len(comment)
 	for i < n {
 		if comment[i] != ' ' {
 			return &SyntaxError{Offset: i, Msg: "expected a space before the next key"}
 		}
 		i++
+		if !p.generic {
+			if end, hook := p.fastPair(comment, i, e); end > 0 {
+				i = end
+				sawHook = sawHook || hook
+				continue
+			}
+		}
 		// The key: lower-case letters, digits and '_', up to '='.
 		keyStart := i
 		for i < n && byteClass[comment[i]]&classKey != 0 {

@@ -71,7 +71,7 @@ type freedEntry struct {
 type Analyzer struct {
 	opts      Options
 	emit      func(*Packet) error
-	open      map[packetKey]*openPacket
+	open      openTable
 	now       int64 // latest event time seen
 	lastSweep int64
 	nextID    uint64 // ids for events without one
@@ -80,6 +80,11 @@ type Analyzer struct {
 	freedQ    []freedEntry // freed packets, in the order they were freed
 	freedHead int
 	nsNames   map[string]string // interface description -> namespace name
+	// last is the packet of the previous event while it is open (gen
+	// still lastGen): consecutive events mostly belong to one packet,
+	// which then needs no map lookup.
+	last    *openPacket
+	lastGen uint64
 }
 
 // NewAnalyzer returns an Analyzer that calls emit for every completed
@@ -88,7 +93,7 @@ func NewAnalyzer(opts Options, emit func(*Packet) error) *Analyzer {
 	return &Analyzer{
 		opts:    opts.withDefaults(),
 		emit:    emit,
-		open:    make(map[packetKey]*openPacket),
+		open:    newOpenTable(),
 		nsNames: make(map[string]string),
 	}
 }
@@ -106,13 +111,18 @@ func (a *Analyzer) Add(ev *Event) error {
 		a.nextID++
 		key = packetKey{-1 - ev.File, a.nextID}
 	}
-	p := a.open[key]
+	var p *openPacket
+	if a.last != nil && a.last.gen == a.lastGen && a.last.key == key {
+		p = a.last
+	} else {
+		p = a.open.get(key)
+	}
 	if p != nil && p.memFreed != 0 && ev.Time > p.memFreed {
 		// The skb's memory was freed (kfree_skbmem) before this event:
 		// the id has passed to a new skb at the same address, which the
 		// recorder could not tell apart. Complete the old packet and
 		// start a new one.
-		delete(a.open, p.key)
+		a.open.remove(p.key)
 		if err := a.emitOne(p); err != nil {
 			return err
 		}
@@ -129,7 +139,7 @@ func (a *Analyzer) Add(ev *Event) error {
 		p = nil
 	}
 	if p == nil {
-		if len(a.open) >= a.opts.MaxOpen {
+		if a.open.len() >= a.opts.MaxOpen {
 			if err := a.evictOldest(); err != nil {
 				return err
 			}
@@ -142,12 +152,13 @@ func (a *Analyzer) Add(ev *Event) error {
 		}
 		if ev.HasMeta && ev.Meta.Parent != 0 {
 			p.Parent = ev.Meta.Parent
-			if parent := a.open[packetKey{ev.Recording, ev.Meta.Parent}]; parent != nil && !a.done(parent) {
+			if parent := a.open.get(packetKey{ev.Recording, ev.Meta.Parent}); parent != nil && !a.done(parent) {
 				parent.Children = append(parent.Children, p.ID)
 			}
 		}
-		a.open[key] = p
+		a.open.put(p)
 	}
+	a.last, a.lastGen = p, p.gen
 	if ev.HasMeta {
 		// A packet has metadata when any of its events has (the first
 		// one's comment may not have parsed).
@@ -160,11 +171,14 @@ func (a *Analyzer) Add(ev *Event) error {
 		p.Truncated = true
 		p.DroppedHops++
 	} else {
-		capLen, ifName, ifDesc := len(ev.Data), "", ""
+		capLen, ifName, nsName := len(ev.Data), "", ""
 		if ev.staged {
-			capLen, ifName, ifDesc = ev.capLen, ev.ifName, ev.ifDesc
+			capLen, ifName, nsName = ev.capLen, ev.ifName, ev.nsName
 		} else if ev.Interface != nil {
-			ifName, ifDesc = ev.Interface.Name, ev.Interface.Description
+			ifName = ev.Interface.Name
+			if ev.HasMeta && ev.Interface.Description != "" {
+				nsName = a.namespaceName(ev.Interface.Description)
+			}
 		}
 		p.Hops = append(p.Hops, Hop{
 			Time:    ev.Time,
@@ -178,9 +192,7 @@ func (a *Analyzer) Add(ev *Event) error {
 		if ev.HasMeta {
 			h.Meta = ev.Meta
 			h.Stack = ev.Stack
-			if ifDesc != "" {
-				h.NSName = a.namespaceName(ifDesc)
-			}
+			h.NSName = nsName
 		} else {
 			h.Meta.Dev = ifName
 		}
@@ -224,7 +236,7 @@ func (a *Analyzer) completeFreed(final bool) error {
 			if !final && e.p.last > cut {
 				break
 			}
-			delete(a.open, e.p.key)
+			a.open.remove(e.p.key)
 			if err := a.emitOne(e.p); err != nil {
 				a.freedHead++
 				return err
@@ -251,21 +263,27 @@ func (a *Analyzer) emitOne(p *openPacket) error {
 	return err
 }
 
-// namespaceName extracts NAME from "netns INODE (NAME) ...".
+// namespaceName returns nsNameOf(desc), remembered.
 func (a *Analyzer) namespaceName(desc string) string {
 	if n, ok := a.nsNames[desc]; ok {
 		return n
 	}
-	name := ""
-	if i := strings.IndexByte(desc, '('); i >= 0 && strings.HasPrefix(desc, "netns ") {
-		if j := strings.LastIndexByte(desc, ')'); j > i {
-			name = desc[i+1 : j]
-		}
-	}
+	name := nsNameOf(desc)
 	if len(a.nsNames) < 1<<16 {
 		a.nsNames[desc] = name
 	}
 	return name
+}
+
+// nsNameOf extracts NAME from an interface description "netns INODE
+// (NAME) ...".
+func nsNameOf(desc string) string {
+	if i := strings.IndexByte(desc, '('); i >= 0 && strings.HasPrefix(desc, "netns ") {
+		if j := strings.LastIndexByte(desc, ')'); j > i {
+			return desc[i+1 : j]
+		}
+	}
+	return ""
 }
 
 func (a *Analyzer) newPacket() *openPacket {
@@ -295,11 +313,13 @@ func (a *Analyzer) done(p *openPacket) bool {
 func (a *Analyzer) sweep(final bool) error {
 	a.lastSweep = a.now
 	a.batch = a.batch[:0]
-	for key, p := range a.open {
-		if final || a.done(p) {
-			a.batch = append(a.batch, p)
-			delete(a.open, key)
+	for _, s := range a.open.slots {
+		if s.p != nil && (final || a.done(s.p)) {
+			a.batch = append(a.batch, s.p)
 		}
+	}
+	for _, p := range a.batch {
+		a.open.remove(p.key)
 	}
 	return a.emitBatch()
 }
@@ -307,13 +327,11 @@ func (a *Analyzer) sweep(final bool) error {
 // evictOldest completes the oldest eighth of the open packets.
 func (a *Analyzer) evictOldest() error {
 	a.batch = a.batch[:0]
-	for _, p := range a.open {
-		a.batch = append(a.batch, p)
-	}
+	a.batch = a.open.appendAll(a.batch)
 	slices.SortFunc(a.batch, func(x, y *openPacket) int { return cmpInt64(x.last, y.last) })
 	a.batch = a.batch[:max(1, len(a.batch)/8)]
 	for _, p := range a.batch {
-		delete(a.open, p.key)
+		a.open.remove(p.key)
 	}
 	return a.emitBatch()
 }
@@ -346,7 +364,7 @@ func (a *Analyzer) Close() error {
 }
 
 // Open returns the number of packets currently open.
-func (a *Analyzer) Open() int { return len(a.open) }
+func (a *Analyzer) Open() int { return a.open.len() }
 
 func cmpInt64(a, b int64) int {
 	switch {

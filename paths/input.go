@@ -1,7 +1,6 @@
 package paths
 
 import (
-	"bufio"
 	"container/heap"
 	"encoding/binary"
 	"errors"
@@ -31,15 +30,16 @@ type Event struct {
 	// Interface is the block's interface description.
 	Interface *pcapng.Interface
 
-	// Filled by Process's reading stage, which hands events to the
-	// analyzer in batches: the flow parsed from Data, the captured
-	// length, and the interface's name and description (Data and
-	// Interface are not valid by then).
+	// Filled by Process, whose reading stage hands events to the
+	// analyzer in batches: the captured length, the interface's name and
+	// the name of its network namespace, where the bytes are in the
+	// batch, and (on the analyzing side) the flow parsed from them.
+	// Interface is not valid by then.
 	staged  bool
 	flow    Flow
 	capLen  int
 	ifName  string
-	ifDesc  string
+	nsName  string
 	dataOff int
 
 	// Data aliases the reader's buffer: valid until the next call to Next.
@@ -75,9 +75,13 @@ type fileInput struct {
 	count  *countingReader
 	r      *pcapng.Reader
 	parser *kmeta.Parser
-	ev     Event
-	frame  int64
-	done   bool
+	// ev is the file's pending event: own, or a destination Process's
+	// reading stage handed to nextInto.
+	ev        *Event
+	own       Event
+	recording int // of the current section
+	frame     int64
+	done      bool
 
 	// stackComments are the comments after the metadata comment of ev
 	// when it has stack=N (they alias the reader's buffer): the stack is
@@ -128,6 +132,7 @@ func Open(names []string) (*Input, error) {
 	parser := kmeta.NewParser()
 	for i, name := range names {
 		fi := &fileInput{name: name, index: i, parser: parser}
+		fi.ev = &fi.own
 		var src io.Reader
 		if name == "-" {
 			src = os.Stdin
@@ -143,7 +148,10 @@ func Open(names []string) (*Input, error) {
 			}
 			src = f
 		}
-		fi.count = &countingReader{r: bufio.NewReaderSize(src, 1<<20)}
+		// No bufio.Reader: the pcapng reader reads in large blocks into
+		// its own buffer, and another buffer would copy every byte once
+		// more.
+		fi.count = &countingReader{r: src}
 		r, err := pcapng.NewReader(fi.count)
 		if err != nil {
 			if errors.Is(err, pcapng.ErrNotPcapng) && fi.f != nil && isClassicPcap(fi.f) {
@@ -202,7 +210,7 @@ func (in *Input) Progress() (read, total int64) {
 	return read, total
 }
 
-// advance reads the next packet of f into f.ev; it sets f.done at the end.
+// advance reads the next packet of f into *f.ev; it sets f.done at the end.
 func (in *Input) advance(f *fileInput) error {
 	for {
 		typ, err := f.r.Next()
@@ -229,7 +237,7 @@ func (in *Input) advance(f *fileInput) error {
 				id = len(in.recordings)
 				in.recordings[key] = id
 			}
-			f.ev.Recording = id
+			f.recording = id
 		case typ.IsPacket():
 			f.frame++
 			if err := in.decode(f, f.r.Packet()); err != nil {
@@ -241,8 +249,9 @@ func (in *Input) advance(f *fileInput) error {
 }
 
 func (in *Input) decode(f *fileInput, p *pcapng.Packet) error {
-	ev := &f.ev
+	ev := f.ev
 	ev.File = f.index
+	ev.Recording = f.recording
 	ev.Frame = f.frame
 	ev.Time = p.Timestamp.UnixNano()
 	ev.Interface = p.Interface
@@ -284,7 +293,7 @@ func (in *Input) decode(f *fileInput, p *pcapng.Packet) error {
 // resolveStack finds the stack of f's pending event from its stack comment
 // and the stacks read before.
 func (in *Input) resolveStack(f *fileInput) error {
-	ev := &f.ev
+	ev := f.ev
 	s, err := in.stacks.stackFor(ev.Recording, ev.Meta.Stack, f.stackComments)
 	f.stackComments, f.stackPending = nil, false
 	if err != nil {
@@ -314,7 +323,21 @@ func (in *Input) Next() (*Event, error) {
 			return nil, err
 		}
 	}
-	return &f.ev, nil
+	return f.ev, nil
+}
+
+// nextInto is Next for Process's reading stage: with a single input file,
+// the event is decoded straight into *dst (whatever dst held is
+// overwritten), which saves copying it there; otherwise, or for the first
+// event, the returned event is elsewhere. Either way it stays valid until
+// the next call.
+func (in *Input) nextInto(dst *Event) (*Event, error) {
+	if len(in.files) == 1 && in.started && in.current != nil {
+		// The file moves on in this call (prepare): its next event is
+		// decoded into dst.
+		in.current.ev = dst
+	}
+	return in.Next()
 }
 
 // Peek returns the event the next call to Next will return, without
@@ -332,7 +355,7 @@ func (in *Input) Peek() (*Event, error) {
 			return nil, err
 		}
 	}
-	return &f.ev, nil
+	return f.ev, nil
 }
 
 // prepare puts the earliest pending event at the head of the queue: it

@@ -1,8 +1,10 @@
 package paths
 
 import (
+	"bytes"
 	"fmt"
 	"io"
+	"net/netip"
 	"strconv"
 	"strings"
 )
@@ -70,47 +72,88 @@ func FormatDuration(ns int64) string {
 // OutcomeText describes an outcome in words: "dropped: NO_SOCKET at
 // ping_rcv+0xab", "transmitted on veth0", ...
 func OutcomeText(o *Outcome) string {
-	s := o.Kind.String()
+	return string(appendOutcomeText(nil, o))
+}
+
+// appendOutcomeText appends OutcomeText(o).
+func appendOutcomeText(b []byte, o *Outcome) []byte {
+	b = append(b, o.Kind.String()...)
 	switch o.Kind {
 	case Dropped:
-		s += ": " + o.Reason
+		b = append(b, ": "...)
+		b = append(b, o.Reason...)
 		if o.Location != "" {
-			s += " at " + o.Location
+			b = append(b, " at "...)
+			b = append(b, o.Location...)
 		}
 	case Transmitted:
 		if o.Dev != "" {
-			s += " on " + o.Dev
+			b = append(b, " on "...)
+			b = append(b, o.Dev...)
 		}
 	case Delivered:
 		if o.Location != "" {
-			s += " (freed at " + o.Location + ")"
+			b = append(b, " (freed at "...)
+			b = append(b, o.Location...)
+			b = append(b, ')')
 		}
 	case Consumed:
 		if o.Location != "" {
-			s += " at " + o.Location
+			b = append(b, " at "...)
+			b = append(b, o.Location...)
 		}
 	case Unknown:
 		if o.Hook != "" {
-			s += " (last seen at " + o.Hook + ")"
+			b = append(b, " (last seen at "...)
+			b = append(b, o.Hook...)
+			b = append(b, ')')
 		}
 	}
-	return s
+	return b
 }
 
 // FlowText describes a hop's flow: "10.0.0.1 > 10.0.0.2 ICMP",
 // "10.0.0.1:5353 > 10.0.0.2:53 UDP".
 func FlowText(f *Flow) string {
+	return string(appendFlowText(nil, f))
+}
+
+// appendFlowText appends FlowText(f).
+func appendFlowText(b []byte, f *Flow) []byte {
 	if !f.Src.IsValid() {
 		if f.EtherType != 0 {
-			return fmt.Sprintf("ethertype 0x%04x", f.EtherType)
+			b = append(b, "ethertype 0x"...)
+			b = appendHex4(b, f.EtherType)
 		}
-		return ""
+		return b
 	}
-	proto := protoName(f.Proto)
-	if f.HasPorts {
-		return fmt.Sprintf("%s > %s %s", hostPort(f.Src.String(), f.SrcPort), hostPort(f.Dst.String(), f.DstPort), proto)
+	b = appendHostPort(b, f.Src, f.SrcPort, f.HasPorts)
+	b = append(b, " > "...)
+	b = appendHostPort(b, f.Dst, f.DstPort, f.HasPorts)
+	b = append(b, ' ')
+	return appendProtoName(b, f.Proto)
+}
+
+func appendHex4(b []byte, v uint16) []byte {
+	return append(b, hexDigits[v>>12], hexDigits[v>>8&0xf], hexDigits[v>>4&0xf], hexDigits[v&0xf])
+}
+
+// appendHostPort appends an address, with the port when withPort
+// ("[addr]:port" for IPv6).
+func appendHostPort(b []byte, a netip.Addr, port uint16, withPort bool) []byte {
+	if !withPort {
+		return a.AppendTo(b)
 	}
-	return fmt.Sprintf("%s > %s %s", f.Src, f.Dst, proto)
+	start := len(b)
+	b = a.AppendTo(b)
+	if bytes.IndexByte(b[start:], ':') >= 0 {
+		b = append(b, 0)
+		copy(b[start+1:], b[start:])
+		b[start] = '['
+		b = append(b, ']')
+	}
+	b = append(b, ':')
+	return strconv.AppendUint(b, uint64(port), 10)
 }
 
 func hostPort(h string, p uint16) string {
@@ -120,26 +163,27 @@ func hostPort(h string, p uint16) string {
 	return h + ":" + strconv.Itoa(int(p))
 }
 
-func protoName(p uint8) string {
+func appendProtoName(b []byte, p uint8) []byte {
 	switch p {
 	case 1:
-		return "ICMP"
+		return append(b, "ICMP"...)
 	case 2:
-		return "IGMP"
+		return append(b, "IGMP"...)
 	case 6:
-		return "TCP"
+		return append(b, "TCP"...)
 	case 17:
-		return "UDP"
+		return append(b, "UDP"...)
 	case 47:
-		return "GRE"
+		return append(b, "GRE"...)
 	case 50:
-		return "ESP"
+		return append(b, "ESP"...)
 	case 58:
-		return "ICMPv6"
+		return append(b, "ICMPv6"...)
 	case 132:
-		return "SCTP"
+		return append(b, "SCTP"...)
 	}
-	return "proto " + strconv.Itoa(int(p))
+	b = append(b, "proto "...)
+	return strconv.AppendUint(b, uint64(p), 10)
 }
 
 // stackIndent lines up a hop's stack lines under its hook.

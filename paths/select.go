@@ -4,6 +4,8 @@ import (
 	"errors"
 	"io"
 	"regexp"
+
+	"github.com/pathcap/pathcap/pcapng"
 )
 
 // Selector chooses packets; its zero value selects every packet. All the
@@ -68,9 +70,10 @@ func (s *Selector) Selects(p *Packet) bool {
 // Process reads every event of in, rebuilds the paths and calls fn for
 // each selected packet. The Packet passed to fn is reused after it returns.
 //
-// Reading (pcap-ng blocks, metadata comments, addresses) runs in its own
-// goroutine and hands events over in batches, so that it overlaps with the
-// analysis and output on another core.
+// Reading (pcap-ng blocks and metadata comments) runs in its own goroutine
+// and hands events over in batches, with a copy of their bytes, so that it
+// overlaps with the analysis (addresses, paths) and output on another core.
+// With a single input file, events are decoded straight into the batches.
 func Process(in *Input, opts Options, sel *Selector, fn func(*Packet) error) error {
 	if sel != nil && sel.Filter != nil {
 		opts.Filter = sel.Filter
@@ -91,11 +94,12 @@ func Process(in *Input, opts Options, sel *Selector, fn func(*Packet) error) err
 	full := make(chan *batch, batches)
 	empty := make(chan *batch, batches+1)
 	for i := 0; i < batches+1; i++ {
-		empty <- &batch{evs: make([]Event, 0, batchSize)}
+		empty <- &batch{evs: make([]Event, batchSize)}
 	}
 	stop := make(chan struct{})
 	readErr := make(chan error, 1)
 	go func() {
+		names := make(ifNames)
 		defer close(full)
 		for {
 			select {
@@ -111,28 +115,37 @@ func Process(in *Input, opts Options, sel *Selector, fn func(*Packet) error) err
 				readErr <- nil
 				return
 			}
+			slots := b.evs[:batchSize]
 			b.evs, b.data = b.evs[:0], b.data[:0]
 			var err error
-			for len(b.evs) < batchSize {
+			for n := range slots {
+				// With one input file, the event is decoded in
+				// place: e is ev.
+				e := &slots[n]
 				var ev *Event
-				ev, err = in.Next()
+				ev, err = in.nextInto(e)
 				if err != nil {
 					break
 				}
-				b.evs = append(b.evs, *ev)
-				e := &b.evs[len(b.evs)-1]
-				e.staged = true
-				e.flow = parseFlow(ev.Data)
-				e.capLen = len(ev.Data)
-				if ev.Interface != nil {
-					e.ifName, e.ifDesc = ev.Interface.Name, ev.Interface.Description
+				if ev != e {
+					*e = *ev
 				}
+				e.staged = true
+				e.capLen = len(ev.Data)
+				e.ifName, e.nsName = "", ""
+				if ev.Interface != nil {
+					e.ifName = ev.Interface.Name
+					if ev.HasMeta {
+						e.nsName = names.name(ev.Interface)
+					}
+				}
+				// The bytes go along (the addresses are parsed by
+				// the analyzing side, which has less to do).
+				e.dataOff = len(b.data)
+				b.data = append(b.data, ev.Data...)
 				e.Interface = nil
 				e.Data = nil
-				if needData {
-					e.dataOff = len(b.data)
-					b.data = append(b.data, ev.Data...)
-				}
+				b.evs = slots[:n+1]
 			}
 			if len(b.evs) > 0 {
 				full <- b
@@ -152,8 +165,10 @@ func Process(in *Input, opts Options, sel *Selector, fn func(*Packet) error) err
 		if addErr == nil {
 			for i := range b.evs {
 				e := &b.evs[i]
-				if needData {
-					e.Data = b.data[e.dataOff : e.dataOff+e.capLen]
+				e.Data = b.data[e.dataOff : e.dataOff+e.capLen]
+				e.flow = parseFlow(e.Data)
+				if !needData {
+					e.Data = nil
 				}
 				if addErr = a.Add(e); addErr != nil {
 					close(stop)
@@ -170,4 +185,27 @@ func Process(in *Input, opts Options, sel *Selector, fn func(*Packet) error) err
 		return addErr
 	}
 	return a.Close()
+}
+
+// ifNames remembers the namespace name (nsNameOf its description) of each
+// interface the reading stage has seen. The reader reuses an Interface for
+// the next section's, so the description is checked too.
+type ifNames map[*pcapng.Interface]ifName
+
+type ifName struct {
+	desc, ns string
+}
+
+func (m ifNames) name(ifc *pcapng.Interface) string {
+	if n, ok := m[ifc]; ok && n.desc == ifc.Description {
+		return n.ns
+	}
+	n := ifName{ifc.Description, nsNameOf(ifc.Description)}
+	if len(m) >= 1<<12 {
+		// The reader's interfaces are reallocated when a file has
+		// very many: forget the old ones.
+		clear(m)
+	}
+	m[ifc] = n
+	return n.ns
 }

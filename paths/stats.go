@@ -133,17 +133,22 @@ const (
 
 // Summary accumulates statistics over packets.
 type Summary struct {
-	Packets   uint64
-	Events    uint64
-	First     int64 // earliest hop time
-	Last      int64 // latest hop time
-	outcomes  [len(outcomeNames)]uint64
-	drops     map[string]*dropAcc
-	paths     map[string]uint64
-	pairs     map[[2]string]*Histogram
-	places    map[placeKey]*Place
-	locations int
-	stacks    int
+	Packets  uint64
+	Events   uint64
+	First    int64 // earliest hop time
+	Last     int64 // latest hop time
+	outcomes [len(outcomeNames)]uint64
+	drops    map[string]*dropAcc
+	paths    map[string]*uint64
+	pairs    map[[2]string]*Histogram
+	places   map[placeKey]*Place
+	// pathBuf builds a packet's path; pairCache and placeCache are small
+	// caches in front of pairs and places, looked up for every hop.
+	pathBuf    []byte
+	pairCache  [64]pairEntry
+	placeCache [16]placeEntry
+	locations  int
+	stacks     int
 	// DropStacks, when set, counts the kernel stacks of drops: the
 	// DropStacks most frequent per drop reason are listed
 	// (DropStat.Stacks).
@@ -173,7 +178,7 @@ type placeKey struct {
 func NewSummary() *Summary {
 	return &Summary{
 		drops:  make(map[string]*dropAcc),
-		paths:  make(map[string]uint64),
+		paths:  make(map[string]*uint64),
 		pairs:  make(map[[2]string]*Histogram),
 		places: make(map[placeKey]*Place),
 	}
@@ -210,43 +215,84 @@ func (s *Summary) Add(p *Packet) {
 			s.addDropStack(d, &p.Outcome)
 		}
 	}
-	path := p.PathString()
-	if _, ok := s.paths[path]; !ok && len(s.paths) >= maxDistinctPaths {
-		path = otherName
+	s.pathBuf = p.appendPath(s.pathBuf[:0])
+	c := s.paths[string(s.pathBuf)]
+	if c == nil {
+		path := string(s.pathBuf)
+		if len(s.paths) >= maxDistinctPaths {
+			path = otherName
+			c = s.paths[path]
+		}
+		if c == nil {
+			c = new(uint64)
+			s.paths[path] = c
+		}
 	}
-	s.paths[path]++
+	*c++
 	for i := range p.Hops {
 		h := &p.Hops[i]
-		k := placeKey{h.Meta.Dev, h.Meta.NetNS}
-		pl := s.places[k]
-		if pl == nil {
-			if len(s.places) >= maxDistinctPlaces {
-				k = placeKey{otherName, 0}
-				pl = s.places[k]
-			}
-			if pl == nil {
-				pl = &Place{Dev: k.dev, NetNS: k.netns, NSName: h.NSName}
-				s.places[k] = pl
-			}
-		}
-		pl.Events++
+		s.place(h).Events++
 		if i == 0 {
 			continue
 		}
-		pk := [2]string{hopName(&p.Hops[i-1]), hopName(h)}
-		hist := s.pairs[pk]
-		if hist == nil {
-			if len(s.pairs) >= maxDistinctPairs {
-				pk = [2]string{otherName, otherName}
-				hist = s.pairs[pk]
-			}
-			if hist == nil {
-				hist = &Histogram{}
-				s.pairs[pk] = hist
-			}
-		}
-		hist.Add(h.Time - p.Hops[i-1].Time)
+		s.pair(hopName(&p.Hops[i-1]), hopName(h)).Add(h.Time - p.Hops[i-1].Time)
 	}
+}
+
+type pairEntry struct {
+	from, to string
+	hist     *Histogram
+}
+
+type placeEntry struct {
+	dev   string
+	netns uint32
+	place *Place
+}
+
+// pair returns the latency histogram from hook a to hook b (names are
+// never empty).
+func (s *Summary) pair(a, b string) *Histogram {
+	e := &s.pairCache[(len(a)*7+len(b)*13+int(a[len(a)-1])+int(b[len(b)-1])*3)&(len(s.pairCache)-1)]
+	if e.hist != nil && e.from == a && e.to == b {
+		return e.hist
+	}
+	pk := [2]string{a, b}
+	hist := s.pairs[pk]
+	if hist == nil {
+		if len(s.pairs) >= maxDistinctPairs {
+			pk = [2]string{otherName, otherName}
+			hist = s.pairs[pk]
+		}
+		if hist == nil {
+			hist = &Histogram{}
+			s.pairs[pk] = hist
+		}
+	}
+	*e = pairEntry{a, b, hist}
+	return hist
+}
+
+// place returns the Place of a hop.
+func (s *Summary) place(h *Hop) *Place {
+	e := &s.placeCache[(int(h.Meta.NetNS)^len(h.Meta.Dev)*5)&(len(s.placeCache)-1)]
+	if e.place != nil && e.netns == h.Meta.NetNS && e.dev == h.Meta.Dev {
+		return e.place
+	}
+	k := placeKey{h.Meta.Dev, h.Meta.NetNS}
+	pl := s.places[k]
+	if pl == nil {
+		if len(s.places) >= maxDistinctPlaces {
+			k = placeKey{otherName, 0}
+			pl = s.places[k]
+		}
+		if pl == nil {
+			pl = &Place{Dev: k.dev, NetNS: k.netns, NSName: h.NSName}
+			s.places[k] = pl
+		}
+	}
+	*e = placeEntry{h.Meta.Dev, h.Meta.NetNS, pl}
+	return pl
 }
 
 // addDropStack counts the stack of a drop.
@@ -336,7 +382,7 @@ func (s *Summary) Drops() []DropStat {
 func (s *Summary) Paths(n int) []Count {
 	out := make([]Count, 0, len(s.paths))
 	for p, c := range s.paths {
-		out = append(out, Count{p, c})
+		out = append(out, Count{p, *c})
 	}
 	sortCounts(out)
 	if n > 0 && len(out) > n {

@@ -13,6 +13,10 @@ type TextWriter struct {
 	o    TextOptions
 	buf  []byte // the packet's text
 	line int    // where the current line starts in buf
+	// flow and flowText are the last flow written in a packet's header
+	// line, and its text: packets of one flow follow each other.
+	flow     Flow
+	flowText []byte
 }
 
 // NewTextWriter returns a TextWriter that writes to w.
@@ -60,9 +64,15 @@ func (t *TextWriter) endLine() {
 	t.line = len(t.buf)
 }
 
+const spaces = "                                                                "
+
 func (t *TextWriter) pad(n int) {
-	for ; n > 0; n-- {
-		t.buf = append(t.buf, ' ')
+	for n > len(spaces) {
+		t.buf = append(t.buf, spaces...)
+		n -= len(spaces)
+	}
+	if n > 0 {
+		t.buf = append(t.buf, spaces[:n]...)
 	}
 }
 
@@ -71,6 +81,25 @@ func appendDuration(b []byte, ns int64) []byte {
 	a := uint64(ns)
 	if ns < 0 {
 		a = -a
+	}
+	// Rounded in integers where that gives what strconv.AppendFloat
+	// gives for the float64 quotient: away from a tie (half a unit of
+	// the last digit), the quotient's rounding error (far below a
+	// nanosecond for these magnitudes) cannot move it across one.
+	switch {
+	case ns < 1000:
+	case a < 999_950:
+		if a%100 != 50 {
+			q := (a + 50) / 100 // tenths of µs
+			b = strconv.AppendUint(b, q/10, 10)
+			return append(b, '.', byte('0'+q%10), 0xc2, 0xb5, 's') // "µs"
+		}
+	case a < 999_995_000:
+		if a%10_000 != 5_000 {
+			q := (a + 5_000) / 10_000 // hundredths of ms
+			b = strconv.AppendUint(b, q/100, 10)
+			return append(b, '.', digitPairs[2*(q%100)], digitPairs[2*(q%100)+1], 'm', 's')
+		}
 	}
 	switch {
 	case a < 1000:
@@ -120,6 +149,18 @@ func nsLabelLen(h *Hop) int {
 	return len("netns ") + decimalLen(uint64(h.Meta.NetNS))
 }
 
+// runeCount is utf8.RuneCount for valid UTF-8 (durations, with their
+// "µ"): the bytes that do not continue a character.
+func runeCount(b []byte) int {
+	n := len(b)
+	for _, c := range b {
+		if c&0xc0 == 0x80 {
+			n--
+		}
+	}
+	return n
+}
+
 func decimalLen(v uint64) int {
 	n := 1
 	for v >= 10 {
@@ -140,7 +181,7 @@ func (t *TextWriter) WritePacket(p *Packet) error {
 	t.paintEnd()
 	t.buf = append(t.buf, "  "...)
 	t.paintStart(outcomeColor(p.Outcome.Kind))
-	t.buf = append(t.buf, OutcomeText(&p.Outcome)...)
+	t.buf = appendOutcomeText(t.buf, &p.Outcome)
 	t.paintEnd()
 	t.buf = append(t.buf, "  ("...)
 	t.buf = strconv.AppendInt(t.buf, int64(len(p.Hops)+p.DroppedHops), 10)
@@ -148,9 +189,12 @@ func (t *TextWriter) WritePacket(p *Packet) error {
 	t.buf = appendDuration(t.buf, p.Duration())
 	t.buf = append(t.buf, ')')
 	if len(p.Hops) > 0 {
-		if ft := FlowText(&p.Hops[0].Flow); ft != "" {
+		if f := &p.Hops[0].Flow; f.Src.IsValid() || f.EtherType != 0 {
 			t.buf = append(t.buf, "  "...)
-			t.buf = append(t.buf, ft...)
+			if t.flowText == nil || *f != t.flow {
+				t.flow, t.flowText = *f, appendFlowText(t.flowText[:0], f)
+			}
+			t.buf = append(t.buf, t.flowText...)
 		}
 	}
 	if p.Parent != 0 {
@@ -181,18 +225,11 @@ func (t *TextWriter) WritePacket(p *Packet) error {
 		h := &p.Hops[i]
 		// "  %9s  %-*s  %-*s  %-*s  len %-5d"
 		t.buf = append(t.buf, "  "...)
-		start := len(t.buf)
-		t.buf = append(t.buf, '+')
-		t.buf = appendDuration(t.buf, h.Time-t0)
-		if n := utf8.RuneCount(t.buf[start:]); n < 9 {
-			// Right-align in 9 columns.
-			d := 9 - n
-			t.buf = append(t.buf, make([]byte, d)...)
-			copy(t.buf[start+d:], t.buf[start:len(t.buf)-d])
-			for j := 0; j < d; j++ {
-				t.buf[start+j] = ' '
-			}
-		}
+		// Right-aligned in 9 columns.
+		var db [24]byte
+		d := appendDuration(append(db[:0], '+'), h.Time-t0)
+		t.pad(9 - runeCount(d))
+		t.buf = append(t.buf, d...)
 		t.buf = append(t.buf, "  "...)
 		t.buf = appendHookLabel(t.buf, h)
 		t.pad(hookW - hookLabelLen(h))
@@ -227,10 +264,10 @@ func (t *TextWriter) WritePacket(p *Packet) error {
 			extra()
 			t.paintStart(ansiYell)
 			t.buf = append(t.buf, "changed "...)
-			t.buf = append(t.buf, h.Changed.String()...)
+			t.buf = h.Changed.appendNames(t.buf)
 			if h.Changed&(ChangedAddr|ChangedPort|ChangedProto) != 0 {
 				t.buf = append(t.buf, ": "...)
-				t.buf = append(t.buf, FlowText(&h.Flow)...)
+				t.buf = appendFlowText(t.buf, &h.Flow)
 			}
 			t.paintEnd()
 		}

@@ -121,7 +121,22 @@ func (c Change) Names() []string {
 }
 
 // String returns the names joined by commas.
-func (c Change) String() string { return strings.Join(c.Names(), ",") }
+func (c Change) String() string { return string(c.appendNames(nil)) }
+
+// appendNames appends String().
+func (c Change) appendNames(b []byte) []byte {
+	first := true
+	for i, n := range changeNames {
+		if c&(1<<i) != 0 {
+			if !first {
+				b = append(b, ',')
+			}
+			first = false
+			b = append(b, n...)
+		}
+	}
+	return b
+}
 
 // Flow is the addresses, ports and protocols parsed from a hop's bytes.
 type Flow struct {
@@ -205,14 +220,18 @@ func (p *Packet) Duration() int64 {
 
 // PathString returns the hook names joined by ">".
 func (p *Packet) PathString() string {
-	var b strings.Builder
+	return string(p.appendPath(nil))
+}
+
+// appendPath appends PathString().
+func (p *Packet) appendPath(b []byte) []byte {
 	for i := range p.Hops {
 		if i > 0 {
-			b.WriteByte('>')
+			b = append(b, '>')
 		}
-		b.WriteString(hopName(&p.Hops[i]))
+		b = append(b, hopName(&p.Hops[i])...)
 	}
-	return b.String()
+	return b
 }
 
 func hopName(h *Hop) string {

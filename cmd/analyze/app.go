@@ -363,15 +363,26 @@ func runPaths(c *cli.Context) error {
 		return err
 	}
 	defer cleanup()
-	w := bufio.NewWriterSize(c.App.Writer, 256<<10)
-	var line []byte
+	// The lines are appended to one buffer, written when it is full:
+	// no copy into a bufio.Writer.
+	const flushAt = 256 << 10
+	out := c.App.Writer
+	buf := make([]byte, 0, flushAt+64<<10)
+	var enc paths.JSONEncoder
 	err = paths.Process(in, opts, sel, func(p *paths.Packet) error {
-		line = paths.AppendJSON(line[:0], p)
-		_, err := w.Write(line)
+		buf = enc.Append(buf, p)
+		if len(buf) < flushAt {
+			return nil
+		}
+		_, err := out.Write(buf)
+		buf = buf[:0]
 		return err
 	})
-	if ferr := w.Flush(); err == nil {
-		err = ferr
+	if len(buf) > 0 {
+		// Also after an error: what was analyzed before it is written.
+		if _, werr := out.Write(buf); err == nil {
+			err = werr
+		}
 	}
 	if err == nil {
 		err = truncationError(in)
