@@ -410,3 +410,40 @@ func btoi(b bool) int {
 	}
 	return 0
 }
+
+// BenchmarkReadBytes1M reads the File1M file from memory (NewReaderBytes):
+// the decoder's own cost per packet, without the read system calls.
+func BenchmarkReadBytes1M(b *testing.B) {
+	path := filepath.Join(b.TempDir(), "1m.pcapng")
+	if _, err := writeFileOurs(path); err != nil {
+		b.Fatal(err)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		r, err := pcapng.NewReaderBytes(data)
+		if err != nil {
+			b.Fatal(err)
+		}
+		n := 0
+		for {
+			p, err := r.ReadPacket()
+			if err == io.EOF {
+				break
+			}
+			if err != nil || len(p.Options.Comments) != 1 || p.Options.PacketID != uint64(n) {
+				b.Fatalf("packet %d: %v", n, err)
+			}
+			n++
+		}
+		if n != filePackets {
+			b.Fatalf("read %d packets", n)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/filePackets, "ns/packet")
+}

@@ -79,13 +79,18 @@ type Reader struct {
 	interfaces   []Interface
 
 	packet Packet
-	// optionsEmpty says packet.Options holds nothing since the last
-	// packet without options.
-	optionsEmpty bool
-	stats        InterfaceStatistics
-	names        NameResolution
-	secrets      DecryptionSecrets
-	custom       CustomBlock
+	// optionsSet says which fields of packet.Options may hold something,
+	// so that the packet decoders clear only those between packets: the
+	// fast path keeps it exact, the general path sets it to 0 or optAll.
+	optionsSet optionFields
+	stats      InterfaceStatistics
+	names      NameResolution
+	secrets    DecryptionSecrets
+	custom     CustomBlock
+
+	// noFastPath turns readEnhancedFast off, for the tests that check
+	// it against the general path.
+	noFastPath bool
 }
 
 // NewReader returns a Reader for r with the default block size limit
@@ -220,6 +225,11 @@ func (r *Reader) ReadPacket() (*Packet, error) {
 	if r.err != nil {
 		return nil, r.err
 	}
+	// The common enhanced packet block first (fastpath.go), then the
+	// general path for whatever the fast path leaves.
+	if r.readEnhancedFast() {
+		return &r.packet, nil
+	}
 	for {
 		// next1 rather than Next: one call less per packet.
 		t, err := r.next1()
@@ -239,6 +249,9 @@ func (r *Reader) ReadPacket() (*Packet, error) {
 func (r *Reader) Next() (BlockType, error) {
 	if r.err != nil {
 		return 0, r.err
+	}
+	if r.readEnhancedFast() { // fastpath.go
+		return BlockEnhancedPacket, nil
 	}
 	t, err := r.next1()
 	if err != nil {
@@ -725,13 +738,17 @@ func (r *Reader) decodeEnhancedPacket() error {
 }
 
 func (r *Reader) packetOptions(b []byte, bodyOffset int, o *PacketOptions) error {
-	if len(b) == 0 && r.optionsEmpty && o == &r.packet.Options {
+	if len(b) == 0 && r.optionsSet == 0 && o == &r.packet.Options {
 		// Nothing to decode, and nothing to clear from the previous
 		// packet.
 		return nil
 	}
 	o.Reset()
-	r.optionsEmpty = len(b) == 0 && o == &r.packet.Options
+	if len(b) == 0 && o == &r.packet.Options {
+		r.optionsSet = 0
+	} else {
+		r.optionsSet = optAll
+	}
 	// The loop is written out rather than going through r.options: this
 	// is the hot path of every reader.
 	off := 0
@@ -834,7 +851,7 @@ func (r *Reader) decodeSimplePacket() error {
 	}
 	p.Data = b[4 : 4+caplen]
 	p.Options.Reset()
-	r.optionsEmpty = true
+	r.optionsSet = 0
 	return nil
 }
 
@@ -869,7 +886,7 @@ func (r *Reader) decodeObsoletePacket() error {
 	}
 	if drops != 0xFFFF {
 		p.Options.DropCount, p.Options.HasDropCount = uint64(drops), true
-		r.optionsEmpty = false
+		r.optionsSet |= optDropCount
 	}
 	return nil
 }
