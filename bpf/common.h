@@ -279,6 +279,17 @@ struct track_ref {
 	int way;               // the entry holding key, -1 if none
 };
 
+// Reports whether the skb at key may be followed: false when the hint count
+// of its group of sets is 0. Helper: one array lookup, inlined.
+static __always_inline int maybe_followed(__u64 key)
+{
+	struct tracked_hint *hint;
+	__u32 zero = 0;
+
+	hint = bpf_map_lookup_elem(&hints, &zero);
+	return !hint || hint->count[track_set_of(key) & (HINT_SLOTS - 1)] != 0;
+}
+
 // Looks key up. Returns its packet id, or 0 if it is not followed; ref
 // remembers where, for track_insert and track_forget. Helper calls: two
 // array lookups, both inlined by the verifier.
@@ -510,6 +521,12 @@ static __always_inline void locate_device(struct sk_buff *skb, struct where *w)
 	}
 }
 
+// Reports whether any filter is set (metadata knobs or an expression).
+static __always_inline int filtering(void)
+{
+	return match_netns || match_ifindex || match_mark_mask || match_pid || has_expr;
+}
+
 // Reports whether an skb not yet followed is to be recorded: the metadata
 // knobs first (cheap, no copy), then the compiled expression on a copy of
 // the packet's first bytes. Every knob is a load-time constant, so the
@@ -581,6 +598,7 @@ struct hit {
 	__u16 hook;             // id of the hook in user space's table
 	__u8 has_ret;
 	__u8 frees;             // the skb is freed here (kprobe: from the cookie)
+	__u8 wanted;            // the entry point has filtered it and kept it
 };
 
 // Fills the task fields of ev: the current task's ids and comm. Helper
@@ -678,7 +696,7 @@ static __always_inline int record(void *ctx, struct hit *h, struct cpu_state *st
 	// once kept, a packet is recorded at every hook whatever its bytes
 	// become (NAT, encapsulation). A clone of a followed packet is
 	// followed without filtering, and so is a call whose entry was kept.
-	if (!h->parent && !paired && (!known || !track) && !wanted(skb, &w)) {
+	if (!h->parent && !paired && (!known || !track) && !h->wanted && !wanted(skb, &w)) {
 		if (known && (is_free_hook || h->frees))
 			track_forget(&ref);
 		return 0;

@@ -87,6 +87,26 @@ int on_skb(void *ctx)
 	if (!state)
 		return 0;
 
+	// With a filter, most hits are of packets not followed that the filter
+	// rejects: decide those first, before describing the hit for record
+	// (which would read every knob and fill the description only to drop
+	// it). A packet that passes is not filtered again.
+	if (filtering() && !clone_hook && !exit_hook && !untrack_only && track) {
+		if (!maybe_followed(address_of(state, skb))) {
+			struct net_device *dev = NULL;
+			struct where w;
+
+			if (dev_arg >= 0)
+				dev = (struct net_device *)load_arg(ctx, dev_arg);
+			locate(skb, dev, &w);
+			if (match_netns || match_ifindex)
+				locate_device(skb, &w);
+			if (!wanted(skb, &w))
+				return 0;
+			h.wanted = 1;
+		}
+	}
+
 	if (clone_hook) {
 		// Exit of skb_clone & co: the skb argument is the original, the
 		// return value the clone (NULL if allocation failed). Only a clone
