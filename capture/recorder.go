@@ -541,7 +541,11 @@ func loadHook(spec *ebpf.CollectionSpec, h *Hook, opts ebpf.CollectionOptions, k
 		prog.AttachType = ebpf.AttachTraceFExit
 	}
 	if k.filter != nil {
-		if err := replaceFilter(prog, k.filter); err != nil {
+		err := inlineFilter(prog, k.filter)
+		if errors.Is(err, errNoInline) {
+			err = replaceFilter(prog, k.filter)
+		}
+		if err != nil {
 			return nil, fmt.Errorf("load hook %s: %w", h.Name, err)
 		}
 	}
