@@ -146,6 +146,7 @@ volatile const __u32 match_mark = 0;      // skb->mark & match_mark_mask must eq
 volatile const __u32 match_mark_mask = 0;
 volatile const __u32 match_pid = 0;       // thread group id of the current task
 volatile const __u32 has_expr = 0;        // 1: filter_packet holds a compiled expression
+volatile const __u32 filtered = 0;        // 1: any of the above is set (one load instead of five)
 volatile const __u32 filter_window = 0;   // bytes filter_packet may read (<= filter_buf value size)
 volatile const __u32 track = 1;           // 0: run the filter at every hook, tracked or not
 volatile const __u32 direct_read = 0;     // 1: the kernel lets BPF load through skb->head
@@ -519,12 +520,6 @@ static __always_inline void locate_device(struct sk_buff *skb, struct where *w)
 		w->ifindex = skb->skb_iif;
 		w->netns = sk ? KREAD2(sk, __sk_common.skc_net.net, ns.inum) : 0;
 	}
-}
-
-// Reports whether any filter is set (metadata knobs or an expression).
-static __always_inline int filtering(void)
-{
-	return match_netns || match_ifindex || match_mark_mask || match_pid || has_expr;
 }
 
 // Reports whether an skb not yet followed is to be recorded: the metadata

@@ -70,6 +70,7 @@ const (
 	KprobeVarEntryHook      = "entry_hook"
 	KprobeVarExitHook       = "exit_hook"
 	KprobeVarFilterWindow   = "filter_window"
+	KprobeVarFiltered       = "filtered"
 	KprobeVarHasExpr        = "has_expr"
 	KprobeVarHookId         = "hook_id"
 	KprobeVarIsFreeHook     = "is_free_hook"
@@ -164,6 +165,7 @@ type KprobeVariableSpecs struct {
 	EntryHook     *ebpf.VariableSpec `ebpf:"entry_hook"`
 	ExitHook      *ebpf.VariableSpec `ebpf:"exit_hook"`
 	FilterWindow  *ebpf.VariableSpec `ebpf:"filter_window"`
+	Filtered      *ebpf.VariableSpec `ebpf:"filtered"`
 	HasExpr       *ebpf.VariableSpec `ebpf:"has_expr"`
 	HookId        *ebpf.VariableSpec `ebpf:"hook_id"`
 	IsFreeHook    *ebpf.VariableSpec `ebpf:"is_free_hook"`
@@ -240,6 +242,7 @@ type KprobeVariables struct {
 	EntryHook     *ebpf.Variable `ebpf:"entry_hook"`
 	ExitHook      *ebpf.Variable `ebpf:"exit_hook"`
 	FilterWindow  *ebpf.Variable `ebpf:"filter_window"`
+	Filtered      *ebpf.Variable `ebpf:"filtered"`
 	HasExpr       *ebpf.Variable `ebpf:"has_expr"`
 	HookId        *ebpf.Variable `ebpf:"hook_id"`
 	IsFreeHook    *ebpf.Variable `ebpf:"is_free_hook"`

@@ -91,7 +91,7 @@ int on_skb(void *ctx)
 	// rejects: decide those first, before describing the hit for record
 	// (which would read every knob and fill the description only to drop
 	// it). A packet that passes is not filtered again.
-	if (filtering() && !clone_hook && !exit_hook && !untrack_only && track) {
+	if (filtered && !clone_hook && !exit_hook && !untrack_only && track) {
 		if (!maybe_followed(address_of(state, skb))) {
 			struct net_device *dev = NULL;
 			struct where w;

@@ -96,6 +96,7 @@ const (
 	SkbVarEntryHook     = "entry_hook"
 	SkbVarExitHook      = "exit_hook"
 	SkbVarFilterWindow  = "filter_window"
+	SkbVarFiltered      = "filtered"
 	SkbVarHasExpr       = "has_expr"
 	SkbVarHookId        = "hook_id"
 	SkbVarIsFreeHook    = "is_free_hook"
@@ -186,6 +187,7 @@ type SkbVariableSpecs struct {
 	EntryHook     *ebpf.VariableSpec `ebpf:"entry_hook"`
 	ExitHook      *ebpf.VariableSpec `ebpf:"exit_hook"`
 	FilterWindow  *ebpf.VariableSpec `ebpf:"filter_window"`
+	Filtered      *ebpf.VariableSpec `ebpf:"filtered"`
 	HasExpr       *ebpf.VariableSpec `ebpf:"has_expr"`
 	HookId        *ebpf.VariableSpec `ebpf:"hook_id"`
 	IsFreeHook    *ebpf.VariableSpec `ebpf:"is_free_hook"`
@@ -258,6 +260,7 @@ type SkbVariables struct {
 	EntryHook     *ebpf.Variable `ebpf:"entry_hook"`
 	ExitHook      *ebpf.Variable `ebpf:"exit_hook"`
 	FilterWindow  *ebpf.Variable `ebpf:"filter_window"`
+	Filtered      *ebpf.Variable `ebpf:"filtered"`
 	HasExpr       *ebpf.Variable `ebpf:"has_expr"`
 	HookId        *ebpf.Variable `ebpf:"hook_id"`
 	IsFreeHook    *ebpf.Variable `ebpf:"is_free_hook"`

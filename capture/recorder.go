@@ -488,6 +488,7 @@ func (k hookKnobs) vars() map[string]any {
 		bpf.SkbVarMatchMarkMask: k.match.MarkMask,
 		bpf.SkbVarMatchPid:      k.match.PID,
 		bpf.SkbVarHasExpr:       b(k.filter != nil),
+		bpf.SkbVarFiltered:      b(k.filter != nil || k.match != Match{}),
 		bpf.SkbVarFilterWindow:  k.window,
 		bpf.SkbVarTrack:         b(k.track),
 		bpf.SkbVarDirectRead:    b(!k.probeRead),
