@@ -2,7 +2,7 @@ package capture
 
 import (
 	"context"
-	"fmt"
+	"github.com/pathcap/pathcap/internal/refprog"
 	"regexp"
 	"strconv"
 	"sync"
@@ -135,7 +135,7 @@ func BenchmarkFilterCost(b *testing.B) {
 		{"ip6-protochain-58-rejects", Config{Filter: compile("ip6 protochain 58")}},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
-			empty, err := emptyProgram("net_dev_queue")
+			empty, err := refprog.Empty("net_dev_queue")
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -179,25 +179,6 @@ func BenchmarkFilterCost(b *testing.B) {
 			b.ReportMetric(float64(st.Events), "events")
 		})
 	}
-}
-
-// emptyProgram loads a tp_btf program for tracepoint that returns at once.
-func emptyProgram(tracepoint string) (*ebpf.Program, error) {
-	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
-		Name:       "empty",
-		Type:       ebpf.Tracing,
-		AttachType: ebpf.AttachTraceRawTp,
-		AttachTo:   tracepoint,
-		License:    "GPL",
-		Instructions: asm.Instructions{
-			asm.Mov.Imm(asm.R0, 0),
-			asm.Return(),
-		},
-	})
-	if err != nil {
-		return nil, fmt.Errorf("load empty program: %w", err)
-	}
-	return prog, nil
 }
 
 // BenchmarkStackCost measures the two ways to capture a kernel stack in the

@@ -634,8 +634,7 @@ func (r *Recorder) Run(ctx context.Context, fn func(*Event) error) error {
 		ev:     Event{reasons: r.reasons},
 	}
 	deliver := func(sample []byte) error {
-		rd.sample = append(rd.sample[:0], sample...)
-		if err := r.deliver(&rd, fn); err != nil {
+		if err := r.deliver(&rd, sample, fn); err != nil {
 			return err
 		}
 		// Under a flood the ring never empties: stop between records.
@@ -673,10 +672,7 @@ func (r *Recorder) Run(ctx context.Context, fn func(*Event) error) error {
 // hooks keep adding: under a steady stream it would never end.
 func (r *Recorder) drain(rg *ring, rd *reader, fn func(*Event) error) error {
 	for tries := 0; tries < 100; tries++ {
-		_, busy, err := rg.read(func(sample []byte) error {
-			rd.sample = append(rd.sample[:0], sample...)
-			return r.deliver(rd, fn)
-		})
+		_, busy, err := rg.read(func(sample []byte) error { return r.deliver(rd, sample, fn) })
 		if err != nil || !busy {
 			return err
 		}
@@ -695,7 +691,10 @@ type reader struct {
 }
 
 // deliver decodes the record in rd and calls fn.
-func (r *Recorder) deliver(rd *reader, fn func(*Event) error) error {
+func (r *Recorder) deliver(rd *reader, sample []byte, fn func(*Event) error) error {
+	// The record is copied out of the ring: the Event's bytes stay valid
+	// however the caller uses them during fn.
+	rd.sample = append(rd.sample[:0], sample...)
 	ev, raw := &rd.ev, &rd.raw
 	if err := ev.decode(rd.sample, raw, r.stackBytes); err != nil {
 		return fmt.Errorf("decode event: %w", err)

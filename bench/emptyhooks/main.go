@@ -25,14 +25,13 @@ import (
 	"unsafe"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/asm"
-	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
 	"github.com/cilium/ebpf/rlimit"
 
 	"github.com/pathcap/pathcap/bpf"
 	"github.com/pathcap/pathcap/capture"
+	"github.com/pathcap/pathcap/internal/refprog"
 )
 
 func main() {
@@ -47,9 +46,6 @@ func main() {
 }
 
 func run(ready string, floor bool, snaplen int) error {
-	if snaplen < 1 || snaplen > 65535 {
-		return fmt.Errorf("snap length %d: want 1 to 65535", snaplen)
-	}
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return fmt.Errorf("raise memlock limit: %w", err)
 	}
@@ -64,32 +60,26 @@ func run(ready string, floor bool, snaplen int) error {
 		}
 	}()
 
-	var fl *floorParts
+	var fl *refprog.Floor
 	if floor {
-		if fl, err = newFloorParts(snaplen); err != nil {
+		if fl, err = refprog.NewFloor(int(unsafe.Sizeof(bpf.SkbEvent{})), snaplen, capture.DefaultRingBufferSize); err != nil {
 			return err
 		}
-		closers = append(closers, fl.ring.Close)
+		closers = append(closers, fl.Close)
 	}
 	attached := 0
 	for _, h := range hooks {
 		if h.Kind != capture.HookTracepoint {
 			continue
 		}
-		insns := asm.Instructions{asm.Mov.Imm(asm.R0, 0), asm.Return()}
+		var prog *ebpf.Program
 		if fl != nil {
-			insns = fl.program(h.SKBArg)
+			prog, err = fl.Program(h.Name, h.SKBArg)
+		} else {
+			prog, err = refprog.Empty(h.Name)
 		}
-		prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
-			Name:         "reference",
-			Type:         ebpf.Tracing,
-			AttachType:   ebpf.AttachTraceRawTp,
-			AttachTo:     h.Name,
-			License:      "GPL",
-			Instructions: insns,
-		})
 		if err != nil {
-			return fmt.Errorf("load program for %s: %w", h.Name, err)
+			return err
 		}
 		closers = append(closers, prog.Close)
 		l, err := link.AttachTracing(link.TracingOptions{Program: prog, AttachType: ebpf.AttachTraceRawTp})
@@ -102,7 +92,7 @@ func run(ready string, floor bool, snaplen int) error {
 
 	done := make(chan struct{})
 	if fl != nil {
-		rd, err := ringbuf.NewReader(fl.ring)
+		rd, err := ringbuf.NewReader(fl.Ring)
 		if err != nil {
 			return fmt.Errorf("open ring buffer reader: %w", err)
 		}
@@ -135,100 +125,4 @@ func drain(rd *ringbuf.Reader, done chan<- struct{}) {
 			return
 		}
 	}
-}
-
-// floorParts is what the floor programs share: the ring buffer, the record
-// size and where the packet bytes are in struct sk_buff.
-type floorParts struct {
-	ring    *ebpf.Map
-	size    int32 // bytes reserved per record
-	snaplen int32
-	headOff int16 // offset of sk_buff.head
-	macOff  int16 // offset of sk_buff.mac_header
-}
-
-func newFloorParts(snaplen int) (*floorParts, error) {
-	spec, err := btf.LoadKernelSpec()
-	if err != nil {
-		return nil, fmt.Errorf("load kernel BTF: %w", err)
-	}
-	var skb *btf.Struct
-	if err := spec.TypeByName("sk_buff", &skb); err != nil {
-		return nil, fmt.Errorf("find struct sk_buff: %w", err)
-	}
-	head, err := memberOffset(skb, "head")
-	if err != nil {
-		return nil, err
-	}
-	mac, err := memberOffset(skb, "mac_header")
-	if err != nil {
-		return nil, err
-	}
-	ring, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.RingBuf, MaxEntries: capture.DefaultRingBufferSize})
-	if err != nil {
-		return nil, fmt.Errorf("create ring buffer: %w", err)
-	}
-	return &floorParts{
-		ring:    ring,
-		size:    int32(unsafe.Sizeof(bpf.SkbEvent{})) + int32(snaplen),
-		snaplen: int32(snaplen),
-		headOff: int16(head),
-		macOff:  int16(mac),
-	}, nil
-}
-
-// program returns the floor program for a tracepoint whose argument skbArg
-// is the skb.
-func (f *floorParts) program(skbArg int) asm.Instructions {
-	return asm.Instructions{
-		// r6 = the skb argument; nothing to do without one
-		asm.LoadMem(asm.R6, asm.R1, int16(8*skbArg), asm.DWord),
-		asm.JEq.Imm(asm.R6, 0, "out"),
-		// r7 = bpf_ringbuf_reserve(ring, size, 0)
-		asm.LoadMapPtr(asm.R1, f.ring.FD()),
-		asm.Mov.Imm(asm.R2, f.size),
-		asm.Mov.Imm(asm.R3, 0),
-		asm.FnRingbufReserve.Call(),
-		asm.JEq.Imm(asm.R0, 0, "out"),
-		asm.Mov.Reg(asm.R7, asm.R0),
-		// bpf_probe_read_kernel(record + fixed part, snaplen, skb->head + skb->mac_header)
-		asm.LoadMem(asm.R3, asm.R6, f.headOff, asm.DWord),
-		asm.LoadMem(asm.R4, asm.R6, f.macOff, asm.Half),
-		asm.Add.Reg(asm.R3, asm.R4),
-		asm.Mov.Reg(asm.R1, asm.R7),
-		asm.Add.Imm(asm.R1, f.size-f.snaplen),
-		asm.Mov.Imm(asm.R2, f.snaplen),
-		asm.FnProbeReadKernel.Call(),
-		// bpf_ringbuf_submit(record, BPF_RB_NO_WAKEUP)
-		asm.Mov.Reg(asm.R1, asm.R7),
-		asm.Mov.Imm(asm.R2, 1),
-		asm.FnRingbufSubmit.Call(),
-		asm.Mov.Imm(asm.R0, 0).WithSymbol("out"),
-		asm.Return(),
-	}
-}
-
-// memberOffset returns the byte offset of a member of struct s, looking
-// inside anonymous unions and structs.
-func memberOffset(t btf.Type, name string) (uint32, error) {
-	var members []btf.Member
-	switch c := t.(type) {
-	case *btf.Struct:
-		members = c.Members
-	case *btf.Union:
-		members = c.Members
-	default:
-		return 0, fmt.Errorf("find %s: %v is not a struct or union", name, t)
-	}
-	for _, m := range members {
-		if m.Name == name {
-			return uint32(m.Offset.Bytes()), nil
-		}
-		if m.Name == "" {
-			if off, err := memberOffset(m.Type, name); err == nil {
-				return uint32(m.Offset.Bytes()) + off, nil
-			}
-		}
-	}
-	return 0, fmt.Errorf("find %s: no such member", name)
 }
