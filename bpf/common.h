@@ -116,6 +116,9 @@ struct cpu_state {
 	__u64 lost;    // records that could not be reserved on this CPU
 	__u64 addr;    // the current skb's address, see address_of
 	__u64 unchecked; // ring bytes written since the last fill-level check
+	__u64 budget_start; // budget_per_cpu: start of the current second
+	__u64 budget_used;  // budget_per_cpu: events recorded in it
+	__u64 over_budget;  // hits not recorded because the budget was spent
 };
 
 // Knobs set by user space before loading. The verifier sees them as
@@ -137,6 +140,12 @@ volatile const __u32 snaplen = 256;     // bytes of packet data reserved per rec
 volatile const __u32 stack_bytes = 0;   // bytes of kernel stack reserved per record, 0: none
 volatile const __u32 nr_cpus = 1;       // possible CPUs, spreads ids over CPUs
 volatile const __u64 wakeup_bytes = 0;  // wake the reader at multiples of this fill level
+
+// Kernel compatibility and host safety knobs (see docs/BACKENDS.md).
+volatile const __u32 task_btf = 1;      // 1: bpf_get_current_task_btf exists (Linux 5.11+)
+volatile const __u32 copy_bytes = 1;    // 0: record no packet bytes, so that a recorded hit
+                                        // makes no bpf_probe_read_kernel call (audit-safe mode)
+volatile const __u64 budget_per_cpu = 0; // most events recorded per second on one CPU, 0: no limit
 
 // Filter knobs: conditions a packet not yet followed must meet to be
 // recorded, ANDed. A zero value means "any" (a mask of 0 ignores the mark).
@@ -597,26 +606,31 @@ struct hit {
 };
 
 // Fills the task fields of ev: the current task's ids and comm. Helper
-// calls with BTF_READS: bpf_get_current_task_btf, whose fields are then
-// plain loads (two 8-byte loads copy comm; bpf_get_current_comm costs about
-// 60 ns here). Otherwise bpf_get_current_pid_tgid and bpf_get_current_comm.
+// calls with BTF_READS where the kernel has it (task_btf):
+// bpf_get_current_task_btf, whose fields are then plain loads (two 8-byte
+// loads copy comm; bpf_get_current_comm costs about 60 ns here). Otherwise
+// bpf_get_current_pid_tgid and bpf_get_current_comm.
 static __always_inline void task_fields(struct event *ev)
 {
 #if BTF_READS
-	struct task_struct *task = bpf_get_current_task_btf();
+	if (task_btf) {
+		struct task_struct *task = bpf_get_current_task_btf();
 
-	ev->pid = task->tgid;
-	ev->tid = task->pid;
-	// comm may change under us (prctl); a torn name is harmless.
-	*(__u64 *)&ev->comm[0] = *(__u64 *)&task->comm[0];
-	*(__u64 *)&ev->comm[8] = *(__u64 *)&task->comm[8];
-#else
+		ev->pid = task->tgid;
+		ev->tid = task->pid;
+		// comm may change under us (prctl); a torn name is harmless.
+		*(__u64 *)&ev->comm[0] = *(__u64 *)&task->comm[0];
+		*(__u64 *)&ev->comm[8] = *(__u64 *)&task->comm[8];
+		return;
+	}
+#endif
+	// Kernels before 5.11 (and kprobes): two helpers, neither of which
+	// reads kernel memory through bpf_probe_read_kernel.
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 
 	ev->pid = pid_tgid >> 32;
 	ev->tid = (__u32)pid_tgid;
 	bpf_get_current_comm(ev->comm, sizeof(ev->comm));
-#endif
 }
 
 // Records one hit of h at ctx (the program's context, for the stack) if its
@@ -700,6 +714,25 @@ static __always_inline int record(void *ctx, struct hit *h, struct cpu_state *st
 	if (!gone && !(match_netns || match_ifindex))
 		locate_device(skb, &w);
 
+	now = 0;
+	if (budget_per_cpu) {
+		// A per-CPU budget of events per second bounds what a flood can
+		// cost the host: past it, a hit costs this check and nothing
+		// more. Helper: monotonic clock (read once, reused below).
+		now = bpf_ktime_get_ns();
+		if (now - state->budget_start >= 1000000000ULL) {
+			state->budget_start = now;
+			state->budget_used = 0;
+		}
+		if (state->budget_used >= budget_per_cpu) {
+			state->over_budget++;
+			if (known && (is_free_hook || h->frees))
+				track_forget(&ref);
+			return 0;
+		}
+		state->budget_used++;
+	}
+
 	// Helper: reserve the record in place, so the packet bytes and the
 	// stack are written once, straight into the ring. The size is made of
 	// load-time constants, as the verifier requires.
@@ -715,7 +748,8 @@ static __always_inline int record(void *ctx, struct hit *h, struct cpu_state *st
 
 	// Helper: monotonic clock; user space converts to wall-clock time. The
 	// tracking table orders its entries by it too.
-	now = bpf_ktime_get_ns();
+	if (!budget_per_cpu)
+		now = bpf_ktime_get_ns();
 	ev->ktime_ns = now;
 	// Helper: inlined by the verifier into a per-CPU variable read on x86-64.
 	cpu = bpf_get_smp_processor_id();
@@ -770,18 +804,25 @@ static __always_inline int record(void *ctx, struct hit *h, struct cpu_state *st
 		ev->stack_len = bpf_get_stack(ctx, (void *)(ev + 1), stack_bytes, 0);
 	}
 
-	// Clamp in one register the verifier can follow (older verifiers lose
-	// the bound of a copy compared in C).
-	n = w.caplen;
-	limit = snaplen;
-	asm volatile("if %[n] <= %[limit] goto +1\n\t"
-		     "%[n] = %[limit]"
-		     : [n] "+r"(n) : [limit] "r"(limit));
-	// Helper: the one copy of packet bytes into the record (linear area
-	// only). Packet data is not reachable through BTF-typed loads.
-	ev->caplen = n;
-	if (n && bpf_probe_read_kernel((void *)(ev + 1) + stack_bytes, n, w.head + w.start) < 0)
-		ev->caplen = 0;
+	ev->caplen = 0;
+	if (copy_bytes) {
+		// Clamp in one register the verifier can follow (older verifiers
+		// lose the bound of a copy compared in C).
+		n = w.caplen;
+		limit = snaplen;
+		asm volatile("if %[n] <= %[limit] goto +1\n\t"
+			     "%[n] = %[limit]"
+			     : [n] "+r"(n) : [limit] "r"(limit));
+		// Helper: the one copy of packet bytes into the record (linear
+		// area only). Packet data is not reachable through BTF-typed
+		// loads. On Linux 5.6 to 5.13 without the fix of the SELinux
+		// lockdown check, each call is checked against the current task
+		// and may write an audit record: copy_bytes is 0 there (user
+		// space decides, see capture/features.go).
+		ev->caplen = n;
+		if (n && bpf_probe_read_kernel((void *)(ev + 1) + stack_bytes, n, w.head + w.start) < 0)
+			ev->caplen = 0;
+	}
 
 	if (paired) {
 		// A function's exit: the entry's id; tracking is the entries' and

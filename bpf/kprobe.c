@@ -5,7 +5,8 @@
 // One program serves every function: user space attaches it with one link
 // per function (kprobe) or one link for all (kprobe-multi), giving each
 // function an attach cookie that holds its hook id and the position of its
-// struct sk_buff * argument. A second pair of programs follows clones and
+// struct sk_buff * argument (kernels before 5.15 have no attach cookies:
+// there the cookie is looked up by the probed address). A second pair of programs follows clones and
 // copies (skb_clone & co): the entry remembers the original, the return
 // probe records the clone under an id of its own.
 //
@@ -28,6 +29,28 @@
 #define COOKIE_ARG(c) ((__u32)((c) >> 16) & 0xff)
 #define COOKIE_FREES(c) ((__u8)((c) >> 24) & 1)
 
+// 1: the kernel has bpf_get_attach_cookie (Linux 5.15+). Else each
+// function's cookie is looked up in func_cookies by the probed address.
+volatile const __u32 use_cookie = 1;
+
+// Kinds of func_key: which program a function's cookie is for.
+#define FUNC_RECORD 0 // on_kprobe
+#define FUNC_CLONE 1  // on_clone_entry
+
+struct func_key {
+	__u64 addr; // the function's address (as /proc/kallsyms gives it)
+	__u64 kind; // FUNC_*
+};
+
+// Cookies by function address, for kernels without attach cookies (filled
+// by user space before attaching; one entry per probed function and kind).
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1); // replaced by user space
+	__type(key, struct func_key);
+	__type(value, __u64);
+} func_cookies SEC(".maps");
+
 // Room for a copy of struct sk_buff (232 bytes on 6.x kernels).
 #define SKB_COPY_SIZE 512
 
@@ -41,15 +64,22 @@ struct {
 	__uint(value_size, SKB_COPY_SIZE);
 } skb_copy SEC(".maps");
 
+// A clone being made: the original's packet id and the cookie of the clone
+// function (its hook id is the return probe's).
+struct clone_info {
+	__u64 parent;
+	__u64 cookie;
+};
+
 // Clones being made: the thread's pid_tgid at the entry of a clone
-// function, to the original's packet id. The return probe takes the entry
-// out. Bounded: an entry whose return never comes (a missed return probe)
-// is evicted.
+// function, to what the return probe needs. The return probe takes the
+// entry out. Bounded: an entry whose return never comes (a missed return
+// probe) is evicted.
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 4096);
 	__type(key, __u64);
-	__type(value, __u64);
+	__type(value, struct clone_info);
 } cloning SEC(".maps");
 
 // Loads argument idx (0 to 4) of the probed function from the registers
@@ -90,6 +120,26 @@ static __always_inline __u64 reg_ret(struct pt_regs *ctx)
 	return v;
 }
 
+// The cookie of the probed function for program kind (FUNC_*), or 0 if it
+// has none. Helper: bpf_get_attach_cookie where the kernel has it; else one
+// hash lookup by the probed address. On x86-64 a kprobe's handler sees the
+// instruction pointer one byte past the probed address, whether the probe
+// is a breakpoint, an optimized jump or an ftrace call site; a kprobe on a
+// function's entry is at the address kallsyms gives.
+static __always_inline __u64 func_cookie(struct pt_regs *ctx, __u64 kind)
+{
+	struct func_key key;
+	__u64 *c, ip;
+
+	if (use_cookie)
+		return bpf_get_attach_cookie(ctx);
+	asm volatile("%0 = *(u64 *)(%1 + 128)" : "=r"(ip) : "r"(ctx)); // ip
+	key.addr = ip - 1;
+	key.kind = kind;
+	c = bpf_map_lookup_elem(&func_cookies, &key);
+	return c ? *c : 0;
+}
+
 // Copies the sk_buff at addr into this CPU's scratch entry and returns the
 // copy, or NULL. Helper: the one bpf_probe_read_kernel for all the skb's
 // fields; its size is the running kernel's sizeof(struct sk_buff) (a CO-RE
@@ -114,11 +164,14 @@ static __always_inline struct sk_buff *copy_skb(__u64 addr)
 SEC("kprobe")
 int on_kprobe(struct pt_regs *ctx)
 {
-	// Helper: the cookie user space gave this function's attachment.
-	__u64 cookie = bpf_get_attach_cookie(ctx);
+	// The cookie user space gave this function (never 0: hook ids of
+	// functions follow the tracepoints').
+	__u64 cookie = func_cookie(ctx, FUNC_RECORD);
 	struct cpu_state *state;
 	struct hit h = {};
 
+	if (!cookie)
+		return 0;
 	h.key = reg_arg(ctx, COOKIE_ARG(cookie));
 	if (!h.key)
 		return 0;
@@ -133,21 +186,24 @@ int on_kprobe(struct pt_regs *ctx)
 	return record(ctx, &h, state);
 }
 
-// The entry of a clone function: remembers the original's packet id for
-// the return probe, if the original is followed.
+// The entry of a clone function: remembers the original's packet id and
+// the function's cookie for the return probe, if the original is followed.
 SEC("kprobe")
 int on_clone_entry(struct pt_regs *ctx)
 {
-	// Helper: the cookie holds the original's argument position.
-	__u64 cookie = bpf_get_attach_cookie(ctx);
-	__u64 id = followed_id(reg_arg(ctx, COOKIE_ARG(cookie)));
+	// The cookie holds the original's argument position and the return
+	// probe's hook id.
+	struct clone_info info = {.cookie = func_cookie(ctx, FUNC_CLONE)};
 	// Helper: the thread, to match the return to this entry.
 	__u64 tid = bpf_get_current_pid_tgid();
 
-	if (!id)
+	if (!info.cookie)
+		return 0;
+	info.parent = followed_id(reg_arg(ctx, COOKIE_ARG(info.cookie)));
+	if (!info.parent)
 		return 0;
 	// Helper: remember the original until the function returns.
-	bpf_map_update_elem(&cloning, &tid, &id, BPF_ANY);
+	bpf_map_update_elem(&cloning, &tid, &info, BPF_ANY);
 	return 0;
 }
 
@@ -156,19 +212,19 @@ int on_clone_entry(struct pt_regs *ctx)
 SEC("kretprobe")
 int on_clone_return(struct pt_regs *ctx)
 {
-	// Helper: the cookie holds the hook id of the clone function.
-	__u64 cookie = bpf_get_attach_cookie(ctx);
 	// Helper: the thread whose entry stored the original.
 	__u64 tid = bpf_get_current_pid_tgid();
 	struct cpu_state *state;
+	struct clone_info *info;
 	struct hit h = {};
-	__u64 *parent;
+	__u64 cookie;
 
-	// Helper: the original's id, stored at the entry.
-	parent = bpf_map_lookup_elem(&cloning, &tid);
-	if (!parent)
+	// Helper: the original's id and the cookie, stored at the entry.
+	info = bpf_map_lookup_elem(&cloning, &tid);
+	if (!info)
 		return 0;
-	h.parent = *parent;
+	h.parent = info->parent;
+	cookie = info->cookie;
 	// Helper: done with the entry.
 	bpf_map_delete_elem(&cloning, &tid);
 

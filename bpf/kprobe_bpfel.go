@@ -29,12 +29,27 @@ type KprobeCallKey struct {
 	Hook uint64
 }
 
+type KprobeCloneInfo struct {
+	_      structs.HostLayout
+	Parent uint64
+	Cookie uint64
+}
+
 type KprobeCpuState struct {
-	_         structs.HostLayout
-	NextId    uint64
-	Lost      uint64
-	Addr      uint64
-	Unchecked uint64
+	_           structs.HostLayout
+	NextId      uint64
+	Lost        uint64
+	Addr        uint64
+	Unchecked   uint64
+	BudgetStart uint64
+	BudgetUsed  uint64
+	OverBudget  uint64
+}
+
+type KprobeFuncKey struct {
+	_    structs.HostLayout
+	Addr uint64
+	Kind uint64
 }
 
 type KprobeTrackSet struct {
@@ -58,13 +73,16 @@ const (
 	KprobeMapCpuStates      = "cpu_states"
 	KprobeMapEvents         = "events"
 	KprobeMapFilterBuf      = "filter_buf"
+	KprobeMapFuncCookies    = "func_cookies"
 	KprobeMapHints          = "hints"
 	KprobeMapSkbCopy        = "skb_copy"
 	KprobeMapTracked        = "tracked"
 	KprobeProgOnCloneEntry  = "on_clone_entry"
 	KprobeProgOnCloneReturn = "on_clone_return"
 	KprobeProgOnKprobe      = "on_kprobe"
+	KprobeVarBudgetPerCpu   = "budget_per_cpu"
 	KprobeVarCloneHook      = "clone_hook"
+	KprobeVarCopyBytes      = "copy_bytes"
 	KprobeVarDevArg         = "dev_arg"
 	KprobeVarDirectRead     = "direct_read"
 	KprobeVarEntryHook      = "entry_hook"
@@ -87,10 +105,12 @@ const (
 	KprobeVarSkbArg         = "skb_arg"
 	KprobeVarSnaplen        = "snaplen"
 	KprobeVarStackBytes     = "stack_bytes"
+	KprobeVarTaskBtf        = "task_btf"
 	KprobeVarTrack          = "track"
 	KprobeVarTrackSetMask   = "track_set_mask"
 	KprobeVarUntrackOnly    = "untrack_only"
 	KprobeVarUnusedEvent    = "unused_event"
+	KprobeVarUseCookie      = "use_cookie"
 	KprobeVarWakeupBytes    = "wakeup_bytes"
 )
 
@@ -145,21 +165,24 @@ type KprobeProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type KprobeMapSpecs struct {
-	Calls     *ebpf.MapSpec `ebpf:"calls"`
-	Cloning   *ebpf.MapSpec `ebpf:"cloning"`
-	CpuStates *ebpf.MapSpec `ebpf:"cpu_states"`
-	Events    *ebpf.MapSpec `ebpf:"events"`
-	FilterBuf *ebpf.MapSpec `ebpf:"filter_buf"`
-	Hints     *ebpf.MapSpec `ebpf:"hints"`
-	SkbCopy   *ebpf.MapSpec `ebpf:"skb_copy"`
-	Tracked   *ebpf.MapSpec `ebpf:"tracked"`
+	Calls       *ebpf.MapSpec `ebpf:"calls"`
+	Cloning     *ebpf.MapSpec `ebpf:"cloning"`
+	CpuStates   *ebpf.MapSpec `ebpf:"cpu_states"`
+	Events      *ebpf.MapSpec `ebpf:"events"`
+	FilterBuf   *ebpf.MapSpec `ebpf:"filter_buf"`
+	FuncCookies *ebpf.MapSpec `ebpf:"func_cookies"`
+	Hints       *ebpf.MapSpec `ebpf:"hints"`
+	SkbCopy     *ebpf.MapSpec `ebpf:"skb_copy"`
+	Tracked     *ebpf.MapSpec `ebpf:"tracked"`
 }
 
 // KprobeVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type KprobeVariableSpecs struct {
+	BudgetPerCpu  *ebpf.VariableSpec `ebpf:"budget_per_cpu"`
 	CloneHook     *ebpf.VariableSpec `ebpf:"clone_hook"`
+	CopyBytes     *ebpf.VariableSpec `ebpf:"copy_bytes"`
 	DevArg        *ebpf.VariableSpec `ebpf:"dev_arg"`
 	DirectRead    *ebpf.VariableSpec `ebpf:"direct_read"`
 	EntryHook     *ebpf.VariableSpec `ebpf:"entry_hook"`
@@ -182,10 +205,12 @@ type KprobeVariableSpecs struct {
 	SkbArg        *ebpf.VariableSpec `ebpf:"skb_arg"`
 	Snaplen       *ebpf.VariableSpec `ebpf:"snaplen"`
 	StackBytes    *ebpf.VariableSpec `ebpf:"stack_bytes"`
+	TaskBtf       *ebpf.VariableSpec `ebpf:"task_btf"`
 	Track         *ebpf.VariableSpec `ebpf:"track"`
 	TrackSetMask  *ebpf.VariableSpec `ebpf:"track_set_mask"`
 	UntrackOnly   *ebpf.VariableSpec `ebpf:"untrack_only"`
 	UnusedEvent   *ebpf.VariableSpec `ebpf:"unused_event"`
+	UseCookie     *ebpf.VariableSpec `ebpf:"use_cookie"`
 	WakeupBytes   *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
 
@@ -209,14 +234,15 @@ func (o *KprobeObjects) Close() error {
 //
 // It can be passed to LoadKprobeObjects or ebpf.CollectionSpec.LoadAndAssign.
 type KprobeMaps struct {
-	Calls     *ebpf.Map `ebpf:"calls"`
-	Cloning   *ebpf.Map `ebpf:"cloning"`
-	CpuStates *ebpf.Map `ebpf:"cpu_states"`
-	Events    *ebpf.Map `ebpf:"events"`
-	FilterBuf *ebpf.Map `ebpf:"filter_buf"`
-	Hints     *ebpf.Map `ebpf:"hints"`
-	SkbCopy   *ebpf.Map `ebpf:"skb_copy"`
-	Tracked   *ebpf.Map `ebpf:"tracked"`
+	Calls       *ebpf.Map `ebpf:"calls"`
+	Cloning     *ebpf.Map `ebpf:"cloning"`
+	CpuStates   *ebpf.Map `ebpf:"cpu_states"`
+	Events      *ebpf.Map `ebpf:"events"`
+	FilterBuf   *ebpf.Map `ebpf:"filter_buf"`
+	FuncCookies *ebpf.Map `ebpf:"func_cookies"`
+	Hints       *ebpf.Map `ebpf:"hints"`
+	SkbCopy     *ebpf.Map `ebpf:"skb_copy"`
+	Tracked     *ebpf.Map `ebpf:"tracked"`
 }
 
 func (m *KprobeMaps) Close() error {
@@ -226,6 +252,7 @@ func (m *KprobeMaps) Close() error {
 		m.CpuStates,
 		m.Events,
 		m.FilterBuf,
+		m.FuncCookies,
 		m.Hints,
 		m.SkbCopy,
 		m.Tracked,
@@ -236,7 +263,9 @@ func (m *KprobeMaps) Close() error {
 //
 // It can be passed to LoadKprobeObjects or ebpf.CollectionSpec.LoadAndAssign.
 type KprobeVariables struct {
+	BudgetPerCpu  *ebpf.Variable `ebpf:"budget_per_cpu"`
 	CloneHook     *ebpf.Variable `ebpf:"clone_hook"`
+	CopyBytes     *ebpf.Variable `ebpf:"copy_bytes"`
 	DevArg        *ebpf.Variable `ebpf:"dev_arg"`
 	DirectRead    *ebpf.Variable `ebpf:"direct_read"`
 	EntryHook     *ebpf.Variable `ebpf:"entry_hook"`
@@ -259,10 +288,12 @@ type KprobeVariables struct {
 	SkbArg        *ebpf.Variable `ebpf:"skb_arg"`
 	Snaplen       *ebpf.Variable `ebpf:"snaplen"`
 	StackBytes    *ebpf.Variable `ebpf:"stack_bytes"`
+	TaskBtf       *ebpf.Variable `ebpf:"task_btf"`
 	Track         *ebpf.Variable `ebpf:"track"`
 	TrackSetMask  *ebpf.Variable `ebpf:"track_set_mask"`
 	UntrackOnly   *ebpf.Variable `ebpf:"untrack_only"`
 	UnusedEvent   *ebpf.Variable `ebpf:"unused_event"`
+	UseCookie     *ebpf.Variable `ebpf:"use_cookie"`
 	WakeupBytes   *ebpf.Variable `ebpf:"wakeup_bytes"`
 }
 

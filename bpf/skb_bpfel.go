@@ -30,11 +30,14 @@ type SkbCallKey struct {
 }
 
 type SkbCpuState struct {
-	_         structs.HostLayout
-	NextId    uint64
-	Lost      uint64
-	Addr      uint64
-	Unchecked uint64
+	_           structs.HostLayout
+	NextId      uint64
+	Lost        uint64
+	Addr        uint64
+	Unchecked   uint64
+	BudgetStart uint64
+	BudgetUsed  uint64
+	OverBudget  uint64
 }
 
 type SkbEvent struct {
@@ -90,7 +93,9 @@ const (
 	SkbMapHints         = "hints"
 	SkbMapTracked       = "tracked"
 	SkbProgOnSkb        = "on_skb"
+	SkbVarBudgetPerCpu  = "budget_per_cpu"
 	SkbVarCloneHook     = "clone_hook"
+	SkbVarCopyBytes     = "copy_bytes"
 	SkbVarDevArg        = "dev_arg"
 	SkbVarDirectRead    = "direct_read"
 	SkbVarEntryHook     = "entry_hook"
@@ -113,6 +118,7 @@ const (
 	SkbVarSkbArg        = "skb_arg"
 	SkbVarSnaplen       = "snaplen"
 	SkbVarStackBytes    = "stack_bytes"
+	SkbVarTaskBtf       = "task_btf"
 	SkbVarTrack         = "track"
 	SkbVarTrackSetMask  = "track_set_mask"
 	SkbVarUntrackOnly   = "untrack_only"
@@ -181,7 +187,9 @@ type SkbMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type SkbVariableSpecs struct {
+	BudgetPerCpu  *ebpf.VariableSpec `ebpf:"budget_per_cpu"`
 	CloneHook     *ebpf.VariableSpec `ebpf:"clone_hook"`
+	CopyBytes     *ebpf.VariableSpec `ebpf:"copy_bytes"`
 	DevArg        *ebpf.VariableSpec `ebpf:"dev_arg"`
 	DirectRead    *ebpf.VariableSpec `ebpf:"direct_read"`
 	EntryHook     *ebpf.VariableSpec `ebpf:"entry_hook"`
@@ -204,6 +212,7 @@ type SkbVariableSpecs struct {
 	SkbArg        *ebpf.VariableSpec `ebpf:"skb_arg"`
 	Snaplen       *ebpf.VariableSpec `ebpf:"snaplen"`
 	StackBytes    *ebpf.VariableSpec `ebpf:"stack_bytes"`
+	TaskBtf       *ebpf.VariableSpec `ebpf:"task_btf"`
 	Track         *ebpf.VariableSpec `ebpf:"track"`
 	TrackSetMask  *ebpf.VariableSpec `ebpf:"track_set_mask"`
 	UntrackOnly   *ebpf.VariableSpec `ebpf:"untrack_only"`
@@ -254,7 +263,9 @@ func (m *SkbMaps) Close() error {
 //
 // It can be passed to LoadSkbObjects or ebpf.CollectionSpec.LoadAndAssign.
 type SkbVariables struct {
+	BudgetPerCpu  *ebpf.Variable `ebpf:"budget_per_cpu"`
 	CloneHook     *ebpf.Variable `ebpf:"clone_hook"`
+	CopyBytes     *ebpf.Variable `ebpf:"copy_bytes"`
 	DevArg        *ebpf.Variable `ebpf:"dev_arg"`
 	DirectRead    *ebpf.Variable `ebpf:"direct_read"`
 	EntryHook     *ebpf.Variable `ebpf:"entry_hook"`
@@ -277,6 +288,7 @@ type SkbVariables struct {
 	SkbArg        *ebpf.Variable `ebpf:"skb_arg"`
 	Snaplen       *ebpf.Variable `ebpf:"snaplen"`
 	StackBytes    *ebpf.Variable `ebpf:"stack_bytes"`
+	TaskBtf       *ebpf.Variable `ebpf:"task_btf"`
 	Track         *ebpf.Variable `ebpf:"track"`
 	TrackSetMask  *ebpf.Variable `ebpf:"track_set_mask"`
 	UntrackOnly   *ebpf.Variable `ebpf:"untrack_only"`

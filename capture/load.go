@@ -1,0 +1,313 @@
+package capture
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/btf"
+	"github.com/cilium/ebpf/rlimit"
+	"github.com/pathcap/pathcap/bpf"
+	"golang.org/x/sys/unix"
+)
+
+// loadEnv is what loading a program needs: the BPF object, the kernel's
+// BTF, the shared maps and the knobs common to every hook.
+type loadEnv struct {
+	spec   *ebpf.CollectionSpec // the BTF-typed object (bpf/skb.c)
+	kernel *btf.Spec
+	opts   ebpf.CollectionOptions
+	knobs  hookKnobs
+}
+
+// open creates the shared maps, loads one program per tracepoint, attaches
+// them and the function backend, and opens the ring buffer reader.
+func (r *Recorder) open(cfg Config, kernel *btf.Spec, ncpu int) error {
+	// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; this is a
+	// no-op on later ones.
+	if err := rlimit.RemoveMemlock(); err != nil {
+		return fmt.Errorf("raise memlock limit: %w", permissionError(err))
+	}
+	spec, err := bpf.LoadSkb()
+	if err != nil {
+		return fmt.Errorf("load BPF object: %w", err)
+	}
+	if r.events, err = newMap(spec, bpf.SkbMapEvents, uint32(cfg.RingBufferSize)); err != nil {
+		return err
+	}
+	sets := trackSets(cfg.TrackedPackets)
+	if r.tracked, err = newMap(spec, bpf.SkbMapTracked, sets); err != nil {
+		return err
+	}
+	if r.states, err = newMap(spec, bpf.SkbMapCpuStates, 0); err != nil {
+		return err
+	}
+	if r.hints, err = newMap(spec, bpf.SkbMapHints, 0); err != nil {
+		return err
+	}
+	if r.calls, err = newMap(spec, bpf.SkbMapCalls, 0); err != nil {
+		return err
+	}
+	knobs := hookKnobs{
+		snaplen:     uint32(cfg.Snaplen),
+		stackBytes:  uint32(r.stackBytes),
+		ncpu:        uint32(ncpu),
+		wakeupBytes: uint64(cfg.wakeupBytes),
+		trackSets:   sets,
+		match:       cfg.Match,
+		track:       !cfg.NoTrack,
+		probeRead:   cfg.probeRead,
+		retArg:      -1,
+	}
+	bufSize := 64
+	switch {
+	case cfg.filter != nil:
+		knobs.filter = cfg.filter
+		knobs.window = uint32(cfg.Snaplen)
+		bufSize = (cfg.Snaplen + 63) &^ 63
+	case cfg.Filter != nil:
+		l := cfg.Filter.layout(cfg.Snaplen)
+		knobs.filter = cfg.Filter.body(l.bufSize)
+		knobs.window = uint32(l.window)
+		bufSize = l.bufSize
+	}
+	// One filter buffer entry per possible CPU.
+	spec.Maps[bpf.SkbMapFilterBuf].ValueSize = uint32(bufSize)
+	if r.buf, err = newMap(spec, bpf.SkbMapFilterBuf, uint32(ncpu)); err != nil {
+		return err
+	}
+	env := &loadEnv{
+		spec:   spec,
+		kernel: kernel,
+		opts: ebpf.CollectionOptions{
+			MapReplacements: map[string]*ebpf.Map{
+				bpf.SkbMapEvents:    r.events,
+				bpf.SkbMapTracked:   r.tracked,
+				bpf.SkbMapCpuStates: r.states,
+				bpf.SkbMapFilterBuf: r.buf,
+				bpf.SkbMapHints:     r.hints,
+				bpf.SkbMapCalls:     r.calls,
+			},
+			Programs: ebpf.ProgramOptions{KernelTypes: kernel},
+		},
+		knobs: knobs,
+	}
+
+	for i := range r.hooks {
+		err := r.attachTracing(&r.hooks[i], env.knobs, env)
+		if i == 0 && err != nil && env.knobs.filter != nil && !env.knobs.probeRead {
+			// Older kernels type skb->head as a number, not as memory
+			// the program may load from: copy the filter's bytes with
+			// the helper instead.
+			var ve *ebpf.VerifierError
+			if errors.As(err, &ve) {
+				env.knobs.probeRead = true
+				err = r.attachTracing(&r.hooks[i], env.knobs, env)
+			}
+		}
+		if err != nil {
+			return err
+		}
+	}
+	r.filterInPlace = env.knobs.filter != nil && !env.knobs.probeRead
+	untrack := env.knobs
+	untrack.untrackOnly = true
+	for i := range r.untrack {
+		if err := r.attachTracing(&r.untrack[i], untrack, env); err != nil {
+			return err
+		}
+	}
+	if err := r.attachFunctions(cfg, env); err != nil {
+		return err
+	}
+
+	r.ring, err = newRing(r.events)
+	if err != nil {
+		return err
+	}
+	r.clock, err = newClock()
+	return err
+}
+
+// untrackHooks returns the hooks of all that free skbs and are not among
+// selected. They are attached in any case, recording nothing: without them
+// a freed skb would stay followed, and a new skb at its address would
+// inherit its id and bypass the filter.
+func untrackHooks(all, selected []Hook) []Hook {
+	var extra []Hook
+	for _, h := range all {
+		if h.Frees && !slices.ContainsFunc(selected, func(s Hook) bool { return s.Name == h.Name }) {
+			h.ID = 0 // records nothing, so no event refers to it
+			extra = append(extra, h)
+		}
+	}
+	return extra
+}
+
+// trackWays is the number of entries in a set of the tracked table
+// (TRACK_WAYS in bpf/common.h).
+const trackWays = 4
+
+// trackSets returns the number of sets of the tracked table for packets
+// entries: a power of two, with at least packets entries in all.
+func trackSets(packets int) uint32 {
+	sets := uint32(1)
+	for int(sets)*trackWays < packets {
+		sets <<= 1
+	}
+	return sets
+}
+
+// newMap creates the map called name from spec, with maxEntries entries
+// unless 0. It updates spec to match, so that later loads accept the map as
+// a replacement.
+func newMap(spec *ebpf.CollectionSpec, name string, maxEntries uint32) (*ebpf.Map, error) {
+	ms, ok := spec.Maps[name]
+	if !ok {
+		return nil, fmt.Errorf("create map %s: not in BPF object", name)
+	}
+	if maxEntries != 0 {
+		ms.MaxEntries = maxEntries
+	}
+	m, err := ebpf.NewMap(ms)
+	if err != nil {
+		return nil, fmt.Errorf("create map %s: %w", name, permissionError(err))
+	}
+	return m, nil
+}
+
+// hookKnobs are the load-time constants of a program: those the same for
+// every hook, and those of a hook kind (exit, clone, untrackOnly, retArg).
+type hookKnobs struct {
+	snaplen     uint32
+	stackBytes  uint32
+	ncpu        uint32
+	wakeupBytes uint64
+	trackSets   uint32 // sets of the tracked table, a power of two
+	match       Match
+	track       bool
+	filter      asm.Instructions // nil: keep every packet Match matches
+	window      uint32           // packet bytes copied for filter
+	probeRead   bool             // copy them with bpf_probe_read_kernel
+	untrackOnly bool             // only end tracking (a free hook not asked for)
+	exit        bool             // a function exit, paired with its entry
+	entryHook   int              // exit: the hook id of the paired entry
+	pairCalls   bool             // an entry whose exit is hooked too
+	clone       bool             // the exit of a clone function
+	retArg      int              // argument index of the return value, or -1
+}
+
+// vars returns the values of the knobs in k by BPF variable name (the
+// names are the same in both BPF objects).
+func (k hookKnobs) vars() map[string]any {
+	b := func(v bool) uint32 {
+		if v {
+			return 1
+		}
+		return 0
+	}
+	return map[string]any{
+		bpf.SkbVarSnaplen:       k.snaplen,
+		bpf.SkbVarStackBytes:    k.stackBytes,
+		bpf.SkbVarNrCpus:        k.ncpu,
+		bpf.SkbVarWakeupBytes:   k.wakeupBytes,
+		bpf.SkbVarTrackSetMask:  k.trackSets - 1,
+		bpf.SkbVarMatchNetns:    k.match.NetNS,
+		bpf.SkbVarMatchIfindex:  k.match.Ifindex,
+		bpf.SkbVarMatchMark:     k.match.Mark,
+		bpf.SkbVarMatchMarkMask: k.match.MarkMask,
+		bpf.SkbVarMatchPid:      k.match.PID,
+		bpf.SkbVarHasExpr:       b(k.filter != nil),
+		bpf.SkbVarFiltered:      b(k.filter != nil || k.match != Match{}),
+		bpf.SkbVarFilterWindow:  k.window,
+		bpf.SkbVarTrack:         b(k.track),
+		bpf.SkbVarDirectRead:    b(!k.probeRead),
+		bpf.SkbVarUntrackOnly:   b(k.untrackOnly),
+		bpf.SkbVarExitHook:      b(k.exit),
+		bpf.SkbVarEntryHook:     uint32(k.entryHook),
+		bpf.SkbVarPairCalls:     b(k.pairCalls),
+		bpf.SkbVarCloneHook:     b(k.clone),
+		bpf.SkbVarRetArg:        int32(k.retArg),
+	}
+}
+
+// setKnobs sets the BPF variables in vars in spec.
+func setKnobs(spec *ebpf.CollectionSpec, vars map[string]any) error {
+	for name, v := range vars {
+		vs, ok := spec.Variables[name]
+		if !ok {
+			return fmt.Errorf("set %s: variable not in BPF object", name)
+		}
+		if err := vs.Set(v); err != nil {
+			return fmt.Errorf("set %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// loadHook loads the BTF-typed program for h (a tracepoint, fentry or fexit
+// hook, by h.Kind) from a copy of spec, with h's argument positions and k
+// set as constants and the shared maps in opts.
+func loadHook(spec *ebpf.CollectionSpec, h *Hook, opts ebpf.CollectionOptions, k hookKnobs) (*ebpf.Program, error) {
+	spec = spec.Copy()
+	vars := k.vars()
+	vars[bpf.SkbVarHookId] = uint32(h.ID)
+	vars[bpf.SkbVarSkbArg] = int32(h.SKBArg)
+	vars[bpf.SkbVarDevArg] = int32(h.DevArg)
+	vars[bpf.SkbVarReasonArg] = int32(h.ReasonArg)
+	vars[bpf.SkbVarLocationArg] = int32(h.LocationArg)
+	vars[bpf.SkbVarIsFreeHook] = uint32(0)
+	if h.Frees {
+		vars[bpf.SkbVarIsFreeHook] = uint32(1)
+	}
+	if err := setKnobs(spec, vars); err != nil {
+		return nil, fmt.Errorf("load hook %s: %w", h.Name, err)
+	}
+	prog := spec.Programs[bpf.SkbProgOnSkb]
+	prog.AttachTo = h.Name
+	switch h.Kind {
+	case HookFentry:
+		prog.AttachType = ebpf.AttachTraceFEntry
+	case HookFexit:
+		prog.AttachType = ebpf.AttachTraceFExit
+	}
+	if k.filter != nil {
+		err := inlineFilter(prog, k.filter)
+		if errors.Is(err, errNoInline) {
+			err = replaceFilter(prog, k.filter)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("load hook %s: %w", h.Name, err)
+		}
+	}
+
+	coll, err := ebpf.NewCollectionWithOptions(spec, opts)
+	if err != nil {
+		return nil, loadError("hook "+h.Kind.String()+":"+h.Name, err)
+	}
+	loaded := coll.DetachProgram(bpf.SkbProgOnSkb)
+	// The program holds its own references to the maps it uses.
+	coll.Close()
+	return loaded, nil
+}
+
+// loadError wraps an error of loading what, with the tail of the verifier
+// log if the verifier refused.
+func loadError(what string, err error) error {
+	var ve *ebpf.VerifierError
+	if errors.As(err, &ve) {
+		return fmt.Errorf("load %s: %w\nverifier log (tail):\n%-30v", what, err, ve)
+	}
+	return fmt.Errorf("load %s: %w", what, permissionError(err))
+}
+
+// permissionError adds ErrPermission to err if the kernel refused with
+// EPERM.
+func permissionError(err error) error {
+	if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) {
+		return fmt.Errorf("%w: %w", ErrPermission, err)
+	}
+	return err
+}
