@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/cilium/ebpf"
@@ -179,6 +180,21 @@ func (r *Recorder) attachFunctions(cfg Config, env *loadEnv) error {
 		order = autoOrder(p)
 	}
 	var notes []string
+	if r.compat.auditSafe {
+		// kprobes read the skb and every other field with
+		// bpf_probe_read_kernel.
+		why := "reads every field with bpf_probe_read_kernel, and recording is audit-safe"
+		if cfg.Backend == BackendKprobe || cfg.Backend == BackendKprobeMulti {
+			return fmt.Errorf("select backend %s: %w: it %s (%s); use --backend fentry or tracepoint, or allow probe reads (--probe-read on)", cfg.Backend, ErrBackend, why, r.compat.audit.Why)
+		}
+		order = slices.DeleteFunc(order, func(b string) bool {
+			if b == BackendKprobe || b == BackendKprobeMulti {
+				notes = append(notes, fmt.Sprintf("%s: not used: it %s", b, why))
+				return true
+			}
+			return false
+		})
+	}
 	for _, b := range order {
 		fns := p.functions(b)
 		if len(fns) == 0 {
@@ -318,7 +334,19 @@ func (r *Recorder) attachKprobes(multi bool, fns []Hook, p plan, env *loadEnv) e
 	if err != nil {
 		return fmt.Errorf("load BPF object: %w", err)
 	}
-	if err := setKnobs(spec, env.knobs.vars()); err != nil {
+	vars := env.knobs.vars()
+	// Kernels before 5.15 have no attach cookies: the programs find a
+	// function's cookie by its address.
+	useCookie := multi || probeAttachCookie()
+	var byAddr *funcCookies
+	if !useCookie {
+		vars[bpf.KprobeVarUseCookie] = uint32(0)
+		if byAddr, err = newFuncCookies(); err != nil {
+			return err
+		}
+		r.compat.notes = append(r.compat.notes, "this kernel has no bpf_get_attach_cookie (Linux 5.15): kprobe programs find each function by its address, one hash lookup per event")
+	}
+	if err := setKnobs(spec, vars); err != nil {
 		return err
 	}
 	// The shared maps as created (sizes set by user space).
@@ -336,11 +364,19 @@ func (r *Recorder) attachKprobes(multi bool, fns []Hook, p plan, env *loadEnv) e
 			}
 		}
 	}
+	if byAddr != nil {
+		// Room for every address of every function (a name can have
+		// several) and of the clone functions.
+		spec.Maps[bpf.KprobeMapFuncCookies].MaxEntries = uint32(byAddr.room(fns, p.cloneFuncs()))
+	}
 	coll, err := ebpf.NewCollectionWithOptions(spec, env.opts)
 	if err != nil {
 		return loadError("kprobe programs", err)
 	}
 	defer coll.Close()
+	if byAddr != nil {
+		byAddr.m = coll.Maps[bpf.KprobeMapFuncCookies]
+	}
 	progs := make(map[string]*ebpf.Program)
 	for _, name := range []string{bpf.KprobeProgOnKprobe, bpf.KprobeProgOnCloneEntry, bpf.KprobeProgOnCloneReturn} {
 		progs[name] = coll.DetachProgram(name)
@@ -365,7 +401,15 @@ func (r *Recorder) attachKprobes(multi bool, fns []Hook, p plan, env *loadEnv) e
 		var firstErr error
 		for _, h := range fns {
 			hook := r.addHook(h, HookKprobe)
-			l, err := link.Kprobe(h.Name, progs[bpf.KprobeProgOnKprobe], &link.KprobeOptions{Cookie: cookie(hook.ID, h.SKBArg, h.Frees)})
+			c := cookie(hook.ID, h.SKBArg, h.Frees)
+			opts := &link.KprobeOptions{Cookie: c}
+			if byAddr != nil {
+				opts.Cookie = 0
+				if err := byAddr.put(h.Name, funcRecord, c); err != nil {
+					return err
+				}
+			}
+			l, err := link.Kprobe(h.Name, progs[bpf.KprobeProgOnKprobe], opts)
 			if err != nil {
 				if firstErr == nil {
 					firstErr = err
@@ -390,27 +434,35 @@ func (r *Recorder) attachKprobes(multi bool, fns []Hook, p plan, env *loadEnv) e
 	if len(clones) == 0 {
 		return nil
 	}
+	// The entry's cookie holds the original's argument position and the
+	// return probe's hook id; the entry hands it to the return probe.
 	var syms []string
-	var entryCookies, retCookies []uint64
+	var cookies []uint64
 	for _, h := range clones {
 		hook := r.addHook(h, HookKretprobe)
 		syms = append(syms, h.Name)
-		entryCookies = append(entryCookies, cookie(0, h.SKBArg, false))
-		retCookies = append(retCookies, cookie(hook.ID, h.SKBArg, false))
+		cookies = append(cookies, cookie(hook.ID, h.SKBArg, false))
 	}
 	if multi {
-		if _, err := r.attachMulti(progs[bpf.KprobeProgOnCloneEntry], syms, entryCookies, false); err != nil {
+		if _, err := r.attachMulti(progs[bpf.KprobeProgOnCloneEntry], syms, cookies, false); err != nil {
 			return nil
 		}
-		_, _ = r.attachMulti(progs[bpf.KprobeProgOnCloneReturn], syms, retCookies, true)
+		_, _ = r.attachMulti(progs[bpf.KprobeProgOnCloneReturn], syms, nil, true)
 		return nil
 	}
 	for i, s := range syms {
-		le, err := link.Kprobe(s, progs[bpf.KprobeProgOnCloneEntry], &link.KprobeOptions{Cookie: entryCookies[i]})
+		opts := &link.KprobeOptions{Cookie: cookies[i]}
+		if byAddr != nil {
+			opts.Cookie = 0
+			if err := byAddr.put(s, funcClone, cookies[i]); err != nil {
+				continue
+			}
+		}
+		le, err := link.Kprobe(s, progs[bpf.KprobeProgOnCloneEntry], opts)
 		if err != nil {
 			continue
 		}
-		lr, err := link.Kretprobe(s, progs[bpf.KprobeProgOnCloneReturn], &link.KprobeOptions{Cookie: retCookies[i]})
+		lr, err := link.Kretprobe(s, progs[bpf.KprobeProgOnCloneReturn], nil)
 		if err != nil {
 			le.Close()
 			continue

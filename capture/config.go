@@ -22,6 +22,9 @@ const (
 	// MaxTrackedPackets is the largest Config.TrackedPackets (24 bytes
 	// each).
 	MaxTrackedPackets = 1 << 24
+	// DefaultAuditSafeRate is Config.MaxRate in audit-safe mode when none
+	// is set: a second guard besides making no probe reads.
+	DefaultAuditSafeRate = 200000
 	// DefaultStackDepth is the most kernel stack frames recorded per event
 	// when stacks are on.
 	DefaultStackDepth = 64
@@ -84,6 +87,21 @@ type Config struct {
 	// later hook, whatever its bytes become (NAT, encapsulation).
 	NoTrack bool
 
+	// ProbeReads says whether the programs may call
+	// bpf_probe_read_kernel at every hit: ProbeReadsAuto ("" too) unless
+	// [DetectAuditHazard] finds it unsafe on this host, ProbeReadsOn
+	// always, ProbeReadsOff never (audit-safe mode). Without probe reads,
+	// events carry no packet bytes, a filter expression needs a kernel
+	// that lets programs load packet bytes in place, and the kprobe
+	// backends (which read every field with the helper) are not used.
+	// [Recorder.AuditSafe] tells what was decided.
+	ProbeReads string
+	// MaxRate is the most events recorded per second, enforced in the
+	// kernel on each CPU (MaxRate divided by the number of CPUs, rounded
+	// up). 0 means no limit, or DefaultAuditSafeRate in audit-safe mode.
+	// Hits past it are counted in Stats.OverBudget.
+	MaxRate int
+
 	// filter replaces the body of the in-kernel packet filter; nil keeps
 	// every packet. It takes precedence over Filter. See replaceFilter.
 	filter asm.Instructions
@@ -94,6 +112,18 @@ type Config struct {
 	// wakes the reader; 0 means a quarter of the ring buffer.
 	wakeupBytes int
 }
+
+// Values of Config.ProbeReads.
+const (
+	// ProbeReadsAuto makes probe reads unless the host has the SELinux
+	// audit flood or refuses them (see DetectAuditHazard).
+	ProbeReadsAuto = "auto"
+	// ProbeReadsOn always makes probe reads, even where each writes an
+	// audit record.
+	ProbeReadsOn = "on"
+	// ProbeReadsOff never makes probe reads: audit-safe mode.
+	ProbeReadsOff = "off"
+)
 
 // Match selects packets by kernel metadata, evaluated in the kernel for
 // each packet not yet followed. Zero fields match anything.
@@ -125,6 +155,16 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	if cfg.Exit && cfg.Backend != BackendFentry && cfg.Backend != BackendAuto {
 		return cfg, fmt.Errorf("select backend %s: %w: function exits need fentry", cfg.Backend, ErrBackend)
+	}
+	switch cfg.ProbeReads {
+	case "":
+		cfg.ProbeReads = ProbeReadsAuto
+	case ProbeReadsAuto, ProbeReadsOn, ProbeReadsOff:
+	default:
+		return cfg, fmt.Errorf("check probe reads %q: want %s, %s or %s", cfg.ProbeReads, ProbeReadsAuto, ProbeReadsOn, ProbeReadsOff)
+	}
+	if cfg.MaxRate < 0 {
+		return cfg, fmt.Errorf("check max rate %d: want 0 (no limit) or more", cfg.MaxRate)
 	}
 	if cfg.StackDepth == 0 {
 		cfg.StackDepth = DefaultStackDepth

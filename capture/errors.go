@@ -28,4 +28,8 @@ var (
 	// compile or that needs what kernel hooks lack (see [FilterError]), or
 	// metadata conditions that can never match.
 	ErrFilter = errors.New("bad filter")
+
+	// ErrProbeRead means recording would need bpf_probe_read_kernel where
+	// it is refused or unsafe (see [DetectAuditHazard]).
+	ErrProbeRead = errors.New("bpf_probe_read_kernel not usable")
 )

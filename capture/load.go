@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
@@ -60,6 +61,9 @@ func (r *Recorder) open(cfg Config, kernel *btf.Spec, ncpu int) error {
 		track:       !cfg.NoTrack,
 		probeRead:   cfg.probeRead,
 		retArg:      -1,
+		taskBTF:     r.compat.taskBTF,
+		copyBytes:   !r.compat.auditSafe,
+		budget:      r.compat.perCPU,
 	}
 	bufSize := 64
 	switch {
@@ -103,6 +107,9 @@ func (r *Recorder) open(cfg Config, kernel *btf.Spec, ncpu int) error {
 			// the helper instead.
 			var ve *ebpf.VerifierError
 			if errors.As(err, &ve) {
+				if r.compat.auditSafe {
+					return fmt.Errorf("%w: a filter expression reads packet bytes, which this kernel lets programs do only with bpf_probe_read_kernel, and recording is audit-safe (%w); select packets with --netns, --ifname, --mark or --pid instead, or allow probe reads (--probe-read on)", ErrFilter, ErrProbeRead)
+				}
 				env.knobs.probeRead = true
 				err = r.attachTracing(&r.hooks[i], env.knobs, env)
 			}
@@ -197,6 +204,9 @@ type hookKnobs struct {
 	pairCalls   bool             // an entry whose exit is hooked too
 	clone       bool             // the exit of a clone function
 	retArg      int              // argument index of the return value, or -1
+	taskBTF     bool             // bpf_get_current_task_btf exists
+	copyBytes   bool             // record packet bytes (a probe read per event)
+	budget      uint64           // events per second per CPU, 0: no limit
 }
 
 // vars returns the values of the knobs in k by BPF variable name (the
@@ -230,6 +240,9 @@ func (k hookKnobs) vars() map[string]any {
 		bpf.SkbVarPairCalls:     b(k.pairCalls),
 		bpf.SkbVarCloneHook:     b(k.clone),
 		bpf.SkbVarRetArg:        int32(k.retArg),
+		bpf.SkbVarTaskBtf:       b(k.taskBTF),
+		bpf.SkbVarCopyBytes:     b(k.copyBytes),
+		bpf.SkbVarBudgetPerCpu:  k.budget,
 	}
 }
 
@@ -293,12 +306,61 @@ func loadHook(spec *ebpf.CollectionSpec, h *Hook, opts ebpf.CollectionOptions, k
 	return loaded, nil
 }
 
-// loadError wraps an error of loading what, with the tail of the verifier
-// log if the verifier refused.
+// LoadError is a BPF program the kernel refused to load. Its message is one
+// line: what was loaded, on which kernel, and the verifier's reason (the
+// missing helper where that is the reason); [LoadError.Log] has the
+// verifier's whole log.
+type LoadError struct {
+	// What names the program, e.g. "hook tp:kfree_skb".
+	What string
+	// Release is the kernel release (uname -r).
+	Release string
+	// Err is the loader's error; it wraps an *ebpf.VerifierError when
+	// the verifier refused.
+	Err error
+}
+
+// Error returns the one-line message.
+func (e *LoadError) Error() string {
+	var ve *ebpf.VerifierError
+	if !errors.As(e.Err, &ve) {
+		return fmt.Sprintf("load %s: %v", e.What, e.Err)
+	}
+	if fn, ok := unknownHelper(e.Err); ok {
+		since := ""
+		if v, ok := helperSince[fn]; ok {
+			since = " (added in Linux " + v + ")"
+		}
+		return fmt.Sprintf("load %s: Linux %s lacks the helper %s%s that this program needs", e.What, e.Release, helperName(fn), since)
+	}
+	reason := "refused"
+	for i := len(ve.Log) - 1; i >= 0; i-- {
+		if l := strings.TrimSpace(ve.Log[i]); l != "" && !strings.HasPrefix(l, "processed ") && !strings.HasPrefix(l, "verification time") && !strings.HasPrefix(l, "stack depth") {
+			reason = l
+			break
+		}
+	}
+	return fmt.Sprintf("load %s: the verifier of Linux %s refused it: %s (--verbose prints its log)", e.What, e.Release, reason)
+}
+
+// Unwrap returns the loader's error.
+func (e *LoadError) Unwrap() error { return e.Err }
+
+// Log returns the verifier's log, or nil if the verifier did not refuse.
+func (e *LoadError) Log() []string {
+	var ve *ebpf.VerifierError
+	if errors.As(e.Err, &ve) {
+		return ve.Log
+	}
+	return nil
+}
+
+// loadError wraps an error of loading what: a *LoadError if the verifier
+// refused, else the error with ErrPermission where the kernel said EPERM.
 func loadError(what string, err error) error {
 	var ve *ebpf.VerifierError
 	if errors.As(err, &ve) {
-		return fmt.Errorf("load %s: %w\nverifier log (tail):\n%-30v", what, err, ve)
+		return &LoadError{What: what, Release: kernelRelease(), Err: err}
 	}
 	return fmt.Errorf("load %s: %w", what, permissionError(err))
 }

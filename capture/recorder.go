@@ -26,6 +26,9 @@ type Stats struct {
 	// Lost is the number of hits, of packets that the filter kept, that
 	// found the ring buffer full.
 	Lost uint64
+	// OverBudget is the number of hits not recorded because
+	// Config.MaxRate was reached on their CPU.
+	OverBudget uint64
 }
 
 // Recorder records the skbs seen at a set of hooks. Create it with
@@ -35,6 +38,8 @@ type Recorder struct {
 	untrack []Hook // free hooks attached only to end tracking
 	reasons *DropReasons
 	snaplen int
+
+	compat compat // what this kernel allows, and what recording does without the rest
 
 	backend     string // the backend attached, as in Config.Backend
 	backendNote string // why auto did not choose better backends
@@ -104,6 +109,9 @@ func NewRecorder(cfg Config) (*Recorder, error) {
 	for i := range r.hooks {
 		r.hooks[i].ID = i
 	}
+	if r.compat, err = decideCompat(cfg, kernel, hooks, ncpu); err != nil {
+		return nil, err
+	}
 	if err := r.open(cfg, kernel, ncpu); err != nil {
 		r.Close()
 		return nil, err
@@ -141,6 +149,19 @@ func (r *Recorder) BackendNote() string {
 // attached.
 func (r *Recorder) SkippedFunctions() int {
 	return r.skipped
+}
+
+// AuditSafe reports whether the recorder makes no bpf_probe_read_kernel
+// call per hit (see Config.ProbeReads), with the verdict that decided it.
+func (r *Recorder) AuditSafe() (bool, AuditHazard) {
+	return r.compat.auditSafe, r.compat.audit
+}
+
+// Notes returns what the recorder does differently on this kernel or host
+// and why, one sentence each (missing helpers, audit-safe mode), for the
+// user to read.
+func (r *Recorder) Notes() []string {
+	return r.compat.notes
 }
 
 // DropReasons returns the running kernel's drop reason names.
@@ -265,6 +286,7 @@ func (r *Recorder) Stats() (Stats, error) {
 	}
 	for _, st := range states {
 		s.Lost += st.Lost
+		s.OverBudget += st.OverBudget
 	}
 	return s, nil
 }

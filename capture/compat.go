@@ -1,0 +1,67 @@
+package capture
+
+import (
+	"fmt"
+
+	"github.com/cilium/ebpf/btf"
+)
+
+// compat is what the running kernel lets the programs use and what the
+// recorder does without the rest: the knobs of bpf/common.h that select a
+// program variant, decided once before anything is loaded.
+type compat struct {
+	release   string
+	taskBTF   bool // bpf_get_current_task_btf (else two helpers)
+	cookie    bool // bpf_get_attach_cookie, probed when kprobes are attached
+	auditSafe bool // no bpf_probe_read_kernel per hit
+	audit     AuditHazard
+	perCPU    uint64 // events per second per CPU, 0: no limit
+	notes     []string
+}
+
+// decideCompat probes the kernel for the features the programs use and
+// decides, from cfg, whether to record in audit-safe mode.
+func decideCompat(cfg Config, kernel *btf.Spec, hooks []Hook, ncpu int) (compat, error) {
+	c := compat{release: kernelRelease()}
+	var err error
+	if len(hooks) > 0 {
+		if c.taskBTF, err = probeTaskBTF(kernel, hooks[0].Name); err != nil {
+			return c, err
+		}
+	}
+	if !c.taskBTF {
+		c.notes = append(c.notes, "this kernel has no bpf_get_current_task_btf (Linux 5.11): task ids and names come from two helper calls per event")
+	}
+
+	c.audit, err = DetectAuditHazard()
+	if err != nil {
+		c.notes = append(c.notes, fmt.Sprintf("could not probe bpf_probe_read_kernel: %v", err))
+	}
+	switch cfg.ProbeReads {
+	case ProbeReadsOff:
+		c.auditSafe = true
+		c.notes = append(c.notes, "audit-safe mode (--probe-read off): no bpf_probe_read_kernel call per event, so events carry no packet bytes")
+	case ProbeReadsOn:
+		if c.audit.Probe == ProbeReadRefused {
+			return c, fmt.Errorf("check probe reads: %w: %s; record without them (probe reads auto or off)", ErrProbeRead, c.audit.Why)
+		}
+		if c.audit.Safe {
+			c.notes = append(c.notes, "probe reads forced on although "+c.audit.Why+": each recorded event may write an audit record")
+		}
+	default:
+		if c.audit.Safe {
+			c.auditSafe = true
+			c.notes = append(c.notes, "audit-safe mode: "+c.audit.Why+"; recording makes no bpf_probe_read_kernel call, so events carry no packet bytes and kprobe backends are not used (--probe-read on records bytes, at one audit record per event)")
+		}
+	}
+
+	rate := cfg.MaxRate
+	if rate == 0 && c.auditSafe {
+		rate = DefaultAuditSafeRate
+		c.notes = append(c.notes, fmt.Sprintf("audit-safe mode: at most %d events per second (--max-rate)", rate))
+	}
+	if rate > 0 {
+		c.perCPU = uint64((rate + ncpu - 1) / ncpu)
+	}
+	return c, nil
+}
