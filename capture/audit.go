@@ -108,7 +108,8 @@ func probeProbeRead() (ProbeRead, error) {
 		Type:    ebpf.RawTracepoint,
 		License: "GPL",
 		Instructions: asm.Instructions{
-			asm.StoreImm(asm.R10, -16, 0, asm.DWord),
+			asm.Mov.Imm(asm.R1, 0),
+			asm.StoreMem(asm.RFP, -16, asm.R1, asm.DWord),
 			asm.Mov.Reg(asm.R1, asm.R10),
 			asm.Add.Imm(asm.R1, -8),
 			asm.Mov.Imm(asm.R2, 8),

@@ -55,6 +55,10 @@ type options struct {
 	// Kernel stacks.
 	stack      bool // --stack: record each event's kernel stack
 	stackDepth int  // --stack-depth: at most this many frames
+
+	probeReads string // --probe-read: auto, on or off
+	maxRate    int    // --max-rate: events per second, 0 for no limit
+	verbose    bool   // --verbose: verifier logs of refused programs
 }
 
 func newApp() *cli.App {
@@ -73,6 +77,7 @@ func newApp() *cli.App {
 			"device, network namespace, drop reason and process as options and comments.\n" +
 			"Without -w, events are printed one per line.",
 		HideHelpCommand: true,
+		Commands:        []*cli.Command{checkCommand},
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "write", Aliases: []string{"w"}, Usage: "write the recording to `FILE` (- for standard output)", EnvVars: []string{"PATHCAP_WRITE"}},
 			&cli.Uint64Flag{Name: "count", Aliases: []string{"c"}, Usage: "stop after `N` events (packet blocks)"},
@@ -94,6 +99,11 @@ func newApp() *cli.App {
 			// Kernel stacks.
 			&cli.BoolFlag{Name: "stack", Usage: "record the kernel stack of every event, symbolized from /proc/kallsyms (docs/FORMAT.md, Kernel stacks)"},
 			&cli.IntFlag{Name: "stack-depth", Value: capture.DefaultStackDepth, Usage: "record at most `N` frames of each kernel stack (with --stack)"},
+
+			// Host safety.
+			&cli.StringFlag{Name: "probe-read", Value: capture.ProbeReadsAuto, Usage: "`MODE` of bpf_probe_read_kernel calls per event: auto (not where SELinux would write an audit record per call, see record check), on (always: packet bytes everywhere), off (never: no packet bytes, no kprobes)", EnvVars: []string{"PATHCAP_PROBE_READ"}},
+			&cli.IntFlag{Name: "max-rate", Usage: "record at most `N` events per second, enforced in the kernel per CPU (0: no limit; audit-safe mode defaults to " + fmt.Sprint(capture.DefaultAuditSafeRate) + ")"},
+			&cli.BoolFlag{Name: "verbose", Usage: "print the verifier's log when the kernel refuses a program"},
 		},
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
 			return usageError{err}
@@ -119,6 +129,10 @@ func newApp() *cli.App {
 
 				stack:      c.Bool("stack"),
 				stackDepth: c.Int("stack-depth"),
+
+				probeReads: c.String("probe-read"),
+				maxRate:    c.Int("max-rate"),
+				verbose:    c.Bool("verbose"),
 			}
 			if h := c.String("hooks"); h != "" {
 				for _, name := range strings.Split(h, ",") {
@@ -152,6 +166,12 @@ func (o options) validate() error {
 	}
 	if o.fexit && o.backend != capture.BackendFentry && o.backend != capture.BackendAuto {
 		return usagef("--fexit needs the fentry backend, not %s", o.backend)
+	}
+	if o.probeReads != capture.ProbeReadsAuto && o.probeReads != capture.ProbeReadsOn && o.probeReads != capture.ProbeReadsOff {
+		return usagef("--probe-read %q: want auto, on or off", o.probeReads)
+	}
+	if o.maxRate < 0 {
+		return usagef("--max-rate %d: want 0 (no limit) or more", o.maxRate)
 	}
 	if o.ringSize < 4096 || o.ringSize&(o.ringSize-1) != 0 {
 		return usagef("ring size %d is not a power of two of at least 4096", o.ringSize)
@@ -213,15 +233,25 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 
 		Stack:      o.stack,
 		StackDepth: o.stackDepth,
+
+		ProbeReads: o.probeReads,
+		MaxRate:    o.maxRate,
 	})
 	if err != nil {
 		if file != nil {
 			file.Close()
 			os.Remove(o.output)
 		}
+		var le *capture.LoadError
+		if o.verbose && errors.As(err, &le) {
+			fmt.Fprintf(stderr, "record: verifier log of %s:\n%s\n", le.What, strings.Join(le.Log(), "\n"))
+		}
 		return explain(err)
 	}
 	defer rec.Close()
+	for _, n := range rec.Notes() {
+		fmt.Fprintf(stderr, "record: %s\n", n)
+	}
 	describeHooks(stderr, rec, o)
 	if filter != nil || match != (capture.Match{}) {
 		fmt.Fprintf(stderr, "record: filtering in the kernel: %s\n", describeFilter(filter, match, o.track))
