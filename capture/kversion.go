@@ -38,7 +38,9 @@ var (
 	// /proc/version: "... #1 SMP Debian 5.10.223-1 (2024-08-10)",
 	// "... #23-Ubuntu SMP ... 5.11.22" (Ubuntu's /proc/version_signature:
 	// "Ubuntu 5.11.0-22.23-generic 5.11.22").
-	debianVersion = regexp.MustCompile(`\bDebian (\d+)\.(\d+)\.(\d+)`)
+	// The compiler's version comes earlier ("gcc-10 (Debian 10.2.1-6)"):
+	// only the part after the build number counts.
+	debianVersion = regexp.MustCompile(`#\d+.*\bDebian (\d+)\.(\d+)\.(\d+)`)
 	ubuntuVersion = regexp.MustCompile(`^Ubuntu \S+ (\d+)\.(\d+)\.(\d+)`)
 )
 
