@@ -70,7 +70,8 @@ func FormatDuration(ns int64) string {
 }
 
 // OutcomeText describes an outcome in words: "dropped: NO_SOCKET at
-// ping_rcv+0xab", "transmitted on veth0", ...
+// ping_rcv+0xab", "dropped (no reason on this kernel) at
+// __udp4_lib_rcv+0x4bc" (Linux before 5.17), "transmitted on veth0", ...
 func OutcomeText(o *Outcome) string {
 	return string(appendOutcomeText(nil, o))
 }
@@ -80,8 +81,13 @@ func appendOutcomeText(b []byte, o *Outcome) []byte {
 	b = append(b, o.Kind.String()...)
 	switch o.Kind {
 	case Dropped:
-		b = append(b, ": "...)
-		b = append(b, o.Reason...)
+		if o.Reason == "" {
+			// kfree_skb before Linux 5.17 passes no reason.
+			b = append(b, " (no reason on this kernel)"...)
+		} else {
+			b = append(b, ": "...)
+			b = append(b, o.Reason...)
+		}
 		if o.Location != "" {
 			b = append(b, " at "...)
 			b = append(b, o.Location...)
