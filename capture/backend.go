@@ -232,6 +232,7 @@ func (r *Recorder) attachBackend(b string, fns []Hook, p plan, env *loadEnv) (er
 			prog.Close()
 		}
 		r.hooks, r.progs, r.links = r.hooks[:nHooks], r.progs[:nProgs], r.links[:nLinks]
+		r.progKinds = r.progKinds[:nProgs]
 	}()
 	switch b {
 	case BackendFentry:
@@ -310,6 +311,7 @@ func (r *Recorder) attachTracing(h *Hook, k hookKnobs, env *loadEnv) error {
 		return err
 	}
 	r.progs = append(r.progs, prog)
+	r.progKinds = append(r.progKinds, h.Kind)
 	at := ebpf.AttachTraceRawTp
 	switch h.Kind {
 	case HookFentry:
@@ -381,6 +383,11 @@ func (r *Recorder) attachKprobes(multi bool, fns []Hook, p plan, env *loadEnv) e
 	for _, name := range []string{bpf.KprobeProgOnKprobe, bpf.KprobeProgOnCloneEntry, bpf.KprobeProgOnCloneReturn} {
 		progs[name] = coll.DetachProgram(name)
 		r.progs = append(r.progs, progs[name])
+		kind := HookKprobe
+		if name == bpf.KprobeProgOnCloneReturn {
+			kind = HookKretprobe
+		}
+		r.progKinds = append(r.progKinds, kind)
 	}
 
 	attached := 0

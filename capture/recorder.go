@@ -52,18 +52,19 @@ type Recorder struct {
 	stackBytes int           // bytes of stack area per record, 0: no stacks
 	trimmer    *stackTrimmer // removes BPF frames from stacks
 
-	events   *ebpf.Map
-	tracked  *ebpf.Map
-	states   *ebpf.Map
-	buf      *ebpf.Map
-	hints    *ebpf.Map
-	calls    *ebpf.Map
-	progs    []*ebpf.Program
-	links    []link.Link
-	ring     *ring
-	clock    clock
-	lastLost []uint64 // per CPU, the lost count of the last record read
-	read     atomic.Uint64
+	events    *ebpf.Map
+	tracked   *ebpf.Map
+	states    *ebpf.Map
+	buf       *ebpf.Map
+	hints     *ebpf.Map
+	calls     *ebpf.Map
+	progs     []*ebpf.Program
+	progKinds []HookKind // the kind of hook each of progs serves
+	links     []link.Link
+	ring      *ring
+	clock     clock
+	lastLost  []uint64 // per CPU, the lost count of the last record read
+	read      atomic.Uint64
 }
 
 // NewRecorder loads the BPF programs for cfg's hooks and attaches them. The
@@ -303,6 +304,7 @@ func (r *Recorder) Close() error {
 		errs = append(errs, p.Close())
 	}
 	r.progs = nil
+	r.progKinds = nil
 	if r.ring != nil {
 		errs = append(errs, r.ring.close())
 		r.ring = nil
