@@ -124,22 +124,22 @@ func helperName(fn asm.BuiltinFunc) string {
 // helperSince is the first upstream release of the helpers pathcap's
 // programs use that old kernels lack, for error messages.
 var helperSince = map[asm.BuiltinFunc]string{
-	asm.FnGetCurrentTaskBtf:  "5.11",
-	asm.FnGetAttachCookie:    "5.15",
-	asm.FnGetFuncIp:          "5.15",
-	asm.FnRingbufReserve:     "5.8",
-	asm.FnRingbufSubmit:      "5.8",
-	asm.FnRingbufQuery:       "5.8",
-	asm.FnProbeReadKernel:    "5.5",
-	asm.FnGetStack:           "4.18",
-	asm.FnGetCurrentTask:     "4.8",
-	asm.FnGetCurrentPidTgid:  "4.2",
-	asm.FnGetCurrentComm:     "4.2",
-	asm.FnKtimeGetNs:         "4.1",
-	asm.FnGetSmpProcessorId:  "4.1",
-	asm.FnMapLookupElem:      "3.19",
-	asm.FnMapUpdateElem:      "3.19",
-	asm.FnMapDeleteElem:      "3.19",
+	asm.FnGetCurrentTaskBtf: "5.11",
+	asm.FnGetAttachCookie:   "5.15",
+	asm.FnGetFuncIp:         "5.15",
+	asm.FnRingbufReserve:    "5.8",
+	asm.FnRingbufSubmit:     "5.8",
+	asm.FnRingbufQuery:      "5.8",
+	asm.FnProbeReadKernel:   "5.5",
+	asm.FnGetStack:          "4.18",
+	asm.FnGetCurrentTask:    "4.8",
+	asm.FnGetCurrentPidTgid: "4.2",
+	asm.FnGetCurrentComm:    "4.2",
+	asm.FnKtimeGetNs:        "4.1",
+	asm.FnGetSmpProcessorId: "4.1",
+	asm.FnMapLookupElem:     "3.19",
+	asm.FnMapUpdateElem:     "3.19",
+	asm.FnMapDeleteElem:     "3.19",
 }
 
 // kernelRelease returns uname -r.
