@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"testing"
 
 	"golang.org/x/sys/unix"
 )
@@ -125,4 +126,32 @@ func LSMs() ([]string, error) {
 		return nil, fmt.Errorf("read active LSMs: %w", err)
 	}
 	return strings.Split(strings.TrimSpace(string(b)), ","), nil
+}
+
+// EnforcePolicy prepares SELinux in a VM booted with SELinuxAppend: it
+// mounts selinuxfs, loads the policy file at path (e.g. InVMPolicyPath) and
+// switches to enforcing mode, failing t on error; t's cleanup switches back
+// to permissive. Register an audit listener (internal/audit) before calling
+// it to see every denial from the first one on.
+func EnforcePolicy(t testing.TB, path string) *SELinux {
+	t.Helper()
+	s, err := MountSELinux()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.LoadPolicy(path); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetEnforcing(true); err != nil {
+		t.Fatal(err)
+	}
+	if on, err := s.Enforcing(); err != nil || !on {
+		t.Fatalf("SELinux still permissive after switching to enforcing (%v)", err)
+	}
+	t.Cleanup(func() {
+		if err := s.SetEnforcing(false); err != nil {
+			t.Error(err)
+		}
+	})
+	return s
 }

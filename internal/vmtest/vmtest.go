@@ -383,13 +383,17 @@ func vmHung(err error, out string) string {
 	return ""
 }
 
-// lastLines returns the last n lines of s.
+// lastLines returns the last n lines of s, each ending in a newline.
 func lastLines(s string, n int) string {
-	lines := strings.SplitAfter(s, "\n")
+	s = strings.TrimRight(s, "\n")
+	if s == "" {
+		return ""
+	}
+	lines := strings.Split(s, "\n")
 	if len(lines) > n {
 		lines = lines[len(lines)-n:]
 	}
-	return strings.Join(lines, "")
+	return strings.Join(lines, "\n") + "\n"
 }
 
 // builds caches test binaries by package, for the life of the process.
