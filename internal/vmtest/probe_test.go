@@ -23,8 +23,9 @@ import (
 var probeNames = []string{"btf", "tp_btf", "kprobe", "kprobe_multi", "fentry", "fexit", "veth"}
 
 // machineTable is the matrix of docs MACHINE.md ("Real kernels in a VM")
-// for the two kernel series fetch-kernels.sh fetches.
+// for the kernel series fetch-kernels.sh fetches.
 var machineTable = map[string]map[string]bool{
+	"5.10": {"kprobe": true, "kprobe_multi": false, "fentry": true, "fexit": true, "tp_btf": true},
 	"6.1":  {"kprobe": true, "kprobe_multi": false, "fentry": true, "fexit": true, "tp_btf": true},
 	"6.12": {"kprobe": true, "kprobe_multi": true, "fentry": true, "fexit": true, "tp_btf": true},
 }

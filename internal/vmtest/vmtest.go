@@ -71,7 +71,7 @@ func InVM() bool { return os.Getenv(EnvInVM) == "1" }
 
 // Kernel is one kernel fetched for VM tests.
 type Kernel struct {
-	Series  string // kernel series, e.g. "6.1" or "6.12"
+	Series  string // kernel series, e.g. "5.10", "6.1" or "6.12"
 	Release string // what uname -r prints, e.g. "6.12.117+deb12-cloud-amd64"
 	Dir     string // its cache directory (vmlinuz, config, modules/)
 	Vmlinuz string // path of the kernel image
@@ -113,7 +113,29 @@ type Options struct {
 	Timeout time.Duration
 	// MemoryMiB is the VM's memory; zero means 1024.
 	MemoryMiB int
+	// Append is added to the kernel command line (run.sh's
+	// PATHCAP_VM_APPEND), e.g. SELinuxAppend.
+	Append string
+	// Modules names the kernel modules to load at boot (with their
+	// dependencies); nil loads every module the kernel directory keeps.
+	// The others still load on demand.
+	Modules []string
+	// NoModules loads no module at boot (run.sh -M none); Modules is then
+	// ignored.
+	NoModules bool
+	// Dirs are host directories copied into the VM's /work, each as
+	// /work/BASENAME, besides the package's testdata.
+	Dirs []string
+	// NoRetry turns off the automatic second attempt of a run whose VM
+	// hung (see RunTestWith).
+	NoRetry bool
 }
+
+// SELinuxAppend is the kernel command line that makes a Debian kernel (or
+// the reproduction kernel) start SELinux, permissive and without a policy,
+// instead of AppArmor. Use it as Options.Append, then LoadPolicy and
+// SetEnforcing inside the VM.
+const SELinuxAppend = "security=selinux selinux=1 enforcing=0"
 
 // Kernels returns the kernels available for VM tests, fetching them on first
 // use in the process (scripts/vm/fetch-kernels.sh, which needs apt; it runs
@@ -121,6 +143,18 @@ type Options struct {
 // the CI environment variable is set, if qemu or the kernels cannot be had,
 // and skips it in -short mode and inside a VM.
 func Kernels(t testing.TB) []Kernel {
+	t.Helper()
+	requireVMHost(t)
+	fetch.once.Do(func() { fetch.kernels, fetch.log, fetch.err = fetchKernels(moduleRoot()) })
+	if fetch.err != nil {
+		testenv.SkipOrFail(t, "no kernels for VM tests: %v\n%s", fetch.err, fetch.log)
+	}
+	return slices.Clone(fetch.kernels)
+}
+
+// requireVMHost skips t inside a VM, in -short mode and off linux/amd64, and
+// skips (or fails, when CI is set) it without qemu, busybox or cpio.
+func requireVMHost(t testing.TB) {
 	t.Helper()
 	if InVM() {
 		t.Skip("already inside a VM")
@@ -134,11 +168,23 @@ func Kernels(t testing.TB) []Kernel {
 	for _, tool := range []string{"qemu-system-x86_64", "busybox", "cpio"} {
 		testenv.RequireTool(t, tool)
 	}
-	fetch.once.Do(func() { fetch.kernels, fetch.log, fetch.err = fetchKernels(moduleRoot()) })
-	if fetch.err != nil {
-		testenv.SkipOrFail(t, "no kernels for VM tests: %v\n%s", fetch.err, fetch.log)
+}
+
+// KernelsSeries is Kernels restricted to the named series (e.g. "6.1",
+// "6.12"), in the order given. It skips t, or fails it when CI is set, when
+// one of them is not available.
+func KernelsSeries(t testing.TB, series ...string) []Kernel {
+	t.Helper()
+	all := Kernels(t)
+	var ks []Kernel
+	for _, s := range series {
+		i := slices.IndexFunc(all, func(k Kernel) bool { return k.Series == s })
+		if i < 0 {
+			testenv.SkipOrFail(t, "no kernel of series %s for VM tests (have %v)", s, all)
+		}
+		ks = append(ks, all[i])
 	}
-	return slices.Clone(fetch.kernels)
+	return ks
 }
 
 var fetch struct {
@@ -226,23 +272,48 @@ func RunTestWith(t testing.TB, k Kernel, pkg, runRegexp string, opts Options) st
 	if fi, err := os.Stat(filepath.Join(dir, "testdata")); err == nil && fi.IsDir() {
 		args = append(args, "-d", filepath.Join(dir, "testdata"))
 	}
+	for _, d := range opts.Dirs {
+		args = append(args, "-d", d)
+	}
+	switch {
+	case opts.NoModules:
+		args = append(args, "-M", "none")
+	case opts.Modules != nil:
+		if len(opts.Modules) == 0 {
+			args = append(args, "-M", "none")
+		} else {
+			args = append(args, "-M", strings.Join(opts.Modules, " "))
+		}
+	}
 	args = append(args, k.Dir, bin,
 		"-test.run", runRegexp, "-test.v", "-test.timeout", testTimeout.String())
 
-	unlock, err := lockVM(k.Dir)
-	if err != nil {
-		t.Fatal(err)
+	attempts := 2
+	if opts.NoRetry {
+		attempts = 1
 	}
-	defer unlock()
-	var stdout, stderr bytes.Buffer
-	cmd := exec.Command("bash", append([]string{filepath.Join(moduleRoot(), "scripts", "vm", "run.sh")}, args...)...)
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	start := time.Now()
-	err = cmd.Run()
-	elapsed := time.Since(start)
-	out := stdout.String()
-	if err != nil {
-		t.Fatalf("%s on %s (%v): %v\n%s%s", pkg, k, elapsed.Round(100*time.Millisecond), err, out, stderr.String())
+	var (
+		out     string
+		elapsed time.Duration
+	)
+	for attempt := 1; ; attempt++ {
+		var stderr string
+		out, stderr, elapsed, err = runVM(args, opts.Append)
+		if err == nil {
+			break
+		}
+		hung := vmHung(err, out)
+		if hung == "" || attempt >= attempts {
+			if hung != "" {
+				t.Logf("%s on %s: %s again on attempt %d; giving up", pkg, k, hung, attempt)
+			}
+			t.Fatalf("%s on %s (%v): %v\n%s%s", pkg, k, elapsed.Round(100*time.Millisecond), err, out, stderr)
+		}
+		// Software emulation occasionally hangs a 5.10 kernel (soft
+		// lockups while BPF programs attach); one more boot usually
+		// passes.
+		t.Logf("%s on %s: %s after %v; retrying once (attempt %d of %d). Console of the failed attempt:\n%s%s",
+			pkg, k, hung, elapsed.Round(100*time.Millisecond), attempt+1, attempts, out, lastLines(stderr, 40))
 	}
 	if noTests.MatchString(out) {
 		t.Fatalf("%s on %s: -test.run %q matched no test\n%s", pkg, k, runRegexp, out)
@@ -257,7 +328,73 @@ func RunTestWith(t testing.TB, k Kernel, pkg, runRegexp string, opts Options) st
 var (
 	noTests = regexp.MustCompile(`(?m)^testing: warning: no tests to run$`)
 	skipped = regexp.MustCompile(`(?m)^\s*--- SKIP: .*$`)
+	// testTimedOut is how a Go test binary reports -test.timeout.
+	testTimedOut = regexp.MustCompile(`(?m)^panic: test timed out after `)
 )
+
+// Exit statuses of run.sh when the VM did not report one.
+const (
+	exitTimeout  = 124 // qemu killed after run.sh -t
+	exitNoStatus = 125 // the VM ended (panic, init failure) without one
+)
+
+// runVM runs scripts/vm/run.sh with args under the VM lock and returns its
+// stdout (the program's output), its stderr, how long it took and its
+// error.
+func runVM(args []string, appendCmdline string) (stdout, stderr string, elapsed time.Duration, err error) {
+	cache, err := cacheDir()
+	if err != nil {
+		return "", "", 0, err
+	}
+	unlock, err := lockVM(cache)
+	if err != nil {
+		return "", "", 0, err
+	}
+	defer unlock()
+	var outBuf, errBuf bytes.Buffer
+	cmd := exec.Command("bash", append([]string{filepath.Join(moduleRoot(), "scripts", "vm", "run.sh")}, args...)...)
+	cmd.Stdout, cmd.Stderr = &outBuf, &errBuf
+	cmd.Env = os.Environ()
+	if appendCmdline != "" {
+		cmd.Env = append(cmd.Env, "PATHCAP_VM_APPEND="+appendCmdline)
+	}
+	start := time.Now()
+	err = cmd.Run()
+	return outBuf.String(), errBuf.String(), time.Since(start), err
+}
+
+// vmHung says why a failed VM run looks like a hung VM rather than a failed
+// test ("" when it does not): qemu timed out without the end marker, the VM
+// ended without reporting a status, or the test binary hit -test.timeout.
+func vmHung(err error, out string) string {
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) {
+		return ""
+	}
+	switch ee.ExitCode() {
+	case exitTimeout:
+		return "VM timed out (no end marker)"
+	case exitNoStatus:
+		return "VM ended without reporting an exit status"
+	}
+	if testTimedOut.MatchString(out) {
+		return "the in-VM test timed out"
+	}
+	return ""
+}
+
+// lastLines returns the last n lines of s, each ending in a newline.
+func lastLines(s string, n int) string {
+	s = strings.TrimRight(s, "\n")
+	if s == "" {
+		return ""
+	}
+	lines := strings.Split(s, "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n") + "\n"
+}
 
 // builds caches test binaries by package, for the life of the process.
 var builds struct {
@@ -363,10 +500,13 @@ func cacheDir() (string, error) {
 	return filepath.Join(home, ".cache", "pathcap-vm"), nil
 }
 
-// lockVM takes a lock shared by every process running VMs from the cache
-// that holds kernelDir, and returns its release.
-func lockVM(kernelDir string) (func(), error) {
-	f, err := os.OpenFile(filepath.Join(filepath.Dir(kernelDir), ".vm.lock"), os.O_CREATE|os.O_RDWR, 0o644)
+// lockVM takes a lock shared by every process running VMs with the cache
+// directory cache, and returns its release.
+func lockVM(cache string) (func(), error) {
+	if err := os.MkdirAll(cache, 0o755); err != nil {
+		return nil, fmt.Errorf("VM lock: %w", err)
+	}
+	f, err := os.OpenFile(filepath.Join(cache, ".vm.lock"), os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("VM lock: %w", err)
 	}

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Downloads the Debian kernels pathcap's VM tests boot, and unpacks the parts
-# the tests need into a cache directory:
+# Downloads the Debian kernels pathcap's VM tests boot (5.10 from bullseye,
+# 6.1 from bookworm, 6.12 from bookworm-backports), and unpacks the parts the
+# tests need into a cache directory:
 #
 #   DIR/RELEASE/vmlinuz          the kernel image qemu boots
 #   DIR/RELEASE/config           its build configuration
@@ -16,10 +17,20 @@
 #   --refresh  run apt-get update first, so the newest packages are seen
 #              (also PATHCAP_VM_REFRESH=1)
 #
+# bookworm-backports and bullseye are added to apt's sources when missing
+# (as root), with the archive URI and keyring of the default sources file.
+# bullseye is pinned to priority 1 (/etc/apt/preferences.d/pathcap-bullseye)
+# so that apt-get install never takes a bullseye package in place of the
+# host's bookworm one; this script only ever runs apt-get download of an
+# explicit package name.
+#
 # Environment:
 #   PATHCAP_VM_MODULES  space-separated module names to keep (their
-#                       dependencies are added); the default covers veth and
-#                       nftables NAT
+#                       dependencies are added); the default covers veth,
+#                       nftables NAT, sch_ingress and cls_bpf (names a
+#                       kernel lacks are reported and skipped)
+#   PATHCAP_VM_SERIES   space-separated series to fetch (default all:
+#                       5.10 6.1 6.12)
 #
 # One line per kernel goes to stdout, tab-separated:
 #   kernel SERIES RELEASE DIR/RELEASE/vmlinuz PACKAGE VERSION
@@ -34,15 +45,23 @@ if [ "${1:-}" = "--refresh" ]; then
 	shift
 fi
 cache=${1:-${PATHCAP_VM_CACHE:-$HOME/.cache/pathcap-vm}}
-modules=${PATHCAP_VM_MODULES:-veth nf_tables nft_chain_nat nft_nat nft_masq nft_ct nf_nat nf_conntrack nf_defrag_ipv4 nf_defrag_ipv6}
+modules=${PATHCAP_VM_MODULES:-veth nf_tables nft_chain_nat nft_nat nft_masq nft_ct nf_nat nf_conntrack nf_defrag_ipv4 nf_defrag_ipv6 sch_ingress cls_bpf}
 
 # series name -> extended regexp matching the binary package's name. The
 # newest match (version sort of the name) is used.
 declare -A pattern=(
+	[5.10]='^linux-image-5\.10\.0-[0-9]+-cloud-amd64-unsigned$'
 	[6.1]='^linux-image-6\.1\.0-[0-9]+-cloud-amd64$'
 	[6.12]='^linux-image-6\.12\.[0-9]+\+deb12-cloud-amd64-unsigned$'
 )
-series_order=(6.1 6.12)
+# shellcheck disable=SC2206 # a space-separated list
+series_order=(${PATHCAP_VM_SERIES:-5.10 6.1 6.12})
+for s in "${series_order[@]}"; do
+	[ -n "${pattern[$s]:-}" ] || {
+		echo "fetch-kernels: unknown series $s (known: ${!pattern[*]})" >&2
+		exit 2
+	}
+done
 
 log() { echo "fetch-kernels: $*" >&2; }
 
@@ -57,23 +76,36 @@ done
 
 mkdir -p "$cache"
 
-# The apt source file for bookworm-backports this script manages.
-backports=/etc/apt/sources.list.d/pathcap-bookworm-backports.sources
-
-# ensure_backports adds bookworm-backports to apt's sources, reusing the
-# archive URI and keyring of the default Debian sources file. It prints
-# "added" when it wrote the file.
-ensure_backports() {
-	local main=/etc/apt/sources.list.d/debian.sources uri keyring
-	if grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+# ensure_suite adds a Debian suite to apt's sources (a deb822 file,
+# /etc/apt/sources.list.d/pathcap-SUITE.sources), reusing the archive URI and
+# keyring of the default Debian sources file; PIN, when given, is written as
+# the suite's priority in /etc/apt/preferences.d/pathcap-SUITE. It prints
+# "added" when it wrote the sources file.
+ensure_suite() {
+	local suite=$1 pin=${2:-} main=/etc/apt/sources.list.d/debian.sources uri keyring
+	local file=/etc/apt/sources.list.d/pathcap-$suite.sources
+	local prefs=/etc/apt/preferences.d/pathcap-$suite
+	if [ -n "$pin" ] && [ ! -f "$prefs" ] && [ "$(id -u)" -eq 0 ]; then
+		{
+			echo "# Written by pathcap's scripts/vm/fetch-kernels.sh: $suite is only"
+			echo "# used to download kernels, never to install or upgrade packages."
+			echo "Package: *"
+			echo "Pin: release n=$suite"
+			echo "Pin-Priority: $pin"
+		} >"$prefs"
+		log "pinned $suite to priority $pin ($prefs)"
+	fi
+	# Suites: lines list several suites ("bookworm bookworm-updates").
+	if grep -rEqs "^(Suites:.*[[:space:]]|deb(-src)?[[:space:]].*[[:space:]])$suite([[:space:]]|$)" \
+		/etc/apt/sources.list /etc/apt/sources.list.d/; then
 		return 0
 	fi
 	if [ "$(id -u)" -ne 0 ]; then
-		log "not root: cannot add bookworm-backports to apt's sources"
+		log "not root: cannot add $suite to apt's sources"
 		return 0
 	fi
 	if [ ! -r "$main" ]; then
-		log "no $main: cannot add bookworm-backports"
+		log "no $main: cannot add $suite"
 		return 0
 	fi
 	uri=$(awk '/^URIs:/ {print $2; exit}' "$main")
@@ -81,12 +113,25 @@ ensure_backports() {
 	{
 		echo "Types: deb"
 		echo "URIs: $uri"
-		echo "Suites: bookworm-backports"
+		echo "Suites: $suite"
 		echo "Components: main"
 		[ -n "$keyring" ] && echo "Signed-By: $keyring"
-	} >"$backports"
-	log "added bookworm-backports ($backports)"
+	} >"$file"
+	log "added $suite ($file)"
 	echo added
+}
+
+# ensure_suites adds the suites the wanted series come from; it prints
+# "added" when it wrote a sources file.
+ensure_suites() {
+	local s added=
+	for s in "${series_order[@]}"; do
+		case "$s" in
+		5.10) [ "$(ensure_suite bullseye 1)" = added ] && added=1 ;;
+		6.12) [ "$(ensure_suite bookworm-backports)" = added ] && added=1 ;;
+		esac
+	done
+	[ -z "$added" ] || echo added
 }
 
 updated=0
@@ -212,9 +257,9 @@ unpack() {
 }
 
 if [ "$refresh" = 1 ]; then
-	ensure_backports >/dev/null
+	ensure_suites >/dev/null
 	apt_update
-elif [ "$(ensure_backports)" = added ]; then
+elif [ "$(ensure_suites)" = added ]; then
 	apt_update
 fi
 
