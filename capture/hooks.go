@@ -207,6 +207,10 @@ func hookFromProto(spec *btf.Spec, name string, params []btf.FuncParam) (Hook, b
 			h.ReasonArg = i
 		case h.LocationArg < 0 && names[i] == "location":
 			h.LocationArg = i
+		case h.LocationArg < 0 && names[i] == "" && name == "kfree_skb" && i == 1 && isVoidPointer(p.Type):
+			// Kernels whose BTF lacks __bpf_trace_kfree_skb (Debian's
+			// 5.10): kfree_skb has been (skb, location, ...) since 4.x.
+			h.LocationArg = i
 		}
 	}
 	return h, h.SKBArg >= 0
@@ -228,6 +232,17 @@ func paramNames(spec *btf.Spec, name string, n int) []string {
 		names[i] = p.Name
 	}
 	return names
+}
+
+// isVoidPointer reports whether t is void *, looking through typedefs and
+// qualifiers.
+func isVoidPointer(t btf.Type) bool {
+	p, ok := btf.UnderlyingType(t).(*btf.Pointer)
+	if !ok {
+		return false
+	}
+	_, ok = btf.UnderlyingType(p.Target).(*btf.Void)
+	return ok
 }
 
 // pointsToStruct reports whether t is a pointer to the struct called name,

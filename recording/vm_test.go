@@ -28,8 +28,8 @@ import (
 var updateVM = flag.Bool("update-vm-recordings", false, "record the built-in scenario in the VM kernels into testdata/recordings")
 
 // The backend each VM kernel records with: kprobe-multi where the kernel
-// has it, plain kprobes on 6.1.
-var vmBackends = map[string]string{"6.1": capture.BackendKprobe, "6.12": capture.BackendKprobeMulti}
+// has it, plain kprobes on 6.1, fentry on 5.10 (what auto picks there).
+var vmBackends = map[string]string{"5.10": capture.BackendFentry, "6.1": capture.BackendKprobe, "6.12": capture.BackendKprobeMulti}
 
 const (
 	envRecordBackend = "PATHCAP_VM_RECORD_BACKEND"
