@@ -120,7 +120,10 @@ func probeProbeRead() (ProbeRead, error) {
 		},
 	}, ebpf.ProgramOptions{LogLevel: ebpf.LogLevelBranch})
 	if err != nil {
-		if h, ok := unknownHelper(err); ok && h == asm.FnProbeReadKernel {
+		// cilium/ebpf rewrites the call to bpf_probe_read where its own
+		// probe finds bpf_probe_read_kernel missing, which is what a
+		// kernel refusing the helper looks like: either name counts.
+		if h, ok := unknownHelper(err); ok && (h == asm.FnProbeReadKernel || h == asm.FnProbeRead) {
 			return ProbeReadRefused, nil
 		}
 		return ProbeReadUntested, fmt.Errorf("load probe-read probe: %w", permissionError(err))

@@ -64,14 +64,33 @@ func TestInVMAuditSafe(t *testing.T) {
 	}
 	wantProbe := map[string]ProbeRead{"per-call": ProbeReadDenied, "at-load": ProbeReadRefused}[expect]
 	if !c.Audit.Safe || c.Audit.Probe != wantProbe || c.Audit.SELinux != SELinuxEnforcing {
-		t.Fatalf("check: audit %+v, want a hazard with probe %q under enforcing SELinux", c.Audit, wantProbe)
+		t.Fatalf("check: audit %+v (probe error: %v), want a hazard with probe %q under enforcing SELinux", c.Audit, c.AuditErr, wantProbe)
 	}
-	t.Logf("check: %s; probe read %s; auto backend %s", c.Audit.Why, c.Audit.Probe, c.AutoBackend)
-	// The check's one probe read makes at most one denial.
+	t.Logf("check: %s; probe read %s; auto backend %s (probe error: %v)", c.Audit.Why, c.Audit.Probe, c.AutoBackend, c.AuditErr)
+	// The check's one probe read makes one denial; on a kernel that
+	// checks at load, cilium/ebpf's own probe for bpf_probe_read_kernel
+	// (once per process) makes a second one.
 	time.Sleep(200 * time.Millisecond)
-	if n := denials(); n > 1 {
-		t.Errorf("record check caused %d denials, want at most 1", n)
+	if n, most := denials(), map[string]int{"per-call": 1, "at-load": 2}[expect]; n > most {
+		t.Errorf("record check caused %d denials, want at most %d", n, most)
 	}
+	logDenials := func(what string) {
+		reasons := map[string]int{}
+		for _, text := range l.AVC() {
+			if i := strings.Index(text, "lockdown_reason="); i >= 0 {
+				r := text[i+len("lockdown_reason="):]
+				if j := strings.Index(r, "\" "); j >= 0 {
+					r = r[:j+1]
+				}
+				if k := strings.Index(text, "comm="); k >= 0 {
+					r = strings.Fields(text[k:])[0] + " " + r
+				}
+				reasons[r]++
+			}
+		}
+		t.Logf("denials %s: %v", what, reasons)
+	}
+	defer logDenials("in all")
 
 	p := newVethPair(t)
 	quiet(t, p)
@@ -114,26 +133,34 @@ func TestInVMAuditSafe(t *testing.T) {
 		t.Errorf("%d AVC denials while recording in audit-safe mode, want 0", during)
 	}
 	// The ping scenario's paths: one id from A's device to B's stack,
-	// through the fentry hooks, metadata only.
-	var req uint64
+	// through the fentry hooks, metadata only (no bytes to tell the echo
+	// request by: any packet sent from A that reached B's ip_rcv).
+	sentFromA := map[uint64]bool{}
 	for _, e := range events {
-		if e.hook == "net_dev_queue" && e.netns == p.inodeA && req == 0 {
-			req = e.packetID
-		}
 		if len(e.data) != 0 {
 			t.Fatalf("%s: %d packet bytes in audit-safe mode", e.hook, len(e.data))
 		}
+		if e.hook == "net_dev_queue" && e.netns == p.inodeA {
+			sentFromA[e.packetID] = true
+		}
+	}
+	var followed uint64
+	for _, e := range events {
+		if e.kind == HookFentry && e.hook == "ip_rcv" && e.netns == p.inodeB && sentFromA[e.packetID] {
+			followed = e.packetID
+			break
+		}
+	}
+	if followed == 0 {
+		t.Errorf("no packet sent from A (%d of them) followed into B's fentry:ip_rcv under one id", len(sentFromA))
 	}
 	var path []string
 	for _, e := range events {
-		if e.packetID == req {
+		if e.packetID == followed {
 			path = append(path, fmt.Sprintf("%s:%s@%d", e.kind, e.hook, e.netns))
 		}
 	}
-	t.Logf("first packet sent from A: %s", strings.Join(path, " -> "))
-	if !strings.Contains(strings.Join(path, " "), fmt.Sprintf("fentry:ip_rcv@%d", p.inodeB)) {
-		t.Errorf("packet %d not followed into B's ip_rcv: %v", req, path)
-	}
+	t.Logf("packet %d: %s", followed, strings.Join(path, " -> "))
 
 	// Probe reads forced on.
 	forced, err := NewRecorder(Config{Backend: BackendTracepoint, ProbeReads: ProbeReadsOn,
