@@ -194,7 +194,7 @@ func judgeAudit(v KernelVersion, from string, mode SELinuxMode, probe ProbeRead)
 	switch {
 	case probe == ProbeReadRefused:
 		h.Safe = true
-		h.Why = "the kernel refuses programs that call bpf_probe_read_kernel (the SELinux policy denies lockdown confidentiality, checked at load time)"
+		h.Why = "the kernel refuses programs that call bpf_probe_read_kernel (kernel lockdown, checked at load time: an SELinux policy that denies lockdown confidentiality, or lockdown=confidentiality)"
 	case probe == ProbeReadDenied:
 		h.Safe = true
 		h.Why = "every bpf_probe_read_kernel call is denied at run time and writes an audit record (SELinux lockdown check per call"

@@ -99,7 +99,13 @@ func (p plan) cloneFuncs() []Hook {
 func haveBackend(b, sym string, kernel *btf.Spec) error {
 	switch b {
 	case BackendKprobeMulti:
-		return features.HaveBPFLinkKprobeMulti()
+		if err := features.HaveBPFLinkKprobeMulti(); err != nil {
+			if errors.Is(err, ebpf.ErrNotSupported) {
+				return fmt.Errorf("no kprobe-multi links (Linux 5.18 with CONFIG_FPROBE): %w", ebpf.ErrNotSupported)
+			}
+			return err
+		}
+		return nil
 	case BackendKprobe:
 		// The kprobe PMU, or tracefs's kprobe_events on older kernels:
 		// neither exists without CONFIG_KPROBES.

@@ -133,7 +133,7 @@ func RunCheck() (*Check, error) {
 	})
 	direct, err := probeDirectRead(kernel, hook.Name)
 	c.Features = append(c.Features, FeatureCheck{
-		Name: "packet loads in place (skb->head as memory)", Since: "6.x", Have: direct, Err: err,
+		Name: "packet loads in place", Since: "after 6.12", Have: direct, Err: err,
 		Without: "a filter expression copies the packet's first bytes with bpf_probe_read_kernel (one call per filtered hit)",
 	})
 

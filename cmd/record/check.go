@@ -67,7 +67,11 @@ func printCheck(w io.Writer, c *capture.Check) {
 	fmt.Fprintf(tw, "ring buffer\t%s\n", yesNo(c.RingBuf))
 	fmt.Fprintf(tw, "tracepoints\t%d take an skb; BTF tracepoint programs: %s\n", c.Tracepoints, yesNo(c.TracepointErr))
 	for _, b := range c.Backends {
-		fmt.Fprintf(tw, "backend %s\t%s\n", b.Name, yesNo(b.Err))
+		note := ""
+		if c.Audit.Safe && b.Err == nil && (b.Name == capture.BackendKprobe || b.Name == capture.BackendKprobeMulti) {
+			note = " (not used: audit-safe mode, see below)"
+		}
+		fmt.Fprintf(tw, "backend %s\t%s%s\n", b.Name, yesNo(b.Err), note)
 	}
 	for _, f := range c.Features {
 		switch {
