@@ -10,6 +10,7 @@ import (
 	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/features"
 	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/rlimit"
 )
 
 // Check is what this host allows pathcap to record and what [NewRecorder]
@@ -27,6 +28,9 @@ type Check struct {
 	// "integrity", "confidentiality"), or "" if it cannot be read.
 	Lockdown string
 
+	// Privileges is nil if this process may load BPF programs (root, or
+	// CAP_BPF and CAP_PERFMON); without, nothing else is probed.
+	Privileges error
 	// BTF is nil if the kernel's BTF loads.
 	BTF error
 	// RingBuf is nil if BPF ring buffers can be created (Linux 5.8).
@@ -70,10 +74,10 @@ type FeatureCheck struct {
 	Without string
 }
 
-// CanRecord reports whether record can record anything here: BTF, ring
-// buffers and tracepoint programs are needed.
+// CanRecord reports whether record can record anything here: privileges,
+// BTF, ring buffers and tracepoint programs are needed.
 func (c *Check) CanRecord() bool {
-	return c.BTF == nil && c.RingBuf == nil && c.TracepointErr == nil && c.Tracepoints > 0
+	return c.Privileges == nil && c.BTF == nil && c.RingBuf == nil && c.TracepointErr == nil && c.Tracepoints > 0
 }
 
 // RunCheck probes this host. It loads a few tiny BPF programs and runs one
@@ -82,6 +86,10 @@ func (c *Check) CanRecord() bool {
 // the probes at all; what the kernel lacks is in the Check.
 func RunCheck() (*Check, error) {
 	c := &Check{Release: kernelRelease(), Arch: runtime.GOARCH}
+	// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK.
+	if err := rlimit.RemoveMemlock(); err != nil {
+		c.Privileges = fmt.Errorf("raise memlock limit: %w", permissionError(err))
+	}
 	c.Version, c.VersionFrom = ParseKernelVersion(c.Release, readTrim("/proc/version"), readTrim("/proc/version_signature"))
 	c.Lockdown = lockdownMode(readTrim("/sys/kernel/security/lockdown"))
 	c.RingBuf = features.HaveMapType(ebpf.RingBuf)
@@ -110,6 +118,10 @@ func RunCheck() (*Check, error) {
 		}
 	}
 	c.TracepointErr = probeTracepoint(kernel, hook.Name)
+	if errors.Is(c.TracepointErr, ErrPermission) {
+		c.Privileges = c.TracepointErr
+		return c, nil
+	}
 
 	taskBTF, err := probeTaskBTF(kernel, hook.Name)
 	c.Features = append(c.Features, FeatureCheck{

@@ -10,6 +10,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/rlimit"
 
 	"github.com/pathcap/pathcap/bpf"
 )
@@ -109,6 +110,11 @@ func NewRecorder(cfg Config) (*Recorder, error) {
 	}
 	for i := range r.hooks {
 		r.hooks[i].ID = i
+	}
+	// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK (the probes
+	// below load programs too); this is a no-op on later ones.
+	if err := rlimit.RemoveMemlock(); err != nil {
+		return nil, fmt.Errorf("raise memlock limit: %w", permissionError(err))
 	}
 	if r.compat, err = decideCompat(cfg, kernel, hooks, ncpu); err != nil {
 		return nil, err

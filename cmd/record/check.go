@@ -63,6 +63,13 @@ func printCheck(w io.Writer, c *capture.Check) {
 		lock = "unknown (securityfs not mounted)"
 	}
 	fmt.Fprintf(tw, "lockdown\t%s\n", lock)
+	if c.Privileges != nil {
+		fmt.Fprintf(tw, "privileges\tno: %v\n", c.Privileges)
+		tw.Flush()
+		fmt.Fprintln(w, "record will: not start; run it (and record check) as root, or grant CAP_BPF and CAP_PERFMON")
+		return
+	}
+	fmt.Fprintf(tw, "privileges\tyes\n")
 	fmt.Fprintf(tw, "BTF\t%s\n", yesNo(c.BTF))
 	fmt.Fprintf(tw, "ring buffer\t%s\n", yesNo(c.RingBuf))
 	fmt.Fprintf(tw, "tracepoints\t%d take an skb; BTF tracepoint programs: %s\n", c.Tracepoints, yesNo(c.TracepointErr))
