@@ -37,23 +37,12 @@ func decideCompat(cfg Config, kernel *btf.Spec, hooks []Hook, ncpu int) (compat,
 	if err != nil {
 		c.notes = append(c.notes, fmt.Sprintf("could not probe bpf_probe_read_kernel: %v", err))
 	}
-	switch cfg.ProbeReads {
-	case ProbeReadsOff:
-		c.auditSafe = true
-		c.notes = append(c.notes, "audit-safe mode (--probe-read off): no bpf_probe_read_kernel call per event, so events carry no packet bytes")
-	case ProbeReadsOn:
-		if c.audit.Probe == ProbeReadRefused {
-			return c, fmt.Errorf("check probe reads: %w: %s; record without them (probe reads auto or off)", ErrProbeRead, c.audit.Why)
-		}
-		if c.audit.Safe {
-			c.notes = append(c.notes, "probe reads forced on although "+c.audit.Why+": each recorded event may write an audit record")
-		}
-	default:
-		if c.audit.Safe {
-			c.auditSafe = true
-			c.notes = append(c.notes, "audit-safe mode: "+c.audit.Why+"; recording makes no bpf_probe_read_kernel call, so events carry no packet bytes and kprobe backends are not used (--probe-read on records bytes, at one audit record per event)")
-		}
+	safe, notes, err := planReads(cfg.ProbeReads, c.audit)
+	if err != nil {
+		return c, err
 	}
+	c.auditSafe = safe
+	c.notes = append(c.notes, notes...)
 
 	rate := cfg.MaxRate
 	if rate == 0 && c.auditSafe {
@@ -64,4 +53,25 @@ func decideCompat(cfg Config, kernel *btf.Spec, hooks []Hook, ncpu int) (compat,
 		c.perCPU = uint64((rate + ncpu - 1) / ncpu)
 	}
 	return c, nil
+}
+
+// planReads decides from Config.ProbeReads and the audit verdict whether
+// to record in audit-safe mode, and what to tell the user.
+func planReads(mode string, a AuditHazard) (safe bool, notes []string, err error) {
+	switch mode {
+	case ProbeReadsOff:
+		return true, []string{"audit-safe mode (--probe-read off): no bpf_probe_read_kernel call per event, so events carry no packet bytes"}, nil
+	case ProbeReadsOn:
+		if a.Probe == ProbeReadRefused {
+			return false, nil, fmt.Errorf("check probe reads: %w: %s; record without them (probe reads auto or off)", ErrProbeRead, a.Why)
+		}
+		if a.Safe {
+			return false, []string{"probe reads forced on although " + a.Why + ": each recorded event may write an audit record"}, nil
+		}
+		return false, nil, nil
+	}
+	if a.Safe {
+		return true, []string{"audit-safe mode: " + a.Why + "; recording makes no bpf_probe_read_kernel call, so events carry no packet bytes and kprobe backends are not used (--probe-read on records bytes, at one audit record per event)"}, nil
+	}
+	return false, nil, nil
 }

@@ -1,6 +1,7 @@
 package capture
 
 import (
+	"errors"
 	"strings"
 	"testing"
 
@@ -112,6 +113,39 @@ func TestHelperName(t *testing.T) {
 	} {
 		if got := helperName(fn); got != want {
 			t.Errorf("helperName(%d) = %q, want %q", fn, got, want)
+		}
+	}
+}
+
+func TestPlanReads(t *testing.T) {
+	hazard := AuditHazard{Safe: true, Probe: ProbeReadDenied, Why: "flood"}
+	refused := AuditHazard{Safe: true, Probe: ProbeReadRefused, Why: "refused"}
+	fine := AuditHazard{Probe: ProbeReadWorks}
+	for _, c := range []struct {
+		mode    string
+		a       AuditHazard
+		safe    bool
+		err     bool
+		noteHas string
+	}{
+		{ProbeReadsAuto, fine, false, false, ""},
+		{ProbeReadsAuto, hazard, true, false, "audit-safe mode: flood"},
+		{ProbeReadsAuto, refused, true, false, "audit-safe mode: refused"},
+		{ProbeReadsOff, fine, true, false, "--probe-read off"},
+		{ProbeReadsOn, fine, false, false, ""},
+		{ProbeReadsOn, hazard, false, false, "forced on although flood"},
+		{ProbeReadsOn, refused, false, true, ""},
+	} {
+		safe, notes, err := planReads(c.mode, c.a)
+		if safe != c.safe || (err != nil) != c.err {
+			t.Errorf("planReads(%s, %s) = %v, %v; want safe %v, error %v", c.mode, c.a.Why, safe, err, c.safe, c.err)
+		}
+		if c.err && !errors.Is(err, ErrProbeRead) {
+			t.Errorf("planReads(%s, %s): %v does not wrap ErrProbeRead", c.mode, c.a.Why, err)
+		}
+		joined := strings.Join(notes, "\n")
+		if (c.noteHas == "") != (joined == "") || !strings.Contains(joined, c.noteHas) {
+			t.Errorf("planReads(%s, %s) notes %q, want %q", c.mode, c.a.Why, joined, c.noteHas)
 		}
 	}
 }

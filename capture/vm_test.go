@@ -176,6 +176,25 @@ func testBackend(t *testing.T, backend string) {
 	if r.Backend() != backend {
 		t.Fatalf("backend %s, want %s", r.Backend(), backend)
 	}
+	// bpf_probe_read_kernel call sites in what the kernel runs: one (the
+	// bytes) for BTF-typed programs, more for kprobes (docs/BACKENDS.md).
+	if sites, err := r.ProbeReadSites(); err != nil {
+		t.Error(err)
+	} else {
+		t.Logf("%s: bpf_probe_read_kernel call sites per program kind: %v", backend, sites)
+		for k, n := range sites {
+			switch {
+			case k == HookKprobe || k == HookKretprobe:
+				// The sk_buff, the device's fields or the socket's
+				// namespace, the bytes.
+				if n < 3 {
+					t.Errorf("%s programs: %d bpf_probe_read_kernel call sites, want the skb's, the device's and the bytes'", k, n)
+				}
+			case n != 1:
+				t.Errorf("%s programs: %d bpf_probe_read_kernel call sites, want 1 (the bytes)", k, n)
+			}
+		}
+	}
 	events, _ := collect(t, r, p, 0, func() {
 		run(t, "ip", "netns", "exec", p.nsA, "ping", "-c", "1", "-W", "2", p.ipB)
 		sendUDP(t, p.nsA, p.ipB+":9")
