@@ -187,6 +187,7 @@ struct track_set {
 	__u64 key[TRACK_WAYS];  // skb address, 0 for an empty entry
 	__u64 tag[TRACK_WAYS];  // packet id, check bits of the key above TRACK_ID_BITS
 	__u64 when[TRACK_WAYS]; // bpf_ktime_get_ns() of the insert: the oldest goes first
+	__u64 head[TRACK_WAYS]; // tracked: the buffer last remembered in heads for the entry
 };
 
 struct {
@@ -196,7 +197,26 @@ struct {
 	__type(value, struct track_set);
 } tracked SEC(".maps");
 
-volatile const __u32 track_set_mask = (1 << 14) - 1; // sets in tracked, minus one
+volatile const __u32 track_set_mask = (1 << 14) - 1; // sets in tracked (and heads), minus one
+
+// Data buffers (skb->head) of followed packets, to link clones to the
+// packet they came from on every backend, tracepoints included: a clone
+// (skb_clone) is a new struct sk_buff sharing its original's buffer, and
+// both have skb->cloned set. The same set-associative layout as tracked,
+// keyed by the buffer's address, with the packet id in the tag. An entry
+// is trusted for HEAD_TTL_NS after it was written: the buffer of a freed
+// packet may be reused by an unrelated one, which then has the cloned bit
+// clear, or is cloned long after.
+#define HEAD_TTL_NS 2000000000ULL
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1 << 14); // sets; replaced by user space (as tracked)
+	__type(key, __u32);
+	__type(value, struct track_set);
+} heads SEC(".maps");
+
+volatile const __u32 link_clones = 0; // 1: link clones to their originals by buffer
 
 // How many tracked entries may exist per slot of sets (a counting Bloom
 // filter of the table's occupancy). A hit whose slot counts 0 is of a packet
@@ -382,7 +402,10 @@ static __always_inline void track_insert(struct track_ref *ref, __u64 id, __u64 
 	way &= TRACK_WAYS - 1;
 	set->tag[way] = id | track_check(ref->key);
 	set->when[way] = now;
+	set->head[way] = 0;
 	set->key[way] = ref->key;
+	ref->set = set;
+	ref->way = way;
 }
 
 // Stops following the skb of ref, which is freed: its address may be
@@ -401,6 +424,65 @@ static __always_inline void track_forget(struct track_ref *ref)
 	__sync_fetch_and_add(ref->count, -1);
 }
 
+// Remembers that the buffer at head belongs to packet id (a followed
+// packet's current buffer). Helper calls: one array lookup, inlined.
+static __always_inline void head_remember(__u64 head, __u64 id, __u64 now)
+{
+	__u32 index = track_set_of(head);
+	struct track_set *set;
+	__u64 oldest = ~0ULL;
+	int way = 0;
+
+	if (!head || id > TRACK_ID_MASK)
+		return;
+	set = bpf_map_lookup_elem(&heads, &index);
+	if (!set)
+		return;
+	// The buffer's own entry, else the oldest.
+	for (int i = 0; i < TRACK_WAYS; i++) {
+		if (set->key[i] == head) {
+			way = i;
+			break;
+		}
+		if (set->when[i] < oldest) {
+			oldest = set->when[i];
+			way = i;
+		}
+	}
+	way &= TRACK_WAYS - 1;
+	set->tag[way] = id | track_check(head);
+	set->when[way] = now;
+	set->key[way] = head;
+}
+
+// The packet id whose buffer is at head, if one was remembered within
+// HEAD_TTL_NS, else 0. Helper calls: one array lookup, inlined, and the
+// clock.
+static __always_inline __u64 head_owner(__u64 head)
+{
+	__u32 index = track_set_of(head);
+	struct track_set *set;
+
+	if (!head)
+		return 0;
+	set = bpf_map_lookup_elem(&heads, &index);
+	if (!set)
+		return 0;
+	for (int i = 0; i < TRACK_WAYS; i++) {
+		if (set->key[i] == head) {
+			__u64 tag = set->tag[i];
+
+			if ((tag & ~TRACK_ID_MASK) != track_check(head))
+				return 0;
+			if (bpf_ktime_get_ns() - set->when[i] > HEAD_TTL_NS)
+				return 0;
+			return tag & TRACK_ID_MASK;
+		}
+	}
+	return 0;
+}
+
+
 // Returns the address of p as a number. The verifier allows no arithmetic
 // but addition on a pointer; a pointer stored to a map value reads back as a
 // number (stores of pointers to maps need CAP_PERFMON, which loading these
@@ -410,6 +492,16 @@ static __always_inline __u64 address_of(struct cpu_state *state, void *p)
 {
 	*(volatile __u64 *)&state->addr = (__u64)p;
 	return *(volatile __u64 *)&state->addr;
+}
+
+// The packet a clone not yet followed came from: skb is cloned and its
+// buffer (head) belongs to a followed packet. Else 0. state is this CPU's
+// state, for address_of.
+static __always_inline __u64 clone_parent(struct cpu_state *state, struct sk_buff *skb, unsigned char *head)
+{
+	if (!link_clones || !BPF_CORE_READ_BITFIELD(skb, cloned))
+		return 0;
+	return head_owner(address_of(state, head));
 }
 
 // Packet filter seam. Returns non-zero to keep the packet whose first bytes
@@ -705,6 +797,12 @@ static __always_inline int record(void *ctx, struct hit *h, struct cpu_state *st
 	// once kept, a packet is recorded at every hook whatever its bytes
 	// become (NAT, encapsulation). A clone of a followed packet is
 	// followed without filtering, and so is a call whose entry was kept.
+	// A clone of a followed packet (its buffer is one): followed under an
+	// id of its own, linked to the original's, without filtering. Costs a
+	// load of the cloned bit, and a lookup only for cloned skbs.
+	if (!known && !h->parent && !paired && !gone)
+		h->parent = clone_parent(state, skb, w.head);
+
 	if (!h->parent && !paired && (!known || !track) && !h->wanted && !wanted(skb, &w)) {
 		if (known && (is_free_hook || h->frees))
 			track_forget(&ref);
@@ -841,6 +939,19 @@ static __always_inline int record(void *ctx, struct hit *h, struct cpu_state *st
 		track_forget(&ref);
 	}
 	ev->packet_id = id;
+
+	// Remember the packet's buffer for its clones, when it is new or
+	// changed since the entry last remembered it (pskb_expand_head, a
+	// linearized copy).
+	if (link_clones && !paired && !gone && ref.set && ref.way >= 0 && !(is_free_hook || h->frees)) {
+		int way = ref.way & (TRACK_WAYS - 1);
+		__u64 head = address_of(state, w.head);
+
+		if (ref.set->head[way] != head) {
+			ref.set->head[way] = head;
+			head_remember(head, id, now);
+		}
+	}
 
 	if (pair_calls) {
 		// Helper: remember this call for the function's exit.

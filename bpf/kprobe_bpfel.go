@@ -57,6 +57,7 @@ type KprobeTrackSet struct {
 	Key  [4]uint64
 	Tag  [4]uint64
 	When [4]uint64
+	Head [4]uint64
 }
 
 type KprobeTrackedHint struct {
@@ -74,6 +75,7 @@ const (
 	KprobeMapEvents         = "events"
 	KprobeMapFilterBuf      = "filter_buf"
 	KprobeMapFuncCookies    = "func_cookies"
+	KprobeMapHeads          = "heads"
 	KprobeMapHints          = "hints"
 	KprobeMapSkbCopy        = "skb_copy"
 	KprobeMapTracked        = "tracked"
@@ -92,6 +94,7 @@ const (
 	KprobeVarHasExpr        = "has_expr"
 	KprobeVarHookId         = "hook_id"
 	KprobeVarIsFreeHook     = "is_free_hook"
+	KprobeVarLinkClones     = "link_clones"
 	KprobeVarLocationArg    = "location_arg"
 	KprobeVarMatchIfindex   = "match_ifindex"
 	KprobeVarMatchMark      = "match_mark"
@@ -171,6 +174,7 @@ type KprobeMapSpecs struct {
 	Events      *ebpf.MapSpec `ebpf:"events"`
 	FilterBuf   *ebpf.MapSpec `ebpf:"filter_buf"`
 	FuncCookies *ebpf.MapSpec `ebpf:"func_cookies"`
+	Heads       *ebpf.MapSpec `ebpf:"heads"`
 	Hints       *ebpf.MapSpec `ebpf:"hints"`
 	SkbCopy     *ebpf.MapSpec `ebpf:"skb_copy"`
 	Tracked     *ebpf.MapSpec `ebpf:"tracked"`
@@ -192,6 +196,7 @@ type KprobeVariableSpecs struct {
 	HasExpr       *ebpf.VariableSpec `ebpf:"has_expr"`
 	HookId        *ebpf.VariableSpec `ebpf:"hook_id"`
 	IsFreeHook    *ebpf.VariableSpec `ebpf:"is_free_hook"`
+	LinkClones    *ebpf.VariableSpec `ebpf:"link_clones"`
 	LocationArg   *ebpf.VariableSpec `ebpf:"location_arg"`
 	MatchIfindex  *ebpf.VariableSpec `ebpf:"match_ifindex"`
 	MatchMark     *ebpf.VariableSpec `ebpf:"match_mark"`
@@ -240,6 +245,7 @@ type KprobeMaps struct {
 	Events      *ebpf.Map `ebpf:"events"`
 	FilterBuf   *ebpf.Map `ebpf:"filter_buf"`
 	FuncCookies *ebpf.Map `ebpf:"func_cookies"`
+	Heads       *ebpf.Map `ebpf:"heads"`
 	Hints       *ebpf.Map `ebpf:"hints"`
 	SkbCopy     *ebpf.Map `ebpf:"skb_copy"`
 	Tracked     *ebpf.Map `ebpf:"tracked"`
@@ -253,6 +259,7 @@ func (m *KprobeMaps) Close() error {
 		m.Events,
 		m.FilterBuf,
 		m.FuncCookies,
+		m.Heads,
 		m.Hints,
 		m.SkbCopy,
 		m.Tracked,
@@ -275,6 +282,7 @@ type KprobeVariables struct {
 	HasExpr       *ebpf.Variable `ebpf:"has_expr"`
 	HookId        *ebpf.Variable `ebpf:"hook_id"`
 	IsFreeHook    *ebpf.Variable `ebpf:"is_free_hook"`
+	LinkClones    *ebpf.Variable `ebpf:"link_clones"`
 	LocationArg   *ebpf.Variable `ebpf:"location_arg"`
 	MatchIfindex  *ebpf.Variable `ebpf:"match_ifindex"`
 	MatchMark     *ebpf.Variable `ebpf:"match_mark"`

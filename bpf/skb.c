@@ -101,8 +101,14 @@ int on_skb(void *ctx)
 			locate(skb, dev, &w);
 			if (match_netns || match_ifindex)
 				locate_device(skb, &w);
-			if (!wanted(skb, &w))
-				return 0;
+			// A clone of a followed packet is followed whatever
+			// its bytes (a filter rejects only skbs that are not
+			// cloned, or whose buffer is not a followed packet's).
+			if (!wanted(skb, &w)) {
+				h.parent = clone_parent(state, skb, w.head);
+				if (!h.parent)
+					return 0;
+			}
 			h.wanted = 1;
 		}
 	}

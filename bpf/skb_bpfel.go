@@ -75,6 +75,7 @@ type SkbTrackSet struct {
 	Key  [4]uint64
 	Tag  [4]uint64
 	When [4]uint64
+	Head [4]uint64
 }
 
 type SkbTrackedHint struct {
@@ -90,6 +91,7 @@ const (
 	SkbMapCpuStates     = "cpu_states"
 	SkbMapEvents        = "events"
 	SkbMapFilterBuf     = "filter_buf"
+	SkbMapHeads         = "heads"
 	SkbMapHints         = "hints"
 	SkbMapTracked       = "tracked"
 	SkbProgOnSkb        = "on_skb"
@@ -105,6 +107,7 @@ const (
 	SkbVarHasExpr       = "has_expr"
 	SkbVarHookId        = "hook_id"
 	SkbVarIsFreeHook    = "is_free_hook"
+	SkbVarLinkClones    = "link_clones"
 	SkbVarLocationArg   = "location_arg"
 	SkbVarMatchIfindex  = "match_ifindex"
 	SkbVarMatchMark     = "match_mark"
@@ -179,6 +182,7 @@ type SkbMapSpecs struct {
 	CpuStates *ebpf.MapSpec `ebpf:"cpu_states"`
 	Events    *ebpf.MapSpec `ebpf:"events"`
 	FilterBuf *ebpf.MapSpec `ebpf:"filter_buf"`
+	Heads     *ebpf.MapSpec `ebpf:"heads"`
 	Hints     *ebpf.MapSpec `ebpf:"hints"`
 	Tracked   *ebpf.MapSpec `ebpf:"tracked"`
 }
@@ -199,6 +203,7 @@ type SkbVariableSpecs struct {
 	HasExpr       *ebpf.VariableSpec `ebpf:"has_expr"`
 	HookId        *ebpf.VariableSpec `ebpf:"hook_id"`
 	IsFreeHook    *ebpf.VariableSpec `ebpf:"is_free_hook"`
+	LinkClones    *ebpf.VariableSpec `ebpf:"link_clones"`
 	LocationArg   *ebpf.VariableSpec `ebpf:"location_arg"`
 	MatchIfindex  *ebpf.VariableSpec `ebpf:"match_ifindex"`
 	MatchMark     *ebpf.VariableSpec `ebpf:"match_mark"`
@@ -244,6 +249,7 @@ type SkbMaps struct {
 	CpuStates *ebpf.Map `ebpf:"cpu_states"`
 	Events    *ebpf.Map `ebpf:"events"`
 	FilterBuf *ebpf.Map `ebpf:"filter_buf"`
+	Heads     *ebpf.Map `ebpf:"heads"`
 	Hints     *ebpf.Map `ebpf:"hints"`
 	Tracked   *ebpf.Map `ebpf:"tracked"`
 }
@@ -254,6 +260,7 @@ func (m *SkbMaps) Close() error {
 		m.CpuStates,
 		m.Events,
 		m.FilterBuf,
+		m.Heads,
 		m.Hints,
 		m.Tracked,
 	)
@@ -275,6 +282,7 @@ type SkbVariables struct {
 	HasExpr       *ebpf.Variable `ebpf:"has_expr"`
 	HookId        *ebpf.Variable `ebpf:"hook_id"`
 	IsFreeHook    *ebpf.Variable `ebpf:"is_free_hook"`
+	LinkClones    *ebpf.Variable `ebpf:"link_clones"`
 	LocationArg   *ebpf.Variable `ebpf:"location_arg"`
 	MatchIfindex  *ebpf.Variable `ebpf:"match_ifindex"`
 	MatchMark     *ebpf.Variable `ebpf:"match_mark"`

@@ -42,6 +42,9 @@ func (r *Recorder) open(cfg Config, kernel *btf.Spec, ncpu int) error {
 	if r.tracked, err = newMap(spec, bpf.SkbMapTracked, sets); err != nil {
 		return err
 	}
+	if r.heads, err = newMap(spec, bpf.SkbMapHeads, sets); err != nil {
+		return err
+	}
 	if r.states, err = newMap(spec, bpf.SkbMapCpuStates, 0); err != nil {
 		return err
 	}
@@ -89,6 +92,7 @@ func (r *Recorder) open(cfg Config, kernel *btf.Spec, ncpu int) error {
 			MapReplacements: map[string]*ebpf.Map{
 				bpf.SkbMapEvents:    r.events,
 				bpf.SkbMapTracked:   r.tracked,
+				bpf.SkbMapHeads:     r.heads,
 				bpf.SkbMapCpuStates: r.states,
 				bpf.SkbMapFilterBuf: r.buf,
 				bpf.SkbMapHints:     r.hints,
@@ -243,6 +247,7 @@ func (k hookKnobs) vars() map[string]any {
 		bpf.SkbVarTaskBtf:       b(k.taskBTF),
 		bpf.SkbVarCopyBytes:     b(k.copyBytes),
 		bpf.SkbVarBudgetPerCpu:  k.budget,
+		bpf.SkbVarLinkClones:    b(k.track),
 	}
 }
 

@@ -55,6 +55,7 @@ type Recorder struct {
 
 	events    *ebpf.Map
 	tracked   *ebpf.Map
+	heads     *ebpf.Map // buffers of followed packets, for clones
 	states    *ebpf.Map
 	buf       *ebpf.Map
 	hints     *ebpf.Map
@@ -315,12 +316,12 @@ func (r *Recorder) Close() error {
 		errs = append(errs, r.ring.close())
 		r.ring = nil
 	}
-	for _, m := range []*ebpf.Map{r.events, r.tracked, r.states, r.buf, r.hints, r.calls} {
+	for _, m := range []*ebpf.Map{r.events, r.tracked, r.heads, r.states, r.buf, r.hints, r.calls} {
 		if m != nil {
 			errs = append(errs, m.Close())
 		}
 	}
-	r.events, r.tracked, r.states, r.buf, r.hints, r.calls = nil, nil, nil, nil, nil, nil
+	r.events, r.tracked, r.heads, r.states, r.buf, r.hints, r.calls = nil, nil, nil, nil, nil, nil, nil
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("close recorder: %w", err)
 	}
