@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 
 	"github.com/pathcap/pathcap/internal/audit"
@@ -190,6 +192,7 @@ func TestInVMSELinuxDenials(t *testing.T) {
 		if got != runs {
 			t.Errorf("counted %d denials, want %d (one per run)", got, runs)
 		}
+		trafficPhase(t, l, denial, report)
 	case "at-load":
 		// cilium/ebpf probes once per process whether the kernel has
 		// bpf_probe_read_kernel, by loading a program calling it; the
@@ -236,6 +239,96 @@ func TestInVMSELinuxDenials(t *testing.T) {
 	report("overruns", l.Overruns())
 	if st, err := l.Status(); err == nil {
 		report("status after", st)
+	}
+}
+
+// trafficPhase attaches a program calling bpf_probe_read_kernel to the
+// netif_receive_skb raw tracepoint, sends UDP over lo for a second and
+// compares the helper's failed calls with the denials counted.
+func trafficPhase(t *testing.T, l *audit.Listener, denial string, report func(string, any)) {
+	counts, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Array, KeySize: 4, ValueSize: 8, MaxEntries: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer counts.Close()
+	// counts[0]: calls, counts[1]: calls that returned -EACCES.
+	count := func(key int32, label string) asm.Instructions {
+		return asm.Instructions{
+			asm.StoreImm(asm.RFP, -24, int64(key), asm.Word).WithSymbol(label),
+			asm.LoadMapPtr(asm.R1, counts.FD()),
+			asm.Mov.Reg(asm.R2, asm.RFP),
+			asm.Add.Imm(asm.R2, -24),
+			asm.FnMapLookupElem.Call(),
+			asm.JEq.Imm(asm.R0, 0, label+"_out"),
+			asm.Mov.Imm(asm.R1, 1),
+			asm.StoreXAdd(asm.R0, asm.R1, asm.DWord),
+		}
+	}
+	insns := readKernelProgram().Instructions
+	insns = append(insns[:len(insns)-1], asm.Mov.Reg(asm.R6, asm.R0))
+	insns = append(insns, count(0, "calls")...)
+	insns = append(insns, asm.JNE.Imm(asm.R6, -int32(unix.EACCES), "out").WithSymbol("calls_out"))
+	insns = append(insns, count(1, "eacces")...)
+	insns = append(insns, asm.Mov.Imm(asm.R0, 0).WithSymbol("eacces_out"), asm.Ja.Label("out"))
+	insns = append(insns, asm.Mov.Imm(asm.R0, 0).WithSymbol("out"), asm.Return())
+	spec := readKernelProgram()
+	spec.Instructions = insns
+	prog, err := loadOnce(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prog.Close()
+	lk, err := link.AttachRawTracepoint(link.RawTracepointOptions{Name: "netif_receive_skb", Program: prog})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := l.Count(denial)
+	rx, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rx.Close()
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			if _, err := rx.Read(buf); err != nil {
+				return
+			}
+		}
+	}()
+	tx, err := net.DialUDP("udp4", nil, rx.LocalAddr().(*net.UDPAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Close()
+	sent := 0
+	for start := time.Now(); time.Since(start) < time.Second; {
+		if _, err := tx.Write([]byte("pathcap")); err == nil {
+			sent++
+		}
+	}
+	if err := lk.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var calls, eacces uint64
+	if err := counts.Lookup(uint32(0), &calls); err != nil {
+		t.Fatal(err)
+	}
+	if err := counts.Lookup(uint32(1), &eacces); err != nil {
+		t.Fatal(err)
+	}
+	waitCount(l, denial, before+int(eacces), 60*time.Second)
+	got := l.Count(denial) - before
+	report("traffic", fmt.Sprintf("%d UDP datagrams over lo in 1s, %d helper calls, %d returned -EACCES", sent, calls, eacces))
+	report("traffic denials counted", got)
+	if st, err := l.Status(); err == nil {
+		report("status after traffic", st)
+	}
+	if calls == 0 || eacces != calls {
+		t.Errorf("%d helper calls, %d returned -EACCES; want all of them, and some", calls, eacces)
+	}
+	if got != int(eacces) {
+		t.Errorf("counted %d denials for %d failed calls", got, eacces)
 	}
 }
 
