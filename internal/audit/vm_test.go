@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -46,6 +47,7 @@ func TestVMSELinuxDenials(t *testing.T) {
 		opts := r.Options()
 		opts.Env = map[string]string{envExpect: expect}
 		opts.Timeout = 3 * time.Minute
+		opts.Tools = []string{"ping"} // iputils' ping, for ping -f
 		out := vmtest.RunTestWith(t, k, pkg, "^TestInVMSELinuxDenials$", opts)
 		var sum strings.Builder
 		for line := range strings.Lines(out) {
@@ -130,21 +132,24 @@ func TestInVMSELinuxDenials(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() {
-		if err := l.Close(); err != nil {
-			t.Error(err)
-		}
-		st, err := audit.GetStatus()
-		if err != nil {
-			t.Error(err)
-		} else if st.PID != 0 {
-			t.Errorf("after Close the audit daemon is still pid %d", st.PID)
-		}
-	}()
 	st, err := l.Status()
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer func(initial audit.Status) {
+		if err := l.Close(); err != nil {
+			t.Error(err)
+		}
+		st, err := audit.GetStatus()
+		switch {
+		case err != nil:
+			t.Error(err)
+		case st.PID != 0:
+			t.Errorf("after Close the audit daemon is still pid %d", st.PID)
+		case st.BacklogLimit != initial.BacklogLimit:
+			t.Errorf("after Close the backlog limit is %d, not %d again", st.BacklogLimit, initial.BacklogLimit)
+		}
+	}(st)
 	if st.PID != uint32(os.Getpid()) {
 		t.Fatalf("registered, but the kernel's audit daemon is pid %d, not %d", st.PID, os.Getpid())
 	}
@@ -282,10 +287,82 @@ func trafficPhase(t *testing.T, l *audit.Listener, denial string, report func(st
 	if err != nil {
 		t.Fatal(err)
 	}
-	before := l.Count(denial)
+	defer lk.Close()
+	read := func() (calls, eacces uint64) {
+		if err := counts.Lookup(uint32(0), &calls); err != nil {
+			t.Fatal(err)
+		}
+		if err := counts.Lookup(uint32(1), &eacces); err != nil {
+			t.Fatal(err)
+		}
+		return calls, eacces
+	}
+	// measure runs traffic and compares the helper's failed calls in the
+	// meantime with the denials counted and the records the kernel lost.
+	measure := func(name, what string, traffic func() error) (failed, counted int, lost uint32) {
+		st0, err := l.Status()
+		if err != nil {
+			t.Fatal(err)
+		}
+		calls0, eacces0 := read()
+		before := l.Count(denial)
+		if err := traffic(); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		calls, eacces := read()
+		calls, eacces = calls-calls0, eacces-eacces0
+		waitCount(l, denial, before+int(eacces), 60*time.Second)
+		st, err := l.Status()
+		if err != nil {
+			t.Fatal(err)
+		}
+		counted, lost = l.Count(denial)-before, st.Lost-st0.Lost
+		report(name, fmt.Sprintf("%s: %d helper calls, %d returned -EACCES, %d denials counted, lost=%d (backlog_limit %d)",
+			what, calls, eacces, counted, lost, st.BacklogLimit))
+		if calls == 0 || eacces != calls {
+			t.Errorf("%s: %d helper calls, %d returned -EACCES; want all of them, and some", name, calls, eacces)
+		}
+		return int(eacces), counted, lost
+	}
+
+	// UDP sent by this process: the receive path runs in its context (the
+	// softirq on local_bh_enable), so the records are never dropped.
+	var sent int
+	failed, counted, _ := measure("traffic, own process", "UDP over lo for 1s", func() error {
+		var err error
+		sent, err = sendUDP(time.Second)
+		return err
+	})
+	report("traffic, own process, datagrams", sent)
+	if counted != failed {
+		t.Errorf("own process: counted %d denials for %d failed calls", counted, failed)
+	}
+
+	// A ping flood by another process: its records are subject to the
+	// backlog limit; with a high limit none is lost.
+	ping := func() error {
+		out, err := exec.Command("ping", "-f", "-q", "-c", "500", "127.0.0.1").CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("ping: %w\n%s", err, out)
+		}
+		return nil
+	}
+	measure("ping -f, backlog_limit default", "ping -f -c 500 127.0.0.1", ping)
+	if err := l.SetBacklogLimit(1 << 16); err != nil {
+		t.Fatal(err)
+	}
+	failed, counted, lost := measure("ping -f, backlog_limit 65536", "ping -f -c 500 127.0.0.1", ping)
+	if counted+int(lost) != failed || lost != 0 {
+		t.Errorf("ping with a high backlog limit: counted %d denials and lost %d for %d failed calls", counted, lost, failed)
+	}
+}
+
+// sendUDP sends UDP datagrams to itself over lo for d and returns how many
+// it sent.
+func sendUDP(d time.Duration) (int, error) {
 	rx, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
-		t.Fatal(err)
+		return 0, err
 	}
 	defer rx.Close()
 	go func() {
@@ -298,38 +375,16 @@ func trafficPhase(t *testing.T, l *audit.Listener, denial string, report func(st
 	}()
 	tx, err := net.DialUDP("udp4", nil, rx.LocalAddr().(*net.UDPAddr))
 	if err != nil {
-		t.Fatal(err)
+		return 0, err
 	}
 	defer tx.Close()
 	sent := 0
-	for start := time.Now(); time.Since(start) < time.Second; {
+	for start := time.Now(); time.Since(start) < d; {
 		if _, err := tx.Write([]byte("pathcap")); err == nil {
 			sent++
 		}
 	}
-	if err := lk.Close(); err != nil {
-		t.Fatal(err)
-	}
-	var calls, eacces uint64
-	if err := counts.Lookup(uint32(0), &calls); err != nil {
-		t.Fatal(err)
-	}
-	if err := counts.Lookup(uint32(1), &eacces); err != nil {
-		t.Fatal(err)
-	}
-	waitCount(l, denial, before+int(eacces), 60*time.Second)
-	got := l.Count(denial) - before
-	report("traffic", fmt.Sprintf("%d UDP datagrams over lo in 1s, %d helper calls, %d returned -EACCES", sent, calls, eacces))
-	report("traffic denials counted", got)
-	if st, err := l.Status(); err == nil {
-		report("status after traffic", st)
-	}
-	if calls == 0 || eacces != calls {
-		t.Errorf("%d helper calls, %d returned -EACCES; want all of them, and some", calls, eacces)
-	}
-	if got != int(eacces) {
-		t.Errorf("counted %d denials for %d failed calls", got, eacces)
-	}
+	return sent, nil
 }
 
 // waitCount waits until the listener has counted want records containing
