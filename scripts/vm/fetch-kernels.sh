@@ -146,9 +146,16 @@ apt_update() {
 	apt-get update -qq >&2 || log "apt-get update failed; using the lists apt already has"
 }
 
-# newest_package prints the newest package name apt knows for a regexp.
+# names holds apt's linux-image-* package names, read once by load_names
+# (each apt-cache run costs about a second) and again after apt_update.
+names=
+load_names() {
+	names=$(apt-cache pkgnames linux-image- 2>/dev/null || true)
+}
+
+# newest_package prints the newest package name in names matching a regexp.
 newest_package() {
-	apt-cache search --names-only "$1" 2>/dev/null | awk '{print $1}' | sort -V | tail -n 1
+	grep -E "$1" <<<"$names" | sort -V | tail -n 1 || true
 }
 
 # cached_release prints the release of the newest complete cached kernel of a
@@ -263,11 +270,13 @@ elif [ "$(ensure_suites)" = added ]; then
 	apt_update
 fi
 
+load_names
 status=0
 for series in "${series_order[@]}"; do
 	pkg=$(newest_package "${pattern[$series]}")
-	if [ -z "$pkg" ]; then
+	if [ -z "$pkg" ] && [ "$updated" -eq 0 ]; then
 		apt_update
+		load_names
 		pkg=$(newest_package "${pattern[$series]}")
 	fi
 	release=
