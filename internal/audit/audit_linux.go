@@ -60,7 +60,9 @@ type Record struct {
 }
 
 // Listener is a registered audit daemon that reads and counts every record
-// the kernel sends it. Its methods are safe for concurrent use.
+// the kernel sends it. It keeps the text of every AVC record (a few hundred
+// bytes each; Reset drops them) and only counts the others. Its methods are
+// safe for concurrent use.
 type Listener struct {
 	f    *os.File // the netlink socket the kernel sends records to
 	done chan struct{}
