@@ -60,7 +60,9 @@ type Record struct {
 }
 
 // Listener is a registered audit daemon that reads and counts every record
-// the kernel sends it. Its methods are safe for concurrent use.
+// the kernel sends it. It keeps the text of every AVC record (a few hundred
+// bytes each; Reset drops them) and only counts the others. Its methods are
+// safe for concurrent use.
 type Listener struct {
 	f    *os.File // the netlink socket the kernel sends records to
 	done chan struct{}
@@ -73,6 +75,7 @@ type Listener struct {
 	last        time.Time // when the last record arrived
 	readErr     error     // why the reader stopped, if not Close
 	prevEnabled uint32
+	prevBacklog uint32 // backlog limit to restore on Close; 0: unchanged
 	closed      bool
 }
 
@@ -197,6 +200,27 @@ func (l *Listener) WaitQuiet(quiet, timeout time.Duration) bool {
 	}
 }
 
+// SetBacklogLimit sets how many records the kernel queues before it drops
+// records generated outside the audit daemon's process (the daemon's own
+// are never dropped). The default, 64, loses records when other processes
+// (or softirqs running in their context) cause a burst of denials; raise it
+// to count those. Close restores the previous limit.
+func (l *Listener) SetBacklogLimit(n uint32) error {
+	st, err := GetStatus()
+	if err != nil {
+		return err
+	}
+	if err := setStatus(statusRequestBacklog(n)); err != nil {
+		return fmt.Errorf("audit: set backlog limit %d: %w", n, err)
+	}
+	l.mu.Lock()
+	if l.prevBacklog == 0 {
+		l.prevBacklog = st.BacklogLimit
+	}
+	l.mu.Unlock()
+	return nil
+}
+
 // Status returns the kernel's audit status (AUDIT_GET).
 func (l *Listener) Status() (Status, error) {
 	return GetStatus()
@@ -223,17 +247,17 @@ func (l *Listener) Close() error {
 
 	// Any socket of the daemon's process may unregister it.
 	var errs []error
-	fd, err := openSocket()
-	if err == nil {
-		mask := uint32(unix.AUDIT_STATUS_PID | unix.AUDIT_STATUS_ENABLED)
-		if l.prevEnabled == 2 {
-			mask = unix.AUDIT_STATUS_PID
-		}
-		err = request(fd, unix.AUDIT_SET, statusRequest(mask, l.prevEnabled, 0), true, nil)
-		unix.Close(fd)
+	mask := uint32(unix.AUDIT_STATUS_PID | unix.AUDIT_STATUS_ENABLED)
+	if l.prevEnabled == 2 {
+		mask = unix.AUDIT_STATUS_PID
 	}
-	if err != nil {
+	if err := setStatus(statusRequest(mask, l.prevEnabled, 0)); err != nil {
 		errs = append(errs, fmt.Errorf("audit: unregister the audit daemon: %w", err))
+	}
+	if l.prevBacklog != 0 {
+		if err := setStatus(statusRequestBacklog(l.prevBacklog)); err != nil {
+			errs = append(errs, fmt.Errorf("audit: restore backlog limit %d: %w", l.prevBacklog, err))
+		}
 	}
 	if err := l.f.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("audit: close: %w", err))
@@ -366,6 +390,25 @@ func statusRequest(mask, enabled, pid uint32) []byte {
 	binary.NativeEndian.PutUint32(b[4:], enabled)
 	binary.NativeEndian.PutUint32(b[12:], pid)
 	return b
+}
+
+// statusRequestBacklog builds the struct audit_status of an AUDIT_SET of the
+// backlog limit.
+func statusRequestBacklog(n uint32) []byte {
+	b := statusRequest(unix.AUDIT_STATUS_BACKLOG_LIMIT, 0, 0)
+	binary.NativeEndian.PutUint32(b[20:], n)
+	return b
+}
+
+// setStatus sends an AUDIT_SET on a socket of its own and waits for the
+// kernel's acknowledgement.
+func setStatus(status []byte) error {
+	fd, err := openSocket()
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	return request(fd, unix.AUDIT_SET, status, true, nil)
 }
 
 // openSocket opens and binds a NETLINK_AUDIT socket.

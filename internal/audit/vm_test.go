@@ -6,7 +6,9 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"net"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -14,6 +16,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 
 	"github.com/pathcap/pathcap/internal/audit"
@@ -44,6 +47,7 @@ func TestVMSELinuxDenials(t *testing.T) {
 		opts := r.Options()
 		opts.Env = map[string]string{envExpect: expect}
 		opts.Timeout = 3 * time.Minute
+		opts.Tools = []string{"ping"} // iputils' ping, for ping -f
 		out := vmtest.RunTestWith(t, k, pkg, "^TestInVMSELinuxDenials$", opts)
 		var sum strings.Builder
 		for line := range strings.Lines(out) {
@@ -128,32 +132,32 @@ func TestInVMSELinuxDenials(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() {
-		if err := l.Close(); err != nil {
-			t.Error(err)
-		}
-		st, err := audit.GetStatus()
-		if err != nil {
-			t.Error(err)
-		} else if st.PID != 0 {
-			t.Errorf("after Close the audit daemon is still pid %d", st.PID)
-		}
-	}()
 	st, err := l.Status()
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer func(initial audit.Status) {
+		if err := l.Close(); err != nil {
+			t.Error(err)
+		}
+		st, err := audit.GetStatus()
+		switch {
+		case err != nil:
+			t.Error(err)
+		case st.PID != 0:
+			t.Errorf("after Close the audit daemon is still pid %d", st.PID)
+		case st.BacklogLimit != initial.BacklogLimit:
+			t.Errorf("after Close the backlog limit is %d, not %d again", st.BacklogLimit, initial.BacklogLimit)
+		}
+	}(st)
 	if st.PID != uint32(os.Getpid()) {
 		t.Fatalf("registered, but the kernel's audit daemon is pid %d, not %d", st.PID, os.Getpid())
 	}
 	report("status before", st)
 
-	if err := se.SetEnforcing(true); err != nil {
-		t.Fatal(err)
-	}
-	if on, err := se.Enforcing(); err != nil || !on {
-		t.Fatalf("after SetEnforcing(true): enforcing=%v, %v", on, err)
-	}
+	// Loads the policy again (a reload is allowed) and switches to
+	// enforcing; back to permissive at cleanup.
+	vmtest.EnforcePolicy(t, vmtest.InVMPolicyPath)
 	l.WaitQuiet(500*time.Millisecond, 5*time.Second)
 	l.Reset()
 
@@ -190,6 +194,7 @@ func TestInVMSELinuxDenials(t *testing.T) {
 		if got != runs {
 			t.Errorf("counted %d denials, want %d (one per run)", got, runs)
 		}
+		trafficPhase(t, l, denial, report)
 	case "at-load":
 		// cilium/ebpf probes once per process whether the kernel has
 		// bpf_probe_read_kernel, by loading a program calling it; the
@@ -237,6 +242,170 @@ func TestInVMSELinuxDenials(t *testing.T) {
 	if st, err := l.Status(); err == nil {
 		report("status after", st)
 	}
+}
+
+// trafficPhase attaches a program calling bpf_probe_read_kernel to the
+// netif_receive_skb raw tracepoint, sends UDP over lo for a second and
+// compares the helper's failed calls with the denials counted.
+func trafficPhase(t *testing.T, l *audit.Listener, denial string, report func(string, any)) {
+	counts, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Array, KeySize: 4, ValueSize: 8, MaxEntries: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer counts.Close()
+	// counts[0]: calls, counts[1]: calls that returned -EACCES.
+	count := func(key int32, label string) asm.Instructions {
+		return asm.Instructions{
+			asm.StoreImm(asm.RFP, -24, int64(key), asm.Word).WithSymbol(label),
+			asm.LoadMapPtr(asm.R1, counts.FD()),
+			asm.Mov.Reg(asm.R2, asm.RFP),
+			asm.Add.Imm(asm.R2, -24),
+			asm.FnMapLookupElem.Call(),
+			asm.JEq.Imm(asm.R0, 0, label+"_out"),
+			asm.Mov.Imm(asm.R1, 1),
+			asm.StoreXAdd(asm.R0, asm.R1, asm.DWord),
+		}
+	}
+	insns := readKernelProgram().Instructions
+	insns = append(insns[:len(insns)-1], asm.Mov.Reg(asm.R6, asm.R0))
+	insns = append(insns, count(0, "calls")...)
+	insns = append(insns, asm.JNE.Imm(asm.R6, -int32(unix.EACCES), "out").WithSymbol("calls_out"))
+	insns = append(insns, count(1, "eacces")...)
+	insns = append(insns, asm.Mov.Imm(asm.R0, 0).WithSymbol("eacces_out"), asm.Ja.Label("out"))
+	insns = append(insns, asm.Mov.Imm(asm.R0, 0).WithSymbol("out"), asm.Return())
+	spec := readKernelProgram()
+	spec.Instructions = insns
+	prog, err := loadOnce(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prog.Close()
+	lk, err := link.AttachRawTracepoint(link.RawTracepointOptions{Name: "netif_receive_skb", Program: prog})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lk.Close()
+	read := func() (calls, eacces uint64) {
+		if err := counts.Lookup(uint32(0), &calls); err != nil {
+			t.Fatal(err)
+		}
+		if err := counts.Lookup(uint32(1), &eacces); err != nil {
+			t.Fatal(err)
+		}
+		return calls, eacces
+	}
+	// measure runs traffic and compares the helper's failed calls in the
+	// meantime with the denials counted and the records the kernel lost.
+	measure := func(name, what string, traffic func() error) (failed, counted int, lost uint32) {
+		st0, err := l.Status()
+		if err != nil {
+			t.Fatal(err)
+		}
+		calls0, eacces0 := read()
+		before := l.Count(denial)
+		if err := traffic(); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		calls, eacces := read()
+		calls, eacces = calls-calls0, eacces-eacces0
+		// Wait until every failed call is accounted for: counted, or
+		// lost by the kernel.
+		var st audit.Status
+		for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			if st, err = l.Status(); err != nil {
+				t.Fatal(err)
+			}
+			counted, lost = l.Count(denial)-before, st.Lost-st0.Lost
+			if counted+int(lost) >= int(eacces) || time.Now().After(deadline) {
+				break
+			}
+		}
+		l.WaitQuiet(500*time.Millisecond, 10*time.Second)
+		if st, err = l.Status(); err != nil {
+			t.Fatal(err)
+		}
+		counted, lost = l.Count(denial)-before, st.Lost-st0.Lost
+		report(name, fmt.Sprintf("%s: %d helper calls, %d returned -EACCES, %d denials counted, lost=%d (backlog_limit %d)",
+			what, calls, eacces, counted, lost, st.BacklogLimit))
+		if calls == 0 || eacces != calls {
+			t.Errorf("%s: %d helper calls, %d returned -EACCES; want all of them, and some", name, calls, eacces)
+		}
+		// Nothing else causes denials here: each failed call's record is
+		// either counted or lost.
+		if counted+int(lost) != int(eacces) {
+			t.Errorf("%s: %d denials counted and %d lost for %d failed calls", name, counted, lost, eacces)
+		}
+		return int(eacces), counted, lost
+	}
+
+	// UDP sent by this process. Records caused in the audit daemon's own
+	// task are never dropped, but the receive path (a softirq) runs in
+	// whatever task is current, ksoftirqd's too: some can be lost at the
+	// default backlog limit.
+	udp := func() error {
+		n, err := sendUDP(time.Second)
+		report("UDP datagrams sent", n)
+		return err
+	}
+	measure("UDP, backlog_limit default", "UDP over lo for 1s", udp)
+
+	// A ping flood by another process: its records are subject to the
+	// backlog limit.
+	ping := func() error {
+		out, err := exec.Command("ping", "-f", "-q", "-c", "500", "127.0.0.1").CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("ping: %w\n%s", err, out)
+		}
+		return nil
+	}
+	measure("ping -f, backlog_limit default", "ping -f -c 500 127.0.0.1", ping)
+
+	// With a high limit none is lost.
+	if err := l.SetBacklogLimit(1 << 16); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name, what string
+		traffic    func() error
+	}{
+		{"UDP, backlog_limit 65536", "UDP over lo for 1s", udp},
+		{"ping -f, backlog_limit 65536", "ping -f -c 500 127.0.0.1", ping},
+	} {
+		failed, counted, lost := measure(c.name, c.what, c.traffic)
+		if counted != failed || lost != 0 {
+			t.Errorf("%s: counted %d denials and lost %d for %d failed calls, want all counted", c.name, counted, lost, failed)
+		}
+	}
+}
+
+// sendUDP sends UDP datagrams to itself over lo for d and returns how many
+// it sent.
+func sendUDP(d time.Duration) (int, error) {
+	rx, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		return 0, err
+	}
+	defer rx.Close()
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			if _, err := rx.Read(buf); err != nil {
+				return
+			}
+		}
+	}()
+	tx, err := net.DialUDP("udp4", nil, rx.LocalAddr().(*net.UDPAddr))
+	if err != nil {
+		return 0, err
+	}
+	defer tx.Close()
+	sent := 0
+	for start := time.Now(); time.Since(start) < d; {
+		if _, err := tx.Write([]byte("pathcap")); err == nil {
+			sent++
+		}
+	}
+	return sent, nil
 }
 
 // waitCount waits until the listener has counted want records containing

@@ -1,6 +1,7 @@
 // Package vmtest runs Go tests inside qemu virtual machines booted with real
-// Debian kernels, for the BPF backends the host kernel does not allow
-// (kprobe, kprobe-multi, fentry/fexit).
+// Debian kernels (5.10, 6.1, 6.12), for the BPF backends the host kernel does
+// not allow (kprobe, kprobe-multi, fentry/fexit), and with a 5.10 kernel
+// built to reproduce the SELinux/lockdown audit flood (ReproKernel).
 //
 // The kernels come from scripts/vm/fetch-kernels.sh (downloaded once into a
 // cache directory, ${PATHCAP_VM_CACHE:-$HOME/.cache/pathcap-vm}) and the VM
@@ -29,7 +30,9 @@
 //
 // VM runs are serialised across processes (a lock file in the cache
 // directory), since two software-emulated VMs on two cores only slow each
-// other down.
+// other down. A run whose VM hangs (no exit status reported, or the in-VM
+// test timing out) is booted a second time, with a log line, unless
+// Options.NoRetry is set.
 package vmtest
 
 import (
@@ -117,7 +120,7 @@ type Options struct {
 	// PATHCAP_VM_APPEND), e.g. SELinuxAppend.
 	Append string
 	// Modules names the kernel modules to load at boot (with their
-	// dependencies); nil loads every module the kernel directory keeps.
+	// dependencies); empty loads every module the kernel directory keeps.
 	// The others still load on demand.
 	Modules []string
 	// NoModules loads no module at boot (run.sh -M none); Modules is then
@@ -278,12 +281,8 @@ func RunTestWith(t testing.TB, k Kernel, pkg, runRegexp string, opts Options) st
 	switch {
 	case opts.NoModules:
 		args = append(args, "-M", "none")
-	case opts.Modules != nil:
-		if len(opts.Modules) == 0 {
-			args = append(args, "-M", "none")
-		} else {
-			args = append(args, "-M", strings.Join(opts.Modules, " "))
-		}
+	case len(opts.Modules) > 0:
+		args = append(args, "-M", strings.Join(opts.Modules, " "))
 	}
 	args = append(args, k.Dir, bin,
 		"-test.run", runRegexp, "-test.v", "-test.timeout", testTimeout.String())

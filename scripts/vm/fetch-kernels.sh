@@ -78,14 +78,27 @@ mkdir -p "$cache"
 
 # ensure_suite adds a Debian suite to apt's sources (a deb822 file,
 # /etc/apt/sources.list.d/pathcap-SUITE.sources), reusing the archive URI and
-# keyring of the default Debian sources file; PIN, when given, is written as
-# the suite's priority in /etc/apt/preferences.d/pathcap-SUITE. It prints
-# "added" when it wrote the sources file.
+# keyring of the default Debian sources file, unless another sources file
+# has it; PIN, when given, is written as the suite's priority in
+# /etc/apt/preferences.d/pathcap-SUITE. It prints "added" when it wrote the
+# sources file.
 ensure_suite() {
-	local suite=$1 pin=${2:-} main=/etc/apt/sources.list.d/debian.sources uri keyring
+	local suite=$1 pin=${2:-} main=/etc/apt/sources.list.d/debian.sources uri keyring f
 	local file=/etc/apt/sources.list.d/pathcap-$suite.sources
 	local prefs=/etc/apt/preferences.d/pathcap-$suite
-	if [ -n "$pin" ] && [ ! -f "$prefs" ] && [ "$(id -u)" -eq 0 ]; then
+	# A suite configured by someone else is left alone, pinning included.
+	# Suites: lines list several suites ("bookworm bookworm-updates").
+	for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; do
+		[ -f "$f" ] && [ "$f" != "$file" ] || continue
+		if grep -Eqs "^(Suites:.*[[:space:]]|deb(-src)?[[:space:]].*[[:space:]])$suite([[:space:]]|$)" "$f"; then
+			return 0
+		fi
+	done
+	if [ "$(id -u)" -ne 0 ]; then
+		[ -f "$file" ] || log "not root: cannot add $suite to apt's sources"
+		return 0
+	fi
+	if [ -n "$pin" ] && [ ! -f "$prefs" ]; then
 		{
 			echo "# Written by pathcap's scripts/vm/fetch-kernels.sh: $suite is only"
 			echo "# used to download kernels, never to install or upgrade packages."
@@ -95,15 +108,7 @@ ensure_suite() {
 		} >"$prefs"
 		log "pinned $suite to priority $pin ($prefs)"
 	fi
-	# Suites: lines list several suites ("bookworm bookworm-updates").
-	if grep -rEqs "^(Suites:.*[[:space:]]|deb(-src)?[[:space:]].*[[:space:]])$suite([[:space:]]|$)" \
-		/etc/apt/sources.list /etc/apt/sources.list.d/; then
-		return 0
-	fi
-	if [ "$(id -u)" -ne 0 ]; then
-		log "not root: cannot add $suite to apt's sources"
-		return 0
-	fi
+	[ -f "$file" ] && return 0
 	if [ ! -r "$main" ]; then
 		log "no $main: cannot add $suite"
 		return 0
@@ -146,9 +151,16 @@ apt_update() {
 	apt-get update -qq >&2 || log "apt-get update failed; using the lists apt already has"
 }
 
-# newest_package prints the newest package name apt knows for a regexp.
+# names holds apt's linux-image-* package names, read once by load_names
+# (each apt-cache run costs about a second) and again after apt_update.
+names=
+load_names() {
+	names=$(apt-cache pkgnames linux-image- 2>/dev/null || true)
+}
+
+# newest_package prints the newest package name in names matching a regexp.
 newest_package() {
-	apt-cache search --names-only "$1" 2>/dev/null | awk '{print $1}' | sort -V | tail -n 1
+	grep -E "$1" <<<"$names" | sort -V | tail -n 1 || true
 }
 
 # cached_release prints the release of the newest complete cached kernel of a
@@ -263,11 +275,13 @@ elif [ "$(ensure_suites)" = added ]; then
 	apt_update
 fi
 
+load_names
 status=0
 for series in "${series_order[@]}"; do
 	pkg=$(newest_package "${pattern[$series]}")
-	if [ -z "$pkg" ]; then
+	if [ -z "$pkg" ] && [ "$updated" -eq 0 ]; then
 		apt_update
+		load_names
 		pkg=$(newest_package "${pattern[$series]}")
 	fi
 	release=
