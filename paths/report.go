@@ -156,13 +156,6 @@ func appendHostPort(b []byte, a netip.Addr, port uint16, withPort bool) []byte {
 	return strconv.AppendUint(b, uint64(port), 10)
 }
 
-func hostPort(h string, p uint16) string {
-	if strings.Contains(h, ":") {
-		return "[" + h + "]:" + strconv.Itoa(int(p))
-	}
-	return h + ":" + strconv.Itoa(int(p))
-}
-
 func appendProtoName(b []byte, p uint8) []byte {
 	switch p {
 	case 1:
@@ -194,16 +187,6 @@ func hookLabel(h *Hop) string {
 		return "capture"
 	}
 	return h.Meta.Kind + ":" + h.Meta.Hook
-}
-
-func nsLabel(h *Hop) string {
-	if h.Meta.NetNS == 0 {
-		return ""
-	}
-	if h.NSName != "" {
-		return "netns " + h.NSName
-	}
-	return "netns " + strconv.FormatUint(uint64(h.Meta.NetNS), 10)
 }
 
 func hopLen(h *Hop) uint32 {

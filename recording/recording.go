@@ -93,11 +93,16 @@ type Writer struct {
 	loc          []byte
 }
 
-// NewWriter writes the section header for info to w and returns a Writer.
+// NewWriter checks info, writes the section header for info to w and
+// returns a Writer; with an invalid info it writes nothing.
 // bufSize is the size of the block buffer (0: one write per block); call
 // Flush to write what is buffered. names and symbols may be nil; kernel
 // stacks are symbolized when symbols is also a StackSymbolizer.
 func NewWriter(w io.Writer, info Info, bufSize int, names DeviceNamer, symbols Symbolizer) (*Writer, error) {
+	// Arguments first: nothing is written when they are wrong.
+	if info.Snaplen <= 0 || info.Snaplen+ethHeaderLen > pcapng.MaxCaptureLength {
+		return nil, fmt.Errorf("snap length %d out of range 1..%d", info.Snaplen, pcapng.MaxCaptureLength-ethHeaderLen)
+	}
 	pw, err := pcapng.NewWriterSize(w, &pcapng.Section{
 		Hardware:        info.Hardware,
 		OS:              info.OS,
@@ -106,9 +111,6 @@ func NewWriter(w io.Writer, info Info, bufSize int, names DeviceNamer, symbols S
 	}, bufSize)
 	if err != nil {
 		return nil, fmt.Errorf("write section header: %w", err)
-	}
-	if info.Snaplen <= 0 || info.Snaplen+ethHeaderLen > pcapng.MaxCaptureLength {
-		return nil, fmt.Errorf("snap length %d out of range", info.Snaplen)
 	}
 	rw := &Writer{
 		pw:      pw,

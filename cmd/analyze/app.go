@@ -495,11 +495,13 @@ func runExport(c *cli.Context) error {
 	if ferr := bw.Flush(); err == nil {
 		err = ferr
 	}
-	if err == nil {
-		err = truncationError(in)
-	}
+	// A truncated input still gives a complete output of what could be
+	// read: it is kept, and the exit status says the input was damaged.
 	if cerr := commit(err == nil); err == nil {
 		err = cerr
+	}
+	if err == nil {
+		err = truncationError(in)
 	}
 	return err
 }

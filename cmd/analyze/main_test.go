@@ -275,6 +275,22 @@ func testTruncated(t *testing.T, bin string) {
 		if n := strings.Count(r.stdout, "\n"); n != complete {
 			t.Errorf("export: %d rows, want %d", n, complete)
 		}
+		// Into a file too: the rows that could be read are kept, in
+		// either format (with exit status 1).
+		rows := filepath.Join(dir, "rows.jsonl")
+		run(t, bin, "", "export", "-o", rows, name).expect(t, 1, msg...)
+		if b, err := os.ReadFile(rows); err != nil {
+			t.Errorf("export -o FILE of a truncated input: %v", err)
+		} else if string(b) != r.stdout {
+			t.Errorf("export -o FILE of a truncated input differs from -o -")
+		}
+		pq := filepath.Join(dir, "rows.parquet")
+		run(t, bin, "", "export", "--format", "parquet", "-o", pq, name).expect(t, 1, msg...)
+		if back, err := parquet.ReadFile[paths.Row](pq); err != nil {
+			t.Errorf("export --format parquet of a truncated input: %v", err)
+		} else if len(back) != complete {
+			t.Errorf("export --format parquet: %d rows, want %d", len(back), complete)
+		}
 		// The view of what was complete is kept (with exit status 1).
 		out := filepath.Join(dir, "view.pcapng")
 		run(t, bin, "", "wireshark", "-o", out, name).expect(t, 1, msg...)
