@@ -4,8 +4,9 @@ import (
 	"encoding/binary"
 	"net/netip"
 	"slices"
-	"strings"
 	"time"
+
+	"github.com/pathcap/pathcap/kmeta"
 )
 
 // Options controls an Analyzer.
@@ -205,12 +206,12 @@ func (a *Analyzer) Add(ev *Event) error {
 	if a.opts.Filter != nil && !p.FilterMatched && a.opts.Filter(ev.Data) {
 		p.FilterMatched = true
 	}
-	if ev.HasMeta && ev.Meta.Hook == "kfree_skbmem" && ev.Meta.Kind != "tp" {
+	if ev.HasMeta && kmeta.ClassOf(ev.Meta.Hook) == kmeta.ClassMemoryFree && kmeta.IsFunctionKind(ev.Meta.Kind) {
 		// A function backend saw the skb's memory go: nothing later
 		// can be this packet.
 		p.memFreed = ev.Time
 	}
-	if !p.freed && (!ev.HasID || ev.HasMeta && isFreeHook(ev.Meta.Hook)) {
+	if !p.freed && (!ev.HasID || ev.HasMeta && kmeta.ClassOf(ev.Meta.Hook).EndsTracking()) {
 		// The skb is gone (or, without tracking ids, nothing else will
 		// join this packet): complete it once the grace period for
 		// out-of-order events has passed.
@@ -275,15 +276,11 @@ func (a *Analyzer) namespaceName(desc string) string {
 	return name
 }
 
-// nsNameOf extracts NAME from an interface description "netns INODE
-// (NAME) ...".
+// nsNameOf returns the namespace name of an interface description
+// (kmeta.ParseInterfaceDescription); "" when it has none.
 func nsNameOf(desc string) string {
-	if i := strings.IndexByte(desc, '('); i >= 0 && strings.HasPrefix(desc, "netns ") {
-		if j := strings.LastIndexByte(desc, ')'); j > i {
-			return desc[i+1 : j]
-		}
-	}
-	return ""
+	ifc, _ := kmeta.ParseInterfaceDescription(desc)
+	return ifc.NSName
 }
 
 func (a *Analyzer) newPacket() *openPacket {
@@ -296,11 +293,6 @@ func (a *Analyzer) newPacket() *openPacket {
 		return p
 	}
 	return &openPacket{}
-}
-
-// isFreeHook reports hooks after which the tracking id ends.
-func isFreeHook(hook string) bool {
-	return hook == "kfree_skb" || hook == "consume_skb" || hook == "kfree_skbmem"
 }
 
 // done reports whether an open packet's path is complete: freed and past
@@ -447,15 +439,6 @@ var deliveredFreeFunctions = map[string]bool{
 	"unix_stream_read_generic": true,
 }
 
-func isTransmitHook(hook string) bool {
-	return hook == "net_dev_xmit" || hook == "net_dev_start_xmit"
-}
-
-func isReceiveHook(hook string) bool {
-	return strings.HasPrefix(hook, "netif_receive_skb") || strings.HasPrefix(hook, "netif_rx") ||
-		strings.HasPrefix(hook, "napi_gro_")
-}
-
 // classify decides how the packet's path ended.
 func classify(p *Packet) Outcome {
 	if !p.HasMeta || len(p.Hops) == 0 {
@@ -464,18 +447,20 @@ func classify(p *Packet) Outcome {
 	var deliveredAt, freedAt, memFreedAt, lastTx, lastRx = -1, -1, -1, -1, -1
 	for i := range p.Hops {
 		h := p.Hops[i].Meta.Hook
-		switch {
-		case isDeliveryHook(h):
+		if isDeliveryHook(h) {
 			deliveredAt = i
-		case h == "kfree_skbmem":
+			continue
+		}
+		switch kmeta.ClassOf(h) {
+		case kmeta.ClassMemoryFree:
 			// Says the memory went, not why: kfree_skb or consume_skb
 			// before it decide, when they were recorded.
 			memFreedAt = i
-		case isFreeHook(h):
+		case kmeta.ClassFree:
 			freedAt = i
-		case isTransmitHook(h):
+		case kmeta.ClassTransmit:
 			lastTx = i
-		case isReceiveHook(h):
+		case kmeta.ClassReceive:
 			lastRx = i
 		}
 	}
@@ -494,7 +479,7 @@ func classify(p *Packet) Outcome {
 			o := at(deliveredAt, Delivered)
 			o.Location = f.Meta.Location
 			return o
-		case f.Meta.Hook == "kfree_skb" || f.Meta.HasDrop:
+		case f.Meta.Hook == kmeta.HookDrop || f.Meta.HasDrop:
 			o := at(freedAt, Dropped)
 			o.Reason = f.Meta.Reason
 			return o

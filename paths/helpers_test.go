@@ -19,6 +19,7 @@ import (
 
 	"github.com/pathcap/pathcap/kmeta"
 	"github.com/pathcap/pathcap/pcapng"
+	"github.com/pathcap/pathcap/recording"
 )
 
 // ---------------------------------------------------------------- frames
@@ -308,23 +309,13 @@ func (r *recorder) write(e *ev) {
 			HasPacketID: !e.noID,
 		},
 	}
-	if d := direction(e.hook); d != 0 {
+	if d := recording.Direction(e.hook); d != 0 {
 		p.Options.Flags, p.Options.HasFlags = d, true
 	}
 	if err := r.w.WritePacket(p); err != nil {
 		r.t.Fatal(err)
 	}
 	r.events++
-}
-
-func direction(hook string) uint32 {
-	switch hook {
-	case "netif_receive_skb", "netif_rx":
-		return pcapng.DirectionInbound
-	case "net_dev_queue", "net_dev_start_xmit", "net_dev_xmit":
-		return pcapng.DirectionOutbound
-	}
-	return 0
 }
 
 func (r *recorder) flush() {

@@ -222,7 +222,7 @@ func (p *Packet) eachDerived(i int, fn func(string)) {
 // (anything but a tracepoint).
 func (p *Packet) hasFunctionHooks() bool {
 	for i := range p.Hops {
-		if k := p.Hops[i].Meta.Kind; k != "tp" && k != "" {
+		if kmeta.IsFunctionKind(p.Hops[i].Meta.Kind) {
 			return true
 		}
 	}
@@ -234,7 +234,7 @@ func (p *Packet) hasFunctionHooks() bool {
 func (p *Packet) isFunctionHook(fn string) bool {
 	for i := range p.Hops {
 		m := &p.Hops[i].Meta
-		if m.Hook == fn && m.Kind != "tp" && m.Kind != "" {
+		if m.Hook == fn && kmeta.IsFunctionKind(m.Kind) {
 			return true
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pathcap/pathcap/kmeta"
 	"github.com/pathcap/pathcap/pcapng"
 )
 
@@ -103,31 +104,10 @@ func (v *ViewWriter) Write(p *Packet) error {
 // Close flushes the file (it does not close the underlying writer).
 func (v *ViewWriter) Close() error { return v.w.Flush() }
 
-func appendKV(b []byte, key, val string) []byte {
-	b = append(b, ' ')
-	b = append(b, key...)
-	b = append(b, '=')
-	if needsQuoting(val) {
-		return strconv.AppendQuote(b, val)
-	}
-	return append(b, val...)
-}
-
-func needsQuoting(s string) bool {
-	if s == "" || s[0] == '"' {
-		return true
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c <= ' ' || c == '"' || c == '\\' || c >= 0x7f {
-			return true
-		}
-	}
-	return false
-}
+func appendKV(b []byte, key, val string) []byte { return kmeta.AppendPair(b, key, val) }
 
 func appendPathComment(b []byte, p *Packet) []byte {
-	b = append(b, "pathcap-path/1"...)
+	b = append(b, kmeta.PathPrefix...)
 	b = appendKV(b, "id", strconv.FormatUint(p.ID, 10))
 	b = appendKV(b, "outcome", p.Outcome.Kind.String())
 	if p.Outcome.Reason != "" {
@@ -149,7 +129,7 @@ func appendPathComment(b []byte, p *Packet) []byte {
 
 func appendHopComment(b []byte, p *Packet, i int, t0 int64) []byte {
 	h := &p.Hops[i]
-	b = append(b, "pathcap-hop/1"...)
+	b = append(b, kmeta.HopPrefix...)
 	b = appendKV(b, "n", strconv.Itoa(i+1))
 	b = appendKV(b, "dt_ns", strconv.FormatInt(h.Time-t0, 10))
 	b = appendKV(b, "hook", hookLabel(h))
