@@ -1,6 +1,7 @@
 package paths
 
 import (
+	"cmp"
 	"encoding/binary"
 	"net/netip"
 	"slices"
@@ -80,7 +81,6 @@ type Analyzer struct {
 	batch     []*openPacket
 	freedQ    []freedEntry // freed packets, in the order they were freed
 	freedHead int
-	nsNames   map[string]string // interface description -> namespace name
 	// last is the packet of the previous event while it is open (gen
 	// still lastGen): consecutive events mostly belong to one packet,
 	// which then needs no map lookup.
@@ -92,10 +92,9 @@ type Analyzer struct {
 // packet. The Packet passed to emit is reused after emit returns.
 func NewAnalyzer(opts Options, emit func(*Packet) error) *Analyzer {
 	return &Analyzer{
-		opts:    opts.withDefaults(),
-		emit:    emit,
-		open:    newOpenTable(),
-		nsNames: make(map[string]string),
+		opts: opts.withDefaults(),
+		emit: emit,
+		open: newOpenTable(),
 	}
 }
 
@@ -172,35 +171,22 @@ func (a *Analyzer) Add(ev *Event) error {
 		p.Truncated = true
 		p.DroppedHops++
 	} else {
-		capLen, ifName, nsName := len(ev.Data), "", ""
-		if ev.staged {
-			capLen, ifName, nsName = ev.capLen, ev.ifName, ev.nsName
-		} else if ev.Interface != nil {
-			ifName = ev.Interface.Name
-			if ev.HasMeta && ev.Interface.Description != "" {
-				nsName = a.namespaceName(ev.Interface.Description)
-			}
-		}
 		p.Hops = append(p.Hops, Hop{
 			Time:    ev.Time,
-			CapLen:  uint32(capLen),
+			CapLen:  uint32(len(ev.Data)),
 			OrigLen: ev.OrigLen,
 			Frame:   ev.Frame,
 			File:    ev.File,
 			Lost:    ev.Lost,
+			Flow:    parseFlow(ev.Data),
 		})
 		h := &p.Hops[len(p.Hops)-1]
 		if ev.HasMeta {
 			h.Meta = ev.Meta
 			h.Stack = ev.Stack
-			h.NSName = nsName
+			h.NSName = ev.NSName
 		} else {
-			h.Meta.Dev = ifName
-		}
-		if ev.staged {
-			h.Flow = ev.flow
-		} else {
-			h.Flow = parseFlow(ev.Data)
+			h.Meta.Dev = ev.IfName
 		}
 	}
 	if a.opts.Filter != nil && !p.FilterMatched && a.opts.Filter(ev.Data) {
@@ -264,25 +250,6 @@ func (a *Analyzer) emitOne(p *openPacket) error {
 	return err
 }
 
-// namespaceName returns nsNameOf(desc), remembered.
-func (a *Analyzer) namespaceName(desc string) string {
-	if n, ok := a.nsNames[desc]; ok {
-		return n
-	}
-	name := nsNameOf(desc)
-	if len(a.nsNames) < 1<<16 {
-		a.nsNames[desc] = name
-	}
-	return name
-}
-
-// nsNameOf returns the namespace name of an interface description
-// (kmeta.ParseInterfaceDescription); "" when it has none.
-func nsNameOf(desc string) string {
-	ifc, _ := kmeta.ParseInterfaceDescription(desc)
-	return ifc.NSName
-}
-
 func (a *Analyzer) newPacket() *openPacket {
 	if n := len(a.free); n > 0 {
 		p := a.free[n-1]
@@ -320,7 +287,7 @@ func (a *Analyzer) sweep(final bool) error {
 func (a *Analyzer) evictOldest() error {
 	a.batch = a.batch[:0]
 	a.batch = a.open.appendAll(a.batch)
-	slices.SortFunc(a.batch, func(x, y *openPacket) int { return cmpInt64(x.last, y.last) })
+	slices.SortFunc(a.batch, func(x, y *openPacket) int { return cmp.Compare(x.last, y.last) })
 	a.batch = a.batch[:max(1, len(a.batch)/8)]
 	for _, p := range a.batch {
 		a.open.remove(p.key)
@@ -330,10 +297,10 @@ func (a *Analyzer) evictOldest() error {
 
 func (a *Analyzer) emitBatch() error {
 	slices.SortFunc(a.batch, func(x, y *openPacket) int {
-		if c := cmpInt64(x.Start(), y.Start()); c != 0 {
+		if c := cmp.Compare(x.Start(), y.Start()); c != 0 {
 			return c
 		}
-		return cmpUint64(x.ID, y.ID)
+		return cmp.Compare(x.ID, y.ID)
 	})
 	for i, p := range a.batch {
 		if err := a.emitOne(p); err != nil {
@@ -358,33 +325,13 @@ func (a *Analyzer) Close() error {
 // Open returns the number of packets currently open.
 func (a *Analyzer) Open() int { return a.open.len() }
 
-func cmpInt64(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
-
-func cmpUint64(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
-
 // finish orders the hops, marks changes and classifies the outcome.
 func finish(p *Packet) {
 	// Hops nearly always arrive in order: check before sorting (the
 	// check looks at times only; hops are large to move around).
 	for i := 1; i < len(p.Hops); i++ {
 		if p.Hops[i].Time < p.Hops[i-1].Time {
-			slices.SortStableFunc(p.Hops, func(x, y Hop) int { return cmpInt64(x.Time, y.Time) })
+			slices.SortStableFunc(p.Hops, func(x, y Hop) int { return cmp.Compare(x.Time, y.Time) })
 			break
 		}
 	}

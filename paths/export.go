@@ -54,9 +54,7 @@ func rowOf(r *Row, ev *Event) {
 	}
 	if !ev.HasMeta {
 		r.Kind, r.Hook, r.Len, r.Proto = "", "", ev.OrigLen, f.EtherType
-		if ev.Interface != nil {
-			r.Dev = ev.Interface.Name
-		}
+		r.Dev = ev.IfName
 	}
 	if m.HasDrop && ev.HasMeta {
 		r.Reason = m.Reason

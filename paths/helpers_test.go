@@ -7,6 +7,7 @@ package paths
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"io"
 	"net/netip"
@@ -552,10 +553,10 @@ func analyzeErr(opts Options, sel *Selector, files ...string) ([]*Packet, error)
 // sortPackets orders packets by start time, then id.
 func sortPackets(ps []*Packet) {
 	slices.SortStableFunc(ps, func(a, b *Packet) int {
-		if c := cmpInt64(a.Start(), b.Start()); c != 0 {
+		if c := cmp.Compare(a.Start(), b.Start()); c != 0 {
 			return c
 		}
-		return cmpUint64(a.ID, b.ID)
+		return cmp.Compare(a.ID, b.ID)
 	})
 }
 

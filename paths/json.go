@@ -136,7 +136,7 @@ func (enc *JSONEncoder) appendHookStart(b []byte, h *Hop) []byte {
 	}
 	start := len(b)
 	b = append(b, `{"hook":`...)
-	b = appendJSONString(b, hopName(h))
+	b = appendJSONString(b, h.HookName())
 	b = append(b, `,"kind":`...)
 	if kind == "" {
 		b = append(b, `"capture"`...)

@@ -53,21 +53,7 @@ func outcomeColor(k OutcomeKind) string {
 // FormatDuration formats ns compactly: "850ns", "12.3µs", "4.56ms", "1.20s".
 // The unit is chosen after rounding, so 999,999 ns is "1.00ms", not
 // "1000.0µs".
-func FormatDuration(ns int64) string {
-	a := uint64(ns)
-	if ns < 0 {
-		a = -a
-	}
-	switch {
-	case a < 1000:
-		return strconv.FormatInt(ns, 10) + "ns"
-	case a < 999_950: // 999.95µs would round to 1000.0µs
-		return strconv.FormatFloat(float64(ns)/1e3, 'f', 1, 64) + "µs"
-	case a < 999_995_000: // 999.995ms would round to 1000.00ms
-		return strconv.FormatFloat(float64(ns)/1e6, 'f', 2, 64) + "ms"
-	}
-	return strconv.FormatFloat(float64(ns)/1e9, 'f', 2, 64) + "s"
-}
+func FormatDuration(ns int64) string { return string(appendDuration(nil, ns)) }
 
 // OutcomeText describes an outcome in words: "dropped: NO_SOCKET at
 // ping_rcv+0xab", "transmitted on veth0", ...
@@ -181,13 +167,6 @@ func appendProtoName(b []byte, p uint8) []byte {
 
 // stackIndent lines up a hop's stack lines under its hook.
 const stackIndent = "             "
-
-func hookLabel(h *Hop) string {
-	if h.Meta.Hook == "" {
-		return "capture"
-	}
-	return h.Meta.Kind + ":" + h.Meta.Hook
-}
 
 func hopLen(h *Hop) uint32 {
 	if h.Meta.Hook == "" {

@@ -76,7 +76,8 @@ func (t *TextWriter) pad(n int) {
 	}
 }
 
-// appendDuration appends FormatDuration(ns).
+// appendDuration appends FormatDuration(ns): strconv's float formatting,
+// computed in integers where that gives the same.
 func appendDuration(b []byte, ns int64) []byte {
 	a := uint64(ns)
 	if ns < 0 {
@@ -110,15 +111,6 @@ func appendDuration(b []byte, ns int64) []byte {
 		return append(strconv.AppendFloat(b, float64(ns)/1e6, 'f', 2, 64), "ms"...)
 	}
 	return append(strconv.AppendFloat(b, float64(ns)/1e9, 'f', 2, 64), 's')
-}
-
-func appendHookLabel(b []byte, h *Hop) []byte {
-	if h.Meta.Hook == "" {
-		return append(b, "capture"...)
-	}
-	b = append(b, h.Meta.Kind...)
-	b = append(b, ':')
-	return append(b, h.Meta.Hook...)
 }
 
 func hookLabelLen(h *Hop) int {
@@ -231,7 +223,7 @@ func (t *TextWriter) WritePacket(p *Packet) error {
 		t.pad(9 - runeCount(d))
 		t.buf = append(t.buf, d...)
 		t.buf = append(t.buf, "  "...)
-		t.buf = appendHookLabel(t.buf, h)
+		t.buf = h.AppendLabel(t.buf)
 		t.pad(hookW - hookLabelLen(h))
 		t.buf = append(t.buf, "  "...)
 		t.buf = append(t.buf, h.Meta.Dev...)

@@ -229,14 +229,28 @@ func (p *Packet) appendPath(b []byte) []byte {
 		if i > 0 {
 			b = append(b, '>')
 		}
-		b = append(b, hopName(&p.Hops[i])...)
+		b = append(b, p.Hops[i].HookName()...)
 	}
 	return b
 }
 
-func hopName(h *Hop) string {
+// HookName returns the hop's hook name; kmeta.KindCapture for events
+// without pathcap metadata.
+func (h *Hop) HookName() string {
 	if h.Meta.Hook == "" {
-		return "capture"
+		return kmeta.KindCapture
 	}
 	return h.Meta.Hook
+}
+
+// Label returns the hop's hook as "KIND:NAME" (kmeta.HookLabel);
+// kmeta.KindCapture for events without pathcap metadata.
+func (h *Hop) Label() string { return string(h.AppendLabel(nil)) }
+
+// AppendLabel appends Label().
+func (h *Hop) AppendLabel(b []byte) []byte {
+	if h.Meta.Hook == "" {
+		return append(b, kmeta.KindCapture...)
+	}
+	return kmeta.AppendHookLabel(b, h.Meta.Kind, h.Meta.Hook)
 }

@@ -132,7 +132,7 @@ func appendHopComment(b []byte, p *Packet, i int, t0 int64) []byte {
 	b = append(b, kmeta.HopPrefix...)
 	b = appendKV(b, "n", strconv.Itoa(i+1))
 	b = appendKV(b, "dt_ns", strconv.FormatInt(h.Time-t0, 10))
-	b = appendKV(b, "hook", hookLabel(h))
+	b = appendKV(b, "hook", h.Label())
 	if h.Meta.Dev != "" {
 		b = appendKV(b, "dev", h.Meta.Dev)
 	}
