@@ -178,7 +178,7 @@ func (a *Analyzer) Add(ev *Event) error {
 			Frame:   ev.Frame,
 			File:    ev.File,
 			Lost:    ev.Lost,
-			Flow:    parseFlow(ev.Data),
+			Flow:    ParseFlow(ev.Data),
 		})
 		h := &p.Hops[len(p.Hops)-1]
 		if ev.HasMeta {
@@ -243,7 +243,7 @@ func (a *Analyzer) completeFreed(final bool) error {
 // emitOne completes one packet, hands it to emit and returns its struct to
 // the pool.
 func (a *Analyzer) emitOne(p *openPacket) error {
-	finish(&p.Packet)
+	p.Packet.Finish()
 	err := a.emit(&p.Packet)
 	p.gen++
 	a.free = append(a.free, p)
@@ -325,8 +325,10 @@ func (a *Analyzer) Close() error {
 // Open returns the number of packets currently open.
 func (a *Analyzer) Open() int { return a.open.len() }
 
-// finish orders the hops, marks changes and classifies the outcome.
-func finish(p *Packet) {
+// Finish orders the hops by time, marks what changed from hop to hop and
+// classifies the outcome: what the Analyzer does to every packet before
+// handing it over, for packets built by hand (tests, other tools).
+func (p *Packet) Finish() {
 	// Hops nearly always arrive in order: check before sorting (the
 	// check looks at times only; hops are large to move around).
 	for i := 1; i < len(p.Hops); i++ {
@@ -449,9 +451,10 @@ func classify(p *Packet) Outcome {
 	return Outcome{Kind: Unknown, Hook: p.Hops[len(p.Hops)-1].Meta.Hook}
 }
 
-// parseFlow reads addresses and ports from an Ethernet frame (a header
-// synthesized by the recorder carries the right EtherType too).
-func parseFlow(b []byte) Flow {
+// ParseFlow reads addresses and ports from an Ethernet frame (a header
+// synthesized by the recorder carries the right EtherType too): IPv4,
+// IPv6 with its extension headers, VLAN tags.
+func ParseFlow(b []byte) Flow {
 	var f Flow
 	if len(b) < 14 {
 		return f

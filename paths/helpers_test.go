@@ -9,12 +9,14 @@ import (
 	"bytes"
 	"cmp"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -560,12 +562,27 @@ func sortPackets(ps []*Packet) {
 	})
 }
 
-// jsonLines renders packets as paths --json does, in start order.
-func jsonLines(ps []*Packet) string {
+// dump describes packets, in start order, for comparing two analyses:
+// every field but where the events were read from (Hop.File, Hop.Frame),
+// stacks by their contents.
+func dump(ps []*Packet) string {
 	sortPackets(ps)
-	var b []byte
-	for _, p := range ps {
-		b = AppendJSON(b, p)
+	stack := func(s *Stack) string {
+		if s == nil {
+			return "-"
+		}
+		return fmt.Sprintf("%d/%v/%q", s.ID, s.Offsets, s.Frames)
 	}
-	return string(b)
+	var b strings.Builder
+	for _, p := range ps {
+		q := *p
+		q.Hops, q.Outcome.Stack = nil, nil
+		fmt.Fprintf(&b, "%+v outcome stack %s\n", q, stack(p.Outcome.Stack))
+		for _, h := range p.Hops {
+			st := h.Stack
+			h.File, h.Frame, h.Stack = 0, 0, nil
+			fmt.Fprintf(&b, "  %+v stack %s\n", h, stack(st))
+		}
+	}
+	return b.String()
 }

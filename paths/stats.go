@@ -216,7 +216,7 @@ func (s *Summary) Add(p *Packet) {
 			s.addDropStack(d, &p.Outcome)
 		}
 	}
-	s.pathBuf = p.appendPath(s.pathBuf[:0])
+	s.pathBuf = p.AppendPath(s.pathBuf[:0])
 	c := s.paths[string(s.pathBuf)]
 	if c == nil {
 		path := string(s.pathBuf)

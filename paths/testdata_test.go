@@ -70,15 +70,15 @@ func TestTestdata(t *testing.T) {
 		if _, err := os.Stat(committed); err != nil {
 			t.Fatalf("%v (go test ./paths -run TestTestdata -update writes it)", err)
 		}
-		if got, want := jsonLines(analyze(t, Options{}, nil, committed)), jsonLines(analyze(t, Options{}, nil, fresh)); got != want {
+		if got, want := dump(analyze(t, Options{}, nil, committed)), dump(analyze(t, Options{}, nil, fresh)); got != want {
 			t.Errorf("%s is out of date (go test ./paths -run TestTestdata -update rewrites it)", committed)
 		}
 	}
 	if *update {
 		return
 	}
-	whole := jsonLines(analyze(t, Options{}, nil, "testdata/scenario.pcapng"))
-	parts := jsonLines(analyze(t, Options{}, nil, "testdata/scenario-part3.pcapng", "testdata/scenario-part1.pcapng", "testdata/scenario-part2.pcapng"))
+	whole := dump(analyze(t, Options{}, nil, "testdata/scenario.pcapng"))
+	parts := dump(analyze(t, Options{}, nil, "testdata/scenario-part3.pcapng", "testdata/scenario-part1.pcapng", "testdata/scenario-part2.pcapng"))
 	if whole != parts {
 		t.Error("the rotated parts analyze differently from the whole")
 	}

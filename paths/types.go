@@ -121,15 +121,15 @@ func (c Change) Names() []string {
 }
 
 // String returns the names joined by commas.
-func (c Change) String() string { return string(c.appendNames(nil)) }
+func (c Change) String() string { return string(c.AppendNames(nil, ",")) }
 
-// appendNames appends String().
-func (c Change) appendNames(b []byte) []byte {
+// AppendNames appends the names of the changes, separated by sep.
+func (c Change) AppendNames(b []byte, sep string) []byte {
 	first := true
 	for i, n := range changeNames {
 		if c&(1<<i) != 0 {
 			if !first {
-				b = append(b, ',')
+				b = append(b, sep...)
 			}
 			first = false
 			b = append(b, n...)
@@ -220,11 +220,11 @@ func (p *Packet) Duration() int64 {
 
 // PathString returns the hook names joined by ">".
 func (p *Packet) PathString() string {
-	return string(p.appendPath(nil))
+	return string(p.AppendPath(nil))
 }
 
-// appendPath appends PathString().
-func (p *Packet) appendPath(b []byte) []byte {
+// AppendPath appends PathString().
+func (p *Packet) AppendPath(b []byte) []byte {
 	for i := range p.Hops {
 		if i > 0 {
 			b = append(b, '>')
@@ -253,4 +253,13 @@ func (h *Hop) AppendLabel(b []byte) []byte {
 		return append(b, kmeta.KindCapture...)
 	}
 	return kmeta.AppendHookLabel(b, h.Meta.Kind, h.Meta.Hook)
+}
+
+// Len returns the packet's length at the hop: skb->len from the metadata,
+// or the original length of a frame without metadata.
+func (h *Hop) Len() uint32 {
+	if h.Meta.Hook == "" {
+		return h.OrigLen
+	}
+	return h.Meta.Len
 }

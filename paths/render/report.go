@@ -1,4 +1,4 @@
-package paths
+package render
 
 import (
 	"bytes"
@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"github.com/pathcap/pathcap/paths"
 )
 
 // TextOptions controls the text report.
@@ -38,13 +40,13 @@ func (o TextOptions) paint(color, s string) string {
 	return color + s + ansiReset
 }
 
-func outcomeColor(k OutcomeKind) string {
+func outcomeColor(k paths.OutcomeKind) string {
 	switch k {
-	case Dropped:
+	case paths.Dropped:
 		return ansiRed
-	case Delivered, Transmitted:
+	case paths.Delivered, paths.Transmitted:
 		return ansiGreen
-	case Consumed:
+	case paths.Consumed:
 		return ansiBlue
 	}
 	return ansiYell
@@ -57,38 +59,38 @@ func FormatDuration(ns int64) string { return string(appendDuration(nil, ns)) }
 
 // OutcomeText describes an outcome in words: "dropped: NO_SOCKET at
 // ping_rcv+0xab", "transmitted on veth0", ...
-func OutcomeText(o *Outcome) string {
+func OutcomeText(o *paths.Outcome) string {
 	return string(appendOutcomeText(nil, o))
 }
 
 // appendOutcomeText appends OutcomeText(o).
-func appendOutcomeText(b []byte, o *Outcome) []byte {
+func appendOutcomeText(b []byte, o *paths.Outcome) []byte {
 	b = append(b, o.Kind.String()...)
 	switch o.Kind {
-	case Dropped:
+	case paths.Dropped:
 		b = append(b, ": "...)
 		b = append(b, o.Reason...)
 		if o.Location != "" {
 			b = append(b, " at "...)
 			b = append(b, o.Location...)
 		}
-	case Transmitted:
+	case paths.Transmitted:
 		if o.Dev != "" {
 			b = append(b, " on "...)
 			b = append(b, o.Dev...)
 		}
-	case Delivered:
+	case paths.Delivered:
 		if o.Location != "" {
 			b = append(b, " (freed at "...)
 			b = append(b, o.Location...)
 			b = append(b, ')')
 		}
-	case Consumed:
+	case paths.Consumed:
 		if o.Location != "" {
 			b = append(b, " at "...)
 			b = append(b, o.Location...)
 		}
-	case Unknown:
+	case paths.Unknown:
 		if o.Hook != "" {
 			b = append(b, " (last seen at "...)
 			b = append(b, o.Hook...)
@@ -100,12 +102,12 @@ func appendOutcomeText(b []byte, o *Outcome) []byte {
 
 // FlowText describes a hop's flow: "10.0.0.1 > 10.0.0.2 ICMP",
 // "10.0.0.1:5353 > 10.0.0.2:53 UDP".
-func FlowText(f *Flow) string {
+func FlowText(f *paths.Flow) string {
 	return string(appendFlowText(nil, f))
 }
 
 // appendFlowText appends FlowText(f).
-func appendFlowText(b []byte, f *Flow) []byte {
+func appendFlowText(b []byte, f *paths.Flow) []byte {
 	if !f.Src.IsValid() {
 		if f.EtherType != 0 {
 			b = append(b, "ethertype 0x"...)
@@ -168,7 +170,7 @@ func appendProtoName(b []byte, p uint8) []byte {
 // stackIndent lines up a hop's stack lines under its hook.
 const stackIndent = "             "
 
-func hopLen(h *Hop) uint32 {
+func hopLen(h *paths.Hop) uint32 {
 	if h.Meta.Hook == "" {
 		return h.OrigLen
 	}
@@ -192,7 +194,7 @@ func line(b *strings.Builder, w io.Writer, o TextOptions) {
 
 // WriteSummaryText writes the summary: outcomes, drop reasons and
 // locations, the most common paths, per-hop latency and devices.
-func WriteSummaryText(w io.Writer, s *Summary, o TextOptions) error {
+func WriteSummaryText(w io.Writer, s *paths.Summary, o TextOptions) error {
 	var b strings.Builder
 	span := ""
 	if s.Last > s.First {
@@ -204,7 +206,7 @@ func WriteSummaryText(w io.Writer, s *Summary, o TextOptions) error {
 	b.WriteString(o.paint(ansiBold, "Outcomes:"))
 	line(&b, w, o)
 	for _, c := range s.Outcomes() {
-		k, _ := ParseOutcome(c.Name)
+		k, _ := paths.ParseOutcome(c.Name)
 		fmt.Fprintf(&b, "  %-12s %9d  %5.1f%%", o.paint(outcomeColor(k), c.Name), c.Count, pct(c.Count, s.Packets))
 		if o.Color {
 			// The colour codes take no room on screen.
@@ -300,7 +302,7 @@ func WriteSummaryText(w io.Writer, s *Summary, o TextOptions) error {
 
 // writeDropStacks writes the most frequent kernel stacks of each drop
 // reason.
-func writeDropStacks(b *strings.Builder, w io.Writer, s *Summary, o TextOptions) {
+func writeDropStacks(b *strings.Builder, w io.Writer, s *paths.Summary, o TextOptions) {
 	drops := s.Drops()
 	if len(drops) == 0 {
 		return

@@ -1,4 +1,4 @@
-package paths
+package render
 
 import (
 	"fmt"
@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/pathcap/pathcap/kmeta"
+	"github.com/pathcap/pathcap/paths"
 	"github.com/pathcap/pathcap/pcapng"
 )
 
@@ -41,7 +42,7 @@ func NewViewWriter(w io.Writer, application string) (*ViewWriter, error) {
 }
 
 // Write writes one packet.
-func (v *ViewWriter) Write(p *Packet) error {
+func (v *ViewWriter) Write(p *paths.Packet) error {
 	if len(p.Hops) == 0 {
 		return nil
 	}
@@ -106,7 +107,7 @@ func (v *ViewWriter) Close() error { return v.w.Flush() }
 
 func appendKV(b []byte, key, val string) []byte { return kmeta.AppendPair(b, key, val) }
 
-func appendPathComment(b []byte, p *Packet) []byte {
+func appendPathComment(b []byte, p *paths.Packet) []byte {
 	b = append(b, kmeta.PathPrefix...)
 	b = appendKV(b, "id", strconv.FormatUint(p.ID, 10))
 	b = appendKV(b, "outcome", p.Outcome.Kind.String())
@@ -127,7 +128,7 @@ func appendPathComment(b []byte, p *Packet) []byte {
 	return appendKV(b, "path", p.PathString())
 }
 
-func appendHopComment(b []byte, p *Packet, i int, t0 int64) []byte {
+func appendHopComment(b []byte, p *paths.Packet, i int, t0 int64) []byte {
 	h := &p.Hops[i]
 	b = append(b, kmeta.HopPrefix...)
 	b = appendKV(b, "n", strconv.Itoa(i+1))
@@ -138,7 +139,7 @@ func appendHopComment(b []byte, p *Packet, i int, t0 int64) []byte {
 	}
 	b = appendKV(b, "netns", strconv.FormatUint(uint64(h.Meta.NetNS), 10))
 	b = appendKV(b, "ifindex", strconv.FormatUint(uint64(h.Meta.Ifindex), 10))
-	b = appendKV(b, "len", strconv.FormatUint(uint64(hopLen(h)), 10))
+	b = appendKV(b, "len", strconv.FormatUint(uint64(h.Len()), 10))
 	if h.Meta.HasDrop {
 		b = appendKV(b, "reason", h.Meta.Reason)
 	}
@@ -150,7 +151,7 @@ func appendHopComment(b []byte, p *Packet, i int, t0 int64) []byte {
 	}
 	if h.Changed != 0 {
 		b = appendKV(b, "changed", h.Changed.String())
-		if h.Changed&(ChangedAddr|ChangedPort|ChangedProto) != 0 {
+		if h.Changed&(paths.ChangedAddr|paths.ChangedPort|paths.ChangedProto) != 0 {
 			b = appendKV(b, "flow", FlowText(&h.Flow))
 		}
 	}

@@ -1,9 +1,11 @@
-package paths
+package render
 
 import (
 	"io"
 	"strconv"
 	"unicode/utf8"
+
+	"github.com/pathcap/pathcap/paths"
 )
 
 // TextWriter writes packets as aligned text, reusing one buffer for all of
@@ -15,7 +17,7 @@ type TextWriter struct {
 	line int    // where the current line starts in buf
 	// flow and flowText are the last flow written in a packet's header
 	// line, and its text: packets of one flow follow each other.
-	flow     Flow
+	flow     paths.Flow
 	flowText []byte
 }
 
@@ -25,7 +27,7 @@ func NewTextWriter(w io.Writer, o TextOptions) *TextWriter {
 }
 
 // WritePacketText writes one packet's path, aligned.
-func WritePacketText(w io.Writer, p *Packet, o TextOptions) error {
+func WritePacketText(w io.Writer, p *paths.Packet, o TextOptions) error {
 	return NewTextWriter(w, o).WritePacket(p)
 }
 
@@ -113,14 +115,14 @@ func appendDuration(b []byte, ns int64) []byte {
 	return append(strconv.AppendFloat(b, float64(ns)/1e9, 'f', 2, 64), 's')
 }
 
-func hookLabelLen(h *Hop) int {
+func hookLabelLen(h *paths.Hop) int {
 	if h.Meta.Hook == "" {
 		return len("capture")
 	}
 	return len(h.Meta.Kind) + 1 + len(h.Meta.Hook)
 }
 
-func appendNSLabel(b []byte, h *Hop) []byte {
+func appendNSLabel(b []byte, h *paths.Hop) []byte {
 	if h.Meta.NetNS == 0 {
 		return b
 	}
@@ -131,7 +133,7 @@ func appendNSLabel(b []byte, h *Hop) []byte {
 	return strconv.AppendUint(b, uint64(h.Meta.NetNS), 10)
 }
 
-func nsLabelLen(h *Hop) int {
+func nsLabelLen(h *paths.Hop) int {
 	switch {
 	case h.Meta.NetNS == 0:
 		return 0
@@ -165,7 +167,7 @@ func decimalLen(v uint64) int {
 // WritePacket writes one packet's path, aligned: a header line, then one
 // line per hop (with its derived functions and, with TextOptions.Stacks,
 // its call chain), then an empty line.
-func (t *TextWriter) WritePacket(p *Packet) error {
+func (t *TextWriter) WritePacket(p *paths.Packet) error {
 	t.buf, t.line = t.buf[:0], 0
 	t.paintStart(ansiBold)
 	t.buf = append(t.buf, "packet "...)
@@ -232,7 +234,7 @@ func (t *TextWriter) WritePacket(p *Packet) error {
 		t.buf = appendNSLabel(t.buf, h)
 		t.pad(nsW - nsLabelLen(h))
 		t.buf = append(t.buf, "  len "...)
-		l := uint64(hopLen(h))
+		l := uint64(h.Len())
 		t.buf = strconv.AppendUint(t.buf, l, 10)
 		t.pad(5 - decimalLen(l))
 		first := true
@@ -256,8 +258,8 @@ func (t *TextWriter) WritePacket(p *Packet) error {
 			extra()
 			t.paintStart(ansiYell)
 			t.buf = append(t.buf, "changed "...)
-			t.buf = h.Changed.appendNames(t.buf)
-			if h.Changed&(ChangedAddr|ChangedPort|ChangedProto) != 0 {
+			t.buf = h.Changed.AppendNames(t.buf, ",")
+			if h.Changed&(paths.ChangedAddr|paths.ChangedPort|paths.ChangedProto) != 0 {
 				t.buf = append(t.buf, ": "...)
 				t.buf = appendFlowText(t.buf, &h.Flow)
 			}
@@ -282,7 +284,7 @@ func (t *TextWriter) WritePacket(p *Packet) error {
 
 // writeHopStack writes the derived functions of hop i and, with
 // TextOptions.Stacks, its call chain.
-func (t *TextWriter) writeHopStack(p *Packet, i int) {
+func (t *TextWriter) writeHopStack(p *paths.Packet, i int) {
 	h := &p.Hops[i]
 	if d := p.Derived(i); len(d) > 0 {
 		t.buf = append(t.buf, stackIndent...)
