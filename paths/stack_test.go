@@ -1,48 +1,15 @@
 package paths
 
 import (
-	"bytes"
 	"fmt"
-	"io"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/pathcap/pathcap/internal/testrec"
 	"github.com/pathcap/pathcap/kmeta"
-	"github.com/pathcap/pathcap/pcapng"
 )
-
-// fileComments returns the comments of every packet block of a file.
-func fileComments(t *testing.T, name string) [][]string {
-	t.Helper()
-	data, err := os.ReadFile(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := pcapng.NewReader(bytes.NewReader(data))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out [][]string
-	for {
-		typ, err := r.Next()
-		if err == io.EOF {
-			return out
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		if typ.IsPacket() {
-			var cs []string
-			for _, c := range r.Packet().Options.Comments {
-				cs = append(cs, string(c))
-			}
-			out = append(out, cs)
-		}
-	}
-}
 
 // TestStackFile checks the file contract: every event with a stack says
 // stack=N and carries a stack comment; each distinct stack is defined in
@@ -52,7 +19,7 @@ func TestStackFile(t *testing.T) {
 	p := kmeta.NewParser()
 	defined := map[uint64]string{}
 	var full, short, lost int
-	for i, cs := range fileComments(t, name) {
+	for i, cs := range testrec.Read(t, name).Comments() {
 		var m kmeta.Event
 		if err := p.Parse([]byte(cs[0]), &m); err != nil {
 			t.Fatalf("event %d: %v", i+1, err)

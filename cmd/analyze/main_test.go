@@ -1,7 +1,7 @@
 package main
 
 // End-to-end tests of the analyze binary on the crafted recordings of
-// paths/testdata (made by the paths tests' helpers; see
+// testdata/crafted (made by the paths tests' helpers; see
 // paths/testdata_test.go).
 
 import (
@@ -23,18 +23,19 @@ import (
 
 	"github.com/pathcap/pathcap/internal/pcapfilter"
 	"github.com/pathcap/pathcap/internal/testenv"
+	"github.com/pathcap/pathcap/internal/testrec"
 	"github.com/pathcap/pathcap/paths/render"
 	"github.com/pathcap/pathcap/pcapng"
 )
 
 var (
-	scenarioFile = filepath.Join("..", "..", "paths", "testdata", "scenario.pcapng")
+	scenarioFile = filepath.Join("..", "..", "testdata", "crafted", "scenario.pcapng")
 	partFiles    = []string{
-		filepath.Join("..", "..", "paths", "testdata", "scenario-part2.pcapng"),
-		filepath.Join("..", "..", "paths", "testdata", "scenario-part3.pcapng"),
-		filepath.Join("..", "..", "paths", "testdata", "scenario-part1.pcapng"),
+		filepath.Join("..", "..", "testdata", "crafted", "scenario-part2.pcapng"),
+		filepath.Join("..", "..", "testdata", "crafted", "scenario-part3.pcapng"),
+		filepath.Join("..", "..", "testdata", "crafted", "scenario-part1.pcapng"),
 	}
-	otherHostFile = filepath.Join("..", "..", "paths", "testdata", "other-host.pcapng")
+	otherHostFile = filepath.Join("..", "..", "testdata", "crafted", "other-host.pcapng")
 )
 
 // The scenario's packets (paths/helpers_test.go), in start order.
@@ -573,33 +574,14 @@ type viewFrame struct {
 
 func readView(t *testing.T, name string) []viewFrame {
 	t.Helper()
-	f, err := os.Open(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	r, err := pcapng.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var out []viewFrame
-	for {
-		p, err := r.ReadPacket()
-		if err == io.EOF {
-			return out
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+	for i, p := range testrec.Read(t, name).Packets {
 		if !p.Options.HasPacketID {
-			t.Errorf("frame %d without epb_packetid", len(out)+1)
+			t.Errorf("frame %d without epb_packetid", i+1)
 		}
-		v := viewFrame{id: p.Options.PacketID}
-		for _, c := range p.Options.Comments {
-			v.comments = append(v.comments, string(c))
-		}
-		out = append(out, v)
+		out = append(out, viewFrame{id: p.Options.PacketID, comments: p.Comments})
 	}
+	return out
 }
 
 func testWireshark(t *testing.T, bin string) {

@@ -22,7 +22,7 @@ import (
 // with metadata, its row must not inherit theirs.
 func withNote(t *testing.T) (string, []byte) {
 	t.Helper()
-	rec, err := os.ReadFile(fixture("scenario.pcapng"))
+	rec, err := os.ReadFile(fixture(t, "scenario.pcapng"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +141,7 @@ func (w *failingWriter) Write(p []byte) (int, error) {
 
 func TestExportWriteError(t *testing.T) {
 	for _, format := range []ExportFormat{ExportJSONL, ExportParquet} {
-		in, _ := paths.Open([]string{fixture("scenario.pcapng")})
+		in, _ := paths.Open([]string{fixture(t, "scenario.pcapng")})
 		err := Export(in, &failingWriter{n: 100}, format)
 		in.Close()
 		if err == nil {
@@ -154,7 +154,7 @@ func TestExportWriteError(t *testing.T) {
 // make of them is written without a panic, and the JSON is valid.
 func FuzzRender(f *testing.F) {
 	for _, name := range []string{"scenario.pcapng", "stacks.pcapng", "other-host.pcapng"} {
-		rec, err := os.ReadFile(fixture(name))
+		rec, err := os.ReadFile(fixture(f, name))
 		if err != nil {
 			f.Fatal(err)
 		}

@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"cmp"
 	"encoding/json"
-	"io"
-	"path/filepath"
 	"reflect"
 	"regexp"
 	"slices"
@@ -13,16 +11,16 @@ import (
 	"testing"
 	"unicode/utf8"
 
+	"github.com/pathcap/pathcap/internal/testrec"
 	"github.com/pathcap/pathcap/paths"
-	"github.com/pathcap/pathcap/pcapng"
 )
 
 // The renderers are tested on the committed recordings that the paths
 // tests make and keep current (paths.TestTestdata), analyzed here, and on
 // packets built by hand; what they must show is taken from the packets.
 
-// fixture returns the path of a committed recording.
-func fixture(name string) string { return filepath.Join("..", "testdata", name) }
+// fixture returns the path of a committed crafted recording.
+func fixture(t testing.TB, name string) string { return testrec.Crafted(t, name) }
 
 // analyzeFiles returns every packet of the files, in start order.
 func analyzeFiles(t testing.TB, opts paths.Options, files ...string) []*paths.Packet {
@@ -54,11 +52,11 @@ func analyzeFiles(t testing.TB, opts paths.Options, files ...string) []*paths.Pa
 }
 
 func scenarioPackets(t testing.TB, opts paths.Options) []*paths.Packet {
-	return analyzeFiles(t, opts, fixture("scenario.pcapng"))
+	return analyzeFiles(t, opts, fixture(t, "scenario.pcapng"))
 }
 
 func stackPackets(t testing.TB) []*paths.Packet {
-	pkts := analyzeFiles(t, paths.Options{KeepData: true}, fixture("stacks.pcapng"))
+	pkts := analyzeFiles(t, paths.Options{KeepData: true}, fixture(t, "stacks.pcapng"))
 	if len(pkts) != 3 {
 		t.Fatalf("%d packets, want 3", len(pkts))
 	}
@@ -126,7 +124,7 @@ func sameJSON(t *testing.T, text []byte, v any) {
 
 func TestPacketJSONIsTheSchema(t *testing.T) {
 	for _, name := range []string{"scenario.pcapng", "stacks.pcapng", "other-host.pcapng"} {
-		pkts := analyzeFiles(t, paths.Options{}, fixture(name))
+		pkts := analyzeFiles(t, paths.Options{}, fixture(t, name))
 		var enc JSONEncoder
 		var b []byte
 		for _, p := range pkts {
@@ -353,31 +351,11 @@ func TestSummaryJSON(t *testing.T) {
 	}
 }
 
-// viewComments returns the comments of every frame of a path view.
-func viewComments(t *testing.T, view []byte) ([]*pcapng.Packet, [][]string) {
+// viewComments returns the frames of a path view and their comments.
+func viewComments(t *testing.T, view []byte) ([]testrec.Packet, [][]string) {
 	t.Helper()
-	r, err := pcapng.NewReader(bytes.NewReader(view))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var frames []*pcapng.Packet
-	var comments [][]string
-	for {
-		p, err := r.ReadPacket()
-		if err == io.EOF {
-			return frames, comments
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		var cs []string
-		for _, c := range p.Options.Comments {
-			cs = append(cs, string(c))
-		}
-		c := *p
-		c.Data = slices.Clone(p.Data)
-		frames, comments = append(frames, &c), append(comments, cs)
-	}
+	f := testrec.ReadBytes(t, view)
+	return f.Packets, f.Comments()
 }
 
 func writeView(t *testing.T, pkts []*paths.Packet) []byte {
@@ -473,7 +451,7 @@ func TestStackText(t *testing.T) {
 		}
 	}
 	// The second part of a rotated recording alone: function names only.
-	alone := analyzeFiles(t, paths.Options{}, fixture("stacks-part2.pcapng"))
+	alone := analyzeFiles(t, paths.Options{}, fixture(t, "stacks-part2.pcapng"))
 	var b strings.Builder
 	WritePacketText(&b, alone[0], TextOptions{Stacks: true})
 	if h := alone[0].Hops[4]; h.Stack == nil || h.Stack.Offsets ||
