@@ -4,6 +4,7 @@ import (
 	"strconv"
 	"unicode/utf8"
 
+	"github.com/pathcap/pathcap/kmeta"
 	"github.com/pathcap/pathcap/paths"
 )
 
@@ -163,7 +164,7 @@ func (enc *JSONEncoder) appendHookStart(b []byte, h *paths.Hop) []byte {
 	b = appendJSONString(b, h.HookName())
 	b = append(b, `,"kind":`...)
 	if kind == "" {
-		b = append(b, `"capture"`...)
+		b = appendJSONString(b, kmeta.KindCapture)
 	} else {
 		b = appendJSONString(b, kind)
 	}

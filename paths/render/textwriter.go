@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"unicode/utf8"
 
+	"github.com/pathcap/pathcap/kmeta"
 	"github.com/pathcap/pathcap/paths"
 )
 
@@ -117,7 +118,7 @@ func appendDuration(b []byte, ns int64) []byte {
 
 func hookLabelLen(h *paths.Hop) int {
 	if h.Meta.Hook == "" {
-		return len("capture")
+		return len(kmeta.KindCapture)
 	}
 	return len(h.Meta.Kind) + 1 + len(h.Meta.Hook)
 }
