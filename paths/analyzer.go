@@ -98,7 +98,10 @@ func NewAnalyzer(opts Options, emit func(*Packet) error) *Analyzer {
 	}
 }
 
-// Add adds one event.
+// Add adds one event. It reads the event's fields (Data for the flow, the
+// filter and, with KeepData, the packet's bytes; IfName as the device of
+// events without metadata; NSName), never Interface, and keeps nothing of
+// ev after it returns but copies.
 func (a *Analyzer) Add(ev *Event) error {
 	if ev.Time > a.now {
 		a.now = ev.Time
