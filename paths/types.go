@@ -3,6 +3,8 @@
 // them in time, says what changed from hop to hop and classifies how the
 // packet's journey ended. It streams: memory grows with the number of
 // packets in flight within a time window, never with the size of the input.
+// Package paths/render writes the results (text, JSON, the Wireshark path
+// view, exports).
 package paths
 
 import (
