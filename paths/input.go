@@ -56,6 +56,7 @@ type InputError struct {
 	Err  error
 }
 
+// Error returns the file name and the error.
 func (e *InputError) Error() string { return e.File + ": " + e.Err.Error() }
 
 // Unwrap returns the cause.
