@@ -101,8 +101,9 @@ type Event struct {
 	// the hook does not say.
 	DropLocation uint64
 	// Data is up to the snap length of linear packet bytes, starting at
-	// Header. It aliases the ring buffer record and is valid only during
-	// the callback.
+	// Header. It is a copy of the ring buffer record's bytes, in a buffer
+	// that the Recorder reuses for the next event: valid only during the
+	// callback.
 	Data []byte
 	// LostBefore is the number of events lost on this CPU (the ring buffer
 	// was full) since the previous event delivered from this CPU.
@@ -160,8 +161,8 @@ func (e errShortRecord) Error() string {
 	return fmt.Sprintf("short record: %d bytes, want %d", e.got, e.want)
 }
 
-// decode fills e from the ring buffer record raw, whose stack area is
-// stackBytes long. e.Data aliases raw. Fields that need recorder state
+// decode fills e from raw, a copy of a ring buffer record whose stack area
+// is stackBytes long. e.Data aliases raw. Fields that need recorder state
 // (Hook, Time, LostBefore, Stack, RetVal) are left to the caller.
 func (e *Event) decode(raw []byte, rec *bpf.SkbEvent, stackBytes int) error {
 	if len(raw) < recordSize {

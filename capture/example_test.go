@@ -12,7 +12,11 @@ import (
 )
 
 // Record every skb tracepoint until interrupted, printing one line per
-// event. Needs root.
+// event.
+//
+// This example is compiled but not run by go test (it has no Output
+// comment): it needs root, BTF and a kernel with skb tracepoints, and
+// what it prints depends on the traffic of the moment.
 func ExampleRecorder_Run() {
 	r, err := capture.NewRecorder(capture.Config{Snaplen: 128})
 	if errors.Is(err, capture.ErrPermission) {
@@ -42,6 +46,9 @@ func ExampleRecorder_Run() {
 }
 
 // List the hooks that the running kernel offers.
+//
+// This example is compiled but not run by go test (it has no Output
+// comment): the list depends on the running kernel's BTF.
 func ExampleListHooks() {
 	hooks, err := capture.ListHooks()
 	if err != nil {
@@ -50,4 +57,17 @@ func ExampleListHooks() {
 	for _, h := range hooks {
 		fmt.Println(h.Kind, h.Name)
 	}
+}
+
+// The kind of a hook, by name.
+func ExampleHookKind_String() {
+	for _, k := range []capture.HookKind{capture.HookTracepoint, capture.HookKprobe, capture.HookFentry, capture.HookFexit, capture.HookKretprobe} {
+		fmt.Println(k)
+	}
+	// Output:
+	// tracepoint
+	// kprobe
+	// fentry
+	// fexit
+	// kretprobe
 }

@@ -438,15 +438,15 @@ func (p *Parser) set(e *Event, key, val []byte) error {
 	case "dev":
 		e.Dev = p.intern(val)
 	case "netns":
-		e.NetNS, err = parseU32(val, 10)
+		e.NetNS, err = parseU32(val)
 	case "ifindex":
-		e.Ifindex, err = parseU32(val, 10)
+		e.Ifindex, err = parseU32(val)
 	case "skb":
 		e.SKB, err = parseHex64(val)
 	case "len":
-		e.Len, err = parseU32(val, 10)
+		e.Len, err = parseU32(val)
 	case "data_len":
-		e.DataLen, err = parseU32(val, 10)
+		e.DataLen, err = parseU32(val)
 	case "proto":
 		var v uint64
 		v, err = parseHex64(val)
@@ -480,11 +480,11 @@ func (p *Parser) set(e *Event, key, val []byte) error {
 	case "parent":
 		e.Parent, err = parseDec64(val)
 	case "cpu":
-		e.CPU, err = parseU32(val, 10)
+		e.CPU, err = parseU32(val)
 	case "pid":
-		e.PID, err = parseU32(val, 10)
+		e.PID, err = parseU32(val)
 	case "tid":
-		e.TID, err = parseU32(val, 10)
+		e.TID, err = parseU32(val)
 	case "comm":
 		e.Comm = p.intern(val)
 	case "reason":
@@ -513,7 +513,7 @@ func (p *Parser) set(e *Event, key, val []byte) error {
 }
 
 // parseU32 parses a decimal number that fits 32 bits, without allocating.
-func parseU32(b []byte, _ int) (uint32, error) {
+func parseU32(b []byte) (uint32, error) {
 	v, err := parseDec64(b)
 	if err == nil && v > 0xffffffff {
 		err = fmt.Errorf("%s does not fit 32 bits", b)

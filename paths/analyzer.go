@@ -1,11 +1,13 @@
 package paths
 
 import (
+	"cmp"
 	"encoding/binary"
 	"net/netip"
 	"slices"
-	"strings"
 	"time"
+
+	"github.com/pathcap/pathcap/kmeta"
 )
 
 // Options controls an Analyzer.
@@ -79,7 +81,6 @@ type Analyzer struct {
 	batch     []*openPacket
 	freedQ    []freedEntry // freed packets, in the order they were freed
 	freedHead int
-	nsNames   map[string]string // interface description -> namespace name
 	// last is the packet of the previous event while it is open (gen
 	// still lastGen): consecutive events mostly belong to one packet,
 	// which then needs no map lookup.
@@ -91,14 +92,16 @@ type Analyzer struct {
 // packet. The Packet passed to emit is reused after emit returns.
 func NewAnalyzer(opts Options, emit func(*Packet) error) *Analyzer {
 	return &Analyzer{
-		opts:    opts.withDefaults(),
-		emit:    emit,
-		open:    newOpenTable(),
-		nsNames: make(map[string]string),
+		opts: opts.withDefaults(),
+		emit: emit,
+		open: newOpenTable(),
 	}
 }
 
-// Add adds one event.
+// Add adds one event. It reads the event's fields (Data for the flow, the
+// filter and, with KeepData, the packet's bytes; IfName as the device of
+// events without metadata; NSName), never Interface, and keeps nothing of
+// ev after it returns but copies.
 func (a *Analyzer) Add(ev *Event) error {
 	if ev.Time > a.now {
 		a.now = ev.Time
@@ -171,46 +174,33 @@ func (a *Analyzer) Add(ev *Event) error {
 		p.Truncated = true
 		p.DroppedHops++
 	} else {
-		capLen, ifName, nsName := len(ev.Data), "", ""
-		if ev.staged {
-			capLen, ifName, nsName = ev.capLen, ev.ifName, ev.nsName
-		} else if ev.Interface != nil {
-			ifName = ev.Interface.Name
-			if ev.HasMeta && ev.Interface.Description != "" {
-				nsName = a.namespaceName(ev.Interface.Description)
-			}
-		}
 		p.Hops = append(p.Hops, Hop{
 			Time:    ev.Time,
-			CapLen:  uint32(capLen),
+			CapLen:  uint32(len(ev.Data)),
 			OrigLen: ev.OrigLen,
 			Frame:   ev.Frame,
 			File:    ev.File,
 			Lost:    ev.Lost,
+			Flow:    ParseFlow(ev.Data),
 		})
 		h := &p.Hops[len(p.Hops)-1]
 		if ev.HasMeta {
 			h.Meta = ev.Meta
 			h.Stack = ev.Stack
-			h.NSName = nsName
+			h.NSName = ev.NSName
 		} else {
-			h.Meta.Dev = ifName
-		}
-		if ev.staged {
-			h.Flow = ev.flow
-		} else {
-			h.Flow = parseFlow(ev.Data)
+			h.Meta.Dev = ev.IfName
 		}
 	}
 	if a.opts.Filter != nil && !p.FilterMatched && a.opts.Filter(ev.Data) {
 		p.FilterMatched = true
 	}
-	if ev.HasMeta && ev.Meta.Hook == "kfree_skbmem" && ev.Meta.Kind != "tp" {
+	if ev.HasMeta && kmeta.ClassOf(ev.Meta.Hook) == kmeta.ClassMemoryFree && kmeta.IsFunctionKind(ev.Meta.Kind) {
 		// A function backend saw the skb's memory go: nothing later
 		// can be this packet.
 		p.memFreed = ev.Time
 	}
-	if !p.freed && (!ev.HasID || ev.HasMeta && isFreeHook(ev.Meta.Hook)) {
+	if !p.freed && (!ev.HasID || ev.HasMeta && kmeta.ClassOf(ev.Meta.Hook).EndsTracking()) {
 		// The skb is gone (or, without tracking ids, nothing else will
 		// join this packet): complete it once the grace period for
 		// out-of-order events has passed.
@@ -256,34 +246,11 @@ func (a *Analyzer) completeFreed(final bool) error {
 // emitOne completes one packet, hands it to emit and returns its struct to
 // the pool.
 func (a *Analyzer) emitOne(p *openPacket) error {
-	finish(&p.Packet)
+	p.Packet.Finish()
 	err := a.emit(&p.Packet)
 	p.gen++
 	a.free = append(a.free, p)
 	return err
-}
-
-// namespaceName returns nsNameOf(desc), remembered.
-func (a *Analyzer) namespaceName(desc string) string {
-	if n, ok := a.nsNames[desc]; ok {
-		return n
-	}
-	name := nsNameOf(desc)
-	if len(a.nsNames) < 1<<16 {
-		a.nsNames[desc] = name
-	}
-	return name
-}
-
-// nsNameOf extracts NAME from an interface description "netns INODE
-// (NAME) ...".
-func nsNameOf(desc string) string {
-	if i := strings.IndexByte(desc, '('); i >= 0 && strings.HasPrefix(desc, "netns ") {
-		if j := strings.LastIndexByte(desc, ')'); j > i {
-			return desc[i+1 : j]
-		}
-	}
-	return ""
 }
 
 func (a *Analyzer) newPacket() *openPacket {
@@ -296,11 +263,6 @@ func (a *Analyzer) newPacket() *openPacket {
 		return p
 	}
 	return &openPacket{}
-}
-
-// isFreeHook reports hooks after which the tracking id ends.
-func isFreeHook(hook string) bool {
-	return hook == "kfree_skb" || hook == "consume_skb" || hook == "kfree_skbmem"
 }
 
 // done reports whether an open packet's path is complete: freed and past
@@ -328,7 +290,7 @@ func (a *Analyzer) sweep(final bool) error {
 func (a *Analyzer) evictOldest() error {
 	a.batch = a.batch[:0]
 	a.batch = a.open.appendAll(a.batch)
-	slices.SortFunc(a.batch, func(x, y *openPacket) int { return cmpInt64(x.last, y.last) })
+	slices.SortFunc(a.batch, func(x, y *openPacket) int { return cmp.Compare(x.last, y.last) })
 	a.batch = a.batch[:max(1, len(a.batch)/8)]
 	for _, p := range a.batch {
 		a.open.remove(p.key)
@@ -338,10 +300,10 @@ func (a *Analyzer) evictOldest() error {
 
 func (a *Analyzer) emitBatch() error {
 	slices.SortFunc(a.batch, func(x, y *openPacket) int {
-		if c := cmpInt64(x.Start(), y.Start()); c != 0 {
+		if c := cmp.Compare(x.Start(), y.Start()); c != 0 {
 			return c
 		}
-		return cmpUint64(x.ID, y.ID)
+		return cmp.Compare(x.ID, y.ID)
 	})
 	for i, p := range a.batch {
 		if err := a.emitOne(p); err != nil {
@@ -366,33 +328,15 @@ func (a *Analyzer) Close() error {
 // Open returns the number of packets currently open.
 func (a *Analyzer) Open() int { return a.open.len() }
 
-func cmpInt64(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
-
-func cmpUint64(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
-
-// finish orders the hops, marks changes and classifies the outcome.
-func finish(p *Packet) {
+// Finish orders the hops by time, marks what changed from hop to hop and
+// classifies the outcome: what the Analyzer does to every packet before
+// handing it over, for packets built by hand (tests, other tools).
+func (p *Packet) Finish() {
 	// Hops nearly always arrive in order: check before sorting (the
 	// check looks at times only; hops are large to move around).
 	for i := 1; i < len(p.Hops); i++ {
 		if p.Hops[i].Time < p.Hops[i-1].Time {
-			slices.SortStableFunc(p.Hops, func(x, y Hop) int { return cmpInt64(x.Time, y.Time) })
+			slices.SortStableFunc(p.Hops, func(x, y Hop) int { return cmp.Compare(x.Time, y.Time) })
 			break
 		}
 	}
@@ -447,15 +391,6 @@ var deliveredFreeFunctions = map[string]bool{
 	"unix_stream_read_generic": true,
 }
 
-func isTransmitHook(hook string) bool {
-	return hook == "net_dev_xmit" || hook == "net_dev_start_xmit"
-}
-
-func isReceiveHook(hook string) bool {
-	return strings.HasPrefix(hook, "netif_receive_skb") || strings.HasPrefix(hook, "netif_rx") ||
-		strings.HasPrefix(hook, "napi_gro_")
-}
-
 // classify decides how the packet's path ended.
 func classify(p *Packet) Outcome {
 	if !p.HasMeta || len(p.Hops) == 0 {
@@ -464,18 +399,20 @@ func classify(p *Packet) Outcome {
 	var deliveredAt, freedAt, memFreedAt, lastTx, lastRx = -1, -1, -1, -1, -1
 	for i := range p.Hops {
 		h := p.Hops[i].Meta.Hook
-		switch {
-		case isDeliveryHook(h):
+		if isDeliveryHook(h) {
 			deliveredAt = i
-		case h == "kfree_skbmem":
+			continue
+		}
+		switch kmeta.ClassOf(h) {
+		case kmeta.ClassMemoryFree:
 			// Says the memory went, not why: kfree_skb or consume_skb
 			// before it decide, when they were recorded.
 			memFreedAt = i
-		case isFreeHook(h):
+		case kmeta.ClassFree:
 			freedAt = i
-		case isTransmitHook(h):
+		case kmeta.ClassTransmit:
 			lastTx = i
-		case isReceiveHook(h):
+		case kmeta.ClassReceive:
 			lastRx = i
 		}
 	}
@@ -494,7 +431,7 @@ func classify(p *Packet) Outcome {
 			o := at(deliveredAt, Delivered)
 			o.Location = f.Meta.Location
 			return o
-		case f.Meta.Hook == "kfree_skb" || f.Meta.HasDrop:
+		case f.Meta.Hook == kmeta.HookDrop || f.Meta.HasDrop:
 			o := at(freedAt, Dropped)
 			o.Reason = f.Meta.Reason
 			return o
@@ -517,9 +454,10 @@ func classify(p *Packet) Outcome {
 	return Outcome{Kind: Unknown, Hook: p.Hops[len(p.Hops)-1].Meta.Hook}
 }
 
-// parseFlow reads addresses and ports from an Ethernet frame (a header
-// synthesized by the recorder carries the right EtherType too).
-func parseFlow(b []byte) Flow {
+// ParseFlow reads addresses and ports from an Ethernet frame (a header
+// synthesized by the recorder carries the right EtherType too): IPv4,
+// IPv6 with its extension headers, VLAN tags.
+func ParseFlow(b []byte) Flow {
 	var f Flow
 	if len(b) < 14 {
 		return f

@@ -7,18 +7,22 @@ package paths
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/pathcap/pathcap/kmeta"
 	"github.com/pathcap/pathcap/pcapng"
+	"github.com/pathcap/pathcap/recording"
 )
 
 // ---------------------------------------------------------------- frames
@@ -308,23 +312,13 @@ func (r *recorder) write(e *ev) {
 			HasPacketID: !e.noID,
 		},
 	}
-	if d := direction(e.hook); d != 0 {
+	if d := recording.Direction(e.hook); d != 0 {
 		p.Options.Flags, p.Options.HasFlags = d, true
 	}
 	if err := r.w.WritePacket(p); err != nil {
 		r.t.Fatal(err)
 	}
 	r.events++
-}
-
-func direction(hook string) uint32 {
-	switch hook {
-	case "netif_receive_skb", "netif_rx":
-		return pcapng.DirectionInbound
-	case "net_dev_queue", "net_dev_start_xmit", "net_dev_xmit":
-		return pcapng.DirectionOutbound
-	}
-	return 0
 }
 
 func (r *recorder) flush() {
@@ -561,19 +555,34 @@ func analyzeErr(opts Options, sel *Selector, files ...string) ([]*Packet, error)
 // sortPackets orders packets by start time, then id.
 func sortPackets(ps []*Packet) {
 	slices.SortStableFunc(ps, func(a, b *Packet) int {
-		if c := cmpInt64(a.Start(), b.Start()); c != 0 {
+		if c := cmp.Compare(a.Start(), b.Start()); c != 0 {
 			return c
 		}
-		return cmpUint64(a.ID, b.ID)
+		return cmp.Compare(a.ID, b.ID)
 	})
 }
 
-// jsonLines renders packets as paths --json does, in start order.
-func jsonLines(ps []*Packet) string {
+// dump describes packets, in start order, for comparing two analyses:
+// every field but where the events were read from (Hop.File, Hop.Frame),
+// stacks by their contents.
+func dump(ps []*Packet) string {
 	sortPackets(ps)
-	var b []byte
-	for _, p := range ps {
-		b = AppendJSON(b, p)
+	stack := func(s *Stack) string {
+		if s == nil {
+			return "-"
+		}
+		return fmt.Sprintf("%d/%v/%q", s.ID, s.Offsets, s.Frames)
 	}
-	return string(b)
+	var b strings.Builder
+	for _, p := range ps {
+		q := *p
+		q.Hops, q.Outcome.Stack = nil, nil
+		fmt.Fprintf(&b, "%+v outcome stack %s\n", q, stack(p.Outcome.Stack))
+		for _, h := range p.Hops {
+			st := h.Stack
+			h.File, h.Frame, h.Stack = 0, 0, nil
+			fmt.Fprintf(&b, "  %+v stack %s\n", h, stack(st))
+		}
+	}
+	return b.String()
 }

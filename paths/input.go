@@ -27,22 +27,17 @@ type Event struct {
 	// Stack is the event's kernel stack (Meta.Stack), nil when it has
 	// none or its frames are not in the input.
 	Stack *Stack
-	// Interface is the block's interface description.
+	// Interface is the block's interface description: valid until the
+	// next call to Next, nil in the events Process hands to the Analyzer.
 	Interface *pcapng.Interface
+	// IfName is the interface's name (if_name), NSName the name of its
+	// network namespace as its description gives it ("" when none; see
+	// kmeta.ParseInterfaceDescription).
+	IfName string
+	NSName string
 
-	// Filled by Process, whose reading stage hands events to the
-	// analyzer in batches: the captured length, the interface's name and
-	// the name of its network namespace, where the bytes are in the
-	// batch, and (on the analyzing side) the flow parsed from them.
-	// Interface is not valid by then.
-	staged  bool
-	flow    Flow
-	capLen  int
-	ifName  string
-	nsName  string
-	dataOff int
-
-	// Data aliases the reader's buffer: valid until the next call to Next.
+	// Data is the packet's captured bytes. From Next it aliases the
+	// reader's buffer, valid until the next call.
 	Data    []byte
 	OrigLen uint32
 	// Lost is epb_dropcount: events lost just before this one.
@@ -61,6 +56,7 @@ type InputError struct {
 	Err  error
 }
 
+// Error returns the file name and the error.
 func (e *InputError) Error() string { return e.File + ": " + e.Err.Error() }
 
 // Unwrap returns the cause.
@@ -112,6 +108,7 @@ type Input struct {
 	recordings map[string]int
 	current    *fileInput
 	stacks     stackTable
+	ifNames    ifNames
 	err        error // sticky
 	// Strict makes a pathcap comment that does not parse an error; by
 	// default such an event is kept without metadata.
@@ -255,6 +252,11 @@ func (in *Input) decode(f *fileInput, p *pcapng.Packet) error {
 	ev.Frame = f.frame
 	ev.Time = p.Timestamp.UnixNano()
 	ev.Interface = p.Interface
+	ev.IfName, ev.NSName = "", ""
+	if p.Interface != nil {
+		ev.IfName = p.Interface.Name
+		ev.NSName = in.ifNames.name(p.Interface)
+	}
 	ev.Data = p.Data
 	ev.OrigLen = p.OriginalLength
 	ev.ID, ev.HasID = p.Options.PacketID, p.Options.HasPacketID
@@ -418,4 +420,39 @@ func (h *fileHeap) Pop() any {
 	x := old[len(old)-1]
 	*h = old[:len(old)-1]
 	return x
+}
+
+// ifNames remembers the namespace name of each interface the input has
+// seen (from its description). The reader reuses an Interface for the
+// next section's, so the description is checked too.
+type ifNames struct {
+	last     *pcapng.Interface
+	lastDesc string
+	lastNS   string
+	byIfc    map[*pcapng.Interface]ifName
+}
+
+type ifName struct {
+	desc, ns string
+}
+
+// name returns the namespace name of ifc's description.
+func (m *ifNames) name(ifc *pcapng.Interface) string {
+	if ifc == m.last && ifc.Description == m.lastDesc {
+		// Consecutive events are mostly on one interface.
+		return m.lastNS
+	}
+	n, ok := m.byIfc[ifc]
+	if !ok || n.desc != ifc.Description {
+		d, _ := kmeta.ParseInterfaceDescription(ifc.Description)
+		n = ifName{ifc.Description, d.NSName}
+		if m.byIfc == nil || len(m.byIfc) >= 1<<12 {
+			// The reader's interfaces are reallocated when a file
+			// has very many: forget the old ones.
+			m.byIfc = make(map[*pcapng.Interface]ifName)
+		}
+		m.byIfc[ifc] = n
+	}
+	m.last, m.lastDesc, m.lastNS = ifc, n.desc, n.ns
+	return n.ns
 }

@@ -33,7 +33,7 @@ func TestRotatedFilesJoin(t *testing.T) {
 	dir := t.TempDir()
 	evs := scenario()
 	whole := analyze(t, Options{}, nil, writeRecording(t, filepath.Join(dir, "whole.pcapng"), "alpha", evs))
-	want := jsonLines(whole)
+	want := dump(whole)
 
 	// Cut inside packet 1 (after its 4th event) and inside packet 5.
 	cut5 := 0
@@ -72,7 +72,7 @@ func TestRotatedFilesJoin(t *testing.T) {
 		if len(files) != len(parts) {
 			t.Errorf("events from %d files, want %d", len(files), len(parts))
 		}
-		got := jsonLines(analyze(t, Options{}, nil, parts...))
+		got := dump(analyze(t, Options{}, nil, parts...))
 		if got != want {
 			t.Errorf("cuts %v: split recording analyzed differently:\n%s\nwant\n%s", cuts, got, want)
 		}
@@ -81,7 +81,7 @@ func TestRotatedFilesJoin(t *testing.T) {
 		for i, j := 0, len(rev)-1; i < j; i, j = i+1, j-1 {
 			rev[i], rev[j] = rev[j], rev[i]
 		}
-		if got := jsonLines(analyze(t, Options{}, nil, rev...)); got != want {
+		if got := dump(analyze(t, Options{}, nil, rev...)); got != want {
 			t.Errorf("cuts %v, files reversed: analyzed differently", cuts)
 		}
 	}

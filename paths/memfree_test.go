@@ -22,7 +22,7 @@ func TestIDReusedAfterMemoryFree(t *testing.T) {
 		{id: 5, at: 20 * time.Microsecond, hook: "net_dev_queue", netns: 1, ifindex: 2},
 		{id: 5, at: 21 * time.Microsecond, hook: "net_dev_xmit", netns: 1, ifindex: 2},
 	}
-	file := writeRecording(t, "memfree.pcapng", "host", events)
+	file := tempRecording(t, "host", events)
 	pkts := analyze(t, Options{}, nil, file)
 	if len(pkts) != 2 {
 		t.Fatalf("got %d packets, want 2", len(pkts))

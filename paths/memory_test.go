@@ -120,12 +120,10 @@ func peakHeap(t *testing.T, name string) (peak uint64, packets, events int) {
 	}
 	defer in.Close()
 	sum := NewSummary()
-	var line []byte
 	err = Process(in, Options{}, nil, func(p *Packet) error {
 		packets++
 		events += len(p.Hops)
 		sum.Add(p)
-		line = AppendJSON(line[:0], p)
 		if packets%20000 == 0 {
 			sample()
 		}

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/pathcap/pathcap/paths"
+	"github.com/pathcap/pathcap/paths/render"
 )
 
 // BenchmarkProcessFile analyzes the recording named by PATHCAP_BENCH_FILE
@@ -27,7 +28,7 @@ func BenchmarkProcessFile(b *testing.B) {
 		var line []byte
 		events := 0
 		err = paths.Process(in, paths.Options{}, nil, func(p *paths.Packet) error {
-			line = paths.AppendJSON(line[:0], p)
+			line = render.AppendJSON(line[:0], p)
 			events += len(p.Hops)
 			return nil
 		})

@@ -4,8 +4,6 @@ import (
 	"errors"
 	"io"
 	"regexp"
-
-	"github.com/pathcap/pathcap/pcapng"
 )
 
 // Selector chooses packets; its zero value selects every packet. All the
@@ -55,7 +53,7 @@ func (s *Selector) Selects(p *Packet) bool {
 		found := false
 		for i := range p.Hops {
 			h := &p.Hops[i]
-			if s.Hook.MatchString(hopName(h)) || s.Hook.MatchString(hookLabel(h)) {
+			if s.Hook.MatchString(h.HookName()) || s.Hook.MatchString(h.Label()) {
 				found = true
 				break
 			}
@@ -84,22 +82,23 @@ func Process(in *Input, opts Options, sel *Selector, fn func(*Packet) error) err
 		}
 		return fn(p)
 	})
-	needData := opts.KeepData || opts.Filter != nil
 
+	// A batch holds events and a copy of their bytes: event i's are
+	// data[off[i]:off[i+1]].
 	const batchSize, batches = 512, 4
 	type batch struct {
 		evs  []Event
+		off  []int
 		data []byte
 	}
 	full := make(chan *batch, batches)
 	empty := make(chan *batch, batches+1)
 	for i := 0; i < batches+1; i++ {
-		empty <- &batch{evs: make([]Event, batchSize)}
+		empty <- &batch{evs: make([]Event, batchSize), off: make([]int, 0, batchSize+1)}
 	}
 	stop := make(chan struct{})
 	readErr := make(chan error, 1)
 	go func() {
-		names := make(ifNames)
 		defer close(full)
 		for {
 			select {
@@ -116,7 +115,7 @@ func Process(in *Input, opts Options, sel *Selector, fn func(*Packet) error) err
 				return
 			}
 			slots := b.evs[:batchSize]
-			b.evs, b.data = b.evs[:0], b.data[:0]
+			b.evs, b.off, b.data = b.evs[:0], b.off[:0], b.data[:0]
 			var err error
 			for n := range slots {
 				// With one input file, the event is decoded in
@@ -130,23 +129,15 @@ func Process(in *Input, opts Options, sel *Selector, fn func(*Packet) error) err
 				if ev != e {
 					*e = *ev
 				}
-				e.staged = true
-				e.capLen = len(ev.Data)
-				e.ifName, e.nsName = "", ""
-				if ev.Interface != nil {
-					e.ifName = ev.Interface.Name
-					if ev.HasMeta {
-						e.nsName = names.name(ev.Interface)
-					}
-				}
 				// The bytes go along (the addresses are parsed by
 				// the analyzing side, which has less to do).
-				e.dataOff = len(b.data)
+				b.off = append(b.off, len(b.data))
 				b.data = append(b.data, ev.Data...)
 				e.Interface = nil
 				e.Data = nil
 				b.evs = slots[:n+1]
 			}
+			b.off = append(b.off, len(b.data))
 			if len(b.evs) > 0 {
 				full <- b
 			}
@@ -165,11 +156,7 @@ func Process(in *Input, opts Options, sel *Selector, fn func(*Packet) error) err
 		if addErr == nil {
 			for i := range b.evs {
 				e := &b.evs[i]
-				e.Data = b.data[e.dataOff : e.dataOff+e.capLen]
-				e.flow = parseFlow(e.Data)
-				if !needData {
-					e.Data = nil
-				}
+				e.Data = b.data[b.off[i]:b.off[i+1]:b.off[i+1]]
 				if addErr = a.Add(e); addErr != nil {
 					close(stop)
 					break
@@ -185,27 +172,4 @@ func Process(in *Input, opts Options, sel *Selector, fn func(*Packet) error) err
 		return addErr
 	}
 	return a.Close()
-}
-
-// ifNames remembers the namespace name (nsNameOf its description) of each
-// interface the reading stage has seen. The reader reuses an Interface for
-// the next section's, so the description is checked too.
-type ifNames map[*pcapng.Interface]ifName
-
-type ifName struct {
-	desc, ns string
-}
-
-func (m ifNames) name(ifc *pcapng.Interface) string {
-	if n, ok := m[ifc]; ok && n.desc == ifc.Description {
-		return n.ns
-	}
-	n := ifName{ifc.Description, nsNameOf(ifc.Description)}
-	if len(m) >= 1<<12 {
-		// The reader's interfaces are reallocated when a file has
-		// very many: forget the old ones.
-		clear(m)
-	}
-	m[ifc] = n
-	return n.ns
 }

@@ -2,7 +2,6 @@ package paths
 
 import (
 	"strings"
-	"sync"
 
 	"github.com/pathcap/pathcap/kmeta"
 )
@@ -25,9 +24,6 @@ type Stack struct {
 	text string
 	// funcs are the frames' function names (slicing text too).
 	funcs []string
-	// json is Frames as a JSON array, made once when first needed.
-	jsonOnce sync.Once
-	json     []byte
 }
 
 // newStack makes the Stack of a frames value.
@@ -51,12 +47,6 @@ func newStack(id uint64, frames []byte, offsets bool) *Stack {
 	}
 	s.funcs = both[n:]
 	return s
-}
-
-// appendJSON appends the frames as a JSON array.
-func (s *Stack) appendJSON(b []byte) []byte {
-	s.jsonOnce.Do(func() { s.json = appendJSONStrings(nil, s.Frames) })
-	return append(b, s.json...)
 }
 
 // Text returns the frames joined by ';', as the recording writes them.
@@ -176,12 +166,13 @@ var tracingPrefixes = []string{
 // has no stack.
 func (p *Packet) Derived(i int) []string {
 	var out []string
-	p.eachDerived(i, func(fn string) { out = append(out, fn) })
+	p.EachDerived(i, func(fn string) { out = append(out, fn) })
 	return out
 }
 
-// eachDerived calls fn for each function Derived(i) returns.
-func (p *Packet) eachDerived(i int, fn func(string)) {
+// EachDerived calls fn for each function Derived(i) returns, in order,
+// without making the slice.
+func (p *Packet) EachDerived(i int, fn func(string)) {
 	s := p.Hops[i].Stack
 	if s == nil {
 		return
@@ -222,7 +213,7 @@ func (p *Packet) eachDerived(i int, fn func(string)) {
 // (anything but a tracepoint).
 func (p *Packet) hasFunctionHooks() bool {
 	for i := range p.Hops {
-		if k := p.Hops[i].Meta.Kind; k != "tp" && k != "" {
+		if kmeta.IsFunctionKind(p.Hops[i].Meta.Kind) {
 			return true
 		}
 	}
@@ -234,7 +225,7 @@ func (p *Packet) hasFunctionHooks() bool {
 func (p *Packet) isFunctionHook(fn string) bool {
 	for i := range p.Hops {
 		m := &p.Hops[i].Meta
-		if m.Hook == fn && m.Kind != "tp" && m.Kind != "" {
+		if m.Hook == fn && kmeta.IsFunctionKind(m.Kind) {
 			return true
 		}
 	}

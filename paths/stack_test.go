@@ -1,49 +1,15 @@
 package paths
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
-	"io"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/pathcap/pathcap/internal/testrec"
 	"github.com/pathcap/pathcap/kmeta"
-	"github.com/pathcap/pathcap/pcapng"
 )
-
-// fileComments returns the comments of every packet block of a file.
-func fileComments(t *testing.T, name string) [][]string {
-	t.Helper()
-	data, err := os.ReadFile(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := pcapng.NewReader(bytes.NewReader(data))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out [][]string
-	for {
-		typ, err := r.Next()
-		if err == io.EOF {
-			return out
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		if typ.IsPacket() {
-			var cs []string
-			for _, c := range r.Packet().Options.Comments {
-				cs = append(cs, string(c))
-			}
-			out = append(out, cs)
-		}
-	}
-}
 
 // TestStackFile checks the file contract: every event with a stack says
 // stack=N and carries a stack comment; each distinct stack is defined in
@@ -53,7 +19,7 @@ func TestStackFile(t *testing.T) {
 	p := kmeta.NewParser()
 	defined := map[uint64]string{}
 	var full, short, lost int
-	for i, cs := range fileComments(t, name) {
+	for i, cs := range testrec.Read(t, name).Comments() {
 		var m kmeta.Event
 		if err := p.Parse([]byte(cs[0]), &m); err != nil {
 			t.Fatalf("event %d: %v", i+1, err)
@@ -190,98 +156,6 @@ func TestDerived(t *testing.T) {
 	}
 }
 
-func TestStackJSON(t *testing.T) {
-	pkts := stackPackets(t, stackRecording(t, filepath.Join(t.TempDir(), "stacks.pcapng")))
-	got := decodeJSONLines(t, jsonLines(pkts))
-	for _, p := range got {
-		for i, h := range p.Hops {
-			if p.ID == 3 && i == 4 {
-				if !h.StackLost || h.StackErr != -14 || h.Stack != nil || h.StackID != 0 || h.Derived != nil {
-					t.Errorf("lost stack hop %+v", h)
-				}
-				continue
-			}
-			if h.StackID != uint64(i+1) || len(h.Stack) == 0 || h.StackLost {
-				t.Errorf("packet %d hop %d: %+v", p.ID, i+1, h)
-			}
-		}
-		if last := p.Hops[4]; p.ID != 3 && (!slices.Equal(last.Stack, stackDrop) || !slices.Equal(last.Derived, derivedDrop)) {
-			t.Errorf("packet %d: drop hop stack %q derived %q", p.ID, last.Stack, last.Derived)
-		}
-	}
-	line := string(AppendJSON(nil, pkts[0]))
-	if !strings.Contains(line, `,"stack_id":5,"stack":["bpf_prog_6deef7357e7b4530_on_tp+0x4f[bpf]","bpf_trace_run2+0x52","kfree_skb_reason+0x9c","__udp4_lib_rcv+0x4bc",`) ||
-		!strings.Contains(line, `],"derived":["ip_rcv","ip_local_deliver","ip_local_deliver_finish","ip_protocol_deliver_rcu","__udp4_lib_rcv","kfree_skb_reason"]}]}`) {
-		t.Errorf("JSON of packet 1:\n%s", line)
-	}
-	if line := string(AppendJSON(nil, pkts[2])); !strings.Contains(line, `"stack_lost":true,"stack_err":-14}]}`) {
-		t.Errorf("JSON of packet 3:\n%s", line)
-	}
-}
-
-func TestStackText(t *testing.T) {
-	pkts := stackPackets(t, stackRecording(t, filepath.Join(t.TempDir(), "stacks.pcapng")))
-	var plain, stacks strings.Builder
-	for _, p := range pkts {
-		WritePacketText(&plain, p, TextOptions{})
-		WritePacketText(&stacks, p, TextOptions{Stacks: true})
-	}
-	wantDerived := "             derived: ip_rcv > ip_local_deliver > ip_local_deliver_finish > ip_protocol_deliver_rcu > __udp4_lib_rcv > kfree_skb_reason\n"
-	if strings.Count(plain.String(), wantDerived) != 2 || strings.Count(stacks.String(), wantDerived) != 2 {
-		t.Errorf("the drops' derived functions are not in the report:\n%s", plain.String())
-	}
-	if strings.Contains(plain.String(), "stack ") {
-		t.Errorf("stacks without Stacks:\n%s", plain.String())
-	}
-	// Under the drop hop: the derived functions, then the stack.
-	want := "kfree_skb           veth1  netns ns-server  len 52     drop REASON_2  at __udp4_lib_rcv+0x4bc\n" + wantDerived +
-		"             stack 5:\n" +
-		"               bpf_prog_6deef7357e7b4530_on_tp+0x4f[bpf]\n" +
-		"               bpf_trace_run2+0x52\n" +
-		"               kfree_skb_reason+0x9c\n" +
-		"               __udp4_lib_rcv+0x4bc\n"
-	if strings.Count(stacks.String(), want) != 2 {
-		t.Errorf("report with stacks lacks\n%s\nin\n%s", want, stacks.String())
-	}
-	if !strings.Contains(stacks.String(), "drop REASON_2  at __udp4_lib_rcv+0x4bc\n             stack lost (error -14)\n\n") {
-		t.Errorf("the lost stack is not reported:\n%s", stacks.String())
-	}
-	// Every line of the first packet: head, 5 hops, their derived lines,
-	// their stacks (a title and the frames).
-	var one strings.Builder
-	WritePacketText(&one, pkts[0], TextOptions{Stacks: true})
-	lines := strings.Count(one.String(), "\n") - 1
-	if want := 1 + 5 + 5 + 5 + len(stackQueue) + len(stackXmit) + len(stackRx) + len(stackReceive) + len(stackDrop); lines != want {
-		t.Errorf("%d lines, want %d:\n%s", lines, want, one.String())
-	}
-}
-
-func TestStackView(t *testing.T) {
-	pkts := stackPackets(t, stackRecording(t, filepath.Join(t.TempDir(), "stacks.pcapng")))
-	var b bytes.Buffer
-	v, err := NewViewWriter(&b, "test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range pkts {
-		if err := v.Write(p); err != nil {
-			t.Fatal(err)
-		}
-	}
-	v.Close()
-	name := filepath.Join(t.TempDir(), "view.pcapng")
-	os.WriteFile(name, b.Bytes(), 0o644)
-	frames := fileComments(t, name)
-	drop := frames[0][5]
-	want := " stack=5 frames=" + strings.Join(stackDrop, ";") + " derived=" + strings.Join(derivedDrop, ">")
-	if !strings.HasPrefix(drop, "pathcap-hop/1 n=5 ") || !strings.HasSuffix(drop, want) {
-		t.Errorf("drop hop comment\n%s\nwant it to end in\n%s", drop, want)
-	}
-	if lost := frames[2][5]; !strings.HasSuffix(lost, " stack=lost stack_err=-14") {
-		t.Errorf("lost stack hop comment %s", lost)
-	}
-}
-
 func TestDropStacks(t *testing.T) {
 	pkts := stackPackets(t, stackRecording(t, filepath.Join(t.TempDir(), "stacks.pcapng")))
 	s := NewSummary()
@@ -294,31 +168,13 @@ func TestDropStacks(t *testing.T) {
 		d[0].Stacks[0].Count != 2 || !slices.Equal(d[0].Stacks[0].Frames, stackDrop) {
 		t.Fatalf("drops %+v", d)
 	}
-	var got summaryJSON
-	dec := json.NewDecoder(bytes.NewReader(AppendSummaryJSON(nil, s, 0)))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&got); err != nil {
-		t.Fatal(err)
-	}
-	if st := got.Drops[0]; len(st.Stacks) != 1 || st.Stacks[0].Count != 2 || !slices.Equal(st.Stacks[0].Stack, stackDrop) || *st.StackLost != 1 {
-		t.Errorf("drops in JSON %+v", got.Drops)
-	}
-	var text strings.Builder
-	WriteSummaryText(&text, s, TextOptions{})
-	want := "Drop stacks (top 3 per reason):\n  REASON_2  (3 drops)\n            2  bpf_prog_6deef7357e7b4530_on_tp+0x4f[bpf]\n" +
-		"               bpf_trace_run2+0x52\n               kfree_skb_reason+0x9c\n"
-	if !strings.Contains(text.String(), want) || !strings.Contains(text.String(), "               entry_SYSCALL_64_after_hwframe+0x76\n            1  (stack lost)\n") {
-		t.Errorf("summary lacks\n%s\nin\n%s", want, text.String())
-	}
-	// Without DropStacks, neither the text nor the JSON has them.
+	// Without DropStacks, no stacks are counted.
 	s2 := NewSummary()
 	for _, p := range pkts {
 		s2.Add(p)
 	}
-	text.Reset()
-	WriteSummaryText(&text, s2, TextOptions{})
-	if strings.Contains(text.String(), "Drop stacks") || bytes.Contains(AppendSummaryJSON(nil, s2, 0), []byte(`"stacks"`)) {
-		t.Errorf("drop stacks without DropStacks")
+	if d := s2.Drops(); len(d) != 1 || d[0].Stacks != nil || d[0].StackLost != 0 {
+		t.Errorf("drops without DropStacks %+v", d)
 	}
 }
 
@@ -347,13 +203,13 @@ func TestDropStacksBounded(t *testing.T) {
 func TestStacksAcrossRotation(t *testing.T) {
 	dir := t.TempDir()
 	whole := stackRecording(t, filepath.Join(dir, "stacks.pcapng"))
-	want := jsonLines(stackPackets(t, whole))
+	want := dump(stackPackets(t, whole))
 	parts := []string{filepath.Join(dir, "part1.pcapng"), filepath.Join(dir, "part2.pcapng")}
 	rotate(t, whole, parts, 5) // packet 1, which defines every stack, in part 1
-	if got := jsonLines(stackPackets(t, parts...)); got != want {
+	if got := dump(stackPackets(t, parts...)); got != want {
 		t.Errorf("rotated parts analyzed differently:\n%s\nwant\n%s", got, want)
 	}
-	if got := jsonLines(stackPackets(t, parts[1], parts[0])); got != want {
+	if got := dump(stackPackets(t, parts[1], parts[0])); got != want {
 		t.Errorf("rotated parts in reverse order analyzed differently")
 	}
 	// The second part alone: function names only.
@@ -371,11 +227,6 @@ func TestStacksAcrossRotation(t *testing.T) {
 	}
 	if pkts[1].Hops[4].Stack != nil || pkts[0].Hops[3].Stack != pkts[1].Hops[3].Stack {
 		t.Error("short forms without definition are not shared")
-	}
-	var b strings.Builder
-	WritePacketText(&b, pkts[0], TextOptions{Stacks: true})
-	if !strings.Contains(b.String(), "             stack 5: (functions only: its definition is not in the input)\n               bpf_prog_6deef7357e7b4530_on_tp[bpf]\n") {
-		t.Errorf("report:\n%s", b.String())
 	}
 }
 
@@ -416,11 +267,6 @@ func TestStackCommentProblems(t *testing.T) {
 		if !p.HasMeta || h.Meta.Stack != uint64(7+i) || h.Stack != nil {
 			t.Errorf("packet %d: meta %v stack %d %v", p.ID, p.HasMeta, h.Meta.Stack, h.Stack)
 		}
-	}
-	var b strings.Builder
-	WritePacketText(&b, pkts[1], TextOptions{Stacks: true})
-	if !strings.Contains(b.String(), "stack 8: frames not in the input") {
-		t.Errorf("report:\n%s", b.String())
 	}
 	in, _ = Open([]string{f})
 	in.Strict = true

@@ -1,6 +1,7 @@
 package paths
 
 import (
+	"cmp"
 	"math"
 	"math/bits"
 	"slices"
@@ -215,7 +216,7 @@ func (s *Summary) Add(p *Packet) {
 			s.addDropStack(d, &p.Outcome)
 		}
 	}
-	s.pathBuf = p.appendPath(s.pathBuf[:0])
+	s.pathBuf = p.AppendPath(s.pathBuf[:0])
 	c := s.paths[string(s.pathBuf)]
 	if c == nil {
 		path := string(s.pathBuf)
@@ -235,7 +236,7 @@ func (s *Summary) Add(p *Packet) {
 		if i == 0 {
 			continue
 		}
-		s.pair(hopName(&p.Hops[i-1]), hopName(h)).Add(h.Time - p.Hops[i-1].Time)
+		s.pair(p.Hops[i-1].HookName(), h.HookName()).Add(h.Time - p.Hops[i-1].Time)
 	}
 }
 
@@ -358,7 +359,7 @@ func (s *Summary) Drops() []DropStat {
 			}
 			slices.SortFunc(keys, func(a, b string) int {
 				if x, y := d.stacks[a].count, d.stacks[b].count; x != y {
-					return cmpUint64(y, x)
+					return cmp.Compare(y, x)
 				}
 				return strings.Compare(a, b)
 			})
@@ -371,7 +372,7 @@ func (s *Summary) Drops() []DropStat {
 	}
 	slices.SortFunc(out, func(a, b DropStat) int {
 		if a.Count != b.Count {
-			return cmpUint64(b.Count, a.Count)
+			return cmp.Compare(b.Count, a.Count)
 		}
 		return strings.Compare(a.Reason, b.Reason)
 	})
@@ -400,7 +401,7 @@ func (s *Summary) Latencies() []HopLatency {
 	}
 	slices.SortFunc(out, func(a, b HopLatency) int {
 		if a.Hist.n != b.Hist.n {
-			return cmpUint64(b.Hist.n, a.Hist.n)
+			return cmp.Compare(b.Hist.n, a.Hist.n)
 		}
 		if c := strings.Compare(a.From, b.From); c != 0 {
 			return c
@@ -418,10 +419,10 @@ func (s *Summary) Places() []Place {
 	}
 	slices.SortFunc(out, func(a, b Place) int {
 		if a.Events != b.Events {
-			return cmpUint64(b.Events, a.Events)
+			return cmp.Compare(b.Events, a.Events)
 		}
 		if a.NetNS != b.NetNS {
-			return cmpUint64(uint64(a.NetNS), uint64(b.NetNS))
+			return cmp.Compare(uint64(a.NetNS), uint64(b.NetNS))
 		}
 		return strings.Compare(a.Dev, b.Dev)
 	})
@@ -431,7 +432,7 @@ func (s *Summary) Places() []Place {
 func sortCounts(c []Count) {
 	slices.SortFunc(c, func(a, b Count) int {
 		if a.Count != b.Count {
-			return cmpUint64(b.Count, a.Count)
+			return cmp.Compare(b.Count, a.Count)
 		}
 		return strings.Compare(a.Name, b.Name)
 	})

@@ -5,11 +5,13 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/pathcap/pathcap/internal/testrec"
 )
 
-var update = flag.Bool("update", false, "rewrite the crafted recordings in testdata/")
+var update = flag.Bool("update", false, "rewrite the crafted recordings in testdata/crafted")
 
-// testdataFiles are the crafted recordings kept in testdata/ (the
+// testdataFiles are the crafted recordings kept in testdata/crafted (the
 // cmd/analyze tests use them), each made by this package's helpers.
 func testdataFiles(t *testing.T) map[string]func(name string) {
 	evs := scenario()
@@ -60,7 +62,7 @@ func testdataFiles(t *testing.T) map[string]func(name string) {
 func TestTestdata(t *testing.T) {
 	tmp := t.TempDir()
 	for base, write := range testdataFiles(t) {
-		committed := filepath.Join("testdata", base)
+		committed := testrec.Crafted(t, base)
 		if *update {
 			write(committed)
 			continue
@@ -70,19 +72,19 @@ func TestTestdata(t *testing.T) {
 		if _, err := os.Stat(committed); err != nil {
 			t.Fatalf("%v (go test ./paths -run TestTestdata -update writes it)", err)
 		}
-		if got, want := jsonLines(analyze(t, Options{}, nil, committed)), jsonLines(analyze(t, Options{}, nil, fresh)); got != want {
+		if got, want := dump(analyze(t, Options{}, nil, committed)), dump(analyze(t, Options{}, nil, fresh)); got != want {
 			t.Errorf("%s is out of date (go test ./paths -run TestTestdata -update rewrites it)", committed)
 		}
 	}
 	if *update {
 		return
 	}
-	whole := jsonLines(analyze(t, Options{}, nil, "testdata/scenario.pcapng"))
-	parts := jsonLines(analyze(t, Options{}, nil, "testdata/scenario-part3.pcapng", "testdata/scenario-part1.pcapng", "testdata/scenario-part2.pcapng"))
+	whole := dump(analyze(t, Options{}, nil, testrec.Crafted(t, "scenario.pcapng")))
+	parts := dump(analyze(t, Options{}, nil, testrec.Crafted(t, "scenario-part3.pcapng"), testrec.Crafted(t, "scenario-part1.pcapng"), testrec.Crafted(t, "scenario-part2.pcapng")))
 	if whole != parts {
 		t.Error("the rotated parts analyze differently from the whole")
 	}
-	both := analyze(t, Options{}, nil, "testdata/scenario.pcapng", "testdata/other-host.pcapng")
+	both := analyze(t, Options{}, nil, testrec.Crafted(t, "scenario.pcapng"), testrec.Crafted(t, "other-host.pcapng"))
 	if len(both) != 15+2 {
 		t.Errorf("scenario and other host: %d packets, want 17", len(both))
 	}

@@ -3,6 +3,8 @@
 // them in time, says what changed from hop to hop and classifies how the
 // packet's journey ended. It streams: memory grows with the number of
 // packets in flight within a time window, never with the size of the input.
+// Package paths/render writes the results (text, JSON, the Wireshark path
+// view, exports).
 package paths
 
 import (
@@ -121,15 +123,15 @@ func (c Change) Names() []string {
 }
 
 // String returns the names joined by commas.
-func (c Change) String() string { return string(c.appendNames(nil)) }
+func (c Change) String() string { return string(c.AppendNames(nil, ",")) }
 
-// appendNames appends String().
-func (c Change) appendNames(b []byte) []byte {
+// AppendNames appends the names of the changes, separated by sep.
+func (c Change) AppendNames(b []byte, sep string) []byte {
 	first := true
 	for i, n := range changeNames {
 		if c&(1<<i) != 0 {
 			if !first {
-				b = append(b, ',')
+				b = append(b, sep...)
 			}
 			first = false
 			b = append(b, n...)
@@ -220,23 +222,46 @@ func (p *Packet) Duration() int64 {
 
 // PathString returns the hook names joined by ">".
 func (p *Packet) PathString() string {
-	return string(p.appendPath(nil))
+	return string(p.AppendPath(nil))
 }
 
-// appendPath appends PathString().
-func (p *Packet) appendPath(b []byte) []byte {
+// AppendPath appends PathString().
+func (p *Packet) AppendPath(b []byte) []byte {
 	for i := range p.Hops {
 		if i > 0 {
 			b = append(b, '>')
 		}
-		b = append(b, hopName(&p.Hops[i])...)
+		b = append(b, p.Hops[i].HookName()...)
 	}
 	return b
 }
 
-func hopName(h *Hop) string {
+// HookName returns the hop's hook name; kmeta.KindCapture for events
+// without pathcap metadata.
+func (h *Hop) HookName() string {
 	if h.Meta.Hook == "" {
-		return "capture"
+		return kmeta.KindCapture
 	}
 	return h.Meta.Hook
+}
+
+// Label returns the hop's hook as "KIND:NAME" (kmeta.HookLabel);
+// kmeta.KindCapture for events without pathcap metadata.
+func (h *Hop) Label() string { return string(h.AppendLabel(nil)) }
+
+// AppendLabel appends Label().
+func (h *Hop) AppendLabel(b []byte) []byte {
+	if h.Meta.Hook == "" {
+		return append(b, kmeta.KindCapture...)
+	}
+	return kmeta.AppendHookLabel(b, h.Meta.Kind, h.Meta.Hook)
+}
+
+// Len returns the packet's length at the hop: skb->len from the metadata,
+// or the original length of a frame without metadata.
+func (h *Hop) Len() uint32 {
+	if h.Meta.Hook == "" {
+		return h.OrigLen
+	}
+	return h.Meta.Len
 }

@@ -2,15 +2,11 @@ package paths
 
 import (
 	"encoding/binary"
-	"encoding/json"
 	"math"
 	"math/rand/v2"
 	"net/netip"
 	"slices"
-	"strings"
 	"testing"
-	"time"
-	"unicode/utf8"
 )
 
 func TestParseFlow(t *testing.T) {
@@ -82,13 +78,13 @@ func TestParseFlow(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			if got := parseFlow(c.frame); got != c.want {
-				t.Errorf("parseFlow\n got %+v\nwant %+v", got, c.want)
+			if got := ParseFlow(c.frame); got != c.want {
+				t.Errorf("ParseFlow\n got %+v\nwant %+v", got, c.want)
 			}
 			// Every prefix of the frame (a short snap length) parses
 			// without panicking, and never invents ports.
 			for n := 0; n < len(c.frame); n++ {
-				f := parseFlow(c.frame[:n])
+				f := ParseFlow(c.frame[:n])
 				if f.HasPorts && !c.want.HasPorts {
 					t.Errorf("prefix %d: ports %+v", n, f)
 				}
@@ -106,7 +102,7 @@ func TestParseFlow(t *testing.T) {
 		if len(b) > 0 {
 			b = b[:r.IntN(len(b)+1)]
 		}
-		parseFlow(b)
+		ParseFlow(b)
 	}
 }
 
@@ -166,70 +162,6 @@ func TestHistogramQuantiles(t *testing.T) {
 	}
 }
 
-func TestAppendJSONString(t *testing.T) {
-	cases := []string{
-		"", "plain", `quote " and backslash \`, "new\nline\ttab\rreturn",
-		"\x00\x01\x1f\x7f", "ünïcödé ✓ 😀", "\u2028\u2029",
-		"bad \xff utf-8 \xc3", "\xed\xa0\x80 surrogate", "trailing \xe2\x82",
-		"</script>&<>",
-	}
-	r := rand.New(rand.NewPCG(5, 6))
-	for i := 0; i < 2000; i++ {
-		b := make([]byte, r.IntN(20))
-		for j := range b {
-			b[j] = byte(r.Uint32())
-		}
-		cases = append(cases, string(b))
-	}
-	for _, s := range cases {
-		out := appendJSONString([]byte("x"), s)
-		if out[0] != 'x' {
-			t.Fatal("prefix lost")
-		}
-		out = out[1:]
-		if !json.Valid(out) || !utf8.Valid(out) {
-			t.Fatalf("%q: invalid JSON %q", s, out)
-		}
-		var got string
-		if err := json.Unmarshal(out, &got); err != nil {
-			t.Fatalf("%q: %v", s, err)
-		}
-		// The same text as encoding/json gives: invalid bytes become
-		// U+FFFD, one each.
-		std, _ := json.Marshal(s)
-		var want string
-		json.Unmarshal(std, &want)
-		if got != want {
-			t.Errorf("%q: decoded %q, want %q", s, got, want)
-		}
-		if utf8.ValidString(s) && got != s {
-			t.Errorf("%q: valid UTF-8 changed to %q", s, got)
-		}
-	}
-	if got := string(appendJSONString(nil, "a\"b\\c\n\x01")); got != `"a\"b\\c\n\u0001"` {
-		t.Errorf("escapes: %s", got)
-	}
-}
-
-func TestFormatDuration(t *testing.T) {
-	for _, c := range []struct {
-		ns   int64
-		want string
-	}{
-		{0, "0ns"}, {1, "1ns"}, {850, "850ns"}, {999, "999ns"},
-		{1000, "1.0µs"}, {12_345, "12.3µs"}, {999_949, "999.9µs"},
-		{999_950, "1.00ms"}, {999_999, "1.00ms"}, {1_000_000, "1.00ms"}, {4_561_000, "4.56ms"},
-		{999_994_999, "999.99ms"}, {999_999_999, "1.00s"}, {1_200_000_000, "1.20s"},
-		{int64(90 * time.Second), "90.00s"},
-		{-850, "-850ns"}, {-12_345, "-12.3µs"}, {-4_561_000, "-4.56ms"}, {-999_999, "-1.00ms"},
-		{math.MinInt64, "-9223372036.85s"},
-	} {
-		if got := FormatDuration(c.ns); got != c.want {
-			t.Errorf("FormatDuration(%d) = %q, want %q", c.ns, got, c.want)
-		}
-	}
-}
-
 func TestChangeAndOutcomeNames(t *testing.T) {
 	if s := (ChangedDev | ChangedNetNS | ChangedAddr | ChangedPort | ChangedMark).String(); s != "dev,netns,addr,port,mark" {
 		t.Errorf("Change.String %q", s)
@@ -253,15 +185,5 @@ func TestChangeAndOutcomeNames(t *testing.T) {
 		if got := LocationFunction(loc); got != fn {
 			t.Errorf("LocationFunction(%q) = %q", loc, got)
 		}
-	}
-	if got := FlowText(&Flow{EtherType: 0x0806}); got != "ethertype 0x0806" {
-		t.Errorf("FlowText arp %q", got)
-	}
-	f := parseFlow(ethernet(0x86dd, ipv6("2001:db8::1", "2001:db8::2", 17, udp(1, 2, nil)), false))
-	if got := FlowText(&f); got != "[2001:db8::1]:1 > [2001:db8::2]:2 UDP" {
-		t.Errorf("FlowText v6 %q", got)
-	}
-	if !strings.Contains(FlowText(&Flow{Src: netip.MustParseAddr("1.1.1.1"), Dst: netip.MustParseAddr("2.2.2.2"), Proto: 99}), "proto 99") {
-		t.Error("FlowText unknown proto")
 	}
 }

@@ -499,8 +499,9 @@ func (r *Reader) options(b []byte, bodyOffset int, fn func(code uint16, val []by
 	return nil
 }
 
-// commonOption handles the options every block may carry. It reports
-// whether it knew code.
+// customOption handles the custom options (string or binary, copied or
+// not) that every block may carry: it appends the option to custom and
+// reports whether code was one of them.
 func (r *Reader) customOption(code uint16, val []byte, custom *[]CustomOption) (bool, error) {
 	switch code {
 	case OptCustomString, OptCustomBinary, OptCustomStringNoCopy, OptCustomBinaryNoCopy:

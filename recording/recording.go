@@ -64,18 +64,14 @@ type ifaceStats struct {
 type Writer struct {
 	pw      *pcapng.Writer
 	names   DeviceNamer
-	symbols Symbolizer
 	snaplen int
+	desc    *Describer
 	ifaces  map[ifaceKey]*ifaceStats
 	order   []ifaceKey // in IDB order
 	start   time.Time
 	last    time.Time
 	events  uint64
 	lost    uint64
-
-	// Strings already made, so that most events allocate nothing.
-	comms     map[[16]byte]string
-	locations map[uint64]string
 
 	// Kernel stacks: the ones written so far, and how to name frames.
 	stacks       stackTable
@@ -90,14 +86,18 @@ type Writer struct {
 	frames       []byte
 	funcs        []byte
 	frame        []byte
-	loc          []byte
 }
 
-// NewWriter writes the section header for info to w and returns a Writer.
+// NewWriter checks info, writes the section header for info to w and
+// returns a Writer; with an invalid info it writes nothing.
 // bufSize is the size of the block buffer (0: one write per block); call
 // Flush to write what is buffered. names and symbols may be nil; kernel
 // stacks are symbolized when symbols is also a StackSymbolizer.
 func NewWriter(w io.Writer, info Info, bufSize int, names DeviceNamer, symbols Symbolizer) (*Writer, error) {
+	// Arguments first: nothing is written when they are wrong.
+	if info.Snaplen <= 0 || info.Snaplen+ethHeaderLen > pcapng.MaxCaptureLength {
+		return nil, fmt.Errorf("snap length %d out of range 1..%d", info.Snaplen, pcapng.MaxCaptureLength-ethHeaderLen)
+	}
 	pw, err := pcapng.NewWriterSize(w, &pcapng.Section{
 		Hardware:        info.Hardware,
 		OS:              info.OS,
@@ -107,18 +107,12 @@ func NewWriter(w io.Writer, info Info, bufSize int, names DeviceNamer, symbols S
 	if err != nil {
 		return nil, fmt.Errorf("write section header: %w", err)
 	}
-	if info.Snaplen <= 0 || info.Snaplen+ethHeaderLen > pcapng.MaxCaptureLength {
-		return nil, fmt.Errorf("snap length %d out of range", info.Snaplen)
-	}
 	rw := &Writer{
 		pw:      pw,
 		names:   names,
-		symbols: symbols,
 		snaplen: info.Snaplen,
+		desc:    NewDescriber(names, symbols),
 		ifaces:  make(map[ifaceKey]*ifaceStats),
-
-		comms:     make(map[[16]byte]string),
-		locations: make(map[uint64]string),
 	}
 	rw.stackSymbols, _ = symbols.(StackSymbolizer)
 	return rw, nil
@@ -155,7 +149,7 @@ func (w *Writer) interfaceFor(netns, ifindex uint32) (*ifaceStats, error) {
 		LinkType:     pcapng.LinkTypeEthernet,
 		SnapLen:      w.idbSnaplen(),
 		Name:         name,
-		Description:  InterfaceDescription(netns, nsName, ifindex),
+		Description:  kmeta.InterfaceDescription(netns, nsName, ifindex),
 		TSResolution: pcapng.Nanoseconds,
 	})
 	if err != nil {
@@ -167,36 +161,17 @@ func (w *Writer) interfaceFor(netns, ifindex uint32) (*ifaceStats, error) {
 	return s, nil
 }
 
-// InterfaceDescription is the if_description of a device's interface:
-// "netns 4026532841 (nsA) ifindex 2"; "netns 4026532841 (nsA) no device"
-// for events of sk_buffs without a device, "no device, no netns" when
-// neither is known.
-func InterfaceDescription(netns uint32, nsName string, ifindex uint32) string {
-	if netns == 0 && ifindex == 0 {
-		return "no device, no netns"
-	}
-	s := "netns " + strconv.FormatUint(uint64(netns), 10)
-	if nsName != "" {
-		s += " (" + nsName + ")"
-	}
-	if ifindex == 0 {
-		return s + " no device"
-	}
-	return s + " ifindex " + strconv.FormatUint(uint64(ifindex), 10)
-}
-
 func (w *Writer) idbSnaplen() uint32 { return uint32(w.snaplen + ethHeaderLen) }
 
-// Direction returns the epb_flags direction a hook implies:
-// pcapng.DirectionInbound for receive-path tracepoints,
-// pcapng.DirectionOutbound for transmit-path ones, DirectionUnknown
+// Direction returns the epb_flags direction a hook implies, by its class
+// (kmeta.ClassOf): pcapng.DirectionInbound on the receive path,
+// pcapng.DirectionOutbound on the transmit path, DirectionUnknown
 // otherwise.
 func Direction(hook string) uint32 {
-	switch hook {
-	case "netif_receive_skb", "netif_receive_skb_entry", "netif_receive_skb_list_entry",
-		"netif_rx", "netif_rx_entry", "napi_gro_receive_entry", "napi_gro_frags_entry":
+	switch c := kmeta.ClassOf(hook); {
+	case c.Inbound():
 		return pcapng.DirectionInbound
-	case "net_dev_queue", "net_dev_start_xmit", "net_dev_xmit", "qdisc_enqueue", "qdisc_dequeue":
+	case c.Outbound():
 		return pcapng.DirectionOutbound
 	}
 	return pcapng.DirectionUnknown
@@ -213,39 +188,7 @@ func (w *Writer) WriteEvent(ev *capture.Event) error {
 		return fmt.Errorf("describe interface: %w", err)
 	}
 	m := &w.meta
-	*m = kmeta.Event{
-		Kind:    KindName(ev.Hook.Kind),
-		Hook:    ev.Hook.Name,
-		NetNS:   ev.NetNS,
-		Ifindex: ev.Ifindex,
-		SKB:     ev.SKB,
-		Len:     ev.Len,
-		DataLen: ev.DataLen,
-		Proto:   ev.Protocol,
-		PktType: ev.PktType,
-		Mark:    ev.Mark,
-		Header:  kmeta.HeaderStart(ev.Header),
-		CPU:     ev.CPU,
-		PID:     ev.PID,
-		TID:     ev.TID,
-		Comm:    w.comm(&ev.Comm),
-
-		Parent:    ev.Parent,
-		RetVal:    ev.RetVal,
-		HasRetVal: ev.HasRetVal,
-	}
-	if ev.Ifindex != 0 && w.names != nil {
-		if name, ok := w.names.DeviceName(ev.NetNS, ev.Ifindex); ok {
-			m.Dev = name
-		}
-	}
-	if ev.HasDrop {
-		m.HasDrop = true
-		m.Reason = ev.DropReasonName()
-	}
-	if ev.DropLocation != 0 {
-		m.Location = w.location(ev.DropLocation)
-	}
+	w.desc.Describe(ev, m)
 	var stackComment []byte
 	if ev.Stack != nil || ev.StackLost {
 		stackComment = w.stack(ev, m)
@@ -296,52 +239,20 @@ func (w *Writer) WriteEvent(ev *capture.Event) error {
 	return nil
 }
 
-// cacheLimit bounds the string caches.
-const cacheLimit = 1 << 14
-
-// comm returns the NUL-terminated task name in c.
-func (w *Writer) comm(c *[16]byte) string {
-	if s, ok := w.comms[*c]; ok {
-		return s
-	}
-	n := 0
-	for n < len(c) && c[n] != 0 {
-		n++
-	}
-	s := string(c[:n])
-	if len(w.comms) < cacheLimit {
-		w.comms[*c] = s
-	}
-	return s
-}
-
-// location returns "function+0xoffset" for a code address, or the address
-// in hex when it cannot be resolved.
-func (w *Writer) location(addr uint64) string {
-	if s, ok := w.locations[addr]; ok {
-		return s
-	}
-	w.loc = w.loc[:0]
-	ok := false
-	if w.symbols != nil {
-		w.loc, ok = w.symbols.AppendSymbol(w.loc, addr)
-	}
-	if !ok {
-		w.loc = append(w.loc[:0], "0x"...)
-		w.loc = strconv.AppendUint(w.loc, addr, 16)
-	}
-	s := string(w.loc)
-	if len(w.locations) < cacheLimit {
-		w.locations[addr] = s
-	}
-	return s
-}
-
-// KindName returns the short name of a hook kind used in comments: "tp"
-// for tracepoints.
+// KindName returns the name of a hook kind in comments (kmeta.KindTracepoint,
+// kmeta.KindKprobe, ...).
 func KindName(k capture.HookKind) string {
-	if k == capture.HookTracepoint {
-		return "tp"
+	switch k {
+	case capture.HookTracepoint:
+		return kmeta.KindTracepoint
+	case capture.HookKprobe:
+		return kmeta.KindKprobe
+	case capture.HookKretprobe:
+		return kmeta.KindKretprobe
+	case capture.HookFentry:
+		return kmeta.KindFentry
+	case capture.HookFexit:
+		return kmeta.KindFexit
 	}
 	return k.String()
 }

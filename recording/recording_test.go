@@ -237,3 +237,18 @@ func BenchmarkWriteEvent(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
 }
+
+// TestNewWriterChecksFirst checks that a Writer with arguments out of range
+// is refused before anything is written.
+func TestNewWriterChecksFirst(t *testing.T) {
+	for _, snaplen := range []int{0, -1, 1 << 20} {
+		var buf bytes.Buffer
+		_, err := recording.NewWriter(&buf, recording.Info{Application: "pathcap test", Snaplen: snaplen}, 0, nil, nil)
+		if err == nil {
+			t.Errorf("snap length %d: no error", snaplen)
+		}
+		if buf.Len() != 0 {
+			t.Errorf("snap length %d: %d bytes written before the error", snaplen, buf.Len())
+		}
+	}
+}

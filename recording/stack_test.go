@@ -7,8 +7,8 @@ import (
 	"testing"
 
 	"github.com/pathcap/pathcap/capture"
+	"github.com/pathcap/pathcap/internal/testrec"
 	"github.com/pathcap/pathcap/kmeta"
-	"github.com/pathcap/pathcap/pcapng"
 	"github.com/pathcap/pathcap/recording"
 )
 
@@ -55,27 +55,7 @@ var (
 // readComments returns every packet's comments.
 func readComments(t *testing.T, data []byte) [][]string {
 	t.Helper()
-	r, err := pcapng.NewReader(bytes.NewReader(data))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out [][]string
-	for {
-		typ, err := r.Next()
-		if err == io.EOF {
-			return out
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		if typ == pcapng.BlockEnhancedPacket {
-			var cs []string
-			for _, c := range r.Packet().Options.Comments {
-				cs = append(cs, string(c))
-			}
-			out = append(out, cs)
-		}
-	}
+	return testrec.ReadBytes(t, data).Comments()
 }
 
 func TestWriteStacks(t *testing.T) {

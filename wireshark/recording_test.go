@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/pathcap/pathcap/internal/testenv"
+	"github.com/pathcap/pathcap/internal/testrec"
 )
 
 // TestDroppedPacketsOfARecording checks the dissector on the path view that
@@ -18,7 +19,7 @@ import (
 // recorded drop event is found by pathcap.drop_reason in the raw file.
 func TestDroppedPacketsOfARecording(t *testing.T) {
 	testenv.RequireTool(t, "tshark")
-	rec := filepath.Join(testenv.ModuleRoot(t), "testdata", "recordings", "host-veth.pcapng")
+	rec := testrec.Recording(t, "host-veth.pcapng")
 	analyze := testenv.BuildCommand(t, "analyze")
 	view := filepath.Join(t.TempDir(), "view.pcapng")
 	if out, err := exec.Command(analyze, "wireshark", "-o", view, rec).CombinedOutput(); err != nil {

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/pathcap/pathcap/internal/testenv"
+	"github.com/pathcap/pathcap/internal/testrec"
 	"github.com/pathcap/pathcap/kmeta"
 )
 
@@ -162,13 +163,13 @@ func TestStackMalformed(t *testing.T) {
 }
 
 // TestRecordingWithStacks reads a recording with stacks made by the
-// recorder's writer (paths/testdata/stacks.pcapng) with plain tshark and
+// recorder's writer (testdata/crafted/stacks.pcapng) with plain tshark and
 // with the dissector: no warning, every event's frames in frame.comment,
 // and the fields.
 func TestRecordingWithStacks(t *testing.T) {
 	t.Parallel()
 	bin := testenv.RequireTool(t, "tshark")
-	rec := filepath.Join(testenv.ModuleRoot(t), "paths", "testdata", "stacks.pcapng")
+	rec := testrec.Crafted(t, "stacks.pcapng")
 	// Stock tshark, no script: no warning, and the comments hold the
 	// frames of every event, in full the first time.
 	cmd := exec.Command(bin, "-n", "-r", rec, "-T", "fields", "-E", "occurrence=a", "-E", "aggregator=|", "-e", "frame.comment")

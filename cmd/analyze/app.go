@@ -16,6 +16,7 @@ import (
 
 	"github.com/pathcap/pathcap/internal/pcapfilter"
 	"github.com/pathcap/pathcap/paths"
+	"github.com/pathcap/pathcap/paths/render"
 )
 
 const version = "0.1.0"
@@ -274,8 +275,8 @@ func setup(c *cli.Context) (*paths.Input, *paths.Selector, paths.Options, func()
 	return in, sel, paths.Options{Window: c.Duration("window")}, cleanup, nil
 }
 
-func textOptions(c *cli.Context) paths.TextOptions {
-	o := paths.TextOptions{TopPaths: c.Int("top")}
+func textOptions(c *cli.Context) render.TextOptions {
+	o := render.TextOptions{TopPaths: c.Int("top")}
 	if w, ok := terminalWidth(c.App.Writer); ok {
 		o.Color = true
 		o.Width = w
@@ -308,7 +309,7 @@ func runReport(c *cli.Context, summaryOnly bool) error {
 	} else {
 		to.Stacks = c.Bool("stacks")
 	}
-	tw := paths.NewTextWriter(w, to)
+	tw := render.NewTextWriter(w, to)
 	err = paths.Process(in, opts, sel, func(p *paths.Packet) error {
 		sum.Add(p)
 		if summaryOnly {
@@ -323,7 +324,7 @@ func runReport(c *cli.Context, summaryOnly bool) error {
 	if in.BadComments > 0 {
 		fmt.Fprintf(c.App.ErrWriter, "analyze: %d pathcap comments did not parse; their events were read as plain packets\n", in.BadComments)
 	}
-	if err := paths.WriteSummaryText(w, sum, to); err != nil {
+	if err := render.WriteSummaryText(w, sum, to); err != nil {
 		return err
 	}
 	if err := w.Flush(); err != nil {
@@ -348,7 +349,7 @@ func runStatsJSON(c *cli.Context) error {
 	}); err != nil {
 		return err
 	}
-	if _, err := c.App.Writer.Write(paths.AppendSummaryJSON(nil, sum, c.Int("top"))); err != nil {
+	if _, err := c.App.Writer.Write(render.AppendSummaryJSON(nil, sum, c.Int("top"))); err != nil {
 		return err
 	}
 	return truncationError(in)
@@ -368,7 +369,7 @@ func runPaths(c *cli.Context) error {
 	const flushAt = 256 << 10
 	out := c.App.Writer
 	buf := make([]byte, 0, flushAt+64<<10)
-	var enc paths.JSONEncoder
+	var enc render.JSONEncoder
 	err = paths.Process(in, opts, sel, func(p *paths.Packet) error {
 		buf = enc.Append(buf, p)
 		if len(buf) < flushAt {
@@ -445,7 +446,7 @@ func runWireshark(c *cli.Context) error {
 		return err
 	}
 	opts.KeepData = true
-	v, err := paths.NewViewWriter(out, "pathcap analyze "+version)
+	v, err := render.NewViewWriter(out, "pathcap analyze "+version)
 	if err == nil {
 		err = paths.Process(in, opts, sel, v.Write)
 	}
@@ -469,11 +470,11 @@ func runExport(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	format := paths.ExportFormat(c.String("format"))
-	if format != paths.ExportJSONL && format != paths.ExportParquet {
+	format := render.ExportFormat(c.String("format"))
+	if format != render.ExportJSONL && format != render.ExportParquet {
 		return usagef("--format %q: want jsonl or parquet", format)
 	}
-	if format == paths.ExportParquet && outName == "-" {
+	if format == render.ExportParquet && outName == "-" {
 		return usagef("parquet needs a file (-o FILE)")
 	}
 	in, sel, opts, cleanup, err := setup(c)
@@ -488,18 +489,20 @@ func runExport(c *cli.Context) error {
 	bw := bufio.NewWriterSize(out, 256<<10)
 	if selecting(c) {
 		// Rows of the selected packets only: the paths are rebuilt first.
-		err = paths.ExportPackets(in, bw, format, opts, sel)
+		err = render.ExportPackets(in, bw, format, opts, sel)
 	} else {
-		err = paths.Export(in, bw, format)
+		err = render.Export(in, bw, format)
 	}
 	if ferr := bw.Flush(); err == nil {
 		err = ferr
 	}
-	if err == nil {
-		err = truncationError(in)
-	}
+	// A truncated input still gives a complete output of what could be
+	// read: it is kept, and the exit status says the input was damaged.
 	if cerr := commit(err == nil); err == nil {
 		err = cerr
+	}
+	if err == nil {
+		err = truncationError(in)
 	}
 	return err
 }

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+
+	"github.com/pathcap/pathcap/paths/render"
 )
 
 // TestExportSelection checks that export honours the selection flags: the
@@ -27,13 +29,7 @@ func TestExportSelection(t *testing.T) {
 	}
 	want := map[key]bool{}
 	for _, line := range strings.Split(strings.TrimSpace(run("paths", "--json", "--outcome", "dropped", rec)), "\n") {
-		var p struct {
-			ID   uint64 `json:"id"`
-			Hops []struct {
-				Hook string `json:"hook"`
-				TS   int64  `json:"ts"`
-			} `json:"hops"`
-		}
+		var p render.PacketJSON
 		if err := json.Unmarshal([]byte(line), &p); err != nil {
 			t.Fatal(err)
 		}
@@ -50,11 +46,7 @@ func TestExportSelection(t *testing.T) {
 		t.Fatalf("export --outcome dropped wrote %d rows (of %d events), want %d", len(rows), len(all), len(want))
 	}
 	for _, line := range rows {
-		var r struct {
-			ID   uint64 `json:"id"`
-			TS   int64  `json:"ts"`
-			Hook string `json:"hook"`
-		}
+		var r render.Row
 		if err := json.Unmarshal([]byte(line), &r); err != nil {
 			t.Fatal(err)
 		}

@@ -1,7 +1,7 @@
 package main
 
 // End-to-end tests of the analyze binary on the crafted recordings of
-// paths/testdata (made by the paths tests' helpers; see
+// testdata/crafted (made by the paths tests' helpers; see
 // paths/testdata_test.go).
 
 import (
@@ -23,18 +23,19 @@ import (
 
 	"github.com/pathcap/pathcap/internal/pcapfilter"
 	"github.com/pathcap/pathcap/internal/testenv"
-	"github.com/pathcap/pathcap/paths"
+	"github.com/pathcap/pathcap/internal/testrec"
+	"github.com/pathcap/pathcap/paths/render"
 	"github.com/pathcap/pathcap/pcapng"
 )
 
 var (
-	scenarioFile = filepath.Join("..", "..", "paths", "testdata", "scenario.pcapng")
+	scenarioFile = filepath.Join("..", "..", "testdata", "crafted", "scenario.pcapng")
 	partFiles    = []string{
-		filepath.Join("..", "..", "paths", "testdata", "scenario-part2.pcapng"),
-		filepath.Join("..", "..", "paths", "testdata", "scenario-part3.pcapng"),
-		filepath.Join("..", "..", "paths", "testdata", "scenario-part1.pcapng"),
+		filepath.Join("..", "..", "testdata", "crafted", "scenario-part2.pcapng"),
+		filepath.Join("..", "..", "testdata", "crafted", "scenario-part3.pcapng"),
+		filepath.Join("..", "..", "testdata", "crafted", "scenario-part1.pcapng"),
 	}
-	otherHostFile = filepath.Join("..", "..", "paths", "testdata", "other-host.pcapng")
+	otherHostFile = filepath.Join("..", "..", "testdata", "crafted", "other-host.pcapng")
 )
 
 // The scenario's packets (paths/helpers_test.go), in start order.
@@ -275,6 +276,22 @@ func testTruncated(t *testing.T, bin string) {
 		if n := strings.Count(r.stdout, "\n"); n != complete {
 			t.Errorf("export: %d rows, want %d", n, complete)
 		}
+		// Into a file too: the rows that could be read are kept, in
+		// either format (with exit status 1).
+		rows := filepath.Join(dir, "rows.jsonl")
+		run(t, bin, "", "export", "-o", rows, name).expect(t, 1, msg...)
+		if b, err := os.ReadFile(rows); err != nil {
+			t.Errorf("export -o FILE of a truncated input: %v", err)
+		} else if string(b) != r.stdout {
+			t.Errorf("export -o FILE of a truncated input differs from -o -")
+		}
+		pq := filepath.Join(dir, "rows.parquet")
+		run(t, bin, "", "export", "--format", "parquet", "-o", pq, name).expect(t, 1, msg...)
+		if back, err := parquet.ReadFile[render.Row](pq); err != nil {
+			t.Errorf("export --format parquet of a truncated input: %v", err)
+		} else if len(back) != complete {
+			t.Errorf("export --format parquet: %d rows, want %d", len(back), complete)
+		}
 		// The view of what was complete is kept (with exit status 1).
 		out := filepath.Join(dir, "view.pcapng")
 		run(t, bin, "", "wireshark", "-o", out, name).expect(t, 1, msg...)
@@ -427,54 +444,7 @@ func testReport(t *testing.T, bin string) {
 }
 
 // packetJSON is the documented "paths --json" schema (docs/FORMAT.md).
-type packetJSON struct {
-	ID       uint64   `json:"id"`
-	Parent   uint64   `json:"parent"`
-	Children []uint64 `json:"children"`
-	Start    int64    `json:"start"`
-	Duration int64    `json:"duration_ns"`
-	Outcome  struct {
-		Kind           string `json:"kind"`
-		Reason         string `json:"reason"`
-		Location       string `json:"location"`
-		LocationOffset string `json:"location_offset"`
-		Hook           string `json:"hook"`
-		Dev            string `json:"dev"`
-		NetNS          uint32 `json:"netns"`
-	} `json:"outcome"`
-	HopsNotKept int `json:"hops_not_kept"`
-	Hops        []struct {
-		Hook     string   `json:"hook"`
-		Kind     string   `json:"kind"`
-		TS       int64    `json:"ts"`
-		DT       int64    `json:"dt_ns"`
-		Dev      *string  `json:"dev"`
-		NetNS    *uint32  `json:"netns"`
-		NSName   string   `json:"netns_name"`
-		Ifindex  uint32   `json:"ifindex"`
-		Len      *uint32  `json:"len"`
-		CapLen   uint32   `json:"caplen"`
-		SKB      string   `json:"skb"`
-		CPU      uint32   `json:"cpu"`
-		PID      uint32   `json:"pid"`
-		Comm     string   `json:"comm"`
-		Mark     uint32   `json:"mark"`
-		Reason   string   `json:"reason"`
-		Location string   `json:"location"`
-		Src      string   `json:"src"`
-		Dst      string   `json:"dst"`
-		Proto    uint8    `json:"proto"`
-		SPort    uint16   `json:"sport"`
-		DPort    uint16   `json:"dport"`
-		Changed  []string `json:"changed"`
-		// Kernel stacks.
-		StackID   uint64   `json:"stack_id"`
-		Stack     []string `json:"stack"`
-		StackLost bool     `json:"stack_lost"`
-		StackErr  int32    `json:"stack_err"`
-		Derived   []string `json:"derived"`
-	} `json:"hops"`
-}
+type packetJSON = render.PacketJSON
 
 func decodePaths(t *testing.T, s string) []packetJSON {
 	t.Helper()
@@ -516,7 +486,7 @@ func testPathsJSON(t *testing.T, bin string) {
 			t.Errorf("packet %d: outcome %q, want %q", p.ID, p.Outcome.Kind, kinds[p.ID])
 		}
 		for j, h := range p.Hops {
-			if h.Hook == "" || h.Kind != "tp" || h.TS == 0 || h.Dev == nil || h.NetNS == nil || h.Len == nil || *h.NetNS == 0 || *h.Len == 0 {
+			if h.Hook == "" || h.Kind != "tp" || h.TS == 0 || h.NetNS == 0 || h.Len == 0 {
 				t.Errorf("packet %d hop %d: %+v", p.ID, j, h)
 			}
 			if j > 0 && h.TS < p.Hops[j-1].TS {
@@ -543,46 +513,8 @@ func testPathsJSON(t *testing.T, bin string) {
 	}
 }
 
-type statsJSON struct {
-	Packets  uint64            `json:"packets"`
-	Events   uint64            `json:"events"`
-	First    int64             `json:"first"`
-	Last     int64             `json:"last"`
-	Outcomes map[string]uint64 `json:"outcomes"`
-	Drops    []struct {
-		Reason    string `json:"reason"`
-		Count     uint64 `json:"count"`
-		Locations []struct {
-			Location string `json:"location"`
-			Count    uint64 `json:"count"`
-		} `json:"locations"`
-		// With --stacks N.
-		Stacks []struct {
-			Count uint64   `json:"count"`
-			Stack []string `json:"stack"`
-		} `json:"stacks"`
-		StackLost *uint64 `json:"stack_lost"`
-	} `json:"drops"`
-	Paths []struct {
-		Path  string `json:"path"`
-		Count uint64 `json:"count"`
-	} `json:"paths"`
-	Latency []struct {
-		From  string `json:"from"`
-		To    string `json:"to"`
-		Count uint64 `json:"count"`
-		P50   int64  `json:"p50_ns"`
-		P90   int64  `json:"p90_ns"`
-		P99   int64  `json:"p99_ns"`
-		Max   int64  `json:"max_ns"`
-	} `json:"latency"`
-	Devices []struct {
-		Dev    string `json:"dev"`
-		NetNS  uint32 `json:"netns"`
-		NSName string `json:"netns_name"`
-		Events uint64 `json:"events"`
-	} `json:"devices"`
-}
+// statsJSON is the documented "stats --json" schema.
+type statsJSON = render.SummaryJSON
 
 func decodeStats(t *testing.T, s string) statsJSON {
 	t.Helper()
@@ -642,33 +574,14 @@ type viewFrame struct {
 
 func readView(t *testing.T, name string) []viewFrame {
 	t.Helper()
-	f, err := os.Open(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	r, err := pcapng.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var out []viewFrame
-	for {
-		p, err := r.ReadPacket()
-		if err == io.EOF {
-			return out
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+	for i, p := range testrec.Read(t, name).Packets {
 		if !p.Options.HasPacketID {
-			t.Errorf("frame %d without epb_packetid", len(out)+1)
+			t.Errorf("frame %d without epb_packetid", i+1)
 		}
-		v := viewFrame{id: p.Options.PacketID}
-		for _, c := range p.Options.Comments {
-			v.comments = append(v.comments, string(c))
-		}
-		out = append(out, v)
+		out = append(out, viewFrame{id: p.Options.PacketID, comments: p.Comments})
 	}
+	return out
 }
 
 func testWireshark(t *testing.T, bin string) {
@@ -730,9 +643,9 @@ func testWireshark(t *testing.T, bin string) {
 func testExport(t *testing.T, bin string) {
 	r := run(t, bin, "", "export", "--format", "jsonl", "-o", "-", scenarioFile)
 	r.expect(t, 0)
-	var rows []paths.Row
+	var rows []render.Row
 	for i, l := range strings.Split(strings.TrimSuffix(r.stdout, "\n"), "\n") {
-		var row paths.Row
+		var row render.Row
 		dec := json.NewDecoder(strings.NewReader(l))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&row); err != nil {
@@ -763,7 +676,7 @@ func testExport(t *testing.T, bin string) {
 	}
 	pq := filepath.Join(dir, "events.parquet")
 	run(t, bin, "", "export", "--format", "parquet", "-o", pq, scenarioFile).expect(t, 0)
-	back, err := parquet.ReadFile[paths.Row](pq)
+	back, err := parquet.ReadFile[render.Row](pq)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,7 +6,6 @@ package main
 import (
 	"bytes"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,8 +16,8 @@ import (
 	"time"
 
 	"github.com/pathcap/pathcap/internal/testenv"
+	"github.com/pathcap/pathcap/internal/testrec"
 	"github.com/pathcap/pathcap/kmeta"
-	"github.com/pathcap/pathcap/pcapng"
 )
 
 // stackEvent is an event of a recording with its stack's frames.
@@ -83,36 +82,15 @@ func recordStacks(t *testing.T, record string, traffic func(), args ...string) s
 // readStackEvents reads every event of a recording with its stack.
 func readStackEvents(t *testing.T, name string) []stackEvent {
 	t.Helper()
-	f, err := os.Open(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	r, err := pcapng.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := kmeta.NewParser()
 	var out []stackEvent
-	for {
-		typ, err := r.Next()
-		if err == io.EOF {
-			return out
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !typ.IsPacket() {
-			continue
-		}
-		pk := r.Packet()
+	for _, pk := range testrec.Read(t, name).Packets {
 		cs := pk.Options.Comments
-		e := stackEvent{id: pk.Options.PacketID}
+		e := stackEvent{id: pk.Options.PacketID, meta: pk.Meta}
 		if len(cs) == 0 {
-			t.Fatalf("event at offset %d has no comment", r.Offset())
+			t.Fatalf("event %d has no comment", len(out)+1)
 		}
-		if err := p.Parse(cs[0], &e.meta); err != nil {
-			t.Fatal(err)
+		if pk.MetaErr != nil {
+			t.Fatal(pk.MetaErr)
 		}
 		switch {
 		case e.meta.StackLost:
@@ -138,6 +116,7 @@ func readStackEvents(t *testing.T, name string) []stackEvent {
 		}
 		out = append(out, e)
 	}
+	return out
 }
 
 // hasFunc reports whether funcs holds a function starting with one of

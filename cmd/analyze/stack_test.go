@@ -9,12 +9,12 @@ import (
 	"github.com/pathcap/pathcap/internal/testenv"
 )
 
-// The recordings with kernel stacks of paths/testdata (paths/stack_helpers_test.go).
+// The recordings with kernel stacks of testdata/crafted (paths/stack_helpers_test.go).
 var (
-	stacksFile      = filepath.Join("..", "..", "paths", "testdata", "stacks.pcapng")
+	stacksFile      = filepath.Join("..", "..", "testdata", "crafted", "stacks.pcapng")
 	stacksPartFiles = []string{
-		filepath.Join("..", "..", "paths", "testdata", "stacks-part2.pcapng"),
-		filepath.Join("..", "..", "paths", "testdata", "stacks-part1.pcapng"),
+		filepath.Join("..", "..", "testdata", "crafted", "stacks-part2.pcapng"),
+		filepath.Join("..", "..", "testdata", "crafted", "stacks-part1.pcapng"),
 	}
 	// The drop's derived functions and the start of its stack.
 	stacksDerived = []string{"ip_rcv", "ip_local_deliver", "ip_local_deliver_finish", "ip_protocol_deliver_rcu", "__udp4_lib_rcv", "kfree_skb_reason"}

@@ -427,24 +427,9 @@ func listHooks(stdout io.Writer, o options) error {
 func printer(w *bufio.Writer, symbols recording.Symbolizer, names recording.DeviceNamer) func(*capture.Event) error {
 	var line []byte
 	var m kmeta.Event
+	desc := recording.NewDescriber(names, symbols)
 	return func(ev *capture.Event) error {
-		m = kmeta.Event{
-			Kind: recording.KindName(ev.Hook.Kind), Hook: ev.Hook.Name, NetNS: ev.NetNS, Ifindex: ev.Ifindex,
-			SKB: ev.SKB, Len: ev.Len, DataLen: ev.DataLen, Proto: ev.Protocol, PktType: ev.PktType, Mark: ev.Mark,
-			Header: kmeta.HeaderStart(ev.Header), CPU: ev.CPU, PID: ev.PID, TID: ev.TID, Comm: ev.CommString(),
-			HasDrop: ev.HasDrop, Parent: ev.Parent, RetVal: ev.RetVal, HasRetVal: ev.HasRetVal,
-		}
-		if ev.HasDrop {
-			m.Reason = ev.DropReasonName()
-		}
-		if ev.Ifindex != 0 {
-			m.Dev, _ = names.DeviceName(ev.NetNS, ev.Ifindex)
-		}
-		if ev.DropLocation != 0 && symbols != nil {
-			if loc, ok := symbols.AppendSymbol(nil, ev.DropLocation); ok {
-				m.Location = string(loc)
-			}
-		}
+		desc.Describe(ev, &m)
 		line = ev.Time.AppendFormat(line[:0], "15:04:05.000000000")
 		line = append(line, " id="...)
 		line = fmt.Appendf(line, "%d ", ev.PacketID)

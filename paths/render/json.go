@@ -1,13 +1,16 @@
-package paths
+package render
 
 import (
 	"strconv"
 	"unicode/utf8"
+
+	"github.com/pathcap/pathcap/kmeta"
+	"github.com/pathcap/pathcap/paths"
 )
 
 // AppendJSON appends p as one line of JSON (see docs/FORMAT.md, "analyze
 // paths --json") followed by a newline.
-func AppendJSON(b []byte, p *Packet) []byte {
+func AppendJSON(b []byte, p *paths.Packet) []byte {
 	return (*JSONEncoder)(nil).Append(b, p)
 }
 
@@ -19,6 +22,28 @@ func AppendJSON(b []byte, p *Packet) []byte {
 type JSONEncoder struct {
 	hooks    [64]jsonHookEntry
 	outcomes [16]jsonOutcomeEntry
+	stacks   [256]jsonStackEntry
+}
+
+// jsonStackEntry is the JSON array of a stack's frames. A Stack is never
+// modified once made, and the entry keeps it alive, so the pointer
+// identifies the frames.
+type jsonStackEntry struct {
+	stack *paths.Stack
+	text  []byte
+}
+
+// appendStack appends the frames of s as a JSON array, made once per
+// stack while it stays in the cache.
+func (enc *JSONEncoder) appendStack(b []byte, s *paths.Stack) []byte {
+	if enc == nil {
+		return appendJSONStrings(b, s.Frames)
+	}
+	e := &enc.stacks[(s.ID*0x9e3779b97f4a7c15)>>56]
+	if e.stack != s {
+		e.stack, e.text = s, appendJSONStrings(e.text[:0], s.Frames)
+	}
+	return append(b, e.text...)
 }
 
 // jsonHookEntry is the start of a hop's JSON, up to its "ts", for a hook.
@@ -36,14 +61,14 @@ type jsonOutcomeEntry struct {
 
 // jsonOutcomeKey is what an outcome's JSON depends on.
 type jsonOutcomeKey struct {
-	kind                        OutcomeKind
+	kind                        paths.OutcomeKind
 	reason, location, hook, dev string
 	netns                       uint32
 }
 
 // Append appends p as one line of JSON followed by a newline. A nil
 // JSONEncoder remembers nothing.
-func (enc *JSONEncoder) Append(b []byte, p *Packet) []byte {
+func (enc *JSONEncoder) Append(b []byte, p *paths.Packet) []byte {
 	b = append(b, `{"id":`...)
 	b = strconv.AppendUint(b, p.ID, 10)
 	if p.Parent != 0 {
@@ -82,7 +107,7 @@ func (enc *JSONEncoder) Append(b []byte, p *Packet) []byte {
 }
 
 // appendOutcome appends the "outcome" member.
-func (enc *JSONEncoder) appendOutcome(b []byte, o *Outcome) []byte {
+func (enc *JSONEncoder) appendOutcome(b []byte, o *paths.Outcome) []byte {
 	k := jsonOutcomeKey{o.Kind, o.Reason, o.Location, o.Hook, o.Dev, o.NetNS}
 	var e *jsonOutcomeEntry
 	if enc != nil {
@@ -125,7 +150,7 @@ func (enc *JSONEncoder) appendOutcome(b []byte, o *Outcome) []byte {
 
 // appendHookStart appends the start of a hop's JSON: its hook and kind,
 // and the "ts" key.
-func (enc *JSONEncoder) appendHookStart(b []byte, h *Hop) []byte {
+func (enc *JSONEncoder) appendHookStart(b []byte, h *paths.Hop) []byte {
 	hook, kind := h.Meta.Hook, h.Meta.Kind
 	var e *jsonHookEntry
 	if enc != nil {
@@ -136,10 +161,10 @@ func (enc *JSONEncoder) appendHookStart(b []byte, h *Hop) []byte {
 	}
 	start := len(b)
 	b = append(b, `{"hook":`...)
-	b = appendJSONString(b, hopName(h))
+	b = appendJSONString(b, h.HookName())
 	b = append(b, `,"kind":`...)
 	if kind == "" {
-		b = append(b, `"capture"`...)
+		b = appendJSONString(b, kmeta.KindCapture)
 	} else {
 		b = appendJSONString(b, kind)
 	}
@@ -183,7 +208,7 @@ type jsonState struct {
 	placeSpan [4]jsonSpan
 	nPlaces   int
 	nextPlace int
-	flow      Flow
+	flow      paths.Flow
 	flowSpan  jsonSpan
 	hasFlow   bool
 	time      int64 // the last "ts", at timeSpan (when not 0)
@@ -236,7 +261,7 @@ func appendDigits6(b []byte, v uint32) []byte {
 		digitPairs[2*lo], digitPairs[2*lo+1])
 }
 
-func (st *jsonState) appendHop(b []byte, p *Packet, i int, t0 int64) []byte {
+func (st *jsonState) appendHop(b []byte, p *paths.Packet, i int, t0 int64) []byte {
 	h := &p.Hops[i]
 	m := &h.Meta
 	b = st.enc.appendHookStart(b, h)
@@ -244,7 +269,7 @@ func (st *jsonState) appendHop(b []byte, p *Packet, i int, t0 int64) []byte {
 	b = append(b, `,"dt_ns":`...)
 	b = appendSmallInt(b, h.Time-t0)
 
-	place := hopPlace{dev: m.Dev, nsName: h.NSName, netns: m.NetNS, ifindex: m.Ifindex, hopLen: hopLen(h),
+	place := hopPlace{dev: m.Dev, nsName: h.NSName, netns: m.NetNS, ifindex: m.Ifindex, hopLen: h.Len(),
 		capLen: h.CapLen, meta: m.Hook != ""}
 	if place.meta {
 		place.skb, place.cpu, place.pid, place.comm = m.SKB, m.CPU, m.PID, m.Comm
@@ -267,18 +292,9 @@ func (st *jsonState) appendHop(b []byte, p *Packet, i int, t0 int64) []byte {
 		b = st.appendFlow(b, f)
 	}
 	if h.Changed != 0 {
-		b = append(b, `,"changed":[`...)
-		first := true
-		for i, n := range changeNames {
-			if h.Changed&(1<<i) != 0 {
-				if !first {
-					b = append(b, ',')
-				}
-				first = false
-				b = appendJSONString(b, n)
-			}
-		}
-		b = append(b, ']')
+		b = append(b, `,"changed":["`...)
+		b = h.Changed.AppendNames(b, `","`)
+		b = append(b, `"]`...)
 	}
 	switch {
 	case m.StackLost:
@@ -293,11 +309,11 @@ func (st *jsonState) appendHop(b []byte, p *Packet, i int, t0 int64) []byte {
 	}
 	if h.Stack != nil {
 		b = append(b, `,"stack":`...)
-		b = h.Stack.appendJSON(b)
+		b = st.enc.appendStack(b, h.Stack)
 		n := len(b)
 		b = append(b, `,"derived":[`...)
 		first := true
-		p.eachDerived(i, func(fn string) {
+		p.EachDerived(i, func(fn string) {
 			if !first {
 				b = append(b, ',')
 			}
@@ -356,7 +372,7 @@ func (st *jsonState) appendPlace(b []byte, pl *hopPlace) []byte {
 
 // appendFlow appends the addresses, protocol and ports, copied from an
 // earlier hop of the line when one had the same.
-func (st *jsonState) appendFlow(b []byte, f *Flow) []byte {
+func (st *jsonState) appendFlow(b []byte, f *paths.Flow) []byte {
 	if st.hasFlow && st.flow == *f {
 		return append(b, b[st.flowSpan.start:st.flowSpan.end]...)
 	}

@@ -1,9 +1,12 @@
-package paths
+package render
 
 import (
 	"io"
 	"strconv"
 	"unicode/utf8"
+
+	"github.com/pathcap/pathcap/kmeta"
+	"github.com/pathcap/pathcap/paths"
 )
 
 // TextWriter writes packets as aligned text, reusing one buffer for all of
@@ -15,7 +18,7 @@ type TextWriter struct {
 	line int    // where the current line starts in buf
 	// flow and flowText are the last flow written in a packet's header
 	// line, and its text: packets of one flow follow each other.
-	flow     Flow
+	flow     paths.Flow
 	flowText []byte
 }
 
@@ -25,7 +28,7 @@ func NewTextWriter(w io.Writer, o TextOptions) *TextWriter {
 }
 
 // WritePacketText writes one packet's path, aligned.
-func WritePacketText(w io.Writer, p *Packet, o TextOptions) error {
+func WritePacketText(w io.Writer, p *paths.Packet, o TextOptions) error {
 	return NewTextWriter(w, o).WritePacket(p)
 }
 
@@ -76,7 +79,8 @@ func (t *TextWriter) pad(n int) {
 	}
 }
 
-// appendDuration appends FormatDuration(ns).
+// appendDuration appends FormatDuration(ns): strconv's float formatting,
+// computed in integers where that gives the same.
 func appendDuration(b []byte, ns int64) []byte {
 	a := uint64(ns)
 	if ns < 0 {
@@ -112,23 +116,14 @@ func appendDuration(b []byte, ns int64) []byte {
 	return append(strconv.AppendFloat(b, float64(ns)/1e9, 'f', 2, 64), 's')
 }
 
-func appendHookLabel(b []byte, h *Hop) []byte {
+func hookLabelLen(h *paths.Hop) int {
 	if h.Meta.Hook == "" {
-		return append(b, "capture"...)
-	}
-	b = append(b, h.Meta.Kind...)
-	b = append(b, ':')
-	return append(b, h.Meta.Hook...)
-}
-
-func hookLabelLen(h *Hop) int {
-	if h.Meta.Hook == "" {
-		return len("capture")
+		return len(kmeta.KindCapture)
 	}
 	return len(h.Meta.Kind) + 1 + len(h.Meta.Hook)
 }
 
-func appendNSLabel(b []byte, h *Hop) []byte {
+func appendNSLabel(b []byte, h *paths.Hop) []byte {
 	if h.Meta.NetNS == 0 {
 		return b
 	}
@@ -139,7 +134,7 @@ func appendNSLabel(b []byte, h *Hop) []byte {
 	return strconv.AppendUint(b, uint64(h.Meta.NetNS), 10)
 }
 
-func nsLabelLen(h *Hop) int {
+func nsLabelLen(h *paths.Hop) int {
 	switch {
 	case h.Meta.NetNS == 0:
 		return 0
@@ -173,7 +168,7 @@ func decimalLen(v uint64) int {
 // WritePacket writes one packet's path, aligned: a header line, then one
 // line per hop (with its derived functions and, with TextOptions.Stacks,
 // its call chain), then an empty line.
-func (t *TextWriter) WritePacket(p *Packet) error {
+func (t *TextWriter) WritePacket(p *paths.Packet) error {
 	t.buf, t.line = t.buf[:0], 0
 	t.paintStart(ansiBold)
 	t.buf = append(t.buf, "packet "...)
@@ -231,7 +226,7 @@ func (t *TextWriter) WritePacket(p *Packet) error {
 		t.pad(9 - runeCount(d))
 		t.buf = append(t.buf, d...)
 		t.buf = append(t.buf, "  "...)
-		t.buf = appendHookLabel(t.buf, h)
+		t.buf = h.AppendLabel(t.buf)
 		t.pad(hookW - hookLabelLen(h))
 		t.buf = append(t.buf, "  "...)
 		t.buf = append(t.buf, h.Meta.Dev...)
@@ -240,7 +235,7 @@ func (t *TextWriter) WritePacket(p *Packet) error {
 		t.buf = appendNSLabel(t.buf, h)
 		t.pad(nsW - nsLabelLen(h))
 		t.buf = append(t.buf, "  len "...)
-		l := uint64(hopLen(h))
+		l := uint64(h.Len())
 		t.buf = strconv.AppendUint(t.buf, l, 10)
 		t.pad(5 - decimalLen(l))
 		first := true
@@ -264,8 +259,8 @@ func (t *TextWriter) WritePacket(p *Packet) error {
 			extra()
 			t.paintStart(ansiYell)
 			t.buf = append(t.buf, "changed "...)
-			t.buf = h.Changed.appendNames(t.buf)
-			if h.Changed&(ChangedAddr|ChangedPort|ChangedProto) != 0 {
+			t.buf = h.Changed.AppendNames(t.buf, ",")
+			if h.Changed&(paths.ChangedAddr|paths.ChangedPort|paths.ChangedProto) != 0 {
 				t.buf = append(t.buf, ": "...)
 				t.buf = appendFlowText(t.buf, &h.Flow)
 			}
@@ -290,7 +285,7 @@ func (t *TextWriter) WritePacket(p *Packet) error {
 
 // writeHopStack writes the derived functions of hop i and, with
 // TextOptions.Stacks, its call chain.
-func (t *TextWriter) writeHopStack(p *Packet, i int) {
+func (t *TextWriter) writeHopStack(p *paths.Packet, i int) {
 	h := &p.Hops[i]
 	if d := p.Derived(i); len(d) > 0 {
 		t.buf = append(t.buf, stackIndent...)

@@ -1,4 +1,4 @@
-package paths
+package render
 
 import (
 	"fmt"
@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pathcap/pathcap/kmeta"
+	"github.com/pathcap/pathcap/paths"
 	"github.com/pathcap/pathcap/pcapng"
 )
 
@@ -40,7 +42,7 @@ func NewViewWriter(w io.Writer, application string) (*ViewWriter, error) {
 }
 
 // Write writes one packet.
-func (v *ViewWriter) Write(p *Packet) error {
+func (v *ViewWriter) Write(p *paths.Packet) error {
 	if len(p.Hops) == 0 {
 		return nil
 	}
@@ -103,31 +105,10 @@ func (v *ViewWriter) Write(p *Packet) error {
 // Close flushes the file (it does not close the underlying writer).
 func (v *ViewWriter) Close() error { return v.w.Flush() }
 
-func appendKV(b []byte, key, val string) []byte {
-	b = append(b, ' ')
-	b = append(b, key...)
-	b = append(b, '=')
-	if needsQuoting(val) {
-		return strconv.AppendQuote(b, val)
-	}
-	return append(b, val...)
-}
+func appendKV(b []byte, key, val string) []byte { return kmeta.AppendPair(b, key, val) }
 
-func needsQuoting(s string) bool {
-	if s == "" || s[0] == '"' {
-		return true
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c <= ' ' || c == '"' || c == '\\' || c >= 0x7f {
-			return true
-		}
-	}
-	return false
-}
-
-func appendPathComment(b []byte, p *Packet) []byte {
-	b = append(b, "pathcap-path/1"...)
+func appendPathComment(b []byte, p *paths.Packet) []byte {
+	b = append(b, kmeta.PathPrefix...)
 	b = appendKV(b, "id", strconv.FormatUint(p.ID, 10))
 	b = appendKV(b, "outcome", p.Outcome.Kind.String())
 	if p.Outcome.Reason != "" {
@@ -147,18 +128,18 @@ func appendPathComment(b []byte, p *Packet) []byte {
 	return appendKV(b, "path", p.PathString())
 }
 
-func appendHopComment(b []byte, p *Packet, i int, t0 int64) []byte {
+func appendHopComment(b []byte, p *paths.Packet, i int, t0 int64) []byte {
 	h := &p.Hops[i]
-	b = append(b, "pathcap-hop/1"...)
+	b = append(b, kmeta.HopPrefix...)
 	b = appendKV(b, "n", strconv.Itoa(i+1))
 	b = appendKV(b, "dt_ns", strconv.FormatInt(h.Time-t0, 10))
-	b = appendKV(b, "hook", hookLabel(h))
+	b = appendKV(b, "hook", h.Label())
 	if h.Meta.Dev != "" {
 		b = appendKV(b, "dev", h.Meta.Dev)
 	}
 	b = appendKV(b, "netns", strconv.FormatUint(uint64(h.Meta.NetNS), 10))
 	b = appendKV(b, "ifindex", strconv.FormatUint(uint64(h.Meta.Ifindex), 10))
-	b = appendKV(b, "len", strconv.FormatUint(uint64(hopLen(h)), 10))
+	b = appendKV(b, "len", strconv.FormatUint(uint64(h.Len()), 10))
 	if h.Meta.HasDrop {
 		b = appendKV(b, "reason", h.Meta.Reason)
 	}
@@ -170,7 +151,7 @@ func appendHopComment(b []byte, p *Packet, i int, t0 int64) []byte {
 	}
 	if h.Changed != 0 {
 		b = appendKV(b, "changed", h.Changed.String())
-		if h.Changed&(ChangedAddr|ChangedPort|ChangedProto) != 0 {
+		if h.Changed&(paths.ChangedAddr|paths.ChangedPort|paths.ChangedProto) != 0 {
 			b = appendKV(b, "flow", FlowText(&h.Flow))
 		}
 	}

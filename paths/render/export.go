@@ -1,4 +1,4 @@
-package paths
+package render
 
 import (
 	"errors"
@@ -8,6 +8,8 @@ import (
 
 	"github.com/parquet-go/parquet-go"
 	"github.com/parquet-go/parquet-go/compress/zstd"
+
+	"github.com/pathcap/pathcap/paths"
 )
 
 // Row is one event of a recording as exported for analytical databases
@@ -42,9 +44,9 @@ type Row struct {
 }
 
 // rowOf fills r from an event.
-func rowOf(r *Row, ev *Event) {
+func rowOf(r *Row, ev *paths.Event) {
 	m := &ev.Meta
-	f := parseFlow(ev.Data)
+	f := paths.ParseFlow(ev.Data)
 	*r = Row{
 		File: int32(ev.File), Frame: ev.Frame, ID: ev.ID, TS: ev.Time,
 		Kind: m.Kind, Hook: m.Hook, Dev: m.Dev, NetNS: m.NetNS, Ifindex: m.Ifindex,
@@ -54,9 +56,7 @@ func rowOf(r *Row, ev *Event) {
 	}
 	if !ev.HasMeta {
 		r.Kind, r.Hook, r.Len, r.Proto = "", "", ev.OrigLen, f.EtherType
-		if ev.Interface != nil {
-			r.Dev = ev.Interface.Name
-		}
+		r.Dev = ev.IfName
 	}
 	if m.HasDrop && ev.HasMeta {
 		r.Reason = m.Reason
@@ -187,7 +187,7 @@ func (s *rowSink) close() error {
 
 // Export writes every event of in to w as rows, in file order: JSON lines
 // or a Parquet file (zstd-compressed, row groups of 128k rows).
-func Export(in *Input, w io.Writer, format ExportFormat) error {
+func Export(in *paths.Input, w io.Writer, format ExportFormat) error {
 	sink, err := newRowSink(w, format)
 	if err != nil {
 		return err
@@ -212,13 +212,13 @@ func Export(in *Input, w io.Writer, format ExportFormat) error {
 // ExportPackets is Export for the events of the packets sel selects: the
 // paths are rebuilt first, so rows come packet by packet, each packet's
 // events in time order.
-func ExportPackets(in *Input, w io.Writer, format ExportFormat, opts Options, sel *Selector) error {
+func ExportPackets(in *paths.Input, w io.Writer, format ExportFormat, opts paths.Options, sel *paths.Selector) error {
 	sink, err := newRowSink(w, format)
 	if err != nil {
 		return err
 	}
 	var row Row
-	err = Process(in, opts, sel, func(p *Packet) error {
+	err = paths.Process(in, opts, sel, func(p *paths.Packet) error {
 		for i := range p.Hops {
 			rowOfHop(&row, p, &p.Hops[i])
 			if err := sink.add(&row); err != nil {
@@ -234,13 +234,13 @@ func ExportPackets(in *Input, w io.Writer, format ExportFormat, opts Options, se
 }
 
 // rowOfHop fills r from one hop of a packet.
-func rowOfHop(r *Row, p *Packet, h *Hop) {
+func rowOfHop(r *Row, p *paths.Packet, h *paths.Hop) {
 	m := &h.Meta
 	f := &h.Flow
 	*r = Row{
 		File: int32(h.File), Frame: h.Frame, ID: p.ID, TS: h.Time,
 		Kind: m.Kind, Hook: m.Hook, Dev: m.Dev, NetNS: m.NetNS, Ifindex: m.Ifindex,
-		Len: hopLen(h), CapLen: h.CapLen, SKB: m.SKB, CPU: m.CPU, PID: m.PID, TID: m.TID,
+		Len: h.Len(), CapLen: h.CapLen, SKB: m.SKB, CPU: m.CPU, PID: m.PID, TID: m.TID,
 		Comm: m.Comm, Mark: m.Mark, Proto: m.Proto, Location: m.Location,
 		L4Proto: f.Proto, SrcPort: f.SrcPort, DstPort: f.DstPort, Lost: h.Lost,
 	}

@@ -1,4 +1,4 @@
-package paths
+package render
 
 import (
 	"bufio"
@@ -8,13 +8,14 @@ import (
 	"testing"
 
 	"github.com/pathcap/pathcap/kmeta"
+	"github.com/pathcap/pathcap/paths"
 )
 
 // benchPacket returns a packet shaped like those of bench/genrec: a ping
 // across a veth pair, seven hops.
-func benchPacket() *Packet {
+func benchPacket() *paths.Packet {
 	hooks := []string{"net_dev_queue", "net_dev_start_xmit", "netif_rx_entry", "netif_rx", "net_dev_xmit", "netif_receive_skb", "consume_skb"}
-	p := &Packet{ID: 1234567, HasMeta: true}
+	p := &paths.Packet{ID: 1234567, HasMeta: true}
 	t := int64(1795593600123456789)
 	for i, h := range hooks {
 		m := kmeta.Event{Kind: "tp", Hook: h, Dev: "veth-a", NetNS: 4026532300, Ifindex: 2, SKB: 0xffff888100000100,
@@ -26,11 +27,11 @@ func benchPacket() *Packet {
 		if i == 6 {
 			m.Location = "icmp_rcv+0x259"
 		}
-		p.Hops = append(p.Hops, Hop{Time: t, Meta: m, NSName: ns, CapLen: 128, OrigLen: 98, Frame: int64(i + 1),
-			Flow: Flow{EtherType: 0x0800, Proto: 1, Src: netip.AddrFrom4([4]byte{10, 231, 0, 1}), Dst: netip.AddrFrom4([4]byte{10, 231, 0, 2})}})
+		p.Hops = append(p.Hops, paths.Hop{Time: t, Meta: m, NSName: ns, CapLen: 128, OrigLen: 98, Frame: int64(i + 1),
+			Flow: paths.Flow{EtherType: 0x0800, Proto: 1, Src: netip.AddrFrom4([4]byte{10, 231, 0, 1}), Dst: netip.AddrFrom4([4]byte{10, 231, 0, 2})}})
 		t += 700
 	}
-	finish(p)
+	p.Finish()
 	return p
 }
 
@@ -57,7 +58,7 @@ func BenchmarkJSONEncoder(b *testing.B) {
 // never changes its output: packets of varied hooks, kinds and outcomes,
 // each encoded after all the others.
 func TestJSONEncoderMatchesAppendJSON(t *testing.T) {
-	var pkts []*Packet
+	var pkts []*paths.Packet
 	for i, hook := range []string{"a", "net_dev_queue", "kfree_skb", "consume_skb", "x\"y", "", "ip_rcv", "tcp_v4_rcv"} {
 		p := benchPacket()
 		for j := range p.Hops {
@@ -66,7 +67,7 @@ func TestJSONEncoderMatchesAppendJSON(t *testing.T) {
 				h.Meta.Hook, h.Meta.Kind = hook, []string{"tp", "kprobe", "fexit", ""}[i%4]
 			}
 		}
-		finish(p)
+		p.Finish()
 		p.Outcome.Reason = hook
 		pkts = append(pkts, p)
 	}
@@ -88,15 +89,6 @@ func BenchmarkWritePacketText(b *testing.B) {
 		if err := tw.WritePacket(p); err != nil {
 			b.Fatal(err)
 		}
-	}
-}
-
-func BenchmarkSummaryAdd(b *testing.B) {
-	p := benchPacket()
-	s := NewSummary()
-	b.ReportAllocs()
-	for b.Loop() {
-		s.Add(p)
 	}
 }
 

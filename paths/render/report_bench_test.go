@@ -1,4 +1,4 @@
-package paths_test
+package render_test
 
 import (
 	"bufio"
@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/pathcap/pathcap/paths"
+	"github.com/pathcap/pathcap/paths/render"
 )
 
 // BenchmarkReportFile analyzes the recording named by PATHCAP_BENCH_FILE and
@@ -23,7 +24,7 @@ func BenchmarkReportFile(b *testing.B) {
 		}
 		w := bufio.NewWriter(io.Discard)
 		sum := paths.NewSummary()
-		tw := paths.NewTextWriter(w, paths.TextOptions{})
+		tw := render.NewTextWriter(w, render.TextOptions{})
 		err = paths.Process(in, paths.Options{}, nil, func(p *paths.Packet) error {
 			sum.Add(p)
 			return tw.WritePacket(p)

@@ -1,4 +1,4 @@
-package paths
+package render
 
 import (
 	"bytes"
@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"github.com/pathcap/pathcap/paths"
 )
 
 // TextOptions controls the text report.
@@ -38,13 +40,13 @@ func (o TextOptions) paint(color, s string) string {
 	return color + s + ansiReset
 }
 
-func outcomeColor(k OutcomeKind) string {
+func outcomeColor(k paths.OutcomeKind) string {
 	switch k {
-	case Dropped:
+	case paths.Dropped:
 		return ansiRed
-	case Delivered, Transmitted:
+	case paths.Delivered, paths.Transmitted:
 		return ansiGreen
-	case Consumed:
+	case paths.Consumed:
 		return ansiBlue
 	}
 	return ansiYell
@@ -53,34 +55,20 @@ func outcomeColor(k OutcomeKind) string {
 // FormatDuration formats ns compactly: "850ns", "12.3µs", "4.56ms", "1.20s".
 // The unit is chosen after rounding, so 999,999 ns is "1.00ms", not
 // "1000.0µs".
-func FormatDuration(ns int64) string {
-	a := uint64(ns)
-	if ns < 0 {
-		a = -a
-	}
-	switch {
-	case a < 1000:
-		return strconv.FormatInt(ns, 10) + "ns"
-	case a < 999_950: // 999.95µs would round to 1000.0µs
-		return strconv.FormatFloat(float64(ns)/1e3, 'f', 1, 64) + "µs"
-	case a < 999_995_000: // 999.995ms would round to 1000.00ms
-		return strconv.FormatFloat(float64(ns)/1e6, 'f', 2, 64) + "ms"
-	}
-	return strconv.FormatFloat(float64(ns)/1e9, 'f', 2, 64) + "s"
-}
+func FormatDuration(ns int64) string { return string(appendDuration(nil, ns)) }
 
 // OutcomeText describes an outcome in words: "dropped: NO_SOCKET at
 // ping_rcv+0xab", "dropped (no reason on this kernel) at
 // __udp4_lib_rcv+0x4bc" (Linux before 5.17), "transmitted on veth0", ...
-func OutcomeText(o *Outcome) string {
+func OutcomeText(o *paths.Outcome) string {
 	return string(appendOutcomeText(nil, o))
 }
 
 // appendOutcomeText appends OutcomeText(o).
-func appendOutcomeText(b []byte, o *Outcome) []byte {
+func appendOutcomeText(b []byte, o *paths.Outcome) []byte {
 	b = append(b, o.Kind.String()...)
 	switch o.Kind {
-	case Dropped:
+	case paths.Dropped:
 		if o.Reason == "" {
 			// kfree_skb before Linux 5.17 passes no reason.
 			b = append(b, " (no reason on this kernel)"...)
@@ -92,23 +80,23 @@ func appendOutcomeText(b []byte, o *Outcome) []byte {
 			b = append(b, " at "...)
 			b = append(b, o.Location...)
 		}
-	case Transmitted:
+	case paths.Transmitted:
 		if o.Dev != "" {
 			b = append(b, " on "...)
 			b = append(b, o.Dev...)
 		}
-	case Delivered:
+	case paths.Delivered:
 		if o.Location != "" {
 			b = append(b, " (freed at "...)
 			b = append(b, o.Location...)
 			b = append(b, ')')
 		}
-	case Consumed:
+	case paths.Consumed:
 		if o.Location != "" {
 			b = append(b, " at "...)
 			b = append(b, o.Location...)
 		}
-	case Unknown:
+	case paths.Unknown:
 		if o.Hook != "" {
 			b = append(b, " (last seen at "...)
 			b = append(b, o.Hook...)
@@ -120,12 +108,12 @@ func appendOutcomeText(b []byte, o *Outcome) []byte {
 
 // FlowText describes a hop's flow: "10.0.0.1 > 10.0.0.2 ICMP",
 // "10.0.0.1:5353 > 10.0.0.2:53 UDP".
-func FlowText(f *Flow) string {
+func FlowText(f *paths.Flow) string {
 	return string(appendFlowText(nil, f))
 }
 
 // appendFlowText appends FlowText(f).
-func appendFlowText(b []byte, f *Flow) []byte {
+func appendFlowText(b []byte, f *paths.Flow) []byte {
 	if !f.Src.IsValid() {
 		if f.EtherType != 0 {
 			b = append(b, "ethertype 0x"...)
@@ -162,13 +150,6 @@ func appendHostPort(b []byte, a netip.Addr, port uint16, withPort bool) []byte {
 	return strconv.AppendUint(b, uint64(port), 10)
 }
 
-func hostPort(h string, p uint16) string {
-	if strings.Contains(h, ":") {
-		return "[" + h + "]:" + strconv.Itoa(int(p))
-	}
-	return h + ":" + strconv.Itoa(int(p))
-}
-
 func appendProtoName(b []byte, p uint8) []byte {
 	switch p {
 	case 1:
@@ -195,24 +176,7 @@ func appendProtoName(b []byte, p uint8) []byte {
 // stackIndent lines up a hop's stack lines under its hook.
 const stackIndent = "             "
 
-func hookLabel(h *Hop) string {
-	if h.Meta.Hook == "" {
-		return "capture"
-	}
-	return h.Meta.Kind + ":" + h.Meta.Hook
-}
-
-func nsLabel(h *Hop) string {
-	if h.Meta.NetNS == 0 {
-		return ""
-	}
-	if h.NSName != "" {
-		return "netns " + h.NSName
-	}
-	return "netns " + strconv.FormatUint(uint64(h.Meta.NetNS), 10)
-}
-
-func hopLen(h *Hop) uint32 {
+func hopLen(h *paths.Hop) uint32 {
 	if h.Meta.Hook == "" {
 		return h.OrigLen
 	}
@@ -236,7 +200,7 @@ func line(b *strings.Builder, w io.Writer, o TextOptions) {
 
 // WriteSummaryText writes the summary: outcomes, drop reasons and
 // locations, the most common paths, per-hop latency and devices.
-func WriteSummaryText(w io.Writer, s *Summary, o TextOptions) error {
+func WriteSummaryText(w io.Writer, s *paths.Summary, o TextOptions) error {
 	var b strings.Builder
 	span := ""
 	if s.Last > s.First {
@@ -248,7 +212,7 @@ func WriteSummaryText(w io.Writer, s *Summary, o TextOptions) error {
 	b.WriteString(o.paint(ansiBold, "Outcomes:"))
 	line(&b, w, o)
 	for _, c := range s.Outcomes() {
-		k, _ := ParseOutcome(c.Name)
+		k, _ := paths.ParseOutcome(c.Name)
 		fmt.Fprintf(&b, "  %-12s %9d  %5.1f%%", o.paint(outcomeColor(k), c.Name), c.Count, pct(c.Count, s.Packets))
 		if o.Color {
 			// The colour codes take no room on screen.
@@ -344,7 +308,7 @@ func WriteSummaryText(w io.Writer, s *Summary, o TextOptions) error {
 
 // writeDropStacks writes the most frequent kernel stacks of each drop
 // reason.
-func writeDropStacks(b *strings.Builder, w io.Writer, s *Summary, o TextOptions) {
+func writeDropStacks(b *strings.Builder, w io.Writer, s *paths.Summary, o TextOptions) {
 	drops := s.Drops()
 	if len(drops) == 0 {
 		return

@@ -1,10 +1,14 @@
-package paths
+package render
 
-import "strconv"
+import (
+	"strconv"
+
+	"github.com/pathcap/pathcap/paths"
+)
 
 // AppendSummaryJSON appends the summary as one JSON object and a newline
 // (schema in docs/FORMAT.md, "analyze stats --json").
-func AppendSummaryJSON(b []byte, s *Summary, topPaths int) []byte {
+func AppendSummaryJSON(b []byte, s *paths.Summary, topPaths int) []byte {
 	b = append(b, `{"packets":`...)
 	b = strconv.AppendUint(b, s.Packets, 10)
 	b = append(b, `,"events":`...)

@@ -1,0 +1,154 @@
+package render
+
+// The JSON schemas of "analyze paths --json" and "analyze stats --json"
+// (docs/FORMAT.md), as Go types: the one definition of their fields, for
+// programs that read the output (json.Unmarshal into them). The encoders
+// (JSONEncoder, AppendSummaryJSON) write these fields and no others, by
+// hand for speed; the tests decode their output into these types with
+// unknown fields refused. A field marked omitempty is left out when it has
+// its zero value; a pointer is left out when nil.
+
+// PacketJSON is one line of "analyze paths --json": one packet's path.
+type PacketJSON struct {
+	// ID is the tracking id (epb_packetid).
+	ID uint64 `json:"id"`
+	// Parent and Children are clone relations, when known.
+	Parent   uint64   `json:"parent,omitempty"`
+	Children []uint64 `json:"children,omitempty"`
+	// Start is the first hop's time (ns since the epoch), DurationNS the
+	// time from the first to the last hop.
+	Start      int64       `json:"start"`
+	DurationNS int64       `json:"duration_ns"`
+	Outcome    OutcomeJSON `json:"outcome"`
+	// HopsNotKept counts the hops past the per-packet limit.
+	HopsNotKept int       `json:"hops_not_kept,omitempty"`
+	Hops        []HopJSON `json:"hops"`
+}
+
+// OutcomeJSON is how a packet's path ended, and the hop that decided it.
+type OutcomeJSON struct {
+	// Kind is delivered, transmitted, dropped, consumed or unknown.
+	Kind string `json:"kind"`
+	// Reason is the drop reason (drops only).
+	Reason string `json:"reason,omitempty"`
+	// Location is the function where the packet was freed,
+	// LocationOffset the same with its offset.
+	Location       string `json:"location,omitempty"`
+	LocationOffset string `json:"location_offset,omitempty"`
+	Hook           string `json:"hook,omitempty"`
+	Dev            string `json:"dev,omitempty"`
+	NetNS          uint32 `json:"netns,omitempty"`
+}
+
+// HopJSON is one hop of a packet's path.
+type HopJSON struct {
+	// Hook and Kind: the hook's name and kind ("capture" for both in
+	// events without metadata).
+	Hook string `json:"hook"`
+	Kind string `json:"kind"`
+	// TS is the hop's time (ns since the epoch), DTNS the time since the
+	// packet's first hop.
+	TS   int64 `json:"ts"`
+	DTNS int64 `json:"dt_ns"`
+	// Where the hop happened.
+	Dev     string `json:"dev"`
+	NetNS   uint32 `json:"netns"`
+	NSName  string `json:"netns_name,omitempty"`
+	Ifindex uint32 `json:"ifindex"`
+	// Len is skb->len (the original length without metadata), CapLen the
+	// bytes recorded.
+	Len    uint32 `json:"len"`
+	CapLen uint32 `json:"caplen"`
+	// From the metadata comment (left out without metadata).
+	SKB  string  `json:"skb,omitempty"`
+	CPU  *uint32 `json:"cpu,omitempty"`
+	PID  *uint32 `json:"pid,omitempty"`
+	Comm *string `json:"comm,omitempty"`
+	Mark uint32  `json:"mark,omitempty"`
+	// Reason is the drop reason, Location where the skb was freed.
+	Reason   string `json:"reason,omitempty"`
+	Location string `json:"location,omitempty"`
+	// Parsed from the bytes: addresses (with Proto) when an IP header
+	// was found, ports when the transport has them.
+	Src   string  `json:"src,omitempty"`
+	Dst   string  `json:"dst,omitempty"`
+	Proto *uint8  `json:"proto,omitempty"`
+	SPort *uint16 `json:"sport,omitempty"`
+	DPort *uint16 `json:"dport,omitempty"`
+	// Changed lists what differs from the previous hop.
+	Changed []string `json:"changed,omitempty"`
+	// Kernel stacks (record --stack): the stack's number, its frames
+	// innermost first, whether it was lost and the kernel's error, and
+	// the functions derived from it.
+	StackID   uint64   `json:"stack_id,omitempty"`
+	Stack     []string `json:"stack,omitempty"`
+	StackLost bool     `json:"stack_lost,omitempty"`
+	StackErr  int32    `json:"stack_err,omitempty"`
+	Derived   []string `json:"derived,omitempty"`
+}
+
+// SummaryJSON is the output of "analyze stats --json".
+type SummaryJSON struct {
+	Packets uint64 `json:"packets"`
+	Events  uint64 `json:"events"`
+	// First and Last are the earliest and latest hop times (ns).
+	First int64 `json:"first"`
+	Last  int64 `json:"last"`
+	// Outcomes counts packets by outcome kind (kinds with none left out).
+	Outcomes map[string]uint64 `json:"outcomes"`
+	// Drops are the drop reasons, most frequent first.
+	Drops []DropJSON `json:"drops"`
+	// Paths are the most common hook sequences ("hook>hook>...").
+	Paths []PathCountJSON `json:"paths"`
+	// Latency is between consecutive hooks.
+	Latency []LatencyJSON `json:"latency"`
+	// Devices are the devices and namespaces seen.
+	Devices []DeviceJSON `json:"devices"`
+}
+
+// DropJSON is one drop reason of a summary.
+type DropJSON struct {
+	Reason    string         `json:"reason"`
+	Count     uint64         `json:"count"`
+	Locations []LocationJSON `json:"locations"`
+	// Stacks and StackLost are there with stats --stacks N only.
+	Stacks    []StackCountJSON `json:"stacks,omitzero"`
+	StackLost *uint64          `json:"stack_lost,omitempty"`
+}
+
+// LocationJSON is a free location with its count.
+type LocationJSON struct {
+	Location string `json:"location"`
+	Count    uint64 `json:"count"`
+}
+
+// StackCountJSON is a kernel stack (innermost first) with its count.
+type StackCountJSON struct {
+	Count uint64   `json:"count"`
+	Stack []string `json:"stack"`
+}
+
+// PathCountJSON is a hook sequence with its count.
+type PathCountJSON struct {
+	Path  string `json:"path"`
+	Count uint64 `json:"count"`
+}
+
+// LatencyJSON is the latency between two consecutive hooks.
+type LatencyJSON struct {
+	From  string `json:"from"`
+	To    string `json:"to"`
+	Count uint64 `json:"count"`
+	P50NS int64  `json:"p50_ns"`
+	P90NS int64  `json:"p90_ns"`
+	P99NS int64  `json:"p99_ns"`
+	MaxNS int64  `json:"max_ns"`
+}
+
+// DeviceJSON is a device in a network namespace with its event count.
+type DeviceJSON struct {
+	Dev    string `json:"dev"`
+	NetNS  uint32 `json:"netns"`
+	NSName string `json:"netns_name,omitempty"`
+	Events uint64 `json:"events"`
+}

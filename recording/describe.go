@@ -1,0 +1,115 @@
+package recording
+
+import (
+	"strconv"
+
+	"github.com/pathcap/pathcap/capture"
+	"github.com/pathcap/pathcap/kmeta"
+)
+
+// Describer turns capture events into their kernel metadata: the one
+// place where the fields of a capture.Event become the keys of the
+// metadata comment (docs/FORMAT.md), for the file Writer and for record's
+// line printer alike. It remembers the strings it made (process names,
+// free locations), so that most events allocate nothing. It is not safe
+// for concurrent use.
+type Describer struct {
+	names   DeviceNamer
+	symbols Symbolizer
+
+	comms     map[[16]byte]string
+	locations map[uint64]string
+	loc       []byte
+}
+
+// cacheLimit bounds the string caches.
+const cacheLimit = 1 << 14
+
+// NewDescriber returns a Describer that names devices with names and free
+// locations with symbols; either may be nil (no device names; locations
+// in hex).
+func NewDescriber(names DeviceNamer, symbols Symbolizer) *Describer {
+	return &Describer{
+		names:     names,
+		symbols:   symbols,
+		comms:     make(map[[16]byte]string),
+		locations: make(map[uint64]string),
+	}
+}
+
+// Describe fills m with the metadata of ev. The stack keys (stack,
+// stack_err) are left zero: they depend on the stacks a recording has
+// written before (Writer.WriteEvent sets them).
+func (d *Describer) Describe(ev *capture.Event, m *kmeta.Event) {
+	*m = kmeta.Event{
+		Kind:    KindName(ev.Hook.Kind),
+		Hook:    ev.Hook.Name,
+		NetNS:   ev.NetNS,
+		Ifindex: ev.Ifindex,
+		SKB:     ev.SKB,
+		Len:     ev.Len,
+		DataLen: ev.DataLen,
+		Proto:   ev.Protocol,
+		PktType: ev.PktType,
+		Mark:    ev.Mark,
+		Header:  kmeta.HeaderStart(ev.Header),
+		CPU:     ev.CPU,
+		PID:     ev.PID,
+		TID:     ev.TID,
+		Comm:    d.comm(&ev.Comm),
+
+		Parent:    ev.Parent,
+		RetVal:    ev.RetVal,
+		HasRetVal: ev.HasRetVal,
+	}
+	if ev.Ifindex != 0 && d.names != nil {
+		if name, ok := d.names.DeviceName(ev.NetNS, ev.Ifindex); ok {
+			m.Dev = name
+		}
+	}
+	if ev.HasDrop {
+		m.HasDrop = true
+		m.Reason = ev.DropReasonName()
+	}
+	if ev.DropLocation != 0 {
+		m.Location = d.location(ev.DropLocation)
+	}
+}
+
+// comm returns the NUL-terminated task name in c.
+func (d *Describer) comm(c *[16]byte) string {
+	if s, ok := d.comms[*c]; ok {
+		return s
+	}
+	n := 0
+	for n < len(c) && c[n] != 0 {
+		n++
+	}
+	s := string(c[:n])
+	if len(d.comms) < cacheLimit {
+		d.comms[*c] = s
+	}
+	return s
+}
+
+// location returns "function+0xoffset" for a code address, or the address
+// in hex when it cannot be resolved.
+func (d *Describer) location(addr uint64) string {
+	if s, ok := d.locations[addr]; ok {
+		return s
+	}
+	d.loc = d.loc[:0]
+	ok := false
+	if d.symbols != nil {
+		d.loc, ok = d.symbols.AppendSymbol(d.loc, addr)
+	}
+	if !ok {
+		d.loc = append(d.loc[:0], "0x"...)
+		d.loc = strconv.AppendUint(d.loc, addr, 16)
+	}
+	s := string(d.loc)
+	if len(d.locations) < cacheLimit {
+		d.locations[addr] = s
+	}
+	return s
+}
