@@ -44,7 +44,6 @@ type Config struct {
 	// power of two. The table is set-associative: an skb address selects
 	// a set of four entries, and a packet that finds its set full replaces
 	// the one that was first followed longest ago.
-
 	TrackedPackets int
 	// Hooks names the tracepoints to attach, as in [Hook.Name]; nil means
 	// all that the kernel offers (see [ListHooks]). The hooks that free skbs (kfree_skb,

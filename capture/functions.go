@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/cilium/ebpf/btf"
+	"github.com/pathcap/pathcap/kmeta"
 )
 
 // maxFuncArg is the highest argument index at which a function's skb is
@@ -123,7 +124,7 @@ func hookFromFunc(name string, proto *btf.FuncProto) (Hook, bool) {
 		Clone:       slices.Contains(cloneFunctions, name),
 		// The skb's memory goes here, whatever path freed it (also the
 		// ones no tracepoint reports): its tracking entry ends.
-		Frees: name == "kfree_skbmem",
+		Frees: name == kmeta.HookMemoryFree,
 	}
 	for i, p := range proto.Params {
 		if i > maxFuncArg {

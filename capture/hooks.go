@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/cilium/ebpf/btf"
+	"github.com/pathcap/pathcap/kmeta"
 )
 
 // HookKind says what kind of kernel hook a [Hook] is.
@@ -113,7 +114,7 @@ func (r retType) extend(v uint64) int64 {
 }
 
 // freeHooks are the tracepoints after which an skb is gone.
-var freeHooks = []string{"kfree_skb", "consume_skb"}
+var freeHooks = []string{kmeta.HookDrop, kmeta.HookConsume}
 
 // ListHooks returns the hooks that the running kernel offers, sorted by
 // name. It reads the kernel's BTF and needs no privileges beyond read access
