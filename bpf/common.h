@@ -494,6 +494,29 @@ static __always_inline __u64 address_of(struct cpu_state *state, void *p)
 	return *(volatile __u64 *)&state->addr;
 }
 
+// Forgets the buffer of a followed packet (id) whose skb is freed, unless
+// a clone still shares it (skb->cloned): an unrelated cloned skb that gets
+// the same buffer later must not be taken for a clone of it. Helper calls:
+// one array lookup, inlined.
+static __always_inline void head_forget(struct cpu_state *state, struct sk_buff *skb, __u64 id)
+{
+	__u64 head;
+	__u32 index;
+	struct track_set *set;
+
+	if (!link_clones || BPF_CORE_READ_BITFIELD(skb, cloned))
+		return;
+	head = address_of(state, skb->head);
+	index = track_set_of(head);
+	set = bpf_map_lookup_elem(&heads, &index);
+	if (!set)
+		return;
+	for (int i = 0; i < TRACK_WAYS; i++) {
+		if (set->key[i] == head && (set->tag[i] & TRACK_ID_MASK) == id)
+			set->key[i] = 0;
+	}
+}
+
 // The packet a clone not yet followed came from: skb is cloned and its
 // buffer (head) belongs to a followed packet. Else 0. state is this CPU's
 // state, for address_of.
@@ -751,8 +774,10 @@ static __always_inline int record(void *ctx, struct hit *h, struct cpu_state *st
 	// A free hook the user did not ask for, attached so that the ids of
 	// freed skbs are not inherited by new skbs at the same address.
 	if (untrack_only) {
-		if (known)
+		if (known) {
 			track_forget(&ref);
+			head_forget(state, skb, known);
+		}
 		return 0;
 	}
 	// A function's exit is recorded if its entry was, under the entry's
@@ -804,8 +829,10 @@ static __always_inline int record(void *ctx, struct hit *h, struct cpu_state *st
 		h->parent = clone_parent(state, skb, w.head);
 
 	if (!h->parent && !paired && (!known || !track) && !h->wanted && !wanted(skb, &w)) {
-		if (known && (is_free_hook || h->frees))
+		if (known && (is_free_hook || h->frees)) {
 			track_forget(&ref);
+			head_forget(state, skb, known);
+		}
 		return 0;
 	}
 
@@ -824,8 +851,10 @@ static __always_inline int record(void *ctx, struct hit *h, struct cpu_state *st
 		}
 		if (state->budget_used >= budget_per_cpu) {
 			state->over_budget++;
-			if (known && (is_free_hook || h->frees))
+			if (known && (is_free_hook || h->frees)) {
 				track_forget(&ref);
+				head_forget(state, skb, known);
+			}
 			return 0;
 		}
 		state->budget_used++;
@@ -839,8 +868,10 @@ static __always_inline int record(void *ctx, struct hit *h, struct cpu_state *st
 		// Never silent: the next record from this CPU carries the count.
 		state->lost++;
 		// The skb is gone after a free hook even if we could not record it.
-		if (known && (is_free_hook || h->frees))
+		if (known && (is_free_hook || h->frees)) {
 			track_forget(&ref);
+			head_forget(state, skb, known);
+		}
 		return 0;
 	}
 
@@ -937,6 +968,8 @@ static __always_inline int record(void *ctx, struct hit *h, struct cpu_state *st
 			track_insert(&ref, id, now);
 	} else if (is_free_hook || h->frees) {
 		track_forget(&ref);
+		if (!gone)
+			head_forget(state, skb, id);
 	}
 	ev->packet_id = id;
 

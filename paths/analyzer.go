@@ -47,6 +47,10 @@ func (o Options) withDefaults() Options {
 	return o
 }
 
+// reuseGap is the silence after which an event of another flow under a
+// packet's id is taken for a new skb that inherited the id.
+const reuseGap = 100 * time.Millisecond
+
 type packetKey struct {
 	recording int
 	id        uint64
@@ -59,6 +63,19 @@ type openPacket struct {
 	memFreed int64 // time of a kfree_skbmem hop, 0 if none
 	freed    bool
 	gen      uint64 // bumped each time the struct is reused
+	// openChildren counts its clones still open: a packet waits for them
+	// (within the window), since a clone's fate can decide its outcome.
+	openChildren int
+	// settled caches, when settledKnown, whether its own skb was
+	// delivered: then no clone can change its outcome and it does not
+	// wait for them.
+	settled, settledKnown bool
+	// why is what ended the packet's analysis, for an unknown outcome.
+	why string
+	// held are its clones that completed while it waited for them: they
+	// are handed over right after it, so that a packet comes before its
+	// clones in the output.
+	held []*openPacket
 }
 
 // freedEntry is a packet waiting in the freed queue; gen tells whether the
@@ -120,6 +137,20 @@ func (a *Analyzer) Add(ev *Event) error {
 	} else {
 		p = a.open.get(key)
 	}
+	if p != nil && !p.freed && ev.Time-p.last > int64(reuseGap) && len(p.Hops) > 0 {
+		// A long silence, then bytes of another flow under the same id:
+		// the skb was freed where no hook saw it (TCP frees with
+		// __kfree_skb, which no tracepoint sees) and a new skb at its
+		// address inherited the id. Complete the old packet, start anew.
+		if f := ParseFlow(ev.Data); len(ev.Data) > 0 && p.Hops[len(p.Hops)-1].Flow.EtherType != 0 && f != p.Hops[len(p.Hops)-1].Flow {
+			a.open.remove(p.key)
+			p.why = "its skb was freed where no hook sees it (the id passed to another skb)"
+			if err := a.emitOne(p); err != nil {
+				return err
+			}
+			p = nil
+		}
+	}
 	if p != nil && p.memFreed != 0 && ev.Time > p.memFreed {
 		// The skb's memory was freed (kfree_skbmem) before this event:
 		// the id has passed to a new skb at the same address, which the
@@ -155,8 +186,10 @@ func (a *Analyzer) Add(ev *Event) error {
 		}
 		if ev.HasMeta && ev.Meta.Parent != 0 {
 			p.Parent = ev.Meta.Parent
-			if parent := a.open.get(packetKey{ev.Recording, ev.Meta.Parent}); parent != nil && !a.done(parent) {
+			if parent := a.open.get(packetKey{ev.Recording, ev.Meta.Parent}); parent != nil && !a.done(parent) && mayBeCopyOf(ParseFlow(ev.Data), &parent.Packet) {
 				parent.Children = append(parent.Children, p.ID)
+				parent.openChildren++
+				p.Attached = true
 			}
 		}
 		a.open.put(p)
@@ -184,6 +217,7 @@ func (a *Analyzer) Add(ev *Event) error {
 			Flow:    ParseFlow(ev.Data),
 		})
 		h := &p.Hops[len(p.Hops)-1]
+		p.settledKnown = false
 		if ev.HasMeta {
 			h.Meta = ev.Meta
 			h.Stack = ev.Stack
@@ -220,20 +254,30 @@ func (a *Analyzer) Add(ev *Event) error {
 // them when final), oldest first.
 func (a *Analyzer) completeFreed(final bool) error {
 	cut := a.now - int64(a.opts.Grace)
+	var waiting []freedEntry
 	for a.freedHead < len(a.freedQ) {
 		e := a.freedQ[a.freedHead]
 		if e.p.gen == e.gen {
 			if !final && e.p.last > cut {
 				break
 			}
-			a.open.remove(e.p.key)
-			if err := a.emitOne(e.p); err != nil {
-				a.freedHead++
-				return err
+			if e.p.waits() {
+				// Its clones decide with it: it waits for them (the
+				// sweep completes it once they are, or when final).
+				waiting = append(waiting, e)
+			} else {
+				a.open.remove(e.p.key)
+				if err := a.emitOne(e.p); err != nil {
+					a.freedHead++
+					return err
+				}
 			}
 		}
 		a.freedQ[a.freedHead] = freedEntry{}
 		a.freedHead++
+	}
+	if !final {
+		a.freedQ = append(a.freedQ, waiting...)
 	}
 	if a.freedHead > 4096 && a.freedHead*2 > len(a.freedQ) {
 		n := copy(a.freedQ, a.freedQ[a.freedHead:])
@@ -247,9 +291,38 @@ func (a *Analyzer) completeFreed(final bool) error {
 // the pool.
 func (a *Analyzer) emitOne(p *openPacket) error {
 	p.Packet.Finish()
+	if p.Outcome.Kind == Unknown {
+		p.Outcome.Why = p.why
+		if p.Outcome.Why == "" {
+			p.Outcome.Why = "no hook saw it after its last hop"
+		}
+	}
+	if p.Parent != 0 {
+		// A clone: its outcome goes to its packet, if that is still open
+		// and waiting for it, and it is handed over after its packet.
+		if parent := a.open.get(packetKey{p.key.recording, p.Parent}); parent != nil && parent.openChildren > 0 && slices.Contains(parent.Children, p.ID) {
+			parent.Clones = append(parent.Clones, CloneOutcome{ID: p.ID, Outcome: p.Outcome})
+			parent.openChildren--
+			parent.held = append(parent.held, p)
+			return nil
+		}
+	}
+	return a.hand(p)
+}
+
+// hand gives a finished packet, then the clones it held, to emit, and
+// returns their structs to the pool.
+func (a *Analyzer) hand(p *openPacket) error {
 	err := a.emit(&p.Packet)
+	held := p.held
+	p.held = nil
 	p.gen++
 	a.free = append(a.free, p)
+	for _, c := range held {
+		if e := a.hand(c); err == nil {
+			err = e
+		}
+	}
 	return err
 }
 
@@ -257,9 +330,9 @@ func (a *Analyzer) newPacket() *openPacket {
 	if n := len(a.free); n > 0 {
 		p := a.free[n-1]
 		a.free = a.free[:n-1]
-		hops, children, data, gen := p.Hops[:0], p.Children[:0], p.Data[:0], p.gen
+		hops, children, clones, data, held, gen := p.Hops[:0], p.Children[:0], p.Clones[:0], p.Data[:0], p.held[:0], p.gen
 		*p = openPacket{}
-		p.Hops, p.Children, p.Data, p.gen = hops, children, data, gen
+		p.Hops, p.Children, p.Clones, p.Data, p.held, p.gen = hops, children, clones, data, held, gen
 		return p
 	}
 	return &openPacket{}
@@ -268,7 +341,20 @@ func (a *Analyzer) newPacket() *openPacket {
 // done reports whether an open packet's path is complete: freed and past
 // the grace period, or idle for longer than the window.
 func (a *Analyzer) done(p *openPacket) bool {
-	return (p.freed && p.last <= a.now-int64(a.opts.Grace)) || p.last <= a.now-int64(a.opts.Window)
+	return (p.freed && !p.waits() && p.last <= a.now-int64(a.opts.Grace)) || p.last <= a.now-int64(a.opts.Window)
+}
+
+// waits reports whether p waits for clones still open: its own skb was
+// not delivered, so a clone may decide its outcome (see withClones).
+func (p *openPacket) waits() bool {
+	if p.openChildren == 0 {
+		return false
+	}
+	if !p.settledKnown {
+		k := classify(&p.Packet).Kind
+		p.settled, p.settledKnown = k == Delivered, true
+	}
+	return !p.settled
 }
 
 // sweep completes the packets that are done; all of them when final.
@@ -277,11 +363,15 @@ func (a *Analyzer) sweep(final bool) error {
 	a.batch = a.batch[:0]
 	for _, s := range a.open.slots {
 		if s.p != nil && (final || a.done(s.p)) {
+			if !s.p.freed && s.p.why == "" {
+				if final {
+					s.p.why = "the recording ended while it was in flight"
+				} else {
+					s.p.why = "no hook saw it for the analysis window after its last hop"
+				}
+			}
 			a.batch = append(a.batch, s.p)
 		}
-	}
-	for _, p := range a.batch {
-		a.open.remove(p.key)
 	}
 	return a.emitBatch()
 }
@@ -293,21 +383,32 @@ func (a *Analyzer) evictOldest() error {
 	slices.SortFunc(a.batch, func(x, y *openPacket) int { return cmp.Compare(x.last, y.last) })
 	a.batch = a.batch[:max(1, len(a.batch)/8)]
 	for _, p := range a.batch {
-		a.open.remove(p.key)
+		if p.why == "" {
+			p.why = "completed early: too many packets in flight (Options.MaxOpen)"
+		}
 	}
 	return a.emitBatch()
 }
 
 func (a *Analyzer) emitBatch() error {
+	// Clones before the packets waiting for them (a packet then hands
+	// its clones over right after itself), else by start.
 	slices.SortFunc(a.batch, func(x, y *openPacket) int {
+		if c := cmp.Compare(b2i(x.waits()), b2i(y.waits())); c != 0 {
+			return c
+		}
 		if c := cmp.Compare(x.Start(), y.Start()); c != 0 {
 			return c
 		}
 		return cmp.Compare(x.ID, y.ID)
 	})
 	for i, p := range a.batch {
+		// Removed one at a time: a clone emitted first still finds its
+		// packet open.
+		a.open.remove(p.key)
 		if err := a.emitOne(p); err != nil {
 			for _, q := range a.batch[i+1:] {
+				a.open.remove(q.key)
 				q.gen++
 				a.free = append(a.free, q)
 			}
@@ -344,6 +445,51 @@ func (p *Packet) Finish() {
 		p.Hops[i].Changed = diff(&p.Hops[i-1], &p.Hops[i])
 	}
 	p.Outcome = classify(p)
+	p.Outcome = withClones(p.Outcome, p.Clones)
+}
+
+// withClones returns the outcome of a packet whose own skb ended as own
+// and whose clones ended as clones: the best known fate among them, in
+// the order delivered, transmitted, dropped, consumed, unknown. A clone
+// delivered to a packet socket (a tap's copy) does not count. So a ping
+// reply whose own skb is dropped (NO_SOCKET) while a clone reaches ping's
+// raw socket was delivered; a TCP segment whose transmitted clone is
+// dropped at the receiver was dropped, though its own skb, kept for
+// retransmission, is freed normally.
+func withClones(own Outcome, clones []CloneOutcome) Outcome {
+	best := -1
+	for i := range clones {
+		o := &clones[i].Outcome
+		if !o.decides() {
+			continue
+		}
+		if best < 0 || fateRank(o.Kind) > fateRank(clones[best].Outcome.Kind) {
+			best = i
+		}
+	}
+	if best < 0 || fateRank(clones[best].Outcome.Kind) <= fateRank(own.Kind) {
+		return own
+	}
+	out := clones[best].Outcome
+	out.Clone = clones[best].ID
+	out.OwnKind, out.OwnReason, out.OwnLocation = own.Kind, own.Reason, own.Location
+	out.Why = ""
+	return out
+}
+
+// fateRank orders outcomes by how far they tell the packet went.
+func fateRank(k OutcomeKind) int {
+	switch k {
+	case Delivered:
+		return 4
+	case Transmitted:
+		return 3
+	case Dropped:
+		return 2
+	case Consumed:
+		return 1
+	}
+	return 0
 }
 
 // diff says what changed from hop a to hop b.
@@ -391,6 +537,45 @@ var deliveredFreeFunctions = map[string]bool{
 	"unix_stream_read_generic": true,
 }
 
+// socketFunctions name the kind of socket by a function that frees an
+// skb after its delivery, or that queues it to a socket.
+var socketFunctions = map[string]string{
+	"raw_recvmsg":              "raw",
+	"raw_rcv":                  "raw",
+	"raw_rcv_skb":              "raw",
+	"rawv6_recvmsg":            "raw",
+	"skb_consume_udp":          "UDP",
+	"udp_recvmsg":              "UDP",
+	"udpv6_recvmsg":            "UDP",
+	"__udp_queue_rcv_skb":      "UDP",
+	"udp_queue_rcv_one_skb":    "UDP",
+	"ping_recvmsg":             "ICMP",
+	"ping_queue_rcv_skb":       "ICMP",
+	"tcp_recvmsg":              "TCP",
+	"tcp_recvmsg_locked":       "TCP",
+	"tcp_data_queue":           "TCP",
+	"packet_recvmsg":           "packet",
+	"packet_rcv":               "packet",
+	"tpacket_rcv":              "packet",
+	"unix_stream_read_generic": "unix",
+	"unix_dgram_recvmsg":       "unix",
+	"netlink_recvmsg":          "netlink",
+}
+
+// socketKind names the socket a delivered packet reached, from where it
+// was freed (loc) or else from the last hop whose function names one.
+func socketKind(p *Packet, loc string) string {
+	if k := socketFunctions[LocationFunction(loc)]; k != "" {
+		return k
+	}
+	for i := len(p.Hops) - 1; i >= 0; i-- {
+		if k := socketFunctions[p.Hops[i].Meta.Hook]; k != "" {
+			return k
+		}
+	}
+	return ""
+}
+
 // classify decides how the packet's path ended.
 func classify(p *Packet) Outcome {
 	if !p.HasMeta || len(p.Hops) == 0 {
@@ -421,6 +606,13 @@ func classify(p *Packet) Outcome {
 		return Outcome{Kind: kind, Hook: h.Meta.Hook, Dev: h.Meta.Dev, NetNS: h.Meta.NetNS, Location: h.Meta.Location,
 			Stack: h.Stack, StackLost: h.Meta.StackLost}
 	}
+	delivered := func(o Outcome) Outcome {
+		if deliveredAt >= 0 {
+			o.Process = p.Hops[deliveredAt].Meta.Comm
+		}
+		o.Socket = socketKind(p, o.Location)
+		return o
+	}
 	if freedAt < 0 {
 		freedAt = memFreedAt
 	}
@@ -430,13 +622,13 @@ func classify(p *Packet) Outcome {
 		case deliveredAt >= 0:
 			o := at(deliveredAt, Delivered)
 			o.Location = f.Meta.Location
-			return o
+			return delivered(o)
 		case f.Meta.Hook == kmeta.HookDrop || f.Meta.HasDrop:
 			o := at(freedAt, Dropped)
 			o.Reason = f.Meta.Reason
 			return o
 		case deliveredFreeFunctions[LocationFunction(f.Meta.Location)]:
-			return at(freedAt, Delivered)
+			return delivered(at(freedAt, Delivered))
 		case lastTx >= 0 && lastTx > lastRx:
 			o := at(lastTx, Transmitted)
 			o.Location = f.Meta.Location
@@ -446,7 +638,7 @@ func classify(p *Packet) Outcome {
 		}
 	}
 	if deliveredAt >= 0 {
-		return at(deliveredAt, Delivered)
+		return delivered(at(deliveredAt, Delivered))
 	}
 	if lastTx >= 0 && lastTx == len(p.Hops)-1 {
 		return at(lastTx, Transmitted)
@@ -530,4 +722,35 @@ func ParseFlow(b []byte) Flow {
 		}
 	}
 	return f
+}
+
+// b2i is 1 for true.
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// mayBeCopyOf reports whether a clone whose first bytes carry flow f can be
+// a copy of packet p: f is unknown (no bytes recorded), or equals the flow
+// of one of p's hops (addresses and ports may change from hop to hop:
+// NAT). A clone linked by its buffer (the tracepoint backend) whose bytes
+// are another flow's is a new packet that reused a freed buffer.
+func mayBeCopyOf(f Flow, p *Packet) bool {
+	if f.EtherType == 0 {
+		return true
+	}
+	known := false
+	for i := range p.Hops {
+		h := &p.Hops[i].Flow
+		if h.EtherType == 0 {
+			continue
+		}
+		known = true
+		if *h == f {
+			return true
+		}
+	}
+	return !known
 }

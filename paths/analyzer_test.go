@@ -69,17 +69,17 @@ func TestOutcomeKinds(t *testing.T) {
 	}{
 		{"delivered by copy", []ev{
 			srv(ev{hook: "netif_receive_skb"}), sock(ev{hook: "skb_copy_datagram_iovec"}, nsServer),
-		}, Outcome{Kind: Delivered, Hook: "skb_copy_datagram_iovec", NetNS: nsServer}},
+		}, Outcome{Kind: Delivered, Hook: "skb_copy_datagram_iovec", NetNS: nsServer, Process: "swapper/0"}},
 		{"delivered by copy, then consumed", []ev{
 			srv(ev{hook: "netif_receive_skb"}), sock(ev{hook: "skb_copy_datagram_iovec"}, nsServer),
 			sock(ev{hook: "consume_skb", loc: "skb_consume_udp+0x39"}, nsServer),
-		}, Outcome{Kind: Delivered, Hook: "skb_copy_datagram_iovec", NetNS: nsServer, Location: "skb_consume_udp+0x39"}},
+		}, Outcome{Kind: Delivered, Hook: "skb_copy_datagram_iovec", NetNS: nsServer, Location: "skb_consume_udp+0x39", Socket: "UDP", Process: "swapper/0"}},
 		{"delivered: consume at skb_consume_udp", []ev{
 			srv(ev{hook: "netif_receive_skb"}), sock(ev{hook: "consume_skb", loc: "skb_consume_udp+0x39"}, nsServer),
-		}, Outcome{Kind: Delivered, Hook: "consume_skb", NetNS: nsServer, Location: "skb_consume_udp+0x39"}},
+		}, Outcome{Kind: Delivered, Hook: "consume_skb", NetNS: nsServer, Location: "skb_consume_udp+0x39", Socket: "UDP"}},
 		{"delivered: consume at tcp_recvmsg in a module", []ev{
 			srv(ev{hook: "netif_receive_skb"}), sock(ev{hook: "consume_skb", loc: "tcp_recvmsg+0x12 [foo]"}, nsServer),
-		}, Outcome{Kind: Delivered, Hook: "consume_skb", NetNS: nsServer, Location: "tcp_recvmsg+0x12 [foo]"}},
+		}, Outcome{Kind: Delivered, Hook: "consume_skb", NetNS: nsServer, Location: "tcp_recvmsg+0x12 [foo]", Socket: "TCP"}},
 		{"transmitted: last hop net_dev_xmit", []ev{
 			cli(ev{hook: "net_dev_queue"}), cli(ev{hook: "net_dev_xmit"}),
 		}, Outcome{Kind: Transmitted, Hook: "net_dev_xmit", Dev: "veth0", NetNS: nsClient}},
@@ -100,10 +100,10 @@ func TestOutcomeKinds(t *testing.T) {
 		}, Outcome{Kind: Dropped, Hook: "kfree_skb", Dev: "veth1", NetNS: nsServer, Reason: "REASON_999"}},
 		{"unknown: in flight", []ev{
 			srv(ev{hook: "netif_rx"}), srv(ev{hook: "netif_receive_skb"}),
-		}, Outcome{Kind: Unknown, Hook: "netif_receive_skb"}},
+		}, Outcome{Kind: Unknown, Hook: "netif_receive_skb", Why: "the recording ended while it was in flight"}},
 		{"unknown: queued only", []ev{
 			cli(ev{hook: "net_dev_queue"}),
-		}, Outcome{Kind: Unknown, Hook: "net_dev_queue"}},
+		}, Outcome{Kind: Unknown, Hook: "net_dev_queue", Why: "the recording ended while it was in flight"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -410,5 +410,92 @@ func TestOpenErrors(t *testing.T) {
 	var ie *InputError
 	if !errors.As(err, &ie) || ie.File != txt || !strings.Contains(err.Error(), "not a pcap-ng file") {
 		t.Errorf("text file: %v", err)
+	}
+}
+
+// TestCloneOutcomes: a packet whose own skb is dropped while its clone
+// reaches a socket was delivered through the clone (ping's echo reply to
+// its raw socket); a packet that waits for its clones comes before them;
+// a clone delivered to a packet socket (a tap) does not count; a "clone"
+// whose bytes are another flow's (a reused buffer) is not attached.
+func TestCloneOutcomes(t *testing.T) {
+	reply := ethernet(0x0800, ipv4("10.0.0.2", "10.0.0.1", 1, []byte{0, 0, 0, 0, 0, 1, 0, 1}), false)
+	other := udp4Frame("10.0.0.9", "10.0.0.1", 53, 4000, []byte("x"))
+	evs := []ev{
+		// 1: dropped NO_SOCKET at ping_rcv; clone 2 delivered to ping.
+		cli(ev{id: 1, at: ms(1), hook: "netif_receive_skb", data: reply}),
+		cli(ev{id: 1, at: ms(1) + us(5), hook: "kfree_skb", data: reply, reason: "NO_SOCKET", loc: "ping_rcv+0xab"}),
+		sock(ev{id: 2, parent: 1, at: ms(1) + us(40), hook: "skb_copy_datagram_iovec", data: reply, comm: "ping"}, nsClient),
+		sock(ev{id: 2, at: ms(1) + us(41), hook: "consume_skb", data: reply, comm: "ping", loc: "raw_recvmsg+0xac"}, nsClient),
+		// 3: dropped; its only clone 4 went to a packet socket.
+		cli(ev{id: 3, at: ms(10), hook: "netif_receive_skb", data: reply}),
+		sock(ev{id: 4, parent: 3, at: ms(10) + us(2), hook: "skb_copy_datagram_iovec", data: reply, comm: "tcpdump"}, nsClient),
+		sock(ev{id: 4, at: ms(10) + us(3), hook: "consume_skb", data: reply, comm: "tcpdump", loc: "packet_recvmsg+0x10"}, nsClient),
+		cli(ev{id: 3, at: ms(10) + us(5), hook: "kfree_skb", data: reply, reason: "NETFILTER_DROP", loc: "nf_hook_slow+0x9a"}),
+		// 5: dropped; 6 claims to be its clone but carries another flow.
+		cli(ev{id: 5, at: ms(20), hook: "netif_receive_skb", data: reply}),
+		sock(ev{id: 6, parent: 5, at: ms(20) + us(2), hook: "skb_copy_datagram_iovec", data: other, comm: "dns"}, nsClient),
+		sock(ev{id: 6, at: ms(20) + us(3), hook: "consume_skb", data: other, comm: "dns", loc: "skb_consume_udp+0x39"}, nsClient),
+		cli(ev{id: 5, at: ms(20) + us(5), hook: "kfree_skb", data: reply, reason: "NO_SOCKET", loc: "ping_rcv+0xab"}),
+	}
+	got := analyze(t, Options{}, nil, tempRecording(t, "alpha", evs))
+	var ids []uint64
+	byID := map[uint64]*Packet{}
+	for _, p := range got {
+		ids = append(ids, p.ID)
+		byID[p.ID] = p
+	}
+	// Packets come in the order they complete; a packet that waits for
+	// its clones comes right before them.
+	for i, id := range ids {
+		if p := byID[id]; p.Attached && (i == 0 || ids[i-1] != p.Parent) {
+			t.Errorf("order %v: clone %d not right after its packet %d", ids, id, p.Parent)
+		}
+	}
+	o := byID[1].Outcome
+	if o.Kind != Delivered || o.Clone != 2 || o.Socket != "raw" || o.Process != "ping" || o.OwnKind != Dropped || o.OwnReason != "NO_SOCKET" || !byID[2].Attached {
+		t.Errorf("ping reply: %+v (clone attached %v)", o, byID[2].Attached)
+	}
+	if o := byID[3].Outcome; o.Kind != Dropped || o.Clone != 0 || o.Reason != "NETFILTER_DROP" {
+		t.Errorf("tapped drop: %+v", o)
+	}
+	if o := byID[5].Outcome; o.Kind != Dropped || o.Clone != 0 || byID[6].Attached {
+		t.Errorf("reused buffer: %+v (attached %v)", o, byID[6].Attached)
+	}
+	s := NewSummary()
+	for _, p := range got {
+		s.Add(p)
+	}
+	if s.Packets != 4 || s.Clones != 2 || len(s.ViaClone()) != 1 || s.ViaClone()[0] != (Count{"delivered", 1}) {
+		t.Errorf("summary: %d packets, %d clones, via clone %v", s.Packets, s.Clones, s.ViaClone())
+	}
+}
+
+// TestIDReusedAfterUnseenFree: a TCP segment freed where no hook sees it
+// leaves its id to the next skb at its address; a long silence and then
+// another flow's bytes under the id start a new packet, and the first one
+// ends unknown, saying why.
+func TestIDReusedAfterUnseenFree(t *testing.T) {
+	rst := tcp4Frame("10.0.0.2", "10.0.0.1", 81, 40000, 0x14)
+	dns := udp4Frame("10.9.9.9", "10.0.0.1", 53, 5353, []byte("x"))
+	evs := []ev{
+		cli(ev{id: 8, at: ms(1), hook: "netif_receive_skb", data: rst}),
+		cli(ev{id: 8, at: ms(1) + 500*time.Millisecond, hook: "consume_skb", data: dns, loc: "skb_consume_udp+0x39"}),
+		// The same flow after a silence (a retransmission) stays one packet.
+		cli(ev{id: 9, at: ms(2), hook: "net_dev_queue", data: rst}),
+		cli(ev{id: 9, at: ms(2) + 300*time.Millisecond, hook: "net_dev_queue", data: rst}),
+	}
+	got := analyze(t, Options{}, nil, tempRecording(t, "alpha", evs))
+	n := map[uint64]int{}
+	for _, p := range got {
+		n[p.ID]++
+		if p.ID == 8 && len(p.Hops) == 1 && p.Hops[0].Meta.Hook == "netif_receive_skb" {
+			if p.Outcome.Kind != Unknown || !strings.Contains(p.Outcome.Why, "freed where no hook sees it") {
+				t.Errorf("first skb of id 8: %+v", p.Outcome)
+			}
+		}
+	}
+	if n[8] != 2 || n[9] != 1 {
+		t.Errorf("packets per id %v, want 8 split in two and 9 kept whole", n)
 	}
 }

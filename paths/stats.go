@@ -134,11 +134,16 @@ const (
 
 // Summary accumulates statistics over packets.
 type Summary struct {
+	// Packets counts packets; Clones the clones attached to one of them
+	// (Packet.Attached), whose fates are part of their packets' outcomes.
 	Packets  uint64
+	Clones   uint64
 	Events   uint64
 	First    int64 // earliest hop time
 	Last     int64 // latest hop time
 	outcomes [len(outcomeNames)]uint64
+	viaClone [len(outcomeNames)]uint64
+	cloneOut [len(outcomeNames)]uint64
 	drops    map[string]*dropAcc
 	paths    map[string]*uint64
 	pairs    map[[2]string]*Histogram
@@ -187,7 +192,13 @@ func NewSummary() *Summary {
 
 // Add counts one packet.
 func (s *Summary) Add(p *Packet) {
-	s.Packets++
+	if p.Attached {
+		s.Clones++
+		s.cloneOut[p.Outcome.Kind]++
+	} else {
+		s.Packets++
+		s.addOutcome(p)
+	}
 	s.Events += uint64(len(p.Hops) + p.DroppedHops)
 	if len(p.Hops) > 0 {
 		if s.First == 0 || p.Hops[0].Time < s.First {
@@ -195,25 +206,6 @@ func (s *Summary) Add(p *Packet) {
 		}
 		if t := p.Hops[len(p.Hops)-1].Time; t > s.Last {
 			s.Last = t
-		}
-	}
-	s.outcomes[p.Outcome.Kind]++
-	if p.Outcome.Kind == Dropped {
-		d := s.drops[p.Outcome.Reason]
-		if d == nil {
-			d = &dropAcc{locs: make(map[string]uint64)}
-			s.drops[p.Outcome.Reason] = d
-		}
-		d.count++
-		loc := p.Outcome.Location
-		if _, ok := d.locs[loc]; !ok && s.locations >= maxDistinctLocations {
-			loc = otherName
-		} else if !ok {
-			s.locations++
-		}
-		d.locs[loc]++
-		if s.DropStacks > 0 {
-			s.addDropStack(d, &p.Outcome)
 		}
 	}
 	s.pathBuf = p.AppendPath(s.pathBuf[:0])
@@ -333,6 +325,59 @@ func (s *Summary) addDropStack(d *dropAcc, o *Outcome) {
 func (s *Summary) Outcomes() []Count {
 	var out []Count
 	for k, n := range s.outcomes {
+		if n > 0 {
+			out = append(out, Count{OutcomeKind(k).String(), n})
+		}
+	}
+	sortCounts(out)
+	return out
+}
+
+// addOutcome counts the outcome of a packet (not of an attached clone).
+func (s *Summary) addOutcome(p *Packet) {
+	s.outcomes[p.Outcome.Kind]++
+	if p.Outcome.Clone != 0 {
+		s.viaClone[p.Outcome.Kind]++
+	}
+	if p.Outcome.Kind == Dropped {
+		d := s.drops[p.Outcome.Reason]
+		if d == nil {
+			d = &dropAcc{locs: make(map[string]uint64)}
+			s.drops[p.Outcome.Reason] = d
+		}
+		d.count++
+		loc := p.Outcome.Location
+		if _, ok := d.locs[loc]; !ok && s.locations >= maxDistinctLocations {
+			loc = otherName
+		} else if !ok {
+			s.locations++
+		}
+		d.locs[loc]++
+		if s.DropStacks > 0 {
+			s.addDropStack(d, &p.Outcome)
+		}
+	}
+}
+
+// ViaClone returns, by outcome kind, the number of packets whose outcome
+// one of their clones decided (delivered through a clone while their own
+// skb was dropped or consumed), most frequent first.
+func (s *Summary) ViaClone() []Count {
+	var out []Count
+	for k, n := range s.viaClone {
+		if n > 0 {
+			out = append(out, Count{OutcomeKind(k).String(), n})
+		}
+	}
+	sortCounts(out)
+	return out
+}
+
+// CloneOutcomes returns the outcomes of the attached clones (see
+// Packet.Attached) by kind, most frequent first.
+func (s *Summary) CloneOutcomes() []Count {
+	var out []Count
+	for k, n := range s.cloneOut {
 		if n > 0 {
 			out = append(out, Count{OutcomeKind(k).String(), n})
 		}

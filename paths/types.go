@@ -73,6 +73,37 @@ type Outcome struct {
 	// StackLost reports that one was asked for but lost.
 	Stack     *Stack
 	StackLost bool
+
+	// Socket is the kind of socket a delivered packet reached ("raw",
+	// "UDP", "ICMP", "TCP", "packet", "unix"), and Process the name of the
+	// task whose read copied it, where the path shows them.
+	Socket  string
+	Process string
+	// Clone is the id of the clone that decided the outcome, 0 when the
+	// packet's own skb did: a packet whose own skb was freed (dropped or
+	// consumed) while a clone of it reached a socket was delivered, as
+	// ping's echo replies reach its raw socket. OwnKind, OwnReason and
+	// OwnLocation then say what became of the packet's own skb.
+	Clone       uint64
+	OwnKind     OutcomeKind
+	OwnReason   string
+	OwnLocation string
+	// Why says, for Unknown, why the recording does not show the fate:
+	// the recording ended while the packet was in flight, events were
+	// lost, or no hook saw it after its last hop.
+	Why string
+}
+
+// CloneOutcome is the outcome of one of a packet's clones.
+type CloneOutcome struct {
+	ID      uint64
+	Outcome Outcome
+}
+
+// decides reports whether a clone's outcome o may be the packet's: any
+// but a delivery to a packet socket, which taps a copy.
+func (o *Outcome) decides() bool {
+	return !(o.Kind == Delivered && o.Socket == "packet")
 }
 
 // Function returns the function part of Location ("ping_rcv" of
@@ -188,6 +219,14 @@ type Packet struct {
 	// Children are the ids of clones seen while this packet was open.
 	Parent   uint64
 	Children []uint64
+	// Clones are the outcomes of the clones that completed while this
+	// packet was open; Finish lets them decide the packet's outcome when
+	// its own skb was not delivered (see Outcome.Clone).
+	Clones []CloneOutcome
+	// Attached reports a clone of a packet of the same recording that was
+	// still open when the clone appeared: its fate is part of that
+	// packet's outcome, and statistics count it among clones, not packets.
+	Attached bool
 	Hops     []Hop
 	Outcome  Outcome
 	// Data is the packet's bytes as first seen (only kept when

@@ -70,6 +70,11 @@ local f = {
     -- Path views.
     id            = ProtoField.uint64("pathcap.id", "Path id", base.DEC),
     outcome       = ProtoField.string("pathcap.outcome", "Outcome"),
+    socket        = ProtoField.string("pathcap.socket", "Delivered to socket kind"),
+    process       = ProtoField.string("pathcap.process", "Delivered to process"),
+    via_clone     = ProtoField.uint64("pathcap.via_clone", "Outcome decided by clone", base.DEC),
+    own           = ProtoField.string("pathcap.own", "Fate of the packet's own skb"),
+    own_reason    = ProtoField.string("pathcap.own_reason", "Drop reason of the packet's own skb"),
     hops          = ProtoField.uint32("pathcap.hops", "Hops", base.DEC),
     duration_ns   = ProtoField.uint64("pathcap.duration_ns", "Duration (ns)", base.DEC),
     path          = ProtoField.string("pathcap.path", "Path"),
@@ -491,6 +496,11 @@ local path_schema = {
     { "outcome", str, f.outcome },
     { "reason", str, f.drop_reason },
     { "loc", str, f.drop_location },
+    { "socket", str, f.socket },
+    { "process", str, f.process },
+    { "via_clone", dec64, f.via_clone },
+    { "own", str, f.own },
+    { "own_reason", str, f.own_reason },
     { "hops", dec32, f.hops },
     { "duration_ns", dec64, f.duration_ns },
     { "path", str, f.path },
@@ -654,6 +664,15 @@ local function add_path(tree, version, raw, conv)
         text = text .. ": " .. raw.outcome
         if raw.outcome == "dropped" and raw.reason then
             text = text .. " (" .. raw.reason .. ")"
+        end
+        if raw.via_clone then
+            text = text .. " via clone " .. raw.via_clone
+        end
+        if raw.socket then
+            text = text .. " to " .. raw.socket .. " socket"
+        end
+        if raw.process then
+            text = text .. " of " .. raw.process
         end
     end
     if raw.loc then

@@ -64,6 +64,10 @@ type jsonOutcomeKey struct {
 	kind                        paths.OutcomeKind
 	reason, location, hook, dev string
 	netns                       uint32
+	socket, process, why        string
+	clone                       uint64
+	ownKind                     paths.OutcomeKind
+	ownReason, ownLocation      string
 }
 
 // Append appends p as one line of JSON followed by a newline. A nil
@@ -108,7 +112,7 @@ func (enc *JSONEncoder) Append(b []byte, p *paths.Packet) []byte {
 
 // appendOutcome appends the "outcome" member.
 func (enc *JSONEncoder) appendOutcome(b []byte, o *paths.Outcome) []byte {
-	k := jsonOutcomeKey{o.Kind, o.Reason, o.Location, o.Hook, o.Dev, o.NetNS}
+	k := jsonOutcomeKey{o.Kind, o.Reason, o.Location, o.Hook, o.Dev, o.NetNS, o.Socket, o.Process, o.Why, o.Clone, o.OwnKind, o.OwnReason, o.OwnLocation}
 	var e *jsonOutcomeEntry
 	if enc != nil {
 		e = &enc.outcomes[(int(k.kind)*7+len(k.hook)*3+len(k.location)+int(k.netns))&(len(enc.outcomes)-1)]
@@ -140,6 +144,33 @@ func (enc *JSONEncoder) appendOutcome(b []byte, o *paths.Outcome) []byte {
 	if o.NetNS != 0 {
 		b = append(b, `,"netns":`...)
 		b = strconv.AppendUint(b, uint64(o.NetNS), 10)
+	}
+	if o.Socket != "" {
+		b = append(b, `,"socket":`...)
+		b = appendJSONString(b, o.Socket)
+	}
+	if o.Process != "" {
+		b = append(b, `,"process":`...)
+		b = appendJSONString(b, o.Process)
+	}
+	if o.Clone != 0 {
+		b = append(b, `,"clone":`...)
+		b = strconv.AppendUint(b, o.Clone, 10)
+		b = append(b, `,"own":{"kind":`...)
+		b = appendJSONString(b, o.OwnKind.String())
+		if o.OwnReason != "" {
+			b = append(b, `,"reason":`...)
+			b = appendJSONString(b, o.OwnReason)
+		}
+		if o.OwnLocation != "" {
+			b = append(b, `,"location_offset":`...)
+			b = appendJSONString(b, o.OwnLocation)
+		}
+		b = append(b, '}')
+	}
+	if o.Why != "" {
+		b = append(b, `,"why":`...)
+		b = appendJSONString(b, o.Why)
 	}
 	b = append(b, '}')
 	if e != nil {

@@ -253,9 +253,11 @@ func TestSummaryText(t *testing.T) {
 	}
 	out := b.String()
 	for _, want := range []string{
-		"Summary: 15 packets, " + itoa(s.Events) + " events, " + FormatDuration(s.Last-s.First),
-		"Outcomes:", "  transmitted          5   33.3%", "  delivered            4   26.7%", "  unknown              3   20.0%",
-		"  dropped              2   13.3%", "  consumed             1    6.7%",
+		// 10 is a clone of 9: counted apart from the packets.
+		"Summary: 14 packets (and 1 clone), " + itoa(s.Events) + " events, " + FormatDuration(s.Last-s.First),
+		"Outcomes:", "  transmitted          4   28.6%", "  delivered            4   28.6%", "  unknown              3   21.4%",
+		"  dropped              2   14.3%", "  consumed             1    7.1%",
+		"  clones: 1 (1 transmitted), part of their packets' outcomes",
 		"Drop reasons:", "  NETFILTER_DROP         1", "                         1  at nf_hook_slow+0x9a",
 		"  NO_SOCKET              1", "                         1  at __udp4_lib_rcv+0x4bc",
 		"Most common paths:", "          2  net_dev_queue > net_dev_start_xmit > net_dev_xmit\n          2  netif_receive_skb\n",
@@ -333,8 +335,8 @@ func TestSummaryJSON(t *testing.T) {
 	for _, p := range got.Paths {
 		npaths += p.Count
 	}
-	if npaths != s.Packets {
-		t.Errorf("path counts sum to %d", npaths)
+	if npaths != s.Packets+s.Clones || got.Clones != 1 || got.CloneOutcomes["transmitted"] != 1 {
+		t.Errorf("path counts sum to %d; clones %d %v", npaths, got.Clones, got.CloneOutcomes)
 	}
 	var hops, events uint64
 	for _, l := range got.Latency {
@@ -346,7 +348,7 @@ func TestSummaryJSON(t *testing.T) {
 	for _, d := range got.Devices {
 		events += d.Events
 	}
-	if hops != s.Events-s.Packets || events != s.Events {
+	if hops != s.Events-s.Packets-s.Clones || events != s.Events {
 		t.Errorf("latency counts %d, device events %d", hops, events)
 	}
 }

@@ -67,6 +67,7 @@ func OutcomeText(o *paths.Outcome) string {
 // appendOutcomeText appends OutcomeText(o).
 func appendOutcomeText(b []byte, o *paths.Outcome) []byte {
 	b = append(b, o.Kind.String()...)
+	b = appendVia(b, o)
 	switch o.Kind {
 	case paths.Dropped:
 		if o.Reason == "" {
@@ -86,7 +87,19 @@ func appendOutcomeText(b []byte, o *paths.Outcome) []byte {
 			b = append(b, o.Dev...)
 		}
 	case paths.Delivered:
-		if o.Location != "" {
+		if o.Socket != "" {
+			b = append(b, " to "...)
+			b = append(b, o.Socket...)
+			b = append(b, " socket"...)
+		}
+		if o.Process != "" {
+			if o.Socket == "" {
+				b = append(b, " to a socket"...)
+			}
+			b = append(b, " of "...)
+			b = append(b, o.Process...)
+		}
+		if o.Location != "" && o.Clone == 0 {
 			b = append(b, " (freed at "...)
 			b = append(b, o.Location...)
 			b = append(b, ')')
@@ -97,13 +110,48 @@ func appendOutcomeText(b []byte, o *paths.Outcome) []byte {
 			b = append(b, o.Location...)
 		}
 	case paths.Unknown:
-		if o.Hook != "" {
-			b = append(b, " (last seen at "...)
-			b = append(b, o.Hook...)
+		if o.Hook != "" || o.Why != "" {
+			b = append(b, " ("...)
+			if o.Hook != "" {
+				b = append(b, "last seen at "...)
+				b = append(b, o.Hook...)
+				if o.Why != "" {
+					b = append(b, ": "...)
+				}
+			}
+			b = append(b, o.Why...)
 			b = append(b, ')')
 		}
 	}
-	return b
+	return appendOwn(b, o)
+}
+
+// appendVia appends " via clone N" when a clone decided o.
+func appendVia(b []byte, o *paths.Outcome) []byte {
+	if o.Clone == 0 {
+		return b
+	}
+	b = append(b, " via clone "...)
+	return strconv.AppendUint(b, o.Clone, 10)
+}
+
+// appendOwn appends what became of the packet's own skb when a clone
+// decided o: " (own skb dropped: NO_SOCKET at ping_rcv+0xab)".
+func appendOwn(b []byte, o *paths.Outcome) []byte {
+	if o.Clone == 0 {
+		return b
+	}
+	b = append(b, " (own skb "...)
+	b = append(b, o.OwnKind.String()...)
+	if o.OwnReason != "" {
+		b = append(b, ": "...)
+		b = append(b, o.OwnReason...)
+	}
+	if o.OwnLocation != "" {
+		b = append(b, " at "...)
+		b = append(b, o.OwnLocation...)
+	}
+	return append(b, ')')
 }
 
 // FlowText describes a hop's flow: "10.0.0.1 > 10.0.0.2 ICMP",
@@ -206,7 +254,14 @@ func WriteSummaryText(w io.Writer, s *paths.Summary, o TextOptions) error {
 	if s.Last > s.First {
 		span = ", " + FormatDuration(s.Last-s.First)
 	}
-	fmt.Fprintf(&b, "%s %d packets, %d events%s", o.paint(ansiBold, "Summary:"), s.Packets, s.Events, span)
+	clones := ""
+	switch {
+	case s.Clones == 1:
+		clones = " (and 1 clone)"
+	case s.Clones > 1:
+		clones = fmt.Sprintf(" (and %d clones)", s.Clones)
+	}
+	fmt.Fprintf(&b, "%s %d packets%s, %d events%s", o.paint(ansiBold, "Summary:"), s.Packets, clones, s.Events, span)
 	line(&b, w, o)
 
 	b.WriteString(o.paint(ansiBold, "Outcomes:"))
@@ -219,6 +274,18 @@ func WriteSummaryText(w io.Writer, s *paths.Summary, o TextOptions) error {
 			b.Reset()
 			fmt.Fprintf(&b, "  %s%s %9d  %5.1f%%", o.paint(outcomeColor(k), c.Name), strings.Repeat(" ", max(0, 12-len(c.Name))), c.Count, pct(c.Count, s.Packets))
 		}
+		line(&b, w, o)
+	}
+	for _, c := range s.ViaClone() {
+		fmt.Fprintf(&b, "  of which %s through a clone: %d", c.Name, c.Count)
+		line(&b, w, o)
+	}
+	if s.Clones > 0 {
+		var parts []string
+		for _, c := range s.CloneOutcomes() {
+			parts = append(parts, fmt.Sprintf("%d %s", c.Count, c.Name))
+		}
+		fmt.Fprintf(&b, "  clones: %d (%s), part of their packets' outcomes", s.Clones, strings.Join(parts, ", "))
 		line(&b, w, o)
 	}
 

@@ -38,6 +38,27 @@ type OutcomeJSON struct {
 	Hook           string `json:"hook,omitempty"`
 	Dev            string `json:"dev,omitempty"`
 	NetNS          uint32 `json:"netns,omitempty"`
+	// Socket is the kind of socket a delivered packet reached ("raw",
+	// "UDP", "ICMP", "TCP", "packet", "unix"), Process the task that read
+	// it, where the path shows them.
+	Socket  string `json:"socket,omitempty"`
+	Process string `json:"process,omitempty"`
+	// Clone is the id of the clone that decided the outcome (its own skb
+	// was dropped or consumed while a clone was delivered or transmitted);
+	// Own then says what became of the packet's own skb.
+	Clone uint64       `json:"clone,omitempty"`
+	Own   *OwnFateJSON `json:"own,omitempty"`
+	// Why says, for unknown outcomes, why the recording does not show the
+	// fate.
+	Why string `json:"why,omitempty"`
+}
+
+// OwnFateJSON is what became of a packet's own skb when a clone decided
+// its outcome.
+type OwnFateJSON struct {
+	Kind           string `json:"kind"`
+	Reason         string `json:"reason,omitempty"`
+	LocationOffset string `json:"location_offset,omitempty"`
 }
 
 // HopJSON is one hop of a packet's path.
@@ -96,6 +117,14 @@ type SummaryJSON struct {
 	Last  int64 `json:"last"`
 	// Outcomes counts packets by outcome kind (kinds with none left out).
 	Outcomes map[string]uint64 `json:"outcomes"`
+	// ViaClone counts, of those, the packets whose outcome a clone
+	// decided (their own skb was dropped or consumed), by kind.
+	ViaClone map[string]uint64 `json:"via_clone,omitempty"`
+	// Clones counts the clones attached to a packet (not counted in
+	// Packets or Outcomes: their fates are part of their packets'),
+	// CloneOutcomes their own outcomes by kind.
+	Clones        uint64            `json:"clones,omitempty"`
+	CloneOutcomes map[string]uint64 `json:"clone_outcomes,omitempty"`
 	// Drops are the drop reasons, most frequent first.
 	Drops []DropJSON `json:"drops"`
 	// Paths are the most common hook sequences ("hook>hook>...").

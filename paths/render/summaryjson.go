@@ -26,7 +26,16 @@ func AppendSummaryJSON(b []byte, s *paths.Summary, topPaths int) []byte {
 		b = append(b, ':')
 		b = strconv.AppendUint(b, c.Count, 10)
 	}
-	b = append(b, `},"drops":[`...)
+	b = append(b, '}')
+	if via := s.ViaClone(); len(via) > 0 {
+		b = appendCounts(append(b, `,"via_clone":`...), via)
+	}
+	if s.Clones > 0 {
+		b = append(b, `,"clones":`...)
+		b = strconv.AppendUint(b, s.Clones, 10)
+		b = appendCounts(append(b, `,"clone_outcomes":`...), s.CloneOutcomes())
+	}
+	b = append(b, `,"drops":[`...)
 	for i, d := range s.Drops() {
 		if i > 0 {
 			b = append(b, ',')
@@ -116,4 +125,18 @@ func AppendSummaryJSON(b []byte, s *paths.Summary, topPaths int) []byte {
 		b = append(b, '}')
 	}
 	return append(b, "]}\n"...)
+}
+
+// appendCounts appends counts as a JSON object of name to count.
+func appendCounts(b []byte, counts []paths.Count) []byte {
+	b = append(b, '{')
+	for i, c := range counts {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendJSONString(b, c.Name)
+		b = append(b, ':')
+		b = strconv.AppendUint(b, c.Count, 10)
+	}
+	return append(b, '}')
 }

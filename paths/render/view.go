@@ -120,6 +120,19 @@ func appendPathComment(b []byte, p *paths.Packet) []byte {
 	if p.Outcome.Dev != "" {
 		b = appendKV(b, "dev", p.Outcome.Dev)
 	}
+	if p.Outcome.Socket != "" {
+		b = appendKV(b, "socket", p.Outcome.Socket)
+	}
+	if p.Outcome.Process != "" {
+		b = appendKV(b, "process", p.Outcome.Process)
+	}
+	if p.Outcome.Clone != 0 {
+		b = appendKV(b, "via_clone", strconv.FormatUint(p.Outcome.Clone, 10))
+		b = appendKV(b, "own", p.Outcome.OwnKind.String())
+		if p.Outcome.OwnReason != "" {
+			b = appendKV(b, "own_reason", p.Outcome.OwnReason)
+		}
+	}
 	b = appendKV(b, "hops", strconv.Itoa(len(p.Hops)+p.DroppedHops))
 	b = appendKV(b, "duration_ns", strconv.FormatInt(p.Duration(), 10))
 	if p.Parent != 0 {
