@@ -19,7 +19,7 @@ const (
 	// DefaultTrackedPackets is the number of packets followed at once
 	// when Config.TrackedPackets is 0.
 	DefaultTrackedPackets = 1 << 16
-	// MaxTrackedPackets is the largest Config.TrackedPackets (24 bytes
+	// MaxTrackedPackets is the largest Config.TrackedPackets (64 bytes
 	// each).
 	MaxTrackedPackets = 1 << 24
 	// DefaultAuditSafeRate is Config.MaxRate in audit-safe mode when none
