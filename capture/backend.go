@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"runtime"
 	"slices"
 	"strings"
 
@@ -97,6 +98,11 @@ func (p plan) cloneFuncs() []Hook {
 // if not, attaching a trivial program to probe where no cheaper check
 // exists. sym is a traceable function to probe with.
 func haveBackend(b, sym string, kernel *btf.Spec) error {
+	if (b == BackendKprobe || b == BackendKprobeMulti) && runtime.GOARCH != "amd64" {
+		// bpf/kprobe.c reads the arguments from x86-64's struct pt_regs
+		// at fixed offsets.
+		return fmt.Errorf("the kprobe programs are built for x86-64 registers only, not %s: %w", runtime.GOARCH, ebpf.ErrNotSupported)
+	}
 	switch b {
 	case BackendKprobeMulti:
 		if err := features.HaveBPFLinkKprobeMulti(); err != nil {
@@ -342,20 +348,29 @@ func (r *Recorder) attachKprobes(multi bool, fns []Hook, p plan, env *loadEnv) e
 	if err != nil {
 		return fmt.Errorf("load BPF object: %w", err)
 	}
-	vars := env.knobs.vars()
+	vs, err := knobSpecs(spec)
+	if err == nil {
+		err = env.knobs.apply(vs)
+	}
+	if err != nil {
+		return fmt.Errorf("load kprobe programs: %w", err)
+	}
 	// Kernels before 5.15 have no attach cookies: the programs find a
 	// function's cookie by its address.
 	useCookie := multi || probeAttachCookie()
 	var byAddr *funcCookies
 	if !useCookie {
-		vars[bpf.KprobeVarUseCookie] = uint32(0)
+		var kv bpf.KprobeVariableSpecs
+		if err := spec.Assign(&kv); err != nil {
+			return fmt.Errorf("load kprobe programs: %w", err)
+		}
+		if err := kv.UseCookie.Set(uint32(0)); err != nil {
+			return fmt.Errorf("load kprobe programs: set use_cookie: %w", err)
+		}
 		if byAddr, err = newFuncCookies(); err != nil {
 			return err
 		}
 		r.compat.notes = append(r.compat.notes, "this kernel has no bpf_get_attach_cookie (Linux 5.15): kprobe programs find each function by its address, one hash lookup per event")
-	}
-	if err := setKnobs(spec, vars); err != nil {
-		return err
 	}
 	// The shared maps as created (sizes set by user space).
 	for name := range env.opts.MapReplacements {

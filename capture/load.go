@@ -213,56 +213,79 @@ type hookKnobs struct {
 	budget      uint64           // events per second per CPU, 0: no limit
 }
 
-// vars returns the values of the knobs in k by BPF variable name (the
-// names are the same in both BPF objects).
-func (k hookKnobs) vars() map[string]any {
-	b := func(v bool) uint32 {
-		if v {
-			return 1
-		}
-		return 0
+// knobSpecs returns the load-time settings of spec as bpf2go's typed
+// variable specs. Both BPF objects declare every setting of bpf/knobs.h, so
+// the skb object's struct serves the kprobe object too.
+func knobSpecs(spec *ebpf.CollectionSpec) (*bpf.SkbVariableSpecs, error) {
+	var vs bpf.SkbVariableSpecs
+	if err := spec.Assign(&vs); err != nil {
+		return nil, fmt.Errorf("find the load-time settings: %w", err)
 	}
-	return map[string]any{
-		bpf.SkbVarSnaplen:       k.snaplen,
-		bpf.SkbVarStackBytes:    k.stackBytes,
-		bpf.SkbVarNrCpus:        k.ncpu,
-		bpf.SkbVarWakeupBytes:   k.wakeupBytes,
-		bpf.SkbVarTrackSetMask:  k.trackSets - 1,
-		bpf.SkbVarMatchNetns:    k.match.NetNS,
-		bpf.SkbVarMatchIfindex:  k.match.Ifindex,
-		bpf.SkbVarMatchMark:     k.match.Mark,
-		bpf.SkbVarMatchMarkMask: k.match.MarkMask,
-		bpf.SkbVarMatchPid:      k.match.PID,
-		bpf.SkbVarHasExpr:       b(k.filter != nil),
-		bpf.SkbVarFiltered:      b(k.filter != nil || k.match != Match{}),
-		bpf.SkbVarFilterWindow:  k.window,
-		bpf.SkbVarTrack:         b(k.track),
-		bpf.SkbVarDirectRead:    b(!k.probeRead),
-		bpf.SkbVarUntrackOnly:   b(k.untrackOnly),
-		bpf.SkbVarExitHook:      b(k.exit),
-		bpf.SkbVarEntryHook:     uint32(k.entryHook),
-		bpf.SkbVarPairCalls:     b(k.pairCalls),
-		bpf.SkbVarCloneHook:     b(k.clone),
-		bpf.SkbVarRetArg:        int32(k.retArg),
-		bpf.SkbVarTaskBtf:       b(k.taskBTF),
-		bpf.SkbVarCopyBytes:     b(k.copyBytes),
-		bpf.SkbVarBudgetPerCpu:  k.budget,
-		bpf.SkbVarLinkClones:    b(k.track),
+	return &vs, nil
+}
+
+// knobSetter sets variables, keeping the first error.
+type knobSetter struct{ err error }
+
+func (s *knobSetter) set(v *ebpf.VariableSpec, val any) {
+	if s.err != nil {
+		return
+	}
+	if err := v.Set(val); err != nil {
+		s.err = fmt.Errorf("set %s: %w", v, err)
 	}
 }
 
-// setKnobs sets the BPF variables in vars in spec.
-func setKnobs(spec *ebpf.CollectionSpec, vars map[string]any) error {
-	for name, v := range vars {
-		vs, ok := spec.Variables[name]
-		if !ok {
-			return fmt.Errorf("set %s: variable not in BPF object", name)
-		}
-		if err := vs.Set(v); err != nil {
-			return fmt.Errorf("set %s: %w", name, err)
-		}
+// b32 is a C boolean.
+func b32(v bool) uint32 {
+	if v {
+		return 1
 	}
-	return nil
+	return 0
+}
+
+// apply sets the knobs of k in vs.
+func (k hookKnobs) apply(vs *bpf.SkbVariableSpecs) error {
+	var s knobSetter
+	s.set(vs.Snaplen, k.snaplen)
+	s.set(vs.StackBytes, k.stackBytes)
+	s.set(vs.NrCpus, k.ncpu)
+	s.set(vs.WakeupBytes, k.wakeupBytes)
+	s.set(vs.TrackSetMask, k.trackSets-1)
+	s.set(vs.MatchNetns, k.match.NetNS)
+	s.set(vs.MatchIfindex, k.match.Ifindex)
+	s.set(vs.MatchMark, k.match.Mark)
+	s.set(vs.MatchMarkMask, k.match.MarkMask)
+	s.set(vs.MatchPid, k.match.PID)
+	s.set(vs.HasExpr, b32(k.filter != nil))
+	s.set(vs.Filtered, b32(k.filter != nil || k.match != Match{}))
+	s.set(vs.FilterWindow, k.window)
+	s.set(vs.Track, b32(k.track))
+	s.set(vs.DirectRead, b32(!k.probeRead))
+	s.set(vs.UntrackOnly, b32(k.untrackOnly))
+	s.set(vs.ExitHook, b32(k.exit))
+	s.set(vs.EntryHook, uint32(k.entryHook))
+	s.set(vs.PairCalls, b32(k.pairCalls))
+	s.set(vs.CloneHook, b32(k.clone))
+	s.set(vs.RetArg, int32(k.retArg))
+	s.set(vs.TaskBtf, b32(k.taskBTF))
+	s.set(vs.CopyBytes, b32(k.copyBytes))
+	s.set(vs.BudgetPerCpu, k.budget)
+	s.set(vs.LinkClones, b32(k.track))
+	return s.err
+}
+
+// applyHook sets the knobs of hook h in vs: its id and where its
+// arguments are.
+func applyHook(vs *bpf.SkbVariableSpecs, h *Hook) error {
+	var s knobSetter
+	s.set(vs.HookId, uint32(h.ID))
+	s.set(vs.SkbArg, int32(h.SKBArg))
+	s.set(vs.DevArg, int32(h.DevArg))
+	s.set(vs.ReasonArg, int32(h.ReasonArg))
+	s.set(vs.LocationArg, int32(h.LocationArg))
+	s.set(vs.IsFreeHook, b32(h.Frees))
+	return s.err
 }
 
 // loadHook loads the BTF-typed program for h (a tracepoint, fentry or fexit
@@ -270,17 +293,14 @@ func setKnobs(spec *ebpf.CollectionSpec, vars map[string]any) error {
 // set as constants and the shared maps in opts.
 func loadHook(spec *ebpf.CollectionSpec, h *Hook, opts ebpf.CollectionOptions, k hookKnobs) (*ebpf.Program, error) {
 	spec = spec.Copy()
-	vars := k.vars()
-	vars[bpf.SkbVarHookId] = uint32(h.ID)
-	vars[bpf.SkbVarSkbArg] = int32(h.SKBArg)
-	vars[bpf.SkbVarDevArg] = int32(h.DevArg)
-	vars[bpf.SkbVarReasonArg] = int32(h.ReasonArg)
-	vars[bpf.SkbVarLocationArg] = int32(h.LocationArg)
-	vars[bpf.SkbVarIsFreeHook] = uint32(0)
-	if h.Frees {
-		vars[bpf.SkbVarIsFreeHook] = uint32(1)
+	vs, err := knobSpecs(spec)
+	if err == nil {
+		err = k.apply(vs)
 	}
-	if err := setKnobs(spec, vars); err != nil {
+	if err == nil {
+		err = applyHook(vs, h)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("load hook %s: %w", h.Name, err)
 	}
 	prog := spec.Programs[bpf.SkbProgOnSkb]
