@@ -13,6 +13,7 @@ volatile const __s32 reason_arg = -1;   // index of the drop reason, or -1
 volatile const __s32 location_arg = -1; // index of the free location, or -1
 volatile const __s32 ret_arg = -1;      // fexit: index of the return value, or -1
 volatile const __u32 is_free_hook = 0;  // 1 where the skb is freed (forget its id)
+volatile const __u32 no_start = 0;      // 1: a hook that never starts following a packet
 volatile const __u32 untrack_only = 0;  // 1: a free hook attached only to end tracking
 volatile const __u32 exit_hook = 0;     // 1: function exit, pairs with its entry's call
 volatile const __u32 entry_hook = 0;    // exit_hook: the hook id of the paired entry

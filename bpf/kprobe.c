@@ -23,11 +23,13 @@
 #include "common.h"
 
 // Bits of the attach cookie: hook id in the low 16 bits, the skb's
-// argument position (0 to 4) above it, and a bit for functions that free
-// the skb's memory (kfree_skbmem: its tracking entry ends there).
+// argument position (0 to 4) above it, a bit for functions that free the
+// skb's memory (kfree_skbmem: its tracking entry ends there) and a bit for
+// functions that never start following a packet (Hook.NoStart).
 #define COOKIE_HOOK(c) ((__u16)(c))
 #define COOKIE_ARG(c) ((__u32)((c) >> 16) & 0xff)
 #define COOKIE_FREES(c) ((__u8)((c) >> 24) & 1)
+#define COOKIE_NOSTART(c) ((__u8)((c) >> 25) & 1)
 
 // 1: the kernel has bpf_get_attach_cookie (Linux 5.15+). Else each
 // function's cookie is looked up in func_cookies by the probed address.
@@ -180,6 +182,7 @@ int on_kprobe(struct pt_regs *ctx)
 		return 0;
 	h.hook = COOKIE_HOOK(cookie);
 	h.frees = COOKIE_FREES(cookie);
+	h.nostart = COOKIE_NOSTART(cookie);
 	state = cpu_state();
 	if (!state)
 		return 0;

@@ -101,6 +101,7 @@ const (
 	KprobeVarMatchMarkMask  = "match_mark_mask"
 	KprobeVarMatchNetns     = "match_netns"
 	KprobeVarMatchPid       = "match_pid"
+	KprobeVarNoStart        = "no_start"
 	KprobeVarNrCpus         = "nr_cpus"
 	KprobeVarPairCalls      = "pair_calls"
 	KprobeVarReasonArg      = "reason_arg"
@@ -203,6 +204,7 @@ type KprobeVariableSpecs struct {
 	MatchMarkMask *ebpf.VariableSpec `ebpf:"match_mark_mask"`
 	MatchNetns    *ebpf.VariableSpec `ebpf:"match_netns"`
 	MatchPid      *ebpf.VariableSpec `ebpf:"match_pid"`
+	NoStart       *ebpf.VariableSpec `ebpf:"no_start"`
 	NrCpus        *ebpf.VariableSpec `ebpf:"nr_cpus"`
 	PairCalls     *ebpf.VariableSpec `ebpf:"pair_calls"`
 	ReasonArg     *ebpf.VariableSpec `ebpf:"reason_arg"`
@@ -289,6 +291,7 @@ type KprobeVariables struct {
 	MatchMarkMask *ebpf.Variable `ebpf:"match_mark_mask"`
 	MatchNetns    *ebpf.Variable `ebpf:"match_netns"`
 	MatchPid      *ebpf.Variable `ebpf:"match_pid"`
+	NoStart       *ebpf.Variable `ebpf:"no_start"`
 	NrCpus        *ebpf.Variable `ebpf:"nr_cpus"`
 	PairCalls     *ebpf.Variable `ebpf:"pair_calls"`
 	ReasonArg     *ebpf.Variable `ebpf:"reason_arg"`

@@ -16,6 +16,7 @@ struct hit {
 	__u8 has_ret;
 	__u8 frees;             // the skb is freed here (kprobe: from the cookie)
 	__u8 wanted;            // the entry point has filtered it and kept it
+	__u8 nostart;           // the hook never starts following a packet (kprobe: cookie)
 };
 
 // Fills the task fields of ev: the current task's ids and comm. Helper
@@ -276,6 +277,10 @@ static __always_inline int record(void *ctx, struct hit *h, struct cpu_state *st
 			end_tracking(state, &ref, skb, known);
 		return 0;
 	}
+	// Hooks that see skbs being freed or clones being built record only
+	// packets already followed (see noStartFunctions in capture).
+	if (!known && !h->parent && (no_start || h->nostart))
+		return 0;
 	// A function's exit is recorded if its entry was, under the entry's id.
 	if (exit_hook) {
 		if (!pair_exit(h, known, &w, &id, &gone))

@@ -114,6 +114,7 @@ const (
 	SkbVarMatchMarkMask = "match_mark_mask"
 	SkbVarMatchNetns    = "match_netns"
 	SkbVarMatchPid      = "match_pid"
+	SkbVarNoStart       = "no_start"
 	SkbVarNrCpus        = "nr_cpus"
 	SkbVarPairCalls     = "pair_calls"
 	SkbVarReasonArg     = "reason_arg"
@@ -210,6 +211,7 @@ type SkbVariableSpecs struct {
 	MatchMarkMask *ebpf.VariableSpec `ebpf:"match_mark_mask"`
 	MatchNetns    *ebpf.VariableSpec `ebpf:"match_netns"`
 	MatchPid      *ebpf.VariableSpec `ebpf:"match_pid"`
+	NoStart       *ebpf.VariableSpec `ebpf:"no_start"`
 	NrCpus        *ebpf.VariableSpec `ebpf:"nr_cpus"`
 	PairCalls     *ebpf.VariableSpec `ebpf:"pair_calls"`
 	ReasonArg     *ebpf.VariableSpec `ebpf:"reason_arg"`
@@ -289,6 +291,7 @@ type SkbVariables struct {
 	MatchMarkMask *ebpf.Variable `ebpf:"match_mark_mask"`
 	MatchNetns    *ebpf.Variable `ebpf:"match_netns"`
 	MatchPid      *ebpf.Variable `ebpf:"match_pid"`
+	NoStart       *ebpf.Variable `ebpf:"no_start"`
 	NrCpus        *ebpf.Variable `ebpf:"nr_cpus"`
 	PairCalls     *ebpf.Variable `ebpf:"pair_calls"`
 	ReasonArg     *ebpf.Variable `ebpf:"reason_arg"`

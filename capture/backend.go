@@ -61,6 +61,15 @@ func cookie(hookID, skbArg int, frees bool) uint64 {
 	return c
 }
 
+// hookCookie is the cookie of function hook h (with COOKIE_NOSTART).
+func hookCookie(h *Hook) uint64 {
+	c := cookie(h.ID, h.SKBArg, h.Frees)
+	if h.NoStart {
+		c |= 1 << 25
+	}
+	return c
+}
+
 // plan is what the function backends are asked to attach.
 type plan struct {
 	all    []Hook         // every traceable function taking an skb
@@ -418,7 +427,7 @@ func (r *Recorder) attachKprobes(multi bool, fns []Hook, p plan, env *loadEnv) e
 		for _, h := range fns {
 			hook := r.addHook(h, HookKprobe)
 			syms = append(syms, h.Name)
-			cookies = append(cookies, cookie(hook.ID, h.SKBArg, h.Frees))
+			cookies = append(cookies, hookCookie(hook))
 		}
 		n, err := r.attachMulti(progs[bpf.KprobeProgOnKprobe], syms, cookies, false)
 		if err != nil {
@@ -429,7 +438,7 @@ func (r *Recorder) attachKprobes(multi bool, fns []Hook, p plan, env *loadEnv) e
 		var firstErr error
 		for _, h := range fns {
 			hook := r.addHook(h, HookKprobe)
-			c := cookie(hook.ID, h.SKBArg, h.Frees)
+			c := hookCookie(hook)
 			opts := &link.KprobeOptions{Cookie: c}
 			if byAddr != nil {
 				opts.Cookie = 0

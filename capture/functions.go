@@ -56,6 +56,17 @@ var defaultFunctions = []string{
 // attaches every function that takes an skb instead.
 func DefaultFunctions() []string { return slices.Clone(defaultFunctions) }
 
+// noStartFunctions never start following a packet (Hook.NoStart): they run
+// on an skb after the kfree_skb/consume_skb tracepoints ended its tracking
+// (each would otherwise start a ghost packet of the free's last steps), or
+// on a clone being built inside skb_clone, before skb_clone returns and the
+// clone is followed with its parent.
+var noStartFunctions = []string{
+	"__kfree_skb", "skb_release_all", "skb_release_head_state", "skb_release_data",
+	"skb_free_head", "kfree_skbmem", "kfree_skb_partial", "skb_free_frag",
+	"__copy_skb_header", "__skb_clone", "skb_copy_header", "skb_headers_offset_update",
+}
+
 // cloneFunctions return a clone or copy of their skb argument; the
 // function backends hook their exits to follow clones of followed packets.
 // pskb_copy is an inline wrapper of __pskb_copy_fclone.
@@ -124,7 +135,8 @@ func hookFromFunc(name string, proto *btf.FuncProto) (Hook, bool) {
 		Clone:       slices.Contains(cloneFunctions, name),
 		// The skb's memory goes here, whatever path freed it (also the
 		// ones no tracepoint reports): its tracking entry ends.
-		Frees: name == kmeta.HookMemoryFree,
+		Frees:   name == kmeta.HookMemoryFree,
+		NoStart: slices.Contains(noStartFunctions, name),
 	}
 	for i, p := range proto.Params {
 		if i > maxFuncArg {

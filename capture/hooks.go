@@ -84,6 +84,11 @@ type Hook struct {
 	Frees bool
 	// NArgs is a function's number of arguments (0 for tracepoints).
 	NArgs int
+	// NoStart reports a function that never starts following a packet:
+	// it sees skbs only while they are freed (after the free tracepoints
+	// ended their tracking) or while a clone is built inside skb_clone
+	// (before its return gives the clone its id and parent).
+	NoStart bool
 	// Clone reports a function that returns a clone or copy of its skb
 	// argument (skb_clone, skb_copy, ...).
 	Clone bool

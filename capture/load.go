@@ -285,6 +285,7 @@ func applyHook(vs *bpf.SkbVariableSpecs, h *Hook) error {
 	s.set(vs.ReasonArg, int32(h.ReasonArg))
 	s.set(vs.LocationArg, int32(h.LocationArg))
 	s.set(vs.IsFreeHook, b32(h.Frees))
+	s.set(vs.NoStart, b32(h.NoStart))
 	return s.err
 }
 

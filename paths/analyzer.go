@@ -528,13 +528,36 @@ func isDeliveryHook(hook string) bool {
 	return hook == "skb_copy_datagram_iovec"
 }
 
-// Functions whose free of an skb follows its delivery to a socket.
+// Functions whose free of an skb follows its delivery to a socket. A
+// receive function's free is at the function itself when the helper that
+// frees was inlined or tail-called (skb_consume_udp from udp_recvmsg).
+// skb_defer_free_flush frees what sockets' receive paths deferred
+// (skb_attempt_defer_free).
 var deliveredFreeFunctions = map[string]bool{
 	"skb_consume_udp":          true,
+	"udp_recvmsg":              true,
+	"udpv6_recvmsg":            true,
 	"raw_recvmsg":              true,
+	"rawv6_recvmsg":            true,
+	"ping_recvmsg":             true,
+	"skb_free_datagram":        true,
 	"packet_recvmsg":           true,
 	"tcp_recvmsg":              true,
+	"tcp_recvmsg_locked":       true,
+	"tcp_eat_recv_skb":         true,
+	"skb_defer_free_flush":     true,
 	"unix_stream_read_generic": true,
+	"unix_dgram_recvmsg":       true,
+	"netlink_recvmsg":          true,
+}
+
+// Function hooks (function backends) that show the packet reached a
+// socket's reader: its free by a receive path, seen as a hop.
+var deliveryFunctions = map[string]bool{
+	"skb_consume_udp":        true,
+	"skb_free_datagram":      true,
+	"tcp_eat_recv_skb":       true,
+	"skb_attempt_defer_free": true,
 }
 
 // socketFunctions name the kind of socket by a function that frees an
@@ -554,6 +577,9 @@ var socketFunctions = map[string]string{
 	"tcp_recvmsg":              "TCP",
 	"tcp_recvmsg_locked":       "TCP",
 	"tcp_data_queue":           "TCP",
+	"tcp_queue_rcv":            "TCP",
+	"kfree_skb_partial":        "TCP",
+	"tcp_eat_recv_skb":         "TCP",
 	"packet_recvmsg":           "packet",
 	"packet_rcv":               "packet",
 	"tpacket_rcv":              "packet",
@@ -581,12 +607,24 @@ func classify(p *Packet) Outcome {
 	if !p.HasMeta || len(p.Hops) == 0 {
 		return Outcome{Kind: Unknown}
 	}
-	var deliveredAt, freedAt, memFreedAt, lastTx, lastRx = -1, -1, -1, -1, -1
+	var deliveredAt, freedAt, memFreedAt, lastTx, lastRx, tcpQueued = -1, -1, -1, -1, -1, -1
 	for i := range p.Hops {
 		h := p.Hops[i].Meta.Hook
-		if isDeliveryHook(h) {
+		if isDeliveryHook(h) || deliveryFunctions[h] {
 			deliveredAt = i
 			continue
+		}
+		switch h {
+		case "tcp_queue_rcv", "tcp_data_queue":
+			tcpQueued = i
+		case "kfree_skb_partial":
+			// TCP merged the segment's data into the skb before it in
+			// the socket's receive queue and frees what is left: its
+			// data reached the socket.
+			if tcpQueued >= 0 {
+				deliveredAt = i
+				continue
+			}
 		}
 		switch kmeta.ClassOf(h) {
 		case kmeta.ClassMemoryFree:
@@ -607,8 +645,12 @@ func classify(p *Packet) Outcome {
 			Stack: h.Stack, StackLost: h.Meta.StackLost}
 	}
 	delivered := func(o Outcome) Outcome {
+		// The task is the reader only at hops in its recvmsg (not in the
+		// softirq that queued the packet).
 		if deliveredAt >= 0 {
-			o.Process = p.Hops[deliveredAt].Meta.Comm
+			if h := &p.Hops[deliveredAt].Meta; isDeliveryHook(h.Hook) || deliveryFunctions[h.Hook] {
+				o.Process = h.Comm
+			}
 		}
 		o.Socket = socketKind(p, o.Location)
 		return o

@@ -80,6 +80,16 @@ func TestOutcomeKinds(t *testing.T) {
 		{"delivered: consume at tcp_recvmsg in a module", []ev{
 			srv(ev{hook: "netif_receive_skb"}), sock(ev{hook: "consume_skb", loc: "tcp_recvmsg+0x12 [foo]"}, nsServer),
 		}, Outcome{Kind: Delivered, Hook: "consume_skb", NetNS: nsServer, Location: "tcp_recvmsg+0x12 [foo]", Socket: "TCP"}},
+		{"delivered: consume at udp_recvmsg (skb_consume_udp tail-called)", []ev{
+			srv(ev{hook: "netif_receive_skb"}), sock(ev{hook: "consume_skb", loc: "udp_recvmsg+0x200"}, nsServer),
+		}, Outcome{Kind: Delivered, Hook: "consume_skb", NetNS: nsServer, Location: "udp_recvmsg+0x200", Socket: "UDP"}},
+		{"delivered: deferred free by a socket's receive path", []ev{
+			srv(ev{hook: "netif_receive_skb"}), sock(ev{hook: "consume_skb", loc: "skb_defer_free_flush+0x70"}, nsServer),
+		}, Outcome{Kind: Delivered, Hook: "consume_skb", NetNS: nsServer, Location: "skb_defer_free_flush+0x70"}},
+		{"delivered: a TCP segment coalesced into the receive queue", []ev{
+			srv(ev{hook: "netif_receive_skb"}), sock(ev{hook: "tcp_queue_rcv"}, nsServer),
+			sock(ev{hook: "kfree_skb_partial"}, nsServer), sock(ev{hook: "kfree_skbmem"}, nsServer),
+		}, Outcome{Kind: Delivered, Hook: "kfree_skb_partial", NetNS: nsServer, Socket: "TCP"}},
 		{"transmitted: last hop net_dev_xmit", []ev{
 			cli(ev{hook: "net_dev_queue"}), cli(ev{hook: "net_dev_xmit"}),
 		}, Outcome{Kind: Transmitted, Hook: "net_dev_xmit", Dev: "veth0", NetNS: nsClient}},
