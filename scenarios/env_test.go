@@ -6,12 +6,15 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
 
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
 	"golang.org/x/sys/unix"
 
 	"github.com/pathcap/pathcap/internal/testenv"
@@ -223,42 +226,93 @@ func nftCounter(t testing.TB, n *netns, family, table, chain string) int64 {
 	return total
 }
 
-// tcDropCount returns the packets counted by the gact actions of the
-// ingress filters on dev, from "tc -s -j filter show".
-func tcDropCount(t testing.TB, n *netns, dev string) int64 {
+// loadDropProgram loads a tc direct-action program that drops IPv4 UDP
+// (20-byte IP header) to port and counts what it drops, pins it in a
+// bpffs mounted for the test, and returns the pin's path and the counter.
+func loadDropProgram(t testing.TB, port uint16) (string, *ebpf.Map) {
 	t.Helper()
-	out := n.exec(t, "tc", "-s", "-j", "filter", "show", "dev", dev, "ingress")
-	var doc any
-	if err := json.Unmarshal([]byte(out), &doc); err != nil {
-		t.Fatalf("parse tc -j output: %v\n%s", err, out)
+	dir := t.TempDir()
+	if err := unix.Mount("bpf", dir, "bpf", 0, ""); err != nil {
+		t.Fatalf("mount bpffs on %s: %v", dir, err)
 	}
-	var total int64
-	found := false
-	var walk func(v any)
-	walk = func(v any) {
-		switch v := v.(type) {
-		case []any:
-			for _, x := range v {
-				walk(x)
-			}
-		case map[string]any:
-			if v["kind"] == "gact" {
-				if st, ok := v["stats"].(map[string]any); ok {
-					if p, ok := st["packets"].(float64); ok {
-						total += int64(p)
-						found = true
-						return
-					}
-				}
-			}
-			for _, x := range v {
-				walk(x)
-			}
+	t.Cleanup(func() { _ = unix.Unmount(dir, unix.MNT_DETACH) })
+	count, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Array, KeySize: 4, ValueSize: 8, MaxEntries: 1})
+	if err != nil {
+		t.Fatalf("counter map: %v", err)
+	}
+	t.Cleanup(func() { count.Close() })
+	// Loads from packet memory are little-endian: 0x0800 reads 0x0008.
+	be16 := func(v uint16) int32 { return int32(v>>8 | v<<8&0xff00) }
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+		Type:    ebpf.SchedCLS,
+		License: "GPL",
+		Instructions: asm.Instructions{
+			asm.LoadMem(asm.R2, asm.R1, 76, asm.Word), // skb->data
+			asm.LoadMem(asm.R3, asm.R1, 80, asm.Word), // skb->data_end
+			asm.Mov.Reg(asm.R4, asm.R2),
+			asm.Add.Imm(asm.R4, 14+20+4),
+			asm.JGT.Reg(asm.R4, asm.R3, "pass"),
+			asm.LoadMem(asm.R5, asm.R2, 12, asm.Half),
+			asm.JNE.Imm(asm.R5, be16(0x0800), "pass"),
+			asm.LoadMem(asm.R5, asm.R2, 14, asm.Byte),
+			asm.JNE.Imm(asm.R5, 0x45, "pass"),
+			asm.LoadMem(asm.R5, asm.R2, 14+9, asm.Byte),
+			asm.JNE.Imm(asm.R5, 17, "pass"),
+			asm.LoadMem(asm.R5, asm.R2, 14+20+2, asm.Half),
+			asm.JNE.Imm(asm.R5, be16(port), "pass"),
+			asm.StoreImm(asm.RFP, -4, 0, asm.Word),
+			asm.LoadMapPtr(asm.R1, count.FD()),
+			asm.Mov.Reg(asm.R2, asm.RFP),
+			asm.Add.Imm(asm.R2, -4),
+			asm.FnMapLookupElem.Call(),
+			asm.JEq.Imm(asm.R0, 0, "shot"),
+			asm.Mov.Imm(asm.R1, 1),
+			asm.StoreXAdd(asm.R0, asm.R1, asm.DWord),
+			asm.Mov.Imm(asm.R0, 2).WithSymbol("shot"), // TC_ACT_SHOT
+			asm.Return(),
+			asm.Mov.Imm(asm.R0, 0).WithSymbol("pass"), // TC_ACT_OK
+			asm.Return(),
+		},
+	})
+	if err != nil {
+		t.Fatalf("load the tc program: %v", err)
+	}
+	t.Cleanup(func() { prog.Close() })
+	pin := filepath.Join(dir, "drop")
+	if err := prog.Pin(pin); err != nil {
+		t.Fatalf("pin the tc program: %v", err)
+	}
+	return pin, count
+}
+
+// mapCount reads the drop program's counter.
+func mapCount(t testing.TB, m *ebpf.Map) int64 {
+	t.Helper()
+	var n uint64
+	if err := m.Lookup(uint32(0), &n); err != nil {
+		t.Fatalf("read the program's counter: %v", err)
+	}
+	return int64(n)
+}
+
+// tcQdiscDrops returns the drops of the clsact qdisc on dev, from
+// "tc -s -j qdisc show": the kernel counts there every packet an ingress
+// filter shot.
+func tcQdiscDrops(t testing.TB, n *netns, dev string) int64 {
+	t.Helper()
+	out := n.exec(t, "tc", "-s", "-j", "qdisc", "show", "dev", dev)
+	var qs []struct {
+		Kind  string `json:"kind"`
+		Drops *int64 `json:"drops"`
+	}
+	if err := json.Unmarshal([]byte(out), &qs); err != nil {
+		t.Fatalf("parse tc -j qdisc output: %v\n%s", err, out)
+	}
+	for _, q := range qs {
+		if q.Kind == "clsact" && q.Drops != nil {
+			return *q.Drops
 		}
 	}
-	walk(doc)
-	if !found {
-		t.Fatalf("no gact action statistics on %s ingress:\n%s", dev, out)
-	}
-	return total
+	t.Fatalf("no clsact qdisc with statistics on %s:\n%s", dev, out)
+	return 0
 }
