@@ -191,6 +191,8 @@ type pkt struct {
 	// encapsulates: two skbs under one tracking id.
 	Merged bool
 	Text   string // analyze's text report of the packet
+	// Clones are the packets whose ids are in Children (diagnostics).
+	Clones []*pkt
 }
 
 func (p *pkt) String() string { return p.Text }
@@ -258,6 +260,17 @@ func analyze(t testing.TB, file string) []*pkt {
 	if err := a.Close(); err != nil {
 		t.Fatal(err)
 	}
+	byID := map[uint64]*pkt{}
+	for _, p := range out {
+		byID[p.ID] = p
+	}
+	for _, p := range out {
+		for _, c := range p.Children {
+			if q := byID[c]; q != nil {
+				p.Clones = append(p.Clones, q)
+			}
+		}
+	}
 	return out
 }
 
@@ -313,6 +326,9 @@ func expectOutcomes(t testing.TB, what string, ps []*pkt, want map[string]int64)
 		k := outcomeKey(&p.Outcome)
 		if _, ok := want[k]; !ok && shown[k] < 2 {
 			t.Errorf("mismatching packet (%s):\n%s", k, p.Text)
+			for _, c := range p.Clones {
+				t.Logf("its clone %d (%s):\n%s", c.ID, outcomeKey(&c.Outcome), c.Text)
+			}
 			shown[k]++
 		}
 	}
