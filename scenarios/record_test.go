@@ -20,6 +20,7 @@ import (
 	"github.com/pathcap/pathcap/capture"
 	"github.com/pathcap/pathcap/internal/kallsyms"
 	"github.com/pathcap/pathcap/internal/netdev"
+	"github.com/pathcap/pathcap/kmeta"
 	"github.com/pathcap/pathcap/paths"
 	"github.com/pathcap/pathcap/paths/render"
 	"github.com/pathcap/pathcap/recording"
@@ -186,6 +187,7 @@ type pkt struct {
 	Info       ipInfo
 	NetNS      []uint32 // namespaces of its hops, in order of first appearance
 	Hooks      []string
+	HopNetNS   []uint32 // each hop's namespace
 	// Merged reports that two consecutive hops carry different flows
 	// (addresses, ports or protocols) though no scenario translates or
 	// encapsulates: two skbs under one tracking id.
@@ -231,6 +233,7 @@ func analyze(t testing.TB, file string) []*pkt {
 				q.NetNS = append(q.NetNS, h.Meta.NetNS)
 			}
 			q.Hooks = append(q.Hooks, h.HookName())
+			q.HopNetNS = append(q.HopNetNS, h.Meta.NetNS)
 			if h.Changed&(paths.ChangedAddr|paths.ChangedPort|paths.ChangedProto) != 0 {
 				q.Merged = true
 			}
@@ -357,6 +360,17 @@ func originals(ps []*pkt, sel func(*pkt) bool) []*pkt {
 		}
 	}
 	return out
+}
+
+// transmittedIn reports whether the packet left a device in namespace ns
+// (a transmit hook there).
+func (p *pkt) transmittedIn(ns *netns) bool {
+	for i, h := range p.Hooks {
+		if p.HopNetNS[i] == ns.Inode && kmeta.ClassOf(h) == kmeta.ClassTransmit {
+			return true
+		}
+	}
+	return false
 }
 
 // describe lists packets briefly for logs.
