@@ -122,19 +122,12 @@ type ipInfo struct {
 	SrcPort  uint16
 	DstPort  uint16
 	ICMPType uint8
-	ICMPCode uint8
-	ICMPID   uint16
 	TCPFlags uint8
 	Payload  int // transport payload bytes (UDP, TCP), from the IP length
 }
 
-// TCP flags.
-const (
-	tcpFIN = 0x01
-	tcpSYN = 0x02
-	tcpRST = 0x04
-	tcpACK = 0x10
-)
+// tcpSYN is the SYN flag of the TCP header.
+const tcpSYN = 0x02
 
 // parseIPv4 reads an Ethernet frame (real or synthesized by the recorder).
 func parseIPv4(b []byte) ipInfo {
@@ -161,8 +154,7 @@ func parseIPv4(b []byte) ipInfo {
 	switch i.Proto {
 	case 1:
 		if len(l4) >= 8 {
-			i.ICMPType, i.ICMPCode = l4[0], l4[1]
-			i.ICMPID = binary.BigEndian.Uint16(l4[4:])
+			i.ICMPType = l4[0]
 		}
 	case 17:
 		if len(l4) >= 4 {
@@ -196,8 +188,6 @@ type pkt struct {
 	// Clones are the packets whose ids are in Children (diagnostics).
 	Clones []*pkt
 }
-
-func (p *pkt) String() string { return p.Text }
 
 // inNetns reports whether one of the packet's hops was in namespace ns.
 func (p *pkt) inNetns(ns *netns) bool { return slices.Contains(p.NetNS, ns.Inode) }

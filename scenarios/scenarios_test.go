@@ -531,15 +531,15 @@ func forwarding() *scenario {
 			count  int64
 			extra  []string // more counters that must agree
 			extraN []int64
-			viaB   bool
+			sel    func(*pkt) bool // which packets; UDP to dst when nil
 		}
 		var res []result
-		step := func(name string, dst netip.AddrPort, key, oracle string, extra []string, send func()) {
+		step := func(name string, dst netip.AddrPort, sel func(*pkt) bool, key, oracle string, extra []string, send func()) {
 			before := r.counters(t)
 			send()
 			time.Sleep(100 * time.Millisecond)
 			after := r.counters(t)
-			x := result{name: name, dst: dst, key: key, oracle: oracle, count: delta(t, before, after, oracle), extra: extra}
+			x := result{name: name, dst: dst, key: key, oracle: oracle, count: delta(t, before, after, oracle), extra: extra, sel: sel}
 			for _, e := range extra {
 				x.extraN = append(x.extraN, delta(t, before, after, e))
 			}
@@ -548,30 +548,30 @@ func forwarding() *scenario {
 		// TTL 1: expires at R, which sends time exceeded back.
 		ttl := udpSender(t, a, netip.Addr{}, [3]int{unix.IPPROTO_IP, unix.IP_TTL, 1})
 		dstTTL := netip.AddrPortFrom(ipB, 7003)
-		step("ttl-expired", dstTTL, "dropped IP_INHDR", "Ip:InHdrErrors", []string{"Icmp:OutTimeExcds"},
+		step("ttl-expired", dstTTL, func(q *pkt) bool { return udpTo(dstTTL)(q) && q.Info.TTL == 1 }, "dropped IP_INHDR", "Ip:InHdrErrors", []string{"Icmp:OutTimeExcds"},
 			func() { sendUDP(t, ttl, dstTTL, n, 32) })
 		// No route at R.
 		plain := udpSender(t, a, netip.Addr{})
 		dstNoRoute := netip.AddrPortFrom(netip.MustParseAddr(subnet(99)+".9"), 7004)
-		step("no-route", dstNoRoute, "dropped IP_INNOROUTES", "IpExt:InNoRoutes", nil,
+		step("no-route", dstNoRoute, nil, "dropped IP_INNOROUTES", "IpExt:InNoRoutes", nil,
 			func() { sendUDP(t, plain, dstNoRoute, n, 32) })
 		// A source of B's subnet arriving from A: rp_filter.
 		spoof := udpSender(t, a, spoofed)
 		dstRP := netip.AddrPortFrom(ipB, 7005)
-		step("rp-filter", dstRP, "dropped IP_RPFILTER", "TcpExt:IPReversePathFilter", nil,
+		step("rp-filter", dstRP, func(q *pkt) bool { return udpTo(dstRP)(q) && q.Info.Src == spoofed }, "dropped IP_RPFILTER", "TcpExt:IPReversePathFilter", nil,
 			func() { sendUDP(t, spoof, dstRP, n, 32) })
 		// Larger than R—B's MTU with DF set (IP_PMTUDISC_PROBE: DF, and
 		// the socket ignores the path MTU it learns, so every datagram
 		// goes out whole).
 		big := udpSender(t, a, netip.Addr{}, [3]int{unix.IPPROTO_IP, unix.IP_MTU_DISCOVER, unix.IP_PMTUDISC_PROBE})
 		dstBig := netip.AddrPortFrom(ipB, 7007)
-		step("frag-needed", dstBig, "dropped PKT_TOO_BIG", "IcmpMsg:OutType3", []string{"Ip:FragFails"},
+		step("frag-needed", dstBig, func(q *pkt) bool { return udpTo(dstBig)(q) && q.Info.DF && q.Info.TotLen > 1000 }, "dropped PKT_TOO_BIG", "IcmpMsg:OutType3", []string{"Ip:FragFails"},
 			func() { sendUDP(t, big, dstBig, n, 1200) })
 		// Forwarded and delivered at B.
 		recv := udpReceiver(t, b, 7006)
 		dstOK := netip.AddrPortFrom(ipB, 7006)
 		var read int64
-		step("forwarded", dstOK, "delivered", "Ip:ForwDatagrams", nil,
+		step("forwarded", dstOK, nil, "delivered", "Ip:ForwDatagrams", nil,
 			func() { sendUDP(t, plain, dstOK, n, 32); read = drain(t, recv) })
 
 		return func(t *testing.T, ps []*pkt) {
@@ -582,7 +582,11 @@ func forwarding() *scenario {
 					for i, e := range x.extra {
 						oracleEq(t, "R's "+e+" vs "+x.oracle, x.extraN[i], x.count)
 					}
-					sel := originals(ps, udpTo(x.dst))
+					match := x.sel
+					if match == nil {
+						match = udpTo(x.dst)
+					}
+					sel := originals(ps, match)
 					want := x.count
 					if x.key == "delivered" {
 						oracleEq(t, "datagrams read at B vs R's "+x.oracle, read, x.count)
