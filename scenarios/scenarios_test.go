@@ -123,6 +123,9 @@ func runSuite(t *testing.T, backend string) {
 			}
 			checks[i](t, mine)
 			for _, p := range mine {
+				if p.ghost() {
+					t.Errorf("packet %d (%s) starts at a memory-free hook: the tail of an skb whose free ended its tracking, counted as another packet:\n%s", p.ID, outcomeKey(&p.Outcome), p.Text)
+				}
 				if p.Merged {
 					t.Errorf("packet %d holds more than one packet: its hops carry different flows, and no scenario translates addresses (a tracking id kept past its skb's free):\n%s", p.ID, p.Text)
 				}
