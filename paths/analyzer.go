@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/pathcap/pathcap/kmeta"
@@ -48,8 +49,21 @@ func (o Options) withDefaults() Options {
 }
 
 // reuseGap is the silence after which an event of another flow under a
-// packet's id is taken for a new skb that inherited the id.
-const reuseGap = 100 * time.Millisecond
+// packet's id is taken for a new skb that inherited the id. The hops of one
+// packet whose flow changes (NAT, encapsulation) follow each other within
+// microseconds.
+const reuseGap = 10 * time.Millisecond
+
+// FreedUnseen is Outcome.Why of a packet whose tracking id passed to
+// another skb: its skb was freed where no hook sees it.
+const FreedUnseen = "its skb was freed where no hook sees it (the id passed to another skb)"
+
+// NotDroppedAfterReceive is Outcome.Why of a packet last seen at a receive
+// hook and at no hook after it, neither dropped nor freed: the free
+// tracepoints are always recorded, so it was not dropped, but where it went
+// (a socket's receive path that copies and frees where no tracepoint
+// fires, on recent kernels) only a function backend shows.
+const NotDroppedAfterReceive = "not dropped (a drop would show), but no hook saw it after it was received: a socket's receive path that frees where no tracepoint fires; a function backend shows where"
 
 type packetKey struct {
 	recording int
@@ -144,7 +158,7 @@ func (a *Analyzer) Add(ev *Event) error {
 		// address inherited the id. Complete the old packet, start anew.
 		if f := ParseFlow(ev.Data); len(ev.Data) > 0 && p.Hops[len(p.Hops)-1].Flow.EtherType != 0 && f != p.Hops[len(p.Hops)-1].Flow {
 			a.open.remove(p.key)
-			p.why = "its skb was freed where no hook sees it (the id passed to another skb)"
+			p.why = FreedUnseen
 			if err := a.emitOne(p); err != nil {
 				return err
 			}
@@ -296,6 +310,12 @@ func (a *Analyzer) emitOne(p *openPacket) error {
 		if p.Outcome.Why == "" {
 			p.Outcome.Why = "no hook saw it after its last hop"
 		}
+		if n := len(p.Hops); n > 0 && p.HasMeta && kmeta.ClassOf(p.Hops[n-1].Meta.Hook) == kmeta.ClassReceive && strings.HasPrefix(p.Outcome.Why, "no hook saw it") {
+			// kfree_skb is always recorded: a drop would show. Sockets'
+			// receive paths on recent kernels copy and free where no
+			// tracepoint fires.
+			p.Outcome.Why = NotDroppedAfterReceive
+		}
 	}
 	if p.Parent != 0 {
 		// A clone: its outcome goes to its packet, if that is still open
@@ -364,8 +384,10 @@ func (a *Analyzer) sweep(final bool) error {
 	for _, s := range a.open.slots {
 		if s.p != nil && (final || a.done(s.p)) {
 			if !s.p.freed && s.p.why == "" {
-				if final {
+				if final && s.p.last > a.now-int64(a.opts.Grace) {
 					s.p.why = "the recording ended while it was in flight"
+				} else if final {
+					s.p.why = "no hook saw it after its last hop until the recording ended"
 				} else {
 					s.p.why = "no hook saw it for the analysis window after its last hop"
 				}

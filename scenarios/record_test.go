@@ -273,8 +273,30 @@ func outcomeKey(o *paths.Outcome) string {
 	if o.Kind == paths.Dropped {
 		return "dropped " + o.Reason
 	}
+	if undecidable(o) {
+		return undecidedKey
+	}
 	return o.Kind.String()
 }
+
+// undecidedKey is the outcome of packets whose delivery tracepoints cannot
+// show: received, never dropped, then freed where no tracepoint fires.
+const undecidedKey = "unknown (not dropped, not visible to tracepoints)"
+
+// undecidable reports, on the tracepoint backend, an outcome that the
+// kernel's tracepoints cannot decide: the packet was received and not
+// dropped (the kfree_skb tracepoint is always recorded), and a socket's
+// receive path copied and freed it where no tracepoint fires (6.18:
+// copy_linear_skb and skb_attempt_defer_free for UDP, __kfree_skb for TCP).
+// docs/OUTCOMES.md lists where the suite accepts it; function backends
+// must decide every one.
+func undecidable(o *paths.Outcome) bool {
+	return suiteBackend == capture.BackendTracepoint && o.Kind == paths.Unknown &&
+		(o.Why == paths.NotDroppedAfterReceive || o.Why == paths.FreedUnseen)
+}
+
+// suiteBackend is the backend of the suite running (under suiteMu).
+var suiteBackend string
 
 // tally counts the packets by outcomeKey.
 func tally(ps []*pkt) map[string]int64 {
@@ -299,6 +321,14 @@ func expectOutcome(t testing.TB, what string, ps []*pkt, key string, want int64)
 func expectOutcomes(t testing.TB, what string, ps []*pkt, want map[string]int64) {
 	t.Helper()
 	got := tally(ps)
+	if n := got[undecidedKey]; n > 0 && want["delivered"] > 0 {
+		// On tracepoints, a delivery the kernel does not show counts
+		// against the delivered oracle (never against a drop), and says
+		// so.
+		t.Logf("%s: %d of the delivered packets are not visible to tracepoints after they were received (not dropped)", what, n)
+		got["delivered"] += n
+		delete(got, undecidedKey)
+	}
 	if maps.Equal(got, want) {
 		t.Logf("%s: analyze %v = oracle", what, got)
 		return
