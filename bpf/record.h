@@ -57,23 +57,24 @@ static __always_inline void end_tracking(struct cpu_state *state, struct track_r
 }
 
 // Pairs a function's exit with its entry (exit hooks only). Returns 0 if
-// the entry was not recorded (then the exit is not either), else 1 with
-// *id the entry's id. If the skb is no longer followed under that id
-// (known is its id now), the function freed it: its memory may hold
-// another skb by now, so *gone is set and w holds where the entry saw the
-// skb, and the event carries no packet, only the return value.
-static __always_inline int pair_exit(struct hit *h, __u64 known, struct where *w, __u64 *id, __u32 *gone)
+// the entry was not recorded (then the exit is not either), else the
+// entry's id. If the skb is no longer followed under that id (known is its
+// id now), the function freed it: its memory may hold another skb by now,
+// so w is filled with where the entry saw the skb, and the event carries
+// no packet, only the return value. call is the caller's key slot.
+static __always_inline __u64 pair_exit(struct hit *h, __u64 known, struct where *w, struct call_key *call)
 {
-	struct call_key call = {.skb = h->key, .hook = entry_hook};
 	struct call_info *entry;
+	__u64 id;
 
+	call->skb = h->key;
+	call->hook = entry_hook;
 	// Helper: the entry of this call, if it was recorded.
-	entry = bpf_map_lookup_elem(&calls, &call);
+	entry = bpf_map_lookup_elem(&calls, call);
 	if (!entry)
 		return 0;
-	*id = entry->id;
-	*gone = known != *id;
-	if (*gone) {
+	id = entry->id;
+	if (known != id) {
 		w->netns = entry->netns;
 		w->ifindex = entry->ifindex;
 		w->dev_type = entry->dev_type;
@@ -87,19 +88,20 @@ static __always_inline int pair_exit(struct hit *h, __u64 known, struct where *w
 	}
 	// Helper: done with the call. The entry's values were copied above: a
 	// deleted LRU element may be reused at once.
-	bpf_map_delete_elem(&calls, &call);
-	return 1;
+	bpf_map_delete_elem(&calls, call);
+	return id;
 }
 
 // Spends one event of this CPU's budget (budget_per_cpu events per
 // second): returns 0 if it is spent, which bounds what a flood can cost
-// the host (past it, a hit costs this check and nothing more). *now is
-// the monotonic clock (helper), read once and reused for the record.
-static __always_inline int within_budget(struct cpu_state *state, __u64 *now)
+// the host (past it, a hit costs this check and nothing more), else the
+// monotonic clock (helper), read once and reused for the record.
+static __always_inline __u64 within_budget(struct cpu_state *state)
 {
-	*now = bpf_ktime_get_ns();
-	if (*now - state->budget_start >= 1000000000ULL) {
-		state->budget_start = *now;
+	__u64 now = bpf_ktime_get_ns();
+
+	if (now - state->budget_start >= 1000000000ULL) {
+		state->budget_start = now;
 		state->budget_used = 0;
 	}
 	if (state->budget_used >= budget_per_cpu) {
@@ -107,7 +109,7 @@ static __always_inline int within_budget(struct cpu_state *state, __u64 *now)
 		return 0;
 	}
 	state->budget_used++;
-	return 1;
+	return now;
 }
 
 // Fills ev's description of the hit: where, what skb (plain loads from
@@ -209,20 +211,22 @@ static __always_inline void remember_buffer(struct cpu_state *state, struct trac
 }
 
 // Remembers this call of a function whose exit is hooked too, for the
-// exit (pair_exit).
-static __always_inline void remember_call(struct hit *h, __u64 id, struct where *w)
+// exit (pair_exit). call and info are the caller's (one stack slot each
+// for all steps: a spliced filter's scratch memory must fit below the
+// frame).
+static __always_inline void remember_call(struct hit *h, __u64 id, struct where *w,
+					  struct call_key *call, struct call_info *info)
 {
-	struct call_key call = {.skb = h->key, .hook = h->hook};
-	struct call_info info = {
-		.id = id,
-		.netns = w->netns,
-		.ifindex = w->ifindex,
-		.dev_type = w->dev_type,
-		.has_dev = w->has_dev,
-	};
-
+	call->skb = h->key;
+	call->hook = h->hook;
+	info->id = id;
+	info->netns = w->netns;
+	info->ifindex = w->ifindex;
+	info->dev_type = w->dev_type;
+	info->has_dev = w->has_dev;
+	__builtin_memset(info->_pad, 0, sizeof(info->_pad));
 	// Helper: remember this call for the function's exit.
-	bpf_map_update_elem(&calls, &call, &info, BPF_ANY);
+	bpf_map_update_elem(&calls, call, info, BPF_ANY);
 }
 
 // Publishes ev. The reader is woken once unread data passes wakeup_bytes;
@@ -256,6 +260,8 @@ static __always_inline int record(void *ctx, struct hit *h, struct cpu_state *st
 {
 	struct sk_buff *skb = h->skb;
 	struct track_ref ref = {};
+	struct call_key call;
+	struct call_info info;
 	struct event *ev;
 	struct where w;
 	__u64 known = 0, id = 0, now = 0;
@@ -283,9 +289,11 @@ static __always_inline int record(void *ctx, struct hit *h, struct cpu_state *st
 		return 0;
 	// A function's exit is recorded if its entry was, under the entry's id.
 	if (exit_hook) {
-		if (!pair_exit(h, known, &w, &id, &gone))
+		id = pair_exit(h, known, &w, &call);
+		if (!id)
 			return 0;
 		paired = 1;
+		gone = known != id;
 	}
 
 	if (!gone) {
@@ -313,7 +321,7 @@ static __always_inline int record(void *ctx, struct hit *h, struct cpu_state *st
 	if (!gone && !(match_netns || match_ifindex))
 		locate_device(skb, &w);
 
-	if (budget_per_cpu && !within_budget(state, &now)) {
+	if (budget_per_cpu && !(now = within_budget(state))) {
 		if (known && frees)
 			end_tracking(state, &ref, skb, known);
 		return 0;
@@ -366,7 +374,7 @@ static __always_inline int record(void *ctx, struct hit *h, struct cpu_state *st
 	if (link_clones && !paired && !gone && !frees)
 		remember_buffer(state, &ref, &w, id, now);
 	if (pair_calls)
-		remember_call(h, id, &w);
+		remember_call(h, id, &w, &call, &info);
 	submit(ev, state);
 	return 0;
 }

@@ -102,13 +102,12 @@ int on_skb(void *ctx)
 			if (match_netns || match_ifindex)
 				locate_device(skb, &w);
 			// A clone of a followed packet is followed whatever
-			// its bytes (a filter rejects only skbs that are not
-			// cloned, or whose buffer is not a followed packet's).
-			if (!wanted(skb, &w)) {
-				h.parent = clone_parent(state, skb, w.head);
-				if (!h.parent)
-					return 0;
-			}
+			// its bytes: checked before the filter, so that the
+			// verifier walks the filter's exits once (after them,
+			// a rejected hit only returns).
+			h.parent = clone_parent(state, skb, w.head);
+			if (!h.parent && !wanted(skb, &w))
+				return 0;
 			h.wanted = 1;
 		}
 	}

@@ -26,7 +26,7 @@ var inlineSlots = [3]int16{-488, -496, -504}
 // inlineScratch is how far a spliced filter's scratch memory (classic
 // BPF's M[], which cbpfc keeps in the first bytes below the filter's frame)
 // moves down, below the compiler's frame and above inlineSlots.
-const inlineScratch = 256
+const inlineScratch = 320
 
 // errNoInline says that a filter cannot be spliced into a program; the
 // program then calls it.

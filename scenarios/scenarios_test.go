@@ -98,7 +98,18 @@ func runSuite(t *testing.T, backend string) {
 	suiteBackend = backend
 	all := []*scenario{
 		pingRaw(), pingDgram(), udpClosed(), udpRcvbuf(), nftDrop(),
-		forwarding(), tcpClosed(), tcpTransfer(), tcIngress(),
+		forwarding(), tcIngress(),
+	}
+	if backend == capture.BackendTracepoint {
+		// TCP frees its skbs where no tracepoint fires (__kfree_skb,
+		// skb_attempt_defer_free): the recorder's tracking id then passes
+		// to the next skb allocated at the same address, and TCP's
+		// packets cannot be told apart from tracepoints alone
+		// (docs/OUTCOMES.md, D2). Function backends see kfree_skbmem and
+		// decide them: the VM suite runs the TCP scenarios.
+		t.Log("TCP scenarios: not decidable from tracepoints (docs/OUTCOMES.md, D2); run by the function-backend suite (TestVMScenarios)")
+	} else {
+		all = append(all, tcpClosed(), tcpTransfer())
 	}
 	for _, s := range all {
 		s.setup(t)
