@@ -65,6 +65,8 @@ var noStartFunctions = []string{
 	"__kfree_skb", "skb_release_all", "skb_release_head_state", "skb_release_data",
 	"skb_free_head", "kfree_skbmem", "kfree_skb_partial", "skb_free_frag",
 	"__copy_skb_header", "__skb_clone", "skb_copy_header", "skb_headers_offset_update",
+	// destructors, called while an skb is freed
+	"sock_wfree", "__sock_wfree", "tcp_wfree", "sock_rfree", "sock_efree", "sock_edemux",
 }
 
 // cloneFunctions return a clone or copy of their skb argument; the

@@ -174,6 +174,10 @@ func parseIPv4(b []byte) ipInfo {
 // pkt is one analyzed packet, copied out of the analyzer.
 type pkt struct {
 	ID, Parent uint64
+	// Attached: a clone of a packet of the recording, part of that
+	// packet's outcome (paths.Packet.Attached), not a packet on the wire
+	// of its own.
+	Attached bool
 	Children   []uint64
 	Outcome    paths.Outcome
 	Info       ipInfo
@@ -213,7 +217,7 @@ func analyze(t testing.TB, file string) []*pkt {
 			return err
 		}
 		q := &pkt{
-			ID: p.ID, Parent: p.Parent, Children: slices.Clone(p.Children),
+			ID: p.ID, Parent: p.Parent, Attached: p.Attached, Children: slices.Clone(p.Children),
 			Outcome: p.Outcome, Info: infos[p.ID], Text: text.String(),
 		}
 		delete(infos, p.ID)
@@ -261,6 +265,14 @@ func analyze(t testing.TB, file string) []*pkt {
 		for _, c := range p.Children {
 			if q := byID[c]; q != nil {
 				p.Clones = append(p.Clones, q)
+			}
+		}
+		// A packet whose own skb never carried its headers (TCP keeps
+		// the original for retransmission and transmits clones) is known
+		// by its clones' headers.
+		for _, c := range p.Clones {
+			if !p.Info.Valid && c.Info.Valid {
+				p.Info = c.Info
 			}
 		}
 	}
@@ -370,12 +382,12 @@ func (p *pkt) ghost() bool {
 	return false
 }
 
-// originals keeps the packets that are not clones of another one, and
-// match sel.
+// originals keeps the packets that are not clones attached to another
+// one (their fates are part of that one's outcome), and match sel.
 func originals(ps []*pkt, sel func(*pkt) bool) []*pkt {
 	var out []*pkt
 	for _, p := range ps {
-		if p.Parent == 0 && p.Info.Valid && sel(p) {
+		if !p.Attached && p.Info.Valid && sel(p) {
 			out = append(out, p)
 		}
 	}
