@@ -269,11 +269,11 @@ static __always_inline int record(void *ctx, struct hit *h, struct cpu_state *st
 
 	// Is this skb already being followed? Decides whether the filter runs
 	// and which id the record carries. A clone is a fresh skb: whatever
-	// entry its address still has is stale, and is replaced below.
-	if (!h->parent)
-		known = track_lookup(h->key, &ref);
-	else
-		ref.key = h->key;
+	// entry its address still has is stale, and is replaced below (the
+	// lookup finds where, for the insert).
+	known = track_lookup(h->key, &ref);
+	if (h->parent)
+		known = 0;
 	id = known;
 
 	// A free hook the user did not ask for, attached so that the ids of
