@@ -178,12 +178,12 @@ type pkt struct {
 	// packet's outcome (paths.Packet.Attached), not a packet on the wire
 	// of its own.
 	Attached bool
-	Children   []uint64
-	Outcome    paths.Outcome
-	Info       ipInfo
-	NetNS      []uint32 // namespaces of its hops, in order of first appearance
-	Hooks      []string
-	HopNetNS   []uint32 // each hop's namespace
+	Children []uint64
+	Outcome  paths.Outcome
+	Info     ipInfo
+	NetNS    []uint32 // namespaces of its hops, in order of first appearance
+	Hooks    []string
+	HopNetNS []uint32 // each hop's namespace
 	// Merged reports that two consecutive hops carry different flows
 	// (addresses, ports or protocols) though no scenario translates or
 	// encapsulates: two skbs under one tracking id.
