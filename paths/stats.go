@@ -322,9 +322,13 @@ func (s *Summary) addDropStack(d *dropAcc, o *Outcome) {
 
 // Outcomes returns the count of each outcome kind, most frequent first
 // (kinds with no packet left out).
-func (s *Summary) Outcomes() []Count {
+func (s *Summary) Outcomes() []Count { return kindCounts(&s.outcomes) }
+
+// kindCounts returns the non-zero counts of a per-kind array, most
+// frequent first.
+func kindCounts(counts *[len(outcomeNames)]uint64) []Count {
 	var out []Count
-	for k, n := range s.outcomes {
+	for k, n := range counts {
 		if n > 0 {
 			out = append(out, Count{OutcomeKind(k).String(), n})
 		}
@@ -362,29 +366,11 @@ func (s *Summary) addOutcome(p *Packet) {
 // ViaClone returns, by outcome kind, the number of packets whose outcome
 // one of their clones decided (delivered through a clone while their own
 // skb was dropped or consumed), most frequent first.
-func (s *Summary) ViaClone() []Count {
-	var out []Count
-	for k, n := range s.viaClone {
-		if n > 0 {
-			out = append(out, Count{OutcomeKind(k).String(), n})
-		}
-	}
-	sortCounts(out)
-	return out
-}
+func (s *Summary) ViaClone() []Count { return kindCounts(&s.viaClone) }
 
 // CloneOutcomes returns the outcomes of the attached clones (see
 // Packet.Attached) by kind, most frequent first.
-func (s *Summary) CloneOutcomes() []Count {
-	var out []Count
-	for k, n := range s.cloneOut {
-		if n > 0 {
-			out = append(out, Count{OutcomeKind(k).String(), n})
-		}
-	}
-	sortCounts(out)
-	return out
-}
+func (s *Summary) CloneOutcomes() []Count { return kindCounts(&s.cloneOut) }
 
 // Drops returns the drop reasons, most frequent first, with their
 // locations.
