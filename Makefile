@@ -19,7 +19,7 @@ build:
 # written into the source tree): git status is compared before and after.
 test: setup check
 	@before=$$(git status --porcelain 2>/dev/null || true); \
-	$(GO) test -count=1 ./... && bash scripts/fuzz.sh $(FUZZTIME) || exit 1; \
+	$(GO) test -count=1 -timeout 45m ./... && bash scripts/fuzz.sh $(FUZZTIME) || exit 1; \
 	if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then \
 		after=$$(git status --porcelain); \
 		if [ "$$after" != "$$before" ]; then \
