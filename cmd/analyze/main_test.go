@@ -384,7 +384,7 @@ func testReport(t *testing.T, bin string) {
 		"packet 5  dropped: NO_SOCKET at __udp4_lib_rcv+0x4bc  (4 hops, 41.0µs)  10.0.0.1:40005 > 10.0.0.2:9 UDP",
 		"    +41.0µs  tp:kfree_skb          veth1  netns ns-server  len 52     drop NO_SOCKET  at __udp4_lib_rcv+0x4bc",
 		"packet 6  consumed at icmp_rcv+0x1a2",
-		"packet 7  unknown (last seen at netif_receive_skb: no hook saw it for the analysis window after its last hop)",
+		"packet 7  unknown (last seen at netif_receive_skb: not dropped (a drop would show), but no hook saw it after it was received: a socket's receive path that frees where no tracepoint fires; a function backend shows where)",
 		"packet 3  transmitted on eth0",
 		"changed dev,addr,port: 198.51.100.7:40008 > 10.0.0.2:8080 TCP",
 		"clones: [10]", "clone of 9", "clone of 999",
