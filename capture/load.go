@@ -67,6 +67,7 @@ func (r *Recorder) open(cfg Config, kernel *btf.Spec, ncpu int) error {
 		taskBTF:     r.compat.taskBTF,
 		copyBytes:   !r.compat.auditSafe,
 		budget:      r.compat.perCPU,
+		linkClones:  !cfg.NoTrack && r.compat.headLinks,
 	}
 	bufSize := 64
 	switch {
@@ -211,6 +212,7 @@ type hookKnobs struct {
 	taskBTF     bool             // bpf_get_current_task_btf exists
 	copyBytes   bool             // record packet bytes (a probe read per event)
 	budget      uint64           // events per second per CPU, 0: no limit
+	linkClones  bool             // link clones by their buffer (heads)
 }
 
 // knobSpecs returns the load-time settings of spec as bpf2go's typed
@@ -271,7 +273,7 @@ func (k hookKnobs) apply(vs *bpf.SkbVariableSpecs) error {
 	s.set(vs.TaskBtf, b32(k.taskBTF))
 	s.set(vs.CopyBytes, b32(k.copyBytes))
 	s.set(vs.BudgetPerCpu, k.budget)
-	s.set(vs.LinkClones, b32(k.track))
+	s.set(vs.LinkClones, b32(k.linkClones))
 	return s.err
 }
 
