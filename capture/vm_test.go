@@ -80,6 +80,10 @@ func TestVMFunctionBackends(t *testing.T) {
 			out := vmtest.RunTestWith(t, k, "github.com/pathcap/pathcap/capture", "^TestInVM", vmtest.Options{
 				Tools: []string{"ping"},
 				Env:   env,
+				// The filter subset loads 10 expressions' programs; on
+				// 5.10 under software emulation that alone takes about
+				// 4 minutes.
+				Timeout: 12 * time.Minute,
 			})
 			t.Logf("%s: %v", k, time.Since(start).Round(100*time.Millisecond))
 			for _, line := range strings.Split(out, "\n") {
