@@ -186,6 +186,8 @@ int on_kprobe(struct pt_regs *ctx)
 	state = cpu_state();
 	if (!state)
 		return 0;
+	if (filtered && !admit(&h, state))
+		return 0;
 	return record(ctx, &h, state);
 }
 

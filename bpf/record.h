@@ -47,13 +47,62 @@ static __always_inline void task_fields(struct event *ev)
 	bpf_get_current_comm(ev->comm, sizeof(ev->comm));
 }
 
+// Decides whether a hit is recorded when a filter is set (the expression
+// or the --netns, --ifname, --mark, --pid knobs), before record() is
+// called: a packet already followed is (unless tracking is off, which
+// filters every hit), a clone of a followed packet is, a hook that never
+// starts a packet records nothing else, and otherwise the filter decides.
+// Sets h->parent for a clone and h->wanted for a hit the filter kept.
+// Returns 0 to drop the hit. The entry points call it for the hits that
+// can start a packet: never for function exits, clone returns or
+// untrack-only hooks.
+//
+// The filter runs here, where little is live (the hit and this CPU's
+// state), and never inside record(): the verifier walks a called function
+// once for each distinct state its caller reaches the call in, and
+// record()'s live variables (where the bytes are, the tracking entry)
+// multiplied the walks of a large filter (protochain unrolled nine times)
+// past the 1M-instruction budget of the 5.10 and 6.1 verifiers.
+static __always_inline int admit(struct hit *h, struct cpu_state *state)
+{
+	struct where w;
+	__u64 known = followed_id(h->key);
+
+	if (known && track)
+		return 1;
+	locate(h->skb, h->dev, &w);
+	if (match_netns || match_ifindex)
+		locate_device(h->skb, &w);
+	if (!known) {
+		h->parent = clone_parent(state, h->skb, w.head);
+		if (h->parent)
+			return 1;
+		if (no_start || h->nostart)
+			return 0;
+	}
+	if (wanted(h->skb, &w)) {
+		h->wanted = 1;
+		return 1;
+	}
+	if (known && (is_free_hook || h->frees)) {
+		// Tracking off: a followed packet the filter now rejects is
+		// freed here all the same. Looked up again rather than kept
+		// live across the filter (see above).
+		known = followed_id(h->key);
+		if (known) {
+			track_forget(h->key);
+			head_forget(state, h->skb, known);
+		}
+	}
+	return 0;
+}
+
 // Records one hit of h at ctx (the program's context, for the stack) if its
 // skb is followed or wanted, and keeps the tracking table up to date. state
 // is this CPU's cpu_states entry.
 static __always_inline int record(void *ctx, struct hit *h, struct cpu_state *state)
 {
 	struct sk_buff *skb = h->skb;
-	struct track_ref ref = {};
 	struct call_key call;
 	struct call_info *entry, info;
 	struct event *ev;
@@ -65,16 +114,15 @@ static __always_inline int record(void *ctx, struct hit *h, struct cpu_state *st
 	// and which id the record carries. A clone is a fresh skb: whatever
 	// entry its address still has is stale, and is replaced below.
 	// The lookup also finds where a clone's (stale) entry goes.
-	known = track_lookup(h->key, &ref);
-	if (h->parent)
-		known = 0;
+	if (!h->parent)
+		known = followed_id(h->key);
 	id = known;
 
 	// A free hook the user did not ask for, attached so that the ids of
 	// freed skbs are not inherited by new skbs at the same address.
 	if (untrack_only) {
 		if (known) {
-			track_forget(&ref);
+			track_forget(h->key);
 			head_forget(state, skb, known);
 		}
 		return 0;
@@ -128,12 +176,15 @@ static __always_inline int record(void *ctx, struct hit *h, struct cpu_state *st
 	// A clone of a followed packet (its buffer is one): followed under an
 	// id of its own, linked to the original's, without filtering. Costs a
 	// load of the cloned bit, and a lookup only for cloned skbs.
-	if (!known && !h->parent && !paired && !gone)
+	if (!known && !h->parent && !paired && !gone && !h->wanted)
 		h->parent = clone_parent(state, skb, w.head);
 
-	if (!h->parent && !paired && (!known || !track) && !h->wanted && !wanted(skb, &w)) {
+	// The filter itself ran in admit(); a hit that reaches here unfiltered
+	// is of a packet that stopped being followed since (freed on another
+	// CPU), and is left to the next hook.
+	if (!h->parent && !paired && (!known || !track) && !h->wanted && filtered) {
 		if (known && (is_free_hook || h->frees)) {
-			track_forget(&ref);
+			track_forget(h->key);
 			head_forget(state, skb, known);
 		}
 		return 0;
@@ -155,7 +206,7 @@ static __always_inline int record(void *ctx, struct hit *h, struct cpu_state *st
 		if (state->budget_used >= budget_per_cpu) {
 			state->over_budget++;
 			if (known && (is_free_hook || h->frees)) {
-				track_forget(&ref);
+				track_forget(h->key);
 				head_forget(state, skb, known);
 			}
 			return 0;
@@ -172,7 +223,7 @@ static __always_inline int record(void *ctx, struct hit *h, struct cpu_state *st
 		state->lost++;
 		// The skb is gone after a free hook even if we could not record it.
 		if (known && (is_free_hook || h->frees)) {
-			track_forget(&ref);
+			track_forget(h->key);
 			head_forget(state, skb, known);
 		}
 		return 0;
@@ -266,28 +317,30 @@ static __always_inline int record(void *ctx, struct hit *h, struct cpu_state *st
 		// reuse an id; the skb hooks run with bottom halves disabled or in
 		// softirq, which makes that nesting rare.)
 		id = state->next_id++ * nr_cpus + cpu + 1;
-		// Remember the skb so later hooks reuse the id.
-		if (!(is_free_hook || h->frees))
-			track_insert(&ref, id, now);
+		// Remember the skb so later hooks reuse the id, and its buffer
+		// for its clones.
+		if (!(is_free_hook || h->frees)) {
+			__u64 head = 0;
+
+			if (link_clones && !gone)
+				head = address_of(state, w.head);
+			track_insert(h->key, id, now, head);
+			if (head)
+				head_remember(head, id, now);
+		}
 	} else if (is_free_hook || h->frees) {
-		track_forget(&ref);
+		track_forget(h->key);
 		if (!gone)
 			head_forget(state, skb, id);
-	}
-	ev->packet_id = id;
-
-	// Remember the packet's buffer for its clones, when it is new or
-	// changed since the entry last remembered it (pskb_expand_head, a
-	// linearized copy).
-	if (link_clones && !paired && !gone && ref.set && ref.way >= 0 && !(is_free_hook || h->frees)) {
-		int way = ref.way & (TRACK_WAYS - 1);
+	} else if (link_clones && !gone) {
+		// A followed packet's buffer is remembered again when it changed
+		// (pskb_expand_head, a linearized copy).
 		__u64 head = address_of(state, w.head);
 
-		if (ref.set->head[way] != head) {
-			ref.set->head[way] = head;
+		if (track_buffer(h->key, head))
 			head_remember(head, id, now);
-		}
 	}
+	ev->packet_id = id;
 
 	if (pair_calls) {
 		// Helper: remember this call for the function's exit.

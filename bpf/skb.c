@@ -87,30 +87,14 @@ int on_skb(void *ctx)
 	if (!state)
 		return 0;
 
+	h.skb = skb;
+	h.key = address_of(state, skb);
+	if (dev_arg >= 0)
+		h.dev = (struct net_device *)load_arg(ctx, dev_arg);
 	// With a filter, most hits are of packets not followed that the filter
-	// rejects: decide those first, before describing the hit for record
-	// (which would read every knob and fill the description only to drop
-	// it). A packet that passes is not filtered again.
-	if (filtered && !clone_hook && !exit_hook && !untrack_only && track) {
-		if (!maybe_followed(address_of(state, skb))) {
-			struct net_device *dev = NULL;
-			struct where w;
-
-			if (dev_arg >= 0)
-				dev = (struct net_device *)load_arg(ctx, dev_arg);
-			locate(skb, dev, &w);
-			if (match_netns || match_ifindex)
-				locate_device(skb, &w);
-			// A clone of a followed packet is followed whatever
-			// its bytes: checked before the filter, so that the
-			// verifier walks the filter's exits once (after them,
-			// a rejected hit only returns).
-			h.parent = clone_parent(state, skb, w.head);
-			if (!h.parent && !wanted(skb, &w))
-				return 0;
-			h.wanted = 1;
-		}
-	}
+	// rejects: decide those first, before record() describes the hit.
+	if (filtered && !clone_hook && !exit_hook && !untrack_only && !admit(&h, state))
+		return 0;
 
 	if (clone_hook) {
 		// Exit of skb_clone & co: the skb argument is the original, the
@@ -135,8 +119,6 @@ int on_skb(void *ctx)
 	h.skb = skb;
 	h.key = address_of(state, skb);
 	h.hook = hook_id;
-	if (dev_arg >= 0)
-		h.dev = (struct net_device *)load_arg(ctx, dev_arg);
 	if (reason_arg >= 0)
 		h.reason = load_arg(ctx, reason_arg);
 	if (location_arg >= 0)

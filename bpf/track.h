@@ -120,51 +120,52 @@ static __always_inline __u64 track_check(__u64 addr)
 	return ((addr * 0xC2B2AE3D27D4EB4FULL) >> TRACK_ID_BITS) << TRACK_ID_BITS;
 }
 
-// A followed packet's place in the tracked table.
-struct track_ref {
-	struct track_set *set; // the skb address's set, NULL if not looked up
-	__u32 *count;          // its hint count
-	__u64 key;             // the skb address
-	int way;               // the entry holding key, -1 if none
-};
-
-// Reports whether the skb at key may be followed: false when the hint count
-// of its group of sets is 0. Helper: one array lookup, inlined.
-static __always_inline int maybe_followed(__u64 key)
+// The hint count of the group of sets index belongs to, or NULL (only if
+// the hints map is misconfigured). Helper: one array lookup, inlined.
+static __always_inline __u32 *track_count(__u32 index)
 {
 	struct tracked_hint *hint;
 	__u32 zero = 0;
 
 	hint = bpf_map_lookup_elem(&hints, &zero);
-	return !hint || hint->count[track_set_of(key) & (HINT_SLOTS - 1)] != 0;
+	if (!hint)
+		return NULL;
+	return &hint->count[index & (HINT_SLOTS - 1)];
 }
 
-// Looks key up. Returns its packet id, or 0 if it is not followed; ref
-// remembers where, for track_insert and track_forget. Helper calls: two
-// array lookups, both inlined by the verifier.
-static __always_inline __u64 track_lookup(__u64 key, struct track_ref *ref)
+// Reports whether the skb at key may be followed: false when the hint count
+// of its group of sets is 0. Helper: one array lookup, inlined.
+static __always_inline int maybe_followed(__u64 key)
 {
-	struct tracked_hint *hint;
-	__u32 zero = 0, set = track_set_of(key);
+	__u32 *count = track_count(track_set_of(key));
 
-	ref->set = NULL;
-	ref->count = NULL;
-	ref->key = key;
-	ref->way = -1;
-	hint = bpf_map_lookup_elem(&hints, &zero);
-	if (!hint)
+	return !count || *count != 0;
+}
+
+// The packet id of the skb at key if it is followed, else 0. Helper calls:
+// two array lookups, both inlined by the verifier; the set is not loaded
+// when the hint rules an entry out.
+//
+// The tracking functions take the skb's address and look its set up
+// themselves, rather than passing a reference to the entry from the lookup
+// to the insert or delete: the entry's place (which way, whether the set
+// was loaded) would be live across everything in between, and the verifier
+// walks that code once for each combination of its values.
+static __always_inline __u64 followed_id(__u64 key)
+{
+	__u32 index = track_set_of(key);
+	__u32 *count = track_count(index);
+	struct track_set *set;
+
+	if (!count || !*count)
 		return 0;
-	ref->count = &hint->count[set & (HINT_SLOTS - 1)];
-	if (!*ref->count)
-		return 0;
-	ref->set = bpf_map_lookup_elem(&tracked, &set);
-	if (!ref->set)
+	set = bpf_map_lookup_elem(&tracked, &index);
+	if (!set)
 		return 0;
 	for (int i = 0; i < TRACK_WAYS; i++) {
-		if (ref->set->key[i] == key) {
-			__u64 tag = ref->set->tag[i];
+		if (set->key[i] == key) {
+			__u64 tag = set->tag[i];
 
-			ref->way = i;
 			if ((tag & ~TRACK_ID_MASK) != track_check(key))
 				return 0; // torn by concurrent inserts: not followed
 			return tag & TRACK_ID_MASK;
@@ -173,74 +174,104 @@ static __always_inline __u64 track_lookup(__u64 key, struct track_ref *ref)
 	return 0;
 }
 
-// Follows the skb of ref (looked up by track_lookup, and not found) under
-// id from now on. ids beyond TRACK_ID_BITS are not followed. Helper calls:
-// one array lookup, inlined by the verifier.
-static __always_inline void track_insert(struct track_ref *ref, __u64 id, __u64 now)
+// Follows the skb at key (not followed: a new packet, or a clone) under id
+// from now on; head is its buffer's address as remembered for clones (0:
+// none). ids beyond TRACK_ID_BITS are not followed. Helper calls: two array
+// lookups, inlined by the verifier.
+static __always_inline void track_insert(__u64 key, __u64 id, __u64 now, __u64 head)
 {
-	struct track_set *set = ref->set;
-	__u32 index = track_set_of(ref->key);
+	__u32 index = track_set_of(key);
+	__u32 *count = track_count(index);
+	struct track_set *set;
 	int way = 0, empty = 0;
+	__u64 oldest = ~0ULL;
 
-	if (!ref->count || id > TRACK_ID_MASK)
+	if (!count || id > TRACK_ID_MASK)
 		return;
-	if (!set) {
-		set = bpf_map_lookup_elem(&tracked, &index);
-		if (!set)
-			return;
-	}
-	{
-		__u64 oldest = ~0ULL;
+	set = bpf_map_lookup_elem(&tracked, &index);
+	if (!set)
+		return;
+	// The key's own entry if it has one (a torn one, or a stale one under
+	// a clone), else an empty entry, else the oldest.
+	for (int i = 0; i < TRACK_WAYS; i++) {
+		__u64 k = set->key[i];
 
-		// The key's own entry if it has one (a torn one, or a stale one
-		// under a clone, which skips the lookup), else an empty entry,
-		// else the oldest.
-		for (int i = 0; i < TRACK_WAYS; i++) {
-			__u64 k = set->key[i];
-
-			if (k == ref->key) {
-				way = i;
-				empty = 0;
-				break;
-			}
-			if (empty)
-				continue;
-			if (!k) {
-				way = i;
-				empty = 1;
-			} else if (set->when[i] < oldest) {
-				oldest = set->when[i];
-				way = i;
-			}
+		if (k == key) {
+			way = i;
+			empty = 0;
+			break;
+		}
+		if (empty)
+			continue;
+		if (!k) {
+			way = i;
+			empty = 1;
+		} else if (set->when[i] < oldest) {
+			oldest = set->when[i];
+			way = i;
 		}
 	}
 	// Count first, so that the count is never below the entries it covers.
 	if (empty)
-		__sync_fetch_and_add(ref->count, 1);
+		__sync_fetch_and_add(count, 1);
 	// The way index is in [0, TRACK_WAYS): the verifier needs it bounded.
 	way &= TRACK_WAYS - 1;
-	set->tag[way] = id | track_check(ref->key);
+	set->tag[way] = id | track_check(key);
 	set->when[way] = now;
-	set->head[way] = 0;
-	set->key[way] = ref->key;
-	ref->set = set;
-	ref->way = way;
+	set->head[way] = head;
+	set->key[way] = key;
 }
 
-// Stops following the skb of ref, which is freed: its address may be
-// reused by a new one.
-static __always_inline void track_forget(struct track_ref *ref)
+// Stops following the skb at key, which is freed: its address may be
+// reused by a new one. Helper calls: two array lookups, inlined.
+static __always_inline void track_forget(__u64 key)
 {
-	int way = ref->way & (TRACK_WAYS - 1);
+	__u32 index = track_set_of(key);
+	__u32 *count = track_count(index);
+	struct track_set *set;
 
-	if (!ref->set || ref->way < 0 || !ref->count)
+	if (!count)
 		return;
-	// Clear the key only if it is still ours (another CPU may have taken the
-	// entry meanwhile), then uncount it.
-	if (ref->set->key[way] != ref->key)
+	set = bpf_map_lookup_elem(&tracked, &index);
+	if (!set)
 		return;
-	ref->set->key[way] = 0;
-	__sync_fetch_and_add(ref->count, -1);
+	for (int i = 0; i < TRACK_WAYS; i++) {
+		if (set->key[i] == key) {
+			// Another CPU may clear the same entry at the same moment;
+			// the count is a hint, and a lost decrement only costs a
+			// set lookup for rejected hits of this group.
+			set->key[i] = 0;
+			__sync_fetch_and_add(count, -1);
+			return;
+		}
+	}
+}
+
+// Swaps the buffer remembered for the followed skb at key for head, and
+// reports whether it changed (then the caller remembers head for clones).
+// Helper: one array lookup, inlined.
+static __always_inline int track_buffer(__u64 key, __u64 head)
+{
+	__u32 index = track_set_of(key);
+	struct track_set *set;
+	int way = -1;
+
+	set = bpf_map_lookup_elem(&tracked, &index);
+	if (!set)
+		return 0;
+	for (int i = 0; i < TRACK_WAYS; i++) {
+		if (set->key[i] == key) {
+			way = i;
+			break;
+		}
+	}
+	if (way < 0)
+		return 0;
+	way &= TRACK_WAYS - 1;
+	if (set->head[way] == head)
+		return 0;
+	set->head[way] = head;
+	return 1;
 }
 
 // Remembers that the buffer at head belongs to packet id (a followed
@@ -346,14 +377,5 @@ static __always_inline __u64 clone_parent(struct cpu_state *state, struct sk_buf
 	return head_owner(address_of(state, head));
 }
 
-// The packet id of the skb at key if it is followed, else 0. Helper calls:
-// two array lookups, inlined by the verifier; the set is not loaded when the
-// hint rules an entry out.
-static __always_inline __u64 followed_id(__u64 key)
-{
-	struct track_ref ref;
-
-	return track_lookup(key, &ref);
-}
 
 #endif // PATHCAP_TRACK_H

@@ -348,34 +348,58 @@ func (r *Recorder) attachTracing(h *Hook, k hookKnobs, env *loadEnv) error {
 	return nil
 }
 
+// kprobeSpec returns the kprobe object with the load-time settings of k,
+// for kprobe-multi links if multi, finding each function by its attach
+// cookie if useCookie (else by its address), and with the filter of k.
+func kprobeSpec(k hookKnobs, multi, useCookie bool) (*ebpf.CollectionSpec, error) {
+	spec, err := bpf.LoadKprobe()
+	if err != nil {
+		return nil, fmt.Errorf("load BPF object: %w", err)
+	}
+	vs, err := knobSpecs(spec)
+	if err == nil {
+		err = k.apply(vs)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load kprobe programs: %w", err)
+	}
+	if !useCookie {
+		var kv bpf.KprobeVariableSpecs
+		if err := spec.Assign(&kv); err != nil {
+			return nil, fmt.Errorf("load kprobe programs: %w", err)
+		}
+		if err := kv.UseCookie.Set(uint32(0)); err != nil {
+			return nil, fmt.Errorf("load kprobe programs: set use_cookie: %w", err)
+		}
+	}
+	for _, name := range []string{bpf.KprobeProgOnKprobe, bpf.KprobeProgOnCloneEntry, bpf.KprobeProgOnCloneReturn} {
+		ps := spec.Programs[name]
+		if multi {
+			ps.AttachType = ebpf.AttachTraceKprobeMulti
+		}
+		if k.filter != nil && hasFilter(ps) {
+			if err := replaceFilter(ps, k.filter); err != nil {
+				return nil, fmt.Errorf("load %s: %w", name, err)
+			}
+		}
+	}
+	return spec, nil
+}
+
 // attachKprobes loads the kprobe object once and attaches its program to
 // every function of fns: one link per function, or one kprobe-multi link
 // for all. The clone functions get an entry and a return probe each (or a
 // kprobe-multi link of each kind).
 func (r *Recorder) attachKprobes(multi bool, fns []Hook, p plan, env *loadEnv) error {
-	spec, err := bpf.LoadKprobe()
-	if err != nil {
-		return fmt.Errorf("load BPF object: %w", err)
-	}
-	vs, err := knobSpecs(spec)
-	if err == nil {
-		err = env.knobs.apply(vs)
-	}
-	if err != nil {
-		return fmt.Errorf("load kprobe programs: %w", err)
-	}
 	// Kernels before 5.15 have no attach cookies: the programs find a
 	// function's cookie by its address.
 	useCookie := multi || probeAttachCookie()
+	spec, err := kprobeSpec(env.knobs, multi, useCookie)
+	if err != nil {
+		return err
+	}
 	var byAddr *funcCookies
 	if !useCookie {
-		var kv bpf.KprobeVariableSpecs
-		if err := spec.Assign(&kv); err != nil {
-			return fmt.Errorf("load kprobe programs: %w", err)
-		}
-		if err := kv.UseCookie.Set(uint32(0)); err != nil {
-			return fmt.Errorf("load kprobe programs: set use_cookie: %w", err)
-		}
 		if byAddr, err = newFuncCookies(); err != nil {
 			return err
 		}
@@ -384,17 +408,6 @@ func (r *Recorder) attachKprobes(multi bool, fns []Hook, p plan, env *loadEnv) e
 	// The shared maps as created (sizes set by user space).
 	for name := range env.opts.MapReplacements {
 		spec.Maps[name] = env.spec.Maps[name].Copy()
-	}
-	for _, name := range []string{bpf.KprobeProgOnKprobe, bpf.KprobeProgOnCloneEntry, bpf.KprobeProgOnCloneReturn} {
-		ps := spec.Programs[name]
-		if multi {
-			ps.AttachType = ebpf.AttachTraceKprobeMulti
-		}
-		if env.knobs.filter != nil && hasFilter(ps) {
-			if err := replaceFilter(ps, env.knobs.filter); err != nil {
-				return fmt.Errorf("load %s: %w", name, err)
-			}
-		}
 	}
 	if byAddr != nil {
 		// Room for every address of every function (a name can have

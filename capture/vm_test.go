@@ -337,13 +337,6 @@ func symbolizer(t *testing.T) func(uint64) string {
 // as recorded at __dev_queue_xmit, against what libpcap keeps.
 func TestInVMFilterSubset(t *testing.T) {
 	requireVM(t)
-	if strings.HasPrefix(os.Getenv(vmtest.EnvKernel), "5.10.") {
-		// Known regression (issue #11 stays open): the 5.10 verifier now
-		// exceeds its 1M-instruction budget for protochain filters
-		// ("protochain 17", "ip6 protochain 58"); 6.1 and 6.12 run the
-		// subset.
-		t.Skip("5.10: the verifier refuses protochain filters as too large (issue #11, open)")
-	}
 	enc := os.Getenv(envVMFilters)
 	if enc == "" {
 		t.Fatalf("%s not set", envVMFilters)
