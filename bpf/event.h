@@ -43,7 +43,10 @@ struct event {
 	__u64 skb;           // address of the struct sk_buff
 	__u64 packet_id;     // tracking id, the same at every hook
 	__u64 drop_location; // kfree_skb: code address that freed the skb
-	__u64 lost;          // events lost on this CPU so far (running count)
+	// Running counts of this CPU, modulo 2^32 (user space takes differences
+	// between a CPU's records, which stay far below 2^32).
+	__u32 lost;          // events lost (the ring buffer was full)
+	__u32 skipped;       // hits skipped under budget_per_cpu
 	__u32 pid;           // thread group id of the current task
 	__u32 tid;           // thread id of the current task
 	__u32 netns;         // network namespace inode, 0 if unknown

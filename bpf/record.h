@@ -241,7 +241,8 @@ static __always_inline int record(void *ctx, struct hit *h, struct cpu_state *st
 
 	ev->hook_id = h->hook;
 	ev->skb = h->key;
-	ev->lost = state->lost;
+	ev->lost = (__u32)state->lost;
+	ev->skipped = (__u32)state->over_budget;
 	ev->flags = w.has_dev ? FLAG_HAS_DEV : 0;
 	ev->drop_reason = 0;
 	ev->drop_location = 0;

@@ -46,7 +46,8 @@ type SkbEvent struct {
 	Skb          uint64
 	PacketId     uint64
 	DropLocation uint64
-	Lost         uint64
+	Lost         uint32
+	Skipped      uint32
 	Pid          uint32
 	Tid          uint32
 	Netns        uint32

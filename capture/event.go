@@ -108,6 +108,10 @@ type Event struct {
 	// LostBefore is the number of events lost on this CPU (the ring buffer
 	// was full) since the previous event delivered from this CPU.
 	LostBefore uint64
+	// SkippedBefore is the number of hits this CPU did not record because
+	// Config.MaxRate was reached (the in-kernel budget) since the previous
+	// event delivered from this CPU.
+	SkippedBefore uint64
 	// Stack is the kernel call chain at the hook when Config.Stack is set:
 	// return addresses, innermost first, starting at the function that
 	// fired the hook (the frames of the BPF program and of the tracing

@@ -65,7 +65,8 @@ type Recorder struct {
 	links     []link.Link
 	ring      *ring
 	clock     clock
-	lastLost  []uint64 // per CPU, the lost count of the last record read
+	lastLost  []uint32 // per CPU, the lost count of the last record read
+	lastSkip  []uint32 // per CPU, the skipped count of the last record read
 	read      atomic.Uint64
 }
 
@@ -104,7 +105,8 @@ func NewRecorder(cfg Config) (*Recorder, error) {
 		untrack:  untrackHooks(all, hooks),
 		reasons:  reasons,
 		snaplen:  cfg.Snaplen,
-		lastLost: make([]uint64, ncpu),
+		lastLost: make([]uint32, ncpu),
+		lastSkip: make([]uint32, ncpu),
 	}
 	if cfg.Stack {
 		r.stackBytes = 8 * cfg.StackDepth
@@ -276,10 +278,13 @@ func (r *Recorder) deliver(rd *reader, sample []byte, fn func(*Event) error) err
 		r.decodeStack(ev, rd.sample[recordSize:recordSize+r.stackBytes], raw.StackLen, &rd.stack)
 	}
 	ev.Time = r.clock.wall(raw.KtimeNs)
-	ev.LostBefore = 0
+	ev.LostBefore, ev.SkippedBefore = 0, 0
 	if int(raw.Cpu) < len(r.lastLost) {
-		ev.LostBefore = raw.Lost - r.lastLost[raw.Cpu]
+		// Running counts modulo 2^32: the difference is exact.
+		ev.LostBefore = uint64(raw.Lost - r.lastLost[raw.Cpu])
 		r.lastLost[raw.Cpu] = raw.Lost
+		ev.SkippedBefore = uint64(raw.Skipped - r.lastSkip[raw.Cpu])
+		r.lastSkip[raw.Cpu] = raw.Skipped
 	}
 	r.read.Add(1)
 	return fn(ev)

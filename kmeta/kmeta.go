@@ -122,6 +122,10 @@ type Event struct {
 	// (key stack=N; 0: no stack recorded). The frames are in the event's
 	// "pathcap-stack/1" comment (see ParseStackComment).
 	Stack uint64
+	// Skipped is the number of hits the recording CPU did not record since
+	// its previous event because the in-kernel rate limit (record
+	// --max-rate) was reached (key skipped=N; 0: none).
+	Skipped uint64
 }
 
 // pktTypeNames names skb->pkt_type values (include/uapi/linux/if_packet.h).
@@ -207,6 +211,10 @@ func AppendComment(dst []byte, e *Event) []byte {
 	if e.StackErr != 0 {
 		dst = append(dst, " stack_err="...)
 		dst = strconv.AppendInt(dst, int64(e.StackErr), 10)
+	}
+	if e.Skipped != 0 {
+		dst = append(dst, " skipped="...)
+		dst = strconv.AppendUint(dst, e.Skipped, 10)
 	}
 	return dst
 }
@@ -505,6 +513,8 @@ func (p *Parser) set(e *Event, key, val []byte) error {
 		var v int64
 		v, err = strconv.ParseInt(string(val), 10, 32)
 		e.StackErr = int32(v)
+	case "skipped":
+		e.Skipped, err = parseDec64(val)
 	}
 	if err != nil {
 		return fmt.Errorf("bad value for %s: %w", key, err)

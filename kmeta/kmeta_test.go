@@ -129,6 +129,7 @@ func FuzzParse(f *testing.F) {
 	f.Add(`pathcap/1 hook=tp:x comm="a b" dev="\xff"`)
 	f.Add(`pathcap/1 hook=tp:x stack=12`)
 	f.Add(`pathcap/1 hook=tp:x stack=lost stack_err=-14`)
+	f.Add(`pathcap/1 hook=tp:x skipped=12`)
 	f.Add(`pathcap/1 hook=tp:x stack=lost stack=3 stack_err=0`)
 	f.Fuzz(func(t *testing.T, s string) {
 		p := kmeta.NewParser()

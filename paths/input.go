@@ -115,6 +115,12 @@ type Input struct {
 	Strict bool
 	// BadComments counts pathcap comments that did not parse.
 	BadComments int
+	// LostEvents sums epb_dropcount over every event read: events the
+	// recorder lost because its ring buffer was full. SkippedEvents sums
+	// the skipped= key: hits the in-kernel rate limit (record --max-rate)
+	// left out. Both count the whole input, whatever is selected.
+	LostEvents    uint64
+	SkippedEvents uint64
 	// Truncated lists the files that end inside a block; their complete
 	// blocks were read.
 	Truncated []error
@@ -261,6 +267,7 @@ func (in *Input) decode(f *fileInput, p *pcapng.Packet) error {
 	ev.OrigLen = p.OriginalLength
 	ev.ID, ev.HasID = p.Options.PacketID, p.Options.HasPacketID
 	ev.Lost = p.Options.DropCount
+	in.LostEvents += ev.Lost
 	ev.HasMeta = false
 	ev.Stack = nil
 	f.stackComments, f.stackPending = nil, false
@@ -289,6 +296,7 @@ func (in *Input) decode(f *fileInput, p *pcapng.Packet) error {
 		// comment's may show through.
 		ev.Meta = kmeta.Event{}
 	}
+	in.SkippedEvents += ev.Meta.Skipped
 	return nil
 }
 

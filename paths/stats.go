@@ -136,18 +136,23 @@ const (
 type Summary struct {
 	// Packets counts packets; Clones the clones attached to one of them
 	// (Packet.Attached), whose fates are part of their packets' outcomes.
-	Packets  uint64
-	Clones   uint64
-	Events   uint64
-	First    int64 // earliest hop time
-	Last     int64 // latest hop time
-	outcomes [len(outcomeNames)]uint64
-	viaClone [len(outcomeNames)]uint64
-	cloneOut [len(outcomeNames)]uint64
-	drops    map[string]*dropAcc
-	paths    map[string]*uint64
-	pairs    map[[2]string]*Histogram
-	places   map[placeKey]*Place
+	Packets uint64
+	Clones  uint64
+	Events  uint64
+	// LostEvents and SkippedEvents are the recording's events lost to a
+	// full ring buffer and hits left out by the in-kernel rate limit
+	// (Input.LostEvents, Input.SkippedEvents): set by the caller.
+	LostEvents    uint64
+	SkippedEvents uint64
+	First         int64 // earliest hop time
+	Last          int64 // latest hop time
+	outcomes      [len(outcomeNames)]uint64
+	viaClone      [len(outcomeNames)]uint64
+	cloneOut      [len(outcomeNames)]uint64
+	drops         map[string]*dropAcc
+	paths         map[string]*uint64
+	pairs         map[[2]string]*Histogram
+	places        map[placeKey]*Place
 	// pathBuf builds a packet's path; pairCache and placeCache are small
 	// caches in front of pairs and places, looked up for every hop.
 	pathBuf    []byte

@@ -61,6 +61,7 @@ func (d *Describer) Describe(ev *capture.Event, m *kmeta.Event) {
 		Parent:    ev.Parent,
 		RetVal:    ev.RetVal,
 		HasRetVal: ev.HasRetVal,
+		Skipped:   ev.SkippedBefore,
 	}
 	if ev.Ifindex != 0 && d.names != nil {
 		if name, ok := d.names.DeviceName(ev.NetNS, ev.Ifindex); ok {

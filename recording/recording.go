@@ -72,6 +72,7 @@ type Writer struct {
 	last    time.Time
 	events  uint64
 	lost    uint64
+	skipped uint64 // SetSkipped: hits the in-kernel rate limit left out
 
 	// Kernel stacks: the ones written so far, and how to name frames.
 	stacks       stackTable
@@ -260,6 +261,10 @@ func KindName(k capture.HookKind) string {
 // Flush writes buffered blocks.
 func (w *Writer) Flush() error { return w.pw.Flush() }
 
+// SetSkipped sets the number of hits the in-kernel rate limit (record
+// --max-rate) left out in the whole recording, for Close.
+func (w *Writer) SetSkipped(n uint64) { w.skipped = n }
+
 // Close writes one interface statistics block per interface (events
 // recorded on it in isb_ifrecv and isb_usrdeliv) and flushes. The
 // recording's lost events, totalLost, go into isb_osdrop of the "nodev"
@@ -267,7 +272,7 @@ func (w *Writer) Flush() error { return w.pw.Flush() }
 // unknown. Close does not close the underlying writer.
 func (w *Writer) Close(totalLost uint64, end time.Time) error {
 	lossKey := ifaceKey{}
-	if _, ok := w.ifaces[lossKey]; !ok && totalLost > 0 {
+	if _, ok := w.ifaces[lossKey]; !ok && (totalLost > 0 || w.skipped > 0) {
 		if _, err := w.interfaceFor(0, 0); err != nil {
 			return err
 		}
@@ -292,6 +297,9 @@ func (w *Writer) Close(totalLost uint64, end time.Time) error {
 		}
 		if k == lossKey {
 			isb.OSDrop, isb.HasOSDrop = totalLost, true
+			if w.skipped > 0 {
+				isb.Comments = [][]byte{fmt.Appendf(nil, "pathcap: %d hits not recorded: the in-kernel rate limit (record --max-rate) was reached", w.skipped)}
+			}
 		}
 		if err := w.pw.WriteInterfaceStatistics(&isb); err != nil {
 			return fmt.Errorf("write interface statistics: %w", err)

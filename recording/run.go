@@ -40,7 +40,10 @@ type RunOptions struct {
 type Summary struct {
 	Events uint64 // events written
 	Lost   uint64 // events the kernel could not hand over
-	Bytes  int64  // bytes written to the output
+	// Skipped counts hits the in-kernel rate limit (Config.MaxRate) left
+	// out.
+	Skipped uint64
+	Bytes   int64 // bytes written to the output
 }
 
 var errEnough = errors.New("event limit reached")
@@ -143,11 +146,12 @@ func Run(ctx context.Context, src Source, w *Writer, out *CountingWriter, opts R
 		runErr = nil
 	}
 	st, statsErr := src.Stats()
-	sum := Summary{Events: w.Events(), Lost: st.Lost}
+	sum := Summary{Events: w.Events(), Lost: st.Lost, Skipped: st.OverBudget}
 	// Whatever happened, what was read is written and the file closed
 	// properly.
 	closeErr := writeErr
 	if closeErr == nil {
+		w.SetSkipped(st.OverBudget)
 		closeErr = w.Close(st.Lost, time.Now())
 	}
 	sum.Bytes = bytesOut()

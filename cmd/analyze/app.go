@@ -324,6 +324,7 @@ func runReport(c *cli.Context, summaryOnly bool) error {
 	if in.BadComments > 0 {
 		fmt.Fprintf(c.App.ErrWriter, "analyze: %d pathcap comments did not parse; their events were read as plain packets\n", in.BadComments)
 	}
+	sum.LostEvents, sum.SkippedEvents = in.LostEvents, in.SkippedEvents
 	if err := render.WriteSummaryText(w, sum, to); err != nil {
 		return err
 	}
@@ -349,6 +350,7 @@ func runStatsJSON(c *cli.Context) error {
 	}); err != nil {
 		return err
 	}
+	sum.LostEvents, sum.SkippedEvents = in.LostEvents, in.SkippedEvents
 	if _, err := c.App.Writer.Write(render.AppendSummaryJSON(nil, sum, c.Int("top"))); err != nil {
 		return err
 	}

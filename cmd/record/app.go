@@ -310,6 +310,9 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	if sum.Lost > 0 {
 		fmt.Fprintf(stderr, "record: %d events were lost because the ring buffer was full: try a larger --ring-size or a filter\n", sum.Lost)
 	}
+	if sum.Skipped > 0 {
+		fmt.Fprintf(stderr, "record: %d hits were not recorded because the rate limit was reached (--max-rate, per CPU): a narrower filter or a higher limit records them\n", sum.Skipped)
+	}
 	return nil
 }
 

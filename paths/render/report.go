@@ -263,6 +263,10 @@ func WriteSummaryText(w io.Writer, s *paths.Summary, o TextOptions) error {
 	}
 	fmt.Fprintf(&b, "%s %d packets%s, %d events%s", o.paint(ansiBold, "Summary:"), s.Packets, clones, s.Events, span)
 	line(&b, w, o)
+	if s.LostEvents > 0 || s.SkippedEvents > 0 {
+		fmt.Fprintf(&b, "  not recorded: %d events lost (ring buffer full), %d hits skipped (--max-rate)", s.LostEvents, s.SkippedEvents)
+		line(&b, w, o)
+	}
 
 	b.WriteString(o.paint(ansiBold, "Outcomes:"))
 	line(&b, w, o)

@@ -112,6 +112,11 @@ type HopJSON struct {
 type SummaryJSON struct {
 	Packets uint64 `json:"packets"`
 	Events  uint64 `json:"events"`
+	// LostEvents counts events the recorder lost to a full ring buffer
+	// (epb_dropcount), SkippedEvents hits the in-kernel rate limit left
+	// out (skipped=); both absent when 0.
+	LostEvents    uint64 `json:"lost_events,omitempty"`
+	SkippedEvents uint64 `json:"skipped_events,omitempty"`
 	// First and Last are the earliest and latest hop times (ns).
 	First int64 `json:"first"`
 	Last  int64 `json:"last"`

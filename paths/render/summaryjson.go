@@ -13,6 +13,14 @@ func AppendSummaryJSON(b []byte, s *paths.Summary, topPaths int) []byte {
 	b = strconv.AppendUint(b, s.Packets, 10)
 	b = append(b, `,"events":`...)
 	b = strconv.AppendUint(b, s.Events, 10)
+	if s.LostEvents > 0 {
+		b = append(b, `,"lost_events":`...)
+		b = strconv.AppendUint(b, s.LostEvents, 10)
+	}
+	if s.SkippedEvents > 0 {
+		b = append(b, `,"skipped_events":`...)
+		b = strconv.AppendUint(b, s.SkippedEvents, 10)
+	}
 	b = append(b, `,"first":`...)
 	b = strconv.AppendInt(b, s.First, 10)
 	b = append(b, `,"last":`...)
