@@ -14,6 +14,8 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/pathcap/pathcap/internal/completion"
+
 	"github.com/pathcap/pathcap/internal/pcapfilter"
 	"github.com/pathcap/pathcap/paths"
 	"github.com/pathcap/pathcap/paths/render"
@@ -108,6 +110,10 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			return usagef("no input files (usage: analyze [command] [flags] FILE...; analyze --help lists the commands)")
 		},
 	}
+	app.Commands = append(app.Commands, completion.Command(completion.Spec{
+		Values: map[string][]string{"format": {"jsonl", "parquet"}},
+		Files:  []string{"output"},
+	}))
 	for _, cmd := range app.Commands {
 		cmd.OnUsageError = func(c *cli.Context, err error, _ bool) error {
 			return usagef("%v (see analyze %s --help)", err, c.Command.Name)

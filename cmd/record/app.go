@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/pathcap/pathcap/capture"
+	"github.com/pathcap/pathcap/internal/completion"
 	"github.com/pathcap/pathcap/internal/kallsyms"
 	"github.com/pathcap/pathcap/internal/netdev"
 	"github.com/pathcap/pathcap/kmeta"
@@ -65,8 +66,9 @@ func newApp() *cli.App {
 	return &cli.App{
 		Name:  "record",
 		Usage: "record the packets kernel hooks see, with kernel metadata, into pcap-ng",
-		UsageText: "record [flags] [filter expression]\n\n" +
-			"The filter expression is tcpdump's (pcap-filter(7)), e.g. record -w out.pcapng tcp port 443.\n" +
+		UsageText: "record [flags] [filter expression] [flags]\n\n" +
+			"The filter expression is tcpdump's (pcap-filter(7)), e.g. record -w out.pcapng tcp port 443;\n" +
+			"as with tcpdump, flags may also follow it (record tcp port 443 -w out.pcapng -c 10).\n" +
 			"It and the --netns, --ifname, --mark and --pid conditions are evaluated in the kernel,\n" +
 			"ANDed, for each packet not yet followed; a packet that matched is recorded at every\n" +
 			"later hook (--track=false to filter at every hook). See docs/FILTERS.md.",
@@ -77,7 +79,18 @@ func newApp() *cli.App {
 			"device, network namespace, drop reason and process as options and comments.\n" +
 			"Without -w, events are printed one per line.",
 		HideHelpCommand: true,
-		Commands:        []*cli.Command{checkCommand},
+		Commands: []*cli.Command{checkCommand, completion.Command(completion.Spec{
+			Values: map[string][]string{
+				"backend":    capture.Backends(),
+				"probe-read": {capture.ProbeReadsAuto, capture.ProbeReadsOn, capture.ProbeReadsOff},
+			},
+			Dynamic: map[string]string{
+				"ifname": "ls /sys/class/net; echo any",
+				"netns":  "ls /run/netns",
+				"hooks":  "record --list --backend tracepoint | sed -e 's/^[a-z]*://' -e 's/ .*//'",
+			},
+			Files: []string{"write", "ready-file"},
+		})},
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "write", Aliases: []string{"w"}, Usage: "write the recording to `FILE` (- for standard output)", EnvVars: []string{"PATHCAP_WRITE"}},
 			&cli.Uint64Flag{Name: "count", Aliases: []string{"c"}, Usage: "stop after `N` events (packet blocks)"},
@@ -87,11 +100,11 @@ func newApp() *cli.App {
 			&cli.StringFlag{Name: "functions", Usage: "hook the kernel functions taking an skb whose names match `REGEX` (default: all for kprobe-multi, a built-in set for kprobe and fentry)", EnvVars: []string{"PATHCAP_FUNCTIONS"}},
 			&cli.BoolFlag{Name: "fexit", Usage: "also hook every function's exit, for return values (fentry backend)"},
 			&cli.StringFlag{Name: "hooks", Usage: "record only these comma-separated tracepoint `NAMES` (default: all)"},
-			&cli.BoolFlag{Name: "list", Usage: "print the hooks this kernel offers (with --backend and --functions: what that would attach) and exit"},
+			&cli.BoolFlag{Name: "list", Aliases: []string{"D"}, Usage: "print the hooks this kernel offers (with --backend and --functions: what that would attach) and exit; tcpdump's -D lists devices, record's hooks, since every device is recorded unless --ifname says otherwise"},
 			&cli.StringFlag{Name: "ready-file", Usage: "create `PATH` once every hook is attached"},
 			&cli.IntFlag{Name: "ring-size", Value: capture.DefaultRingBufferSize, Usage: "ring buffer size in `BYTES` (a power of two)"},
 			&cli.StringFlag{Name: "netns", Usage: "record only packets in the network namespace `NS`: /proc/PID/ns/net, /run/netns/NAME, NAME or an inode number", EnvVars: []string{"PATHCAP_NETNS"}},
-			&cli.StringFlag{Name: "ifname", Aliases: []string{"i"}, Usage: "record only packets on device `NAME` (in --netns, else in record's own namespace)"},
+			&cli.StringFlag{Name: "ifname", Aliases: []string{"i"}, Usage: "record only packets on device `NAME` (in --netns, else in record's own namespace); unlike tcpdump, record sees every device by default, and -i any is the same as no -i"},
 			&cli.StringFlag{Name: "mark", Usage: "record only packets with skb->mark & MASK == VALUE (`VALUE[/MASK]`)"},
 			&cli.Int64Flag{Name: "pid", Usage: "record only packets seen while process `PID` runs (its sends; receiving runs in softirq)"},
 			&cli.BoolFlag{Name: "track", Value: true, Usage: "keep recording a packet that matched at every later hook, whatever its bytes become (NAT, tunnels); --track=false filters at every hook"},

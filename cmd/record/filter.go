@@ -39,7 +39,7 @@ func (o options) filters() (*capture.Filter, capture.Match, error) {
 			return nil, m, usagef("--netns %q: %v (want a path such as /proc/PID/ns/net or /run/netns/NAME, a name under /run/netns, or an inode number)", o.netns, err)
 		}
 	}
-	if o.ifname != "" {
+	if o.ifname != "" && o.ifname != "any" {
 		if m.NetNS == 0 {
 			// A device index means something only within one namespace:
 			// the one record runs in, unless --netns names another.

@@ -1,7 +1,7 @@
 // Command record records the packets that kernel hooks see, with their
 // kernel metadata, into a pcap-ng file.
 //
-//	record [flags] [filter expression]
+//	record [flags] [filter expression] [flags]
 //
 // Run "record --help" for the flags.
 package main
@@ -16,7 +16,8 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := newApp().RunContext(ctx, os.Args)
+	app := newApp()
+	err := app.RunContext(ctx, tcpdumpOrder(app, os.Args))
 	stop()
 	os.Exit(exitCode(err, os.Stderr))
 }
