@@ -331,6 +331,11 @@ func (r *Recorder) attachTracing(h *Hook, k hookKnobs, env *loadEnv) error {
 	if err != nil {
 		return err
 	}
+	return r.attachLoaded(h, prog)
+}
+
+// attachLoaded attaches prog, loaded for h, and keeps both.
+func (r *Recorder) attachLoaded(h *Hook, prog *ebpf.Program) error {
 	r.progs = append(r.progs, prog)
 	r.progKinds = append(r.progKinds, h.Kind)
 	at := ebpf.AttachTraceRawTp

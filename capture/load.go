@@ -3,8 +3,10 @@ package capture
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
@@ -13,6 +15,47 @@ import (
 	"github.com/pathcap/pathcap/bpf"
 	"golang.org/x/sys/unix"
 )
+
+// loadConcurrently calls load for 0 to n-1 on up to GOMAXPROCS goroutines
+// and returns the programs in order: the kernel verifies the programs of a
+// privileged loader in parallel, and verification is most of the time
+// record takes to start. On an error it closes what was loaded and returns
+// the error of the lowest index.
+func loadConcurrently(n int, load func(i int) (*ebpf.Program, error)) ([]*ebpf.Program, error) {
+	progs := make([]*ebpf.Program, n)
+	errs := make([]error, n)
+	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			progs[i], errs[i] = load(i)
+		}()
+	}
+	wg.Wait()
+	if err := firstError(errs); err != nil {
+		for _, p := range progs {
+			if p != nil {
+				p.Close()
+			}
+		}
+		return nil, err
+	}
+	return progs, nil
+}
+
+// firstError returns the first non-nil error of errs.
+func firstError(errs []error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
 // loadEnv is what loading a program needs: the BPF object, the kernel's
 // BTF, the shared maps and the knobs common to every hook.
@@ -104,9 +147,9 @@ func (r *Recorder) open(cfg Config, kernel *btf.Spec, ncpu int) error {
 		knobs: knobs,
 	}
 
-	for i := range r.hooks {
+	for i := range r.hooks[:min(1, len(r.hooks))] {
 		err := r.attachTracing(&r.hooks[i], env.knobs, env)
-		if i == 0 && err != nil && env.knobs.filter != nil && !env.knobs.probeRead {
+		if err != nil && env.knobs.filter != nil && !env.knobs.probeRead {
 			// Older kernels type skb->head as a number, not as memory
 			// the program may load from: copy the filter's bytes with
 			// the helper instead.
@@ -124,10 +167,33 @@ func (r *Recorder) open(cfg Config, kernel *btf.Spec, ncpu int) error {
 		}
 	}
 	r.filterInPlace = env.knobs.filter != nil && !env.knobs.probeRead
+	// The other tracepoints and the untrack-only hooks, loaded
+	// concurrently (verification is most of the start-up time) and
+	// attached in order.
 	untrack := env.knobs
 	untrack.untrackOnly = true
+	var rest []*Hook
+	for i := 1; i < len(r.hooks); i++ {
+		rest = append(rest, &r.hooks[i])
+	}
 	for i := range r.untrack {
-		if err := r.attachTracing(&r.untrack[i], untrack, env); err != nil {
+		rest = append(rest, &r.untrack[i])
+	}
+	progs, err := loadConcurrently(len(rest), func(i int) (*ebpf.Program, error) {
+		k := env.knobs
+		if i >= len(r.hooks)-1 {
+			k = untrack
+		}
+		return loadHook(env.spec, rest[i], env.opts, k)
+	})
+	if err != nil {
+		return err
+	}
+	for i, prog := range progs {
+		if err := r.attachLoaded(rest[i], prog); err != nil {
+			for _, p := range progs[i+1:] {
+				p.Close()
+			}
 			return err
 		}
 	}
