@@ -97,166 +97,98 @@ static __always_inline int admit(struct hit *h, struct cpu_state *state)
 	return 0;
 }
 
-// Records one hit of h at ctx (the program's context, for the stack) if its
-// skb is followed or wanted, and keeps the tracking table up to date. state
-// is this CPU's cpu_states entry.
-static __always_inline int record(void *ctx, struct hit *h, struct cpu_state *state)
+// The steps of record(), in order. Each is inlined: one BPF function per
+// program, so that the verifier walks record() as one piece of code.
+
+// Stops following the freed skb of h, whose packet id is id, and forgets
+// its buffer unless a clone shares it.
+static __always_inline void end_tracking(struct cpu_state *state, struct hit *h, __u64 id)
+{
+	track_forget(h->key);
+	head_forget(state, h->skb, id);
+}
+
+// Pairs a function's exit with its entry: returns the entry's packet id,
+// or 0 if the entry was not recorded (then neither is the exit). If the
+// skb is no longer followed under that id (known is its id now), the
+// function freed it: its memory may hold another skb by now, so w gets
+// where the entry saw the skb and the event carries no packet, only the
+// return value.
+static __always_inline __u64 pair_exit(struct hit *h, __u64 known, struct where *w)
+{
+	struct call_key call = {.skb = h->key, .hook = entry_hook};
+	struct call_info *entry;
+	__u64 id;
+
+	// Helper: the entry of this call, if it was recorded.
+	entry = bpf_map_lookup_elem(&calls, &call);
+	if (!entry)
+		return 0;
+	id = entry->id;
+	if (known != id) {
+		w->netns = entry->netns;
+		w->ifindex = entry->ifindex;
+		w->dev_type = entry->dev_type;
+		w->has_dev = entry->has_dev;
+		w->dev = NULL;
+		w->head = NULL;
+		w->start = 0;
+		w->caplen = 0;
+		w->wire_len = 0;
+		w->header = HEADER_DATA;
+	}
+	// Helper: done with the call. The entry's values were copied above:
+	// a deleted LRU element may be reused at once.
+	bpf_map_delete_elem(&calls, &call);
+	return id;
+}
+
+// Spends one event of this CPU's budget (budget_per_cpu events a second):
+// returns 0 if the second's budget is spent, which bounds what a flood can
+// cost the host (past it, a hit costs this check and nothing more), else
+// the monotonic clock (helper), read once and reused for the record.
+static __always_inline __u64 within_budget(struct cpu_state *state)
+{
+	__u64 now = bpf_ktime_get_ns();
+
+	if (now - state->budget_start >= 1000000000ULL) {
+		state->budget_start = now;
+		state->budget_used = 0;
+	}
+	if (state->budget_used >= budget_per_cpu) {
+		state->over_budget++;
+		return 0;
+	}
+	state->budget_used++;
+	return now;
+}
+
+// Fills ev's description of the hit: the task, where (w), the skb's fields
+// (plain loads from the kernel's skb or the kprobe's copy: no helper
+// calls; none for an skb the function freed: gone), the hook's arguments,
+// and the kernel stack.
+static __always_inline void describe(void *ctx, struct event *ev, struct hit *h,
+				     struct where *w, struct cpu_state *state, __u32 gone)
 {
 	struct sk_buff *skb = h->skb;
-	struct call_key call;
-	struct call_info *entry, info;
-	struct event *ev;
-	struct where w;
-	__u64 known = 0, id = 0, now, avail, flags, n, limit;
-	__u32 cpu, paired = 0, gone = 0;
 
-	// Is this skb already being followed? Decides whether the filter runs
-	// and which id the record carries. A clone is a fresh skb: whatever
-	// entry its address still has is stale, and is replaced below.
-	// The lookup also finds where a clone's (stale) entry goes.
-	if (!h->parent)
-		known = followed_id(h->key);
-	id = known;
-
-	// A free hook the user did not ask for, attached so that the ids of
-	// freed skbs are not inherited by new skbs at the same address.
-	if (untrack_only) {
-		if (known) {
-			track_forget(h->key);
-			head_forget(state, skb, known);
-		}
-		return 0;
-	}
-	// Hooks that see skbs being freed or clones being built record only
-	// packets already followed (see noStartFunctions in capture).
-	if (!known && !h->parent && (no_start || h->nostart))
-		return 0;
-	// A function's exit is recorded if its entry was, under the entry's
-	// id. If the skb is no longer followed under that id, the function
-	// freed it: its memory may hold another skb by now, so the event
-	// carries no packet, only the return value.
-	if (exit_hook) {
-		call.skb = h->key;
-		call.hook = entry_hook;
-		// Helper: the entry of this call, if it was recorded.
-		entry = bpf_map_lookup_elem(&calls, &call);
-		if (!entry)
-			return 0;
-		paired = 1;
-		id = entry->id;
-		gone = known != id;
-		if (gone) {
-			// Where the entry saw the skb.
-			w.netns = entry->netns;
-			w.ifindex = entry->ifindex;
-			w.dev_type = entry->dev_type;
-			w.has_dev = entry->has_dev;
-			w.dev = NULL;
-			w.head = NULL;
-			w.start = 0;
-			w.caplen = 0;
-			w.wire_len = 0;
-			w.header = HEADER_DATA;
-		}
-		// Helper: done with the call. The entry's values were copied
-		// above: a deleted LRU element may be reused at once.
-		bpf_map_delete_elem(&calls, &call);
-	}
-
-	if (!gone) {
-		locate(skb, h->dev, &w);
-		if (match_netns || match_ifindex)
-			locate_device(skb, &w);
-	}
-
-	// Only packets not yet followed are filtered (unless tracking is off);
-	// once kept, a packet is recorded at every hook whatever its bytes
-	// become (NAT, encapsulation). A clone of a followed packet is
-	// followed without filtering, and so is a call whose entry was kept.
-	// A clone of a followed packet (its buffer is one): followed under an
-	// id of its own, linked to the original's, without filtering. Costs a
-	// load of the cloned bit, and a lookup only for cloned skbs.
-	if (!known && !h->parent && !paired && !gone && !h->wanted)
-		h->parent = clone_parent(state, skb, w.head);
-
-	// The filter itself ran in admit(); a hit that reaches here unfiltered
-	// is of a packet that stopped being followed since (freed on another
-	// CPU), and is left to the next hook.
-	if (!h->parent && !paired && (!known || !track) && !h->wanted && filtered) {
-		if (known && (is_free_hook || h->frees)) {
-			track_forget(h->key);
-			head_forget(state, skb, known);
-		}
-		return 0;
-	}
-
-	if (!gone && !(match_netns || match_ifindex))
-		locate_device(skb, &w);
-
-	now = 0;
-	if (budget_per_cpu) {
-		// A per-CPU budget of events per second bounds what a flood can
-		// cost the host: past it, a hit costs this check and nothing
-		// more. Helper: monotonic clock (read once, reused below).
-		now = bpf_ktime_get_ns();
-		if (now - state->budget_start >= 1000000000ULL) {
-			state->budget_start = now;
-			state->budget_used = 0;
-		}
-		if (state->budget_used >= budget_per_cpu) {
-			state->over_budget++;
-			if (known && (is_free_hook || h->frees)) {
-				track_forget(h->key);
-				head_forget(state, skb, known);
-			}
-			return 0;
-		}
-		state->budget_used++;
-	}
-
-	// Helper: reserve the record in place, so the packet bytes and the
-	// stack are written once, straight into the ring. The size is made of
-	// load-time constants, as the verifier requires.
-	ev = bpf_ringbuf_reserve(&events, sizeof(*ev) + stack_bytes + snaplen, 0);
-	if (!ev) {
-		// Never silent: the next record from this CPU carries the count.
-		state->lost++;
-		// The skb is gone after a free hook even if we could not record it.
-		if (known && (is_free_hook || h->frees)) {
-			track_forget(h->key);
-			head_forget(state, skb, known);
-		}
-		return 0;
-	}
-
-	// Helper: monotonic clock; user space converts to wall-clock time. The
-	// tracking table orders its entries by it too.
-	if (!budget_per_cpu)
-		now = bpf_ktime_get_ns();
-	ev->ktime_ns = now;
-	// Helper: inlined by the verifier into a per-CPU variable read on x86-64.
-	cpu = bpf_get_smp_processor_id();
-	ev->cpu = cpu;
 	task_fields(ev);
-
 	ev->hook_id = h->hook;
 	ev->skb = h->key;
 	ev->lost = (__u32)state->lost;
 	ev->skipped = (__u32)state->over_budget;
-	ev->flags = w.has_dev ? FLAG_HAS_DEV : 0;
+	ev->flags = w->has_dev ? FLAG_HAS_DEV : 0;
 	ev->drop_reason = 0;
 	ev->drop_location = 0;
-	ev->netns = w.netns;
-	ev->ifindex = w.ifindex;
-	ev->dev_type = w.dev_type;
-	ev->header = w.header;
+	ev->netns = w->netns;
+	ev->ifindex = w->ifindex;
+	ev->dev_type = w->dev_type;
+	ev->header = w->header;
 	ev->parent = h->parent;
 	ev->retval = h->retval;
 	if (h->has_ret)
 		ev->flags |= FLAG_HAS_RET;
 
-	// Plain loads from skb (the kernel's, BTF-typed, or the kprobe's copy):
-	// no helper calls.
 	ev->len = 0;
 	ev->data_len = 0;
 	ev->mark = 0;
@@ -287,95 +219,221 @@ static __always_inline int record(void *ctx, struct hit *h, struct cpu_state *st
 		ev->flags |= FLAG_HAS_STACK;
 		ev->stack_len = bpf_get_stack(ctx, (void *)(ev + 1), stack_bytes, 0);
 	}
+}
+
+// Copies the packet's linear bytes located in w into ev, after the stack.
+static __always_inline void copy_packet(struct event *ev, struct where *w)
+{
+	__u64 n, limit;
 
 	ev->caplen = 0;
-	if (copy_bytes) {
-		// Clamp in one register the verifier can follow (older verifiers
-		// lose the bound of a copy compared in C).
-		n = w.caplen;
-		limit = snaplen;
-		asm volatile("if %[n] <= %[limit] goto +1\n\t"
-			     "%[n] = %[limit]"
-			     : [n] "+r"(n) : [limit] "r"(limit));
-		// Helper: the one copy of packet bytes into the record (linear
-		// area only). Packet data is not reachable through BTF-typed
-		// loads. On Linux 5.6 to 5.13 without the fix of the SELinux
-		// lockdown check, each call is checked against the current task
-		// and may write an audit record: copy_bytes is 0 there (user
-		// space decides, see capture/features.go).
-		ev->caplen = n;
-		if (n && bpf_probe_read_kernel((void *)(ev + 1) + stack_bytes, n, w.head + w.start) < 0)
-			ev->caplen = 0;
-	}
+	if (!copy_bytes)
+		return;
+	// Clamp in one register the verifier can follow (older verifiers lose
+	// the bound of a copy compared in C).
+	n = w->caplen;
+	limit = snaplen;
+	asm volatile("if %[n] <= %[limit] goto +1\n\t"
+		     "%[n] = %[limit]"
+		     : [n] "+r"(n) : [limit] "r"(limit));
+	// Helper: the one copy of packet bytes into the record (linear area
+	// only). Packet data is not reachable through BTF-typed loads. On
+	// Linux 5.6 to 5.13 without the fix of the SELinux lockdown check,
+	// each call is checked against the current task and may write an
+	// audit record: copy_bytes is 0 there (user space decides, see
+	// capture/features.go).
+	ev->caplen = n;
+	if (n && bpf_probe_read_kernel((void *)(ev + 1) + stack_bytes, n, w->head + w->start) < 0)
+		ev->caplen = 0;
+}
 
-	if (paired) {
-		// A function's exit: the entry's id; tracking is the entries' and
-		// the free hooks' business.
-	} else if (!known) {
-		// Unique over CPUs without atomic fetch-and-add: each CPU hands out
-		// its own residue class modulo nr_cpus. (A hook that interrupts
-		// another one on the same CPU between this read and write could
-		// reuse an id; the skb hooks run with bottom halves disabled or in
-		// softirq, which makes that nesting rare.)
+// Keeps the tracking table up to date after a recorded hit that is not a
+// function's exit, and returns the packet id: known, or a new id for a
+// packet not followed yet (then followed from now on, unless the hook
+// frees it). A followed skb freed here is forgotten; the buffer of a
+// followed packet is remembered for its clones.
+static __always_inline __u64 update_tracking(struct cpu_state *state, struct hit *h, struct where *w,
+					     __u64 known, __u64 now, __u32 cpu, __u32 frees, __u32 gone)
+{
+	__u64 id = known, head;
+
+	if (!known) {
+		// Unique over CPUs without atomic fetch-and-add: each CPU hands
+		// out its own residue class modulo nr_cpus. (A hook that
+		// interrupts another one on the same CPU between this read and
+		// write could reuse an id; the skb hooks run with bottom halves
+		// disabled or in softirq, which makes that nesting rare.)
 		id = state->next_id++ * nr_cpus + cpu + 1;
-		// Remember the skb so later hooks reuse the id, and its buffer
-		// for its clones.
-		if (!(is_free_hook || h->frees)) {
-			__u64 head = 0;
-
-			if (link_clones && !gone)
-				head = address_of(state, w.head);
-			track_insert(h->key, id, now, head);
-			if (head)
-				head_remember(head, id, now);
-		}
-	} else if (is_free_hook || h->frees) {
+		if (frees)
+			return id;
+		head = 0;
+		if (link_clones && !gone)
+			head = address_of(state, w->head);
+		track_insert(h->key, id, now, head);
+		if (head)
+			head_remember(head, id, now);
+		return id;
+	}
+	if (frees) {
 		track_forget(h->key);
 		if (!gone)
-			head_forget(state, skb, id);
-	} else if (link_clones && !gone) {
-		// A followed packet's buffer is remembered again when it changed
-		// (pskb_expand_head, a linearized copy).
-		__u64 head = address_of(state, w.head);
-
+			head_forget(state, h->skb, id);
+		return id;
+	}
+	if (link_clones && !gone) {
+		// A followed packet's buffer is remembered again when it
+		// changed (pskb_expand_head, a linearized copy).
+		head = address_of(state, w->head);
 		if (track_buffer(h->key, head))
 			head_remember(head, id, now);
 	}
-	ev->packet_id = id;
+	return id;
+}
 
-	if (pair_calls) {
-		// Helper: remember this call for the function's exit.
-		call.skb = h->key;
-		call.hook = h->hook;
-		info.id = id;
-		info.netns = w.netns;
-		info.ifindex = w.ifindex;
-		info.dev_type = w.dev_type;
-		info.has_dev = w.has_dev;
-		__builtin_memset(info._pad, 0, sizeof(info._pad));
-		bpf_map_update_elem(&calls, &call, &info, BPF_ANY);
-	}
+// Remembers this call (an entry whose exit is hooked too) for its exit.
+static __always_inline void remember_call(struct hit *h, __u64 id, struct where *w)
+{
+	struct call_key call = {.skb = h->key, .hook = h->hook};
+	struct call_info info = {
+		.id = id,
+		.netns = w->netns,
+		.ifindex = w->ifindex,
+		.dev_type = w->dev_type,
+		.has_dev = w->has_dev,
+	};
 
-	// Wake the reader once unread data passes wakeup_bytes; a wakeup per
-	// record costs far more than the record. The fill level is checked
-	// only after this CPU has written a share of wakeup_bytes since its
-	// last check (shares are small enough that all CPUs together stay well
-	// below the ring's size). User space also polls on a timer for quiet
-	// streams.
-	flags = BPF_RB_NO_WAKEUP;
+	// Helper: one LRU hash update.
+	bpf_map_update_elem(&calls, &call, &info, BPF_ANY);
+}
+
+// Publishes ev, waking the reader once unread data passes wakeup_bytes: a
+// wakeup per record costs far more than the record. The fill level is
+// checked only after this CPU has written a share of wakeup_bytes since
+// its last check (shares are small enough that all CPUs together stay
+// well below the ring's size). User space also polls on a timer for quiet
+// streams.
+static __always_inline void submit(struct event *ev, struct cpu_state *state)
+{
+	__u64 flags = BPF_RB_NO_WAKEUP;
+
 	if (wakeup_bytes) {
 		// This record's share of the ring: 8-byte header, data padded to 8.
 		state->unchecked += ((sizeof(*ev) + stack_bytes + snaplen + 7) & ~7ULL) + 8;
 		if (state->unchecked >= wakeup_bytes / 4 / nr_cpus) {
 			state->unchecked = 0;
 			// Helper: unread bytes, including this reserved record.
-			avail = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
-			if (avail >= wakeup_bytes)
+			if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes)
 				flags = BPF_RB_FORCE_WAKEUP;
 		}
 	}
 	// Helper: publish the record.
 	bpf_ringbuf_submit(ev, flags);
+}
+
+// Records one hit of h at ctx (the program's context, for the stack) if its
+// skb is followed or wanted, and keeps the tracking table up to date. state
+// is this CPU's cpu_states entry.
+static __always_inline int record(void *ctx, struct hit *h, struct cpu_state *state)
+{
+	struct sk_buff *skb = h->skb;
+	struct event *ev;
+	struct where w;
+	__u64 known = 0, id, now = 0;
+	__u32 cpu, paired = 0, gone = 0;
+	// Whether the hook frees the skb, without a branch: "||" would split
+	// every later path in two for the verifier where h->frees is not a
+	// constant (kprobes).
+	__u32 frees = h->frees | is_free_hook;
+
+	// Is this skb already being followed? Decides the id the record
+	// carries. A clone is a fresh skb: whatever entry its address still
+	// has is stale, and is replaced when the clone is followed.
+	if (!h->parent)
+		known = followed_id(h->key);
+	id = known;
+
+	// A free hook the user did not ask for, attached so that the ids of
+	// freed skbs are not inherited by new skbs at the same address.
+	if (untrack_only) {
+		if (known)
+			end_tracking(state, h, known);
+		return 0;
+	}
+	// Hooks that see skbs being freed or clones being built record only
+	// packets already followed (see noStartFunctions in capture).
+	if (!known && !h->parent && (no_start || h->nostart))
+		return 0;
+	// A function's exit is recorded if its entry was, under the entry's id.
+	if (exit_hook) {
+		id = pair_exit(h, known, &w);
+		if (!id)
+			return 0;
+		paired = 1;
+		gone = known != id;
+	}
+
+	if (!gone) {
+		locate(skb, h->dev, &w);
+		if (match_netns || match_ifindex)
+			locate_device(skb, &w);
+	}
+
+	// A clone of a followed packet (its buffer is one): followed under an
+	// id of its own, linked to the original's, without filtering. Costs a
+	// load of the cloned bit, and a lookup only for cloned skbs.
+	if (!known && !h->parent && !paired && !gone && !h->wanted)
+		h->parent = clone_parent(state, skb, w.head);
+
+	// The filter itself ran in admit(); a hit that reaches here unfiltered
+	// is of a packet that stopped being followed since (freed on another
+	// CPU), and is left to the next hook. A followed packet, a clone and a
+	// call whose entry was kept are not filtered.
+	if (!h->parent && !paired && (!known || !track) && !h->wanted && filtered) {
+		if (known && frees)
+			end_tracking(state, h, known);
+		return 0;
+	}
+
+	if (!gone && !(match_netns || match_ifindex))
+		locate_device(skb, &w);
+
+	if (budget_per_cpu && !(now = within_budget(state))) {
+		if (known && frees)
+			end_tracking(state, h, known);
+		return 0;
+	}
+
+	// Helper: reserve the record in place, so the packet bytes and the
+	// stack are written once, straight into the ring. The size is made of
+	// load-time constants, as the verifier requires.
+	ev = bpf_ringbuf_reserve(&events, sizeof(*ev) + stack_bytes + snaplen, 0);
+	if (!ev) {
+		// Never silent: the next record from this CPU carries the count.
+		state->lost++;
+		// The skb is gone after a free hook even if we could not record it.
+		if (known && frees)
+			end_tracking(state, h, known);
+		return 0;
+	}
+
+	// Helper: monotonic clock; user space converts to wall-clock time. The
+	// tracking table orders its entries by it too.
+	if (!budget_per_cpu)
+		now = bpf_ktime_get_ns();
+	ev->ktime_ns = now;
+	// Helper: inlined by the verifier into a per-CPU variable read on x86-64.
+	cpu = bpf_get_smp_processor_id();
+	ev->cpu = cpu;
+	describe(ctx, ev, h, &w, state, gone);
+	copy_packet(ev, &w);
+	// A function's exit carries the entry's id; tracking is the entries'
+	// and the free hooks' business.
+	if (!paired)
+		id = update_tracking(state, h, &w, known, now, cpu, frees, gone);
+	ev->packet_id = id;
+	if (pair_calls)
+		remember_call(h, id, &w);
+	submit(ev, state);
 	return 0;
 }
 
