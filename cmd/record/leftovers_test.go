@@ -235,6 +235,10 @@ func TestRecordLeavesNoBPFObjects(t *testing.T) {
 				t.Fatalf("record holds too little: %v", held)
 			}
 			t.Logf("record holds %v", held)
+			// Traffic on lo, then a pause for the writer's flush (every
+			// 100 ms): what was flushed must survive even SIGKILL.
+			testenv.Run(t, "ping", "-c", "2", "-i", "0.2", "127.0.0.1")
+			time.Sleep(500 * time.Millisecond)
 			if err := rec.cmd.Process.Signal(end.signal); err != nil {
 				t.Fatal(err)
 			}
@@ -243,6 +247,10 @@ func TestRecordLeavesNoBPFObjects(t *testing.T) {
 				t.Fatalf("record after SIGINT: %v\n%s", err, rec.stderr.String())
 			}
 			checkGone(t, held, before)
+			packets, tail := readablePackets(t, rec.file)
+			if packets < 4 || (end.signal == syscall.SIGINT && tail != nil) {
+				t.Errorf("%d packet blocks readable after %s (then %v), want the pings' 4 or more", packets, end.name, tail)
+			}
 		})
 	}
 
