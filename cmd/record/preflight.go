@@ -26,9 +26,9 @@ const (
 )
 
 // exitStatusHelp documents the exit statuses for --help and the README.
-const exitStatusHelp = "Exit status: 0 done; 1 failed while recording; 2 usage (flags, filter, -Z user,\n" +
-	"unknown hooks or --functions); 3 permission (not root and no CAP_BPF and CAP_PERFMON, or -Z\n" +
-	"could not drop privileges); 4 the kernel lacks a feature (BTF, a backend, a helper) or lockdown\n" +
+const exitStatusHelp = "Exit status: 0 done; 1 failed while recording; 2 usage (flags, filter, -Z user, unknown\n" +
+	"hooks or --functions); 3 permission (not root and no CAP_BPF and CAP_PERFMON, -Z without\n" +
+	"root or a failed drop); 4 the kernel lacks a feature (BTF, a backend, a helper) or lockdown\n" +
 	"forbids it; 5 output (cannot create or write the file, filesystem full)."
 
 // exitError is an error with the exit status that it ends record with.
