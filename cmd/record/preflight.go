@@ -145,7 +145,7 @@ func preflight(o options) (*prepared, error) {
 		return nil, withStatus(exitPermission, fmt.Errorf("-Z %s: record must start as root to drop privileges: only leaving uid 0 makes the kernel clear every capability", o.user))
 	}
 	if _, err := capture.ListHooks(); err != nil {
-		return nil, withStatus(exitKernel, explain(err))
+		return nil, classify(explain(err), o)
 	}
 	if err := checkLockdown(readTrim("/sys/kernel/security/lockdown"), o); err != nil {
 		return nil, err
@@ -318,7 +318,7 @@ func checkFunctions(o options) error {
 	}
 	fns, err := capture.ListFunctions()
 	if err != nil {
-		return withStatus(exitKernel, explain(err))
+		return classify(explain(err), o)
 	}
 	for _, f := range fns {
 		if re.MatchString(f.Name) {
