@@ -403,6 +403,7 @@ func runPaths(c *cli.Context) error {
 // written to a temporary file beside it, which the returned commit
 // function renames into place on success and removes on failure: a
 // failed run leaves neither a partial file nor damage to an earlier one.
+// The file is readable by its owner only (0600): it holds recorded data.
 func createOutput(c *cli.Context, name string) (io.Writer, func(ok bool) error, error) {
 	if name == "-" {
 		return c.App.Writer, func(bool) error { return nil }, nil
@@ -413,7 +414,7 @@ func createOutput(c *cli.Context, name string) (io.Writer, func(ok bool) error, 
 	}
 	tmp := f.Name()
 	return f, func(ok bool) error {
-		err := f.Chmod(0o644)
+		err := f.Chmod(0o600)
 		if cerr := f.Close(); err == nil {
 			err = cerr
 		}

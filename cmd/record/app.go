@@ -60,6 +60,7 @@ type options struct {
 	probeReads string // --probe-read: auto, on or off
 	maxRate    int    // --max-rate: events per second, 0 for no limit
 	verbose    bool   // --verbose: verifier logs of refused programs
+	user       string // -Z: drop to this user once attached, "" to keep privileges
 }
 
 func newApp() *cli.App {
@@ -77,7 +78,7 @@ func newApp() *cli.App {
 			"every kernel function) that sees a struct sk_buff and writes one\n" +
 			"pcap-ng packet block per hook hit: the bytes as the kernel held them, and the hook,\n" +
 			"device, network namespace, drop reason and process as options and comments.\n" +
-			"Without -w, events are printed one per line.",
+			"Without -w, events are printed one per line.\n\n" + exitStatusHelp,
 		HideHelpCommand: true,
 		Commands: []*cli.Command{checkCommand, completion.Command(completion.Spec{
 			Values: map[string][]string{
@@ -117,6 +118,7 @@ func newApp() *cli.App {
 			&cli.StringFlag{Name: "probe-read", Value: capture.ProbeReadsAuto, Usage: "`MODE` of bpf_probe_read_kernel calls per event: auto (not where SELinux would write an audit record per call, see record check), on (always: packet bytes everywhere), off (never: no packet bytes, no kprobes)", EnvVars: []string{"PATHCAP_PROBE_READ"}},
 			&cli.IntFlag{Name: "max-rate", Usage: "record at most `N` events per second, enforced in the kernel per CPU (0: no limit; audit-safe mode defaults to " + fmt.Sprint(capture.DefaultAuditSafeRate) + ")"},
 			&cli.BoolFlag{Name: "verbose", Usage: "print the verifier's log when the kernel refuses a program"},
+			&cli.StringFlag{Name: "relinquish-privileges", Aliases: []string{"Z"}, Usage: "once every hook is attached and the output is open, drop to `USER` (a name, a uid or UID:GID): its groups, gid and uid, no capability left; record must start as root, and files it creates later (rotation) belong to USER, so the output directory must be writable by USER"},
 		},
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
 			return usageError{err}
@@ -146,6 +148,7 @@ func newApp() *cli.App {
 				probeReads: c.String("probe-read"),
 				maxRate:    c.Int("max-rate"),
 				verbose:    c.Bool("verbose"),
+				user:       c.String("relinquish-privileges"),
 			}
 			if h := c.String("hooks"); h != "" {
 				for _, name := range strings.Split(h, ",") {
@@ -154,7 +157,7 @@ func newApp() *cli.App {
 					}
 				}
 			}
-			return run(c.Context, opts, c.App.Writer, c.App.ErrWriter)
+			return classify(run(c.Context, opts, c.App.Writer, c.App.ErrWriter), opts)
 		},
 	}
 }
@@ -209,6 +212,10 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	pre, err := preflight(o)
+	if err != nil {
+		return err
+	}
 	if o.duration > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, o.duration)
@@ -222,7 +229,7 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	switch o.output {
 	case "", "-":
 	default:
-		f, err := os.OpenFile(o.output, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+		f, err := os.OpenFile(o.output, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 		if err != nil {
 			return fmt.Errorf("create output: %w", err)
 		}
@@ -295,9 +302,12 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	}
 
 	if o.readyFile != "" {
-		if err := os.WriteFile(o.readyFile, nil, 0o644); err != nil {
+		if err := os.WriteFile(o.readyFile, nil, 0o600); err != nil {
 			return fmt.Errorf("create ready file: %w", err)
 		}
+	}
+	if err := pre.dropPrivileges(stderr); err != nil {
+		return err
 	}
 
 	ropts := recording.RunOptions{MaxEvents: o.count}

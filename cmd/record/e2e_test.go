@@ -386,7 +386,7 @@ func TestRecordCannotCreateOutput(t *testing.T) {
 	bin := testenv.BuildCommand(t, "record")
 	out, err := exec.Command(bin, "-w", "/nonexistent-dir/x.pcapng").CombinedOutput()
 	var ee *exec.ExitError
-	if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(string(out), "create output") {
+	if !errors.As(err, &ee) || ee.ExitCode() != 5 || !strings.Contains(string(out), "create output") {
 		t.Errorf("got %v: %s", err, out)
 	}
 }

@@ -8,6 +8,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -23,15 +24,19 @@ func main() {
 }
 
 // exitCode prints err and returns the process exit code: 0 without error,
-// 2 for usage errors, 1 otherwise.
+// 2 for usage errors, the status of an exitError (see exitUsage and the
+// others), 1 otherwise.
 func exitCode(err error, stderr *os.File) int {
 	if err == nil {
 		return 0
 	}
-	code := 1
+	code := exitFailure
+	var ee exitError
 	if ue, ok := err.(usageError); ok {
-		code = 2
+		code = exitUsage
 		err = ue.error
+	} else if errors.As(err, &ee) {
+		code = ee.status
 	}
 	fmt.Fprintf(stderr, "record: %v\n", err)
 	return code
