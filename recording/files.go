@@ -272,3 +272,13 @@ func wholeBlocks(p []byte, n int) int {
 	}
 	return end
 }
+
+// Discard closes the current file and removes every file created: for a
+// recording that could not start.
+func (fs *Files) Discard() {
+	_ = fs.Abort()
+	for _, name := range fs.created {
+		_ = os.Remove(name)
+	}
+	fs.kept = nil
+}
