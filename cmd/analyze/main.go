@@ -37,8 +37,8 @@ func usagef(format string, args ...any) error {
 
 // Exit statuses.
 const (
-	exitError    = 1 // the analysis failed
-	exitUsage    = 2 // how analyze was called is wrong
+	exitError   = 1 // the analysis failed
+	exitUsage   = 2 // how analyze was called is wrong
 	exitUnclean = 3 // an input did not end cleanly: everything before was analyzed
 )
 
