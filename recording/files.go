@@ -112,6 +112,11 @@ func CreateFiles(opts FileOptions, info Info, bufSize int, names DeviceNamer, sy
 		return nil, err
 	}
 	w, err := NewWriter(out, info, bufSize, names, symbols)
+	if err == nil {
+		// The section header on disk at once: a recorder killed before
+		// its first event still leaves a pcap-ng file.
+		err = w.Flush()
+	}
 	if err != nil {
 		out.f.Close()
 		os.Remove(out.name)
@@ -196,7 +201,10 @@ func (fs *Files) Rotate(lost uint64, now time.Time) error {
 	}
 	fs.lostAtOpen = lost
 	if err := fs.w.Restart(out); err != nil {
-		return fmt.Errorf("%s: %w", out.name, err)
+		return err
+	}
+	if err := fs.w.Flush(); err != nil {
+		return err
 	}
 	for fs.opts.MaxFiles > 0 && len(fs.kept) > fs.opts.MaxFiles {
 		old := fs.kept[0]
