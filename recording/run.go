@@ -132,10 +132,14 @@ func Run(ctx context.Context, src Source, w *Writer, out *CountingWriter, opts R
 }
 
 // RunFiles is Run for a recording into files: it starts a new file when
-// the FileOptions of fs call for one, and closes the last file properly
+// the FileOptions of fs call for one (the first file's interval counts from
+// the call), and closes the last file properly
 // when the recording ends (after a write error, as far as it was written:
 // every whole block, without statistics).
 func RunFiles(ctx context.Context, src Source, fs *Files, opts RunOptions) (Summary, error) {
+	// The first file's interval counts from here, not from its creation
+	// before the hooks were attached.
+	fs.opened = time.Now()
 	sum, err := run(ctx, src, fs, opts)
 	sum.Files, sum.Kept = fs.Created(), fs.Kept()
 	return sum, err
