@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 )
@@ -235,13 +236,17 @@ func (fs *Files) Close(lost uint64, end time.Time) error {
 }
 
 // Abort closes the current file as it is, after a write failed: what
-// reached it stays, without the closing statistics.
+// reached it stays, without the closing statistics. A file that not even
+// its section header reached is removed: it would not be pcap-ng.
 func (fs *Files) Abort() error {
 	if fs.cur.f == nil {
 		return nil // closed already
 	}
 	err := fs.cur.f.Close()
 	fs.cur.f = nil
+	if fs.cur.n == 0 && os.Remove(fs.cur.name) == nil {
+		fs.kept = slices.DeleteFunc(fs.kept, func(n string) bool { return n == fs.cur.name })
+	}
 	return err
 }
 
