@@ -388,24 +388,36 @@ func describeFiles(sum recording.Summary, o options) string {
 }
 
 // outputFailure turns a failed write of the output into one line that
-// says where, why and what is left.
+// says where, why and what is left; the error it returns wraps err.
 func outputFailure(err error, sum recording.Summary) error {
 	var pe *os.PathError
 	if !errors.As(err, &pe) || pe.Op != "write" {
 		return err
 	}
 	name := pe.Path
-	if name == "/dev/stdout" {
+	if name == os.Stdout.Name() {
 		name = "standard output"
 	}
+	var msg string
 	switch {
 	case errors.Is(err, syscall.EPIPE):
-		return fmt.Errorf("%s: %v (its reader went away): recording stopped after %d events", name, pe.Err, sum.Events)
+		msg = fmt.Sprintf("%s: %v (its reader went away): recording stopped after %d events", name, pe.Err, sum.Events)
 	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
-		return fmt.Errorf("%s: %v: recording stopped after %d events; the file holds every whole block written, without its closing statistics", name, pe.Err, sum.Events)
+		msg = fmt.Sprintf("%s: %v: recording stopped after %d events; the file holds every whole block written, without its closing statistics", name, pe.Err, sum.Events)
+	default:
+		msg = fmt.Sprintf("%s: %v: recording stopped after %d events", name, pe.Err, sum.Events)
 	}
-	return fmt.Errorf("%s: %v: recording stopped after %d events", name, pe.Err, sum.Events)
+	return &writeError{msg: msg, err: err}
 }
+
+// writeError is a failed write of the output, said in one line.
+type writeError struct {
+	msg string
+	err error
+}
+
+func (e *writeError) Error() string { return e.msg }
+func (e *writeError) Unwrap() error { return e.err }
 
 // describeFilter says in one line what is filtered.
 func describeFilter(f *capture.Filter, m capture.Match, track bool) string {
