@@ -14,7 +14,7 @@ func recordingBytes(t testing.TB, host string, events []ev) []byte {
 	for i := range events {
 		r.write(&events[i])
 	}
-	r.flush()
+	r.finish()
 	return b.Bytes()
 }
 

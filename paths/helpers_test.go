@@ -235,8 +235,10 @@ type recorder struct {
 	t      testing.TB
 	w      *pcapng.Writer
 	ifaces map[[2]uint32]uint32
+	recv   map[uint32]uint64 // events per interface id
 	buf    []byte
 	events int
+	last   time.Time
 }
 
 // recordingSection is the section header of a recording made on host.
@@ -255,7 +257,7 @@ func newRecorder(t testing.TB, w io.Writer, host string) *recorder {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &recorder{t: t, w: pw, ifaces: make(map[[2]uint32]uint32)}
+	return &recorder{t: t, w: pw, ifaces: make(map[[2]uint32]uint32), recv: make(map[uint32]uint64)}
 }
 
 func (r *recorder) iface(netns, ifindex uint32, dev string) uint32 {
@@ -319,10 +321,23 @@ func (r *recorder) write(e *ev) {
 		r.t.Fatal(err)
 	}
 	r.events++
+	r.recv[p.InterfaceID]++
+	if p.Timestamp.After(r.last) {
+		r.last = p.Timestamp
+	}
 }
 
-func (r *recorder) flush() {
+// finish ends the recording as record does, with the statistics of every
+// interface, and flushes.
+func (r *recorder) finish() {
 	r.t.Helper()
+	for id := range uint32(len(r.ifaces)) {
+		s := pcapng.InterfaceStatistics{InterfaceID: id, Timestamp: r.last,
+			IfRecv: r.recv[id], HasIfRecv: true, UsrDeliv: r.recv[id], HasUsrDeliv: true}
+		if err := r.w.WriteInterfaceStatistics(&s); err != nil {
+			r.t.Fatal(err)
+		}
+	}
 	if err := r.w.Flush(); err != nil {
 		r.t.Fatal(err)
 	}
@@ -336,7 +351,7 @@ func writeRecording(t testing.TB, name, host string, events []ev) string {
 	for i := range events {
 		r.write(&events[i])
 	}
-	r.flush()
+	r.finish()
 	if err := os.WriteFile(name, b.Bytes(), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -79,6 +79,12 @@ type fileInput struct {
 	frame     int64
 	done      bool
 
+	// Whether the current section ended cleanly: a section of record
+	// that described interfaces ends with their statistics.
+	byRecord bool             // the section is record's
+	ifaces   bool             // it described an interface
+	last     pcapng.BlockType // its last block
+
 	// stackComments are the comments after the metadata comment of ev
 	// when it has stack=N (they alias the reader's buffer): the stack is
 	// looked up only when ev is the next event in time order, so that
@@ -124,7 +130,20 @@ type Input struct {
 	// Truncated lists the files that end inside a block; their complete
 	// blocks were read.
 	Truncated []error
+	// NotClosed lists the recordings of record (other files are not
+	// checked) that end without the interface statistics record writes
+	// when it stops: the recorder was killed, or its output failed (each
+	// an *InputError wrapping ErrNotClosed). Every event in them was read.
+	// A truncated file is in Truncated only.
+	NotClosed []error
 }
+
+// ErrNotClosed means a recording ends without its closing interface
+// statistics blocks: it did not end cleanly.
+var ErrNotClosed = errors.New("no closing interface statistics blocks (the recorder was killed or could not finish the file)")
+
+// recordPrefix starts the shb_userappl of record's files.
+const recordPrefix = "pathcap record"
 
 // Open opens the named files. "-" reads standard input.
 func Open(names []string) (*Input, error) {
@@ -219,6 +238,7 @@ func (in *Input) advance(f *fileInput) error {
 		typ, err := f.r.Next()
 		if err == io.EOF {
 			f.done = true
+			in.endSection(f)
 			return nil
 		}
 		if err != nil {
@@ -231,16 +251,24 @@ func (in *Input) advance(f *fileInput) error {
 			}
 			return &InputError{File: f.name, Err: err}
 		}
+		if typ == pcapng.BlockSectionHeader {
+			in.endSection(f)
+		}
+		f.last = typ
 		switch {
 		case typ == pcapng.BlockSectionHeader:
 			s := f.r.Section()
-			key := s.Hardware + "\x00" + s.OS + "\x00" + s.UserApplication + "\x00" + strings.Join(s.Comments, "\x00")
+			key := recordingKey(s)
 			id, ok := in.recordings[key]
 			if !ok {
 				id = len(in.recordings)
 				in.recordings[key] = id
 			}
 			f.recording = id
+			f.byRecord = strings.HasPrefix(s.UserApplication, recordPrefix)
+			f.ifaces = false
+		case typ == pcapng.BlockInterfaceDescription:
+			f.ifaces = true
 		case typ.IsPacket():
 			f.frame++
 			if err := in.decode(f, f.r.Packet()); err != nil {
@@ -249,6 +277,34 @@ func (in *Input) advance(f *fileInput) error {
 			return nil
 		}
 	}
+}
+
+// recordingKey returns what the section headers of one recording's files
+// share: with a kmeta.FileComment its recording, else the whole header.
+func recordingKey(s *pcapng.Section) string {
+	key := s.Hardware + "\x00" + s.OS + "\x00" + s.UserApplication + "\x00"
+	var fc kmeta.FileComment
+	for _, c := range s.Comments {
+		if kmeta.ParseFileComment([]byte(c), &fc) == nil {
+			return key + "\x00file\x00" + fc.Recording
+		}
+	}
+	return key + strings.Join(s.Comments, "\x00")
+}
+
+// endSection notes a section of f that ended without its closing
+// statistics (at most once per file).
+func (in *Input) endSection(f *fileInput) {
+	if !f.byRecord || !f.ifaces || f.last == pcapng.BlockInterfaceStatistics {
+		return
+	}
+	f.byRecord = false
+	for _, e := range in.NotClosed {
+		if e.(*InputError).File == f.name {
+			return
+		}
+	}
+	in.NotClosed = append(in.NotClosed, &InputError{File: f.name, Err: ErrNotClosed})
 }
 
 func (in *Input) decode(f *fileInput, p *pcapng.Packet) error {

@@ -139,7 +139,7 @@ func TestDifferentRecordingsNotJoined(t *testing.T) {
 	}
 	r.ifaces = map[[2]uint32]uint32{}
 	r.write(&ev{id: 1, at: ms(1) + us(5), hook: "netif_rx", data: u, dev: "veth1", netns: nsServer, ifindex: 2})
-	r.flush()
+	r.finish()
 	two := filepath.Join(dir, "two-sections.pcapng")
 	os.WriteFile(two, buf.Bytes(), 0o644)
 	if got := analyze(t, Options{}, nil, two); len(got) != 2 {
@@ -287,5 +287,117 @@ func TestStickyError(t *testing.T) {
 	}
 	if _, err := analyzeErr(Options{}, nil, name); err == nil {
 		t.Error("Process: no error")
+	}
+}
+
+// TestNotClosed: a recording of record that ends without its closing
+// statistics is read in full and listed in NotClosed, once; a truncated
+// one is in Truncated only; files of other tools, and recordings without
+// any interface, are not checked.
+func TestNotClosed(t *testing.T) {
+	dir := t.TempDir()
+	u := udp4Frame("10.0.0.1", "10.0.0.2", 1, 2, nil)
+	write := func(name, app string, finish bool, events int) string {
+		var b bytes.Buffer
+		r := newRecorder(t, &b, "alpha")
+		if app != "" {
+			sec := recordingSection("alpha")
+			sec.UserApplication = app
+			var err error
+			b.Reset()
+			if r.w, err = pcapng.NewWriterSize(&b, sec, 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for i := range events {
+			r.write(&ev{id: uint64(i + 1), at: ms(i), hook: "netif_receive_skb", data: u, dev: "veth0", netns: nsServer, ifindex: 2})
+		}
+		if finish {
+			r.finish()
+		} else if err := r.w.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		name = filepath.Join(dir, name)
+		if err := os.WriteFile(name, b.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return name
+	}
+	clean := write("clean.pcapng", "", true, 3)
+	killed := write("killed.pcapng", "", false, 3)
+	empty := write("empty.pcapng", "", false, 0)
+	other := write("other.pcapng", "dumpcap (Wireshark) 4.4.2", false, 3)
+	data, _ := os.ReadFile(killed)
+	cut := filepath.Join(dir, "cut.pcapng")
+	os.WriteFile(cut, data[:len(data)-10], 0o644)
+
+	for _, c := range []struct {
+		files               []string
+		events              int
+		notClosed, truncate []string
+	}{
+		{[]string{clean}, 3, nil, nil},
+		{[]string{killed}, 3, []string{killed}, nil},
+		{[]string{clean, killed}, 6, []string{killed}, nil},
+		{[]string{empty}, 0, nil, nil},
+		{[]string{other}, 3, nil, nil},
+		{[]string{cut}, 2, nil, []string{cut}},
+	} {
+		in, err := Open(c.files)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for {
+			if _, err := in.Next(); err == io.EOF {
+				break
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			n++
+		}
+		in.Close()
+		names := func(errs []error) (out []string) {
+			for _, e := range errs {
+				var ie *InputError
+				if !errors.As(e, &ie) {
+					t.Fatalf("%v is not an InputError", e)
+				}
+				out = append(out, ie.File)
+			}
+			return out
+		}
+		if n != c.events || fmt.Sprint(names(in.NotClosed)) != fmt.Sprint(c.notClosed) || fmt.Sprint(names(in.Truncated)) != fmt.Sprint(c.truncate) {
+			t.Errorf("%q: %d events, not closed %v, truncated %v; want %d, %v, %v", c.files, n, in.NotClosed, in.Truncated, c.events, c.notClosed, c.truncate)
+		}
+		for _, e := range in.NotClosed {
+			if !errors.Is(e, ErrNotClosed) {
+				t.Errorf("%v is not ErrNotClosed", e)
+			}
+		}
+	}
+}
+
+// TestFileCommentJoins: files with the same pathcap-file recording are one
+// recording whatever else their headers say; the same headers with
+// different recordings are two.
+func TestFileCommentJoins(t *testing.T) {
+	sec := func(rec string, part uint64, extra string) *pcapng.Section {
+		s := recordingSection("alpha")
+		s.Comments = append(s.Comments, "pathcap-file/1 recording="+rec+" part="+fmt.Sprint(part))
+		if extra != "" {
+			s.Comments = append(s.Comments, extra)
+		}
+		return s
+	}
+	a1, a2, b1 := sec("aa", 1, ""), sec("aa", 2, ""), sec("bb", 1, "")
+	if recordingKey(a1) != recordingKey(a2) {
+		t.Error("two parts of one recording have different keys")
+	}
+	if recordingKey(a1) == recordingKey(b1) {
+		t.Error("two recordings with the same command line have the same key")
+	}
+	if recordingKey(recordingSection("alpha")) == recordingKey(a1) || recordingKey(recordingSection("alpha")) != recordingKey(recordingSection("alpha")) {
+		t.Error("headers without a file comment are keyed by the whole header")
 	}
 }

@@ -211,7 +211,8 @@ func stackRecording(t testing.TB, name string) string {
 
 // rotate rewrites a recording as parts of it, cut before the given packet
 // blocks, as a recorder that rotates its output would: the section header
-// in every part, the interfaces each part uses, the events unchanged.
+// in every part, the interfaces each part uses, the events unchanged, and
+// the statistics of the part's interfaces at its end.
 func rotate(t testing.TB, whole string, names []string, cuts ...int) {
 	t.Helper()
 	f, err := os.Open(whole)
@@ -226,10 +227,18 @@ func rotate(t testing.TB, whole string, names []string, cuts ...int) {
 	var out *pcapng.Writer
 	var buf bytes.Buffer
 	var ifaces map[int]uint32
+	var recv map[uint32]uint64
+	var last time.Time
 	part, n := -1, 0
 	finish := func() {
 		if out == nil {
 			return
+		}
+		for id := range uint32(len(ifaces)) {
+			s := pcapng.InterfaceStatistics{InterfaceID: id, Timestamp: last, IfRecv: recv[id], HasIfRecv: true}
+			if err := out.WriteInterfaceStatistics(&s); err != nil {
+				t.Fatal(err)
+			}
 		}
 		if err := out.Flush(); err != nil {
 			t.Fatal(err)
@@ -257,6 +266,7 @@ func rotate(t testing.TB, whole string, names []string, cuts ...int) {
 				t.Fatal(err)
 			}
 			ifaces = map[int]uint32{}
+			recv = map[uint32]uint64{}
 		}
 		p := *r.Packet()
 		id, ok := ifaces[int(p.InterfaceID)]
@@ -270,6 +280,8 @@ func rotate(t testing.TB, whole string, names []string, cuts ...int) {
 		if err := out.WritePacket(&p); err != nil {
 			t.Fatal(err)
 		}
+		recv[id]++
+		last = p.Timestamp
 		n++
 	}
 	finish()

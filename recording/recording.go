@@ -13,6 +13,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"time"
 
@@ -50,6 +51,11 @@ type Info struct {
 	Comments []string
 	// Snaplen is the largest number of packet bytes an event carries.
 	Snaplen int
+	// Recording, when not empty, identifies the recording across the
+	// files it is written to (NewRecordingID makes one): every section
+	// header then also gets a kmeta.FileComment with it and the file's
+	// part number.
+	Recording string
 }
 
 type ifaceKey struct{ netns, ifindex uint32 }
@@ -63,14 +69,17 @@ type ifaceStats struct {
 // use.
 type Writer struct {
 	pw      *pcapng.Writer
+	info    Info
+	bufSize int
+	part    uint64 // the file's number in the recording, from 1
 	names   DeviceNamer
 	snaplen int
 	desc    *Describer
-	ifaces  map[ifaceKey]*ifaceStats
-	order   []ifaceKey // in IDB order
-	start   time.Time
+	ifaces  map[ifaceKey]*ifaceStats // of the current file
+	order   []ifaceKey               // in IDB order
+	start   time.Time                // first event of the current file
 	last    time.Time
-	events  uint64
+	events  uint64 // in every file
 	lost    uint64
 	skipped uint64 // SetSkipped: hits the in-kernel rate limit left out
 
@@ -99,25 +108,67 @@ func NewWriter(w io.Writer, info Info, bufSize int, names DeviceNamer, symbols S
 	if info.Snaplen <= 0 || info.Snaplen+ethHeaderLen > pcapng.MaxCaptureLength {
 		return nil, fmt.Errorf("snap length %d out of range 1..%d", info.Snaplen, pcapng.MaxCaptureLength-ethHeaderLen)
 	}
-	pw, err := pcapng.NewWriterSize(w, &pcapng.Section{
-		Hardware:        info.Hardware,
-		OS:              info.OS,
-		UserApplication: info.Application,
-		Comments:        info.Comments,
-	}, bufSize)
-	if err != nil {
-		return nil, fmt.Errorf("write section header: %w", err)
-	}
 	rw := &Writer{
-		pw:      pw,
+		info:    info,
+		bufSize: bufSize,
+		part:    1,
 		names:   names,
 		snaplen: info.Snaplen,
 		desc:    NewDescriber(names, symbols),
 		ifaces:  make(map[ifaceKey]*ifaceStats),
 	}
+	rw.info.Comments = slices.Clone(info.Comments)
 	rw.stackSymbols, _ = symbols.(StackSymbolizer)
+	pw, err := pcapng.NewWriterSize(w, rw.section(), bufSize)
+	if err != nil {
+		return nil, fmt.Errorf("write section header: %w", err)
+	}
+	rw.pw = pw
+	rw.stacks.part = rw.part
 	return rw, nil
 }
+
+// section returns the section header of the current file.
+func (w *Writer) section() *pcapng.Section {
+	comments := w.info.Comments
+	if w.info.Recording != "" {
+		fc := kmeta.FileComment{Recording: w.info.Recording, Part: w.part}
+		comments = append(slices.Clip(comments), string(kmeta.AppendFileComment(nil, &fc)))
+	}
+	return &pcapng.Section{
+		Hardware:        w.info.Hardware,
+		OS:              w.info.OS,
+		UserApplication: w.info.Application,
+		Comments:        comments,
+	}
+}
+
+// Restart begins the next file of the recording on out, after Close ended
+// the current one: a section header with the next part number, then, as
+// events need them, the interface descriptions again, and each kernel
+// stack defined in full again the first time it appears in the file (its
+// number stays the same). Tracking ids and stack numbers go on, so that the
+// files join into one recording; Events counts the events of every file.
+func (w *Writer) Restart(out io.Writer) error {
+	w.part++
+	pw, err := pcapng.NewWriterSize(out, w.section(), w.bufSize)
+	if err != nil {
+		return fmt.Errorf("write section header: %w", err)
+	}
+	w.pw = pw
+	clear(w.ifaces)
+	w.order = w.order[:0]
+	w.start, w.last = time.Time{}, time.Time{}
+	w.stacks.part = w.part
+	return nil
+}
+
+// Part returns the number of the current file in the recording, from 1.
+func (w *Writer) Part() uint64 { return w.part }
+
+// Buffered returns the number of bytes written to the Writer but not yet
+// to its output (Flush writes them).
+func (w *Writer) Buffered() int { return w.pw.Buffered() }
 
 // Events returns the number of events written.
 func (w *Writer) Events() uint64 { return w.events }
@@ -230,7 +281,7 @@ func (w *Writer) WriteEvent(ev *capture.Event) error {
 	if err := w.pw.WritePacket(p); err != nil {
 		return fmt.Errorf("write event: %w", err)
 	}
-	if w.events == 0 {
+	if w.start.IsZero() {
 		w.start = ev.Time
 	}
 	w.last = ev.Time
@@ -262,14 +313,17 @@ func KindName(k capture.HookKind) string {
 func (w *Writer) Flush() error { return w.pw.Flush() }
 
 // SetSkipped sets the number of hits the in-kernel rate limit (record
-// --max-rate) left out in the whole recording, for Close.
+// --max-rate) left out while the current file was written (the whole
+// recording's for a recording in one file), for Close.
 func (w *Writer) SetSkipped(n uint64) { w.skipped = n }
 
-// Close writes one interface statistics block per interface (events
-// recorded on it in isb_ifrecv and isb_usrdeliv) and flushes. The
-// recording's lost events, totalLost, go into isb_osdrop of the "nodev"
-// interface without netns (added if needed), since a lost event's device is
-// unknown. Close does not close the underlying writer.
+// Close ends the current file: it writes one interface statistics block
+// per interface of the file (events recorded on it in isb_ifrecv and
+// isb_usrdeliv) and flushes. The events lost while the file was written
+// (the whole recording's for a recording in one file), totalLost, go into
+// isb_osdrop of the "nodev" interface without netns (added if needed),
+// since a lost event's device is unknown. Close does not close the
+// underlying writer; Restart begins the next file.
 func (w *Writer) Close(totalLost uint64, end time.Time) error {
 	lossKey := ifaceKey{}
 	if _, ok := w.ifaces[lossKey]; !ok && (totalLost > 0 || w.skipped > 0) {

@@ -20,12 +20,19 @@ type Source interface {
 	Stats() (capture.Stats, error)
 }
 
-// RunOptions controls Run.
+// RunOptions controls Run and RunFiles.
 type RunOptions struct {
 	// MaxEvents stops the recording after this many events (0: no limit).
 	MaxEvents uint64
+	// MaxBytes stops the recording once its output holds this many bytes,
+	// all its files together (files removed by FileOptions.MaxFiles
+	// count too), buffered blocks included (0: no limit). The output ends
+	// past it by at most the last event's block and the closing
+	// statistics.
+	MaxBytes int64
 	// FlushInterval is how often buffered blocks are written out even when
-	// events keep coming (0: 100 ms).
+	// events keep coming (0: 100 ms). A new file that FileOptions.Interval
+	// calls for is started on the same tick, events or not.
 	FlushInterval time.Duration
 	// Status, when not nil, receives a one-line status every
 	// StatusInterval (0: 1 s): events, lost, bytes.
@@ -36,6 +43,18 @@ type RunOptions struct {
 	OnEvent func(ev *capture.Event) error
 }
 
+// StopReason says why a recording ended.
+type StopReason int
+
+const (
+	// StopContext: the context ended it (a signal, a time limit).
+	StopContext StopReason = iota
+	// StopEvents: RunOptions.MaxEvents was reached.
+	StopEvents
+	// StopSize: RunOptions.MaxBytes was reached.
+	StopSize
+)
+
 // Summary is what a recording did.
 type Summary struct {
 	Events uint64 // events written
@@ -43,10 +62,18 @@ type Summary struct {
 	// Skipped counts hits the in-kernel rate limit (Config.MaxRate) left
 	// out.
 	Skipped uint64
-	Bytes   int64 // bytes written to the output
+	Bytes   int64 // bytes written to the output, all files together
+	// Files are the files written (RunFiles), in order, including those
+	// FileOptions.MaxFiles removed since; Kept are those on disk.
+	Files, Kept []string
+	// Stopped says why the recording ended (when it ended without error).
+	Stopped StopReason
 }
 
-var errEnough = errors.New("event limit reached")
+var (
+	errEnough    = errors.New("event limit reached")
+	errSizeLimit = errors.New("size limit reached")
+)
 
 // CountingWriter counts the bytes written through it.
 type CountingWriter struct {
@@ -61,26 +88,91 @@ func (c *CountingWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// Run records events from src into w until ctx is done, MaxEvents is
-// reached or an error occurs; then it writes the interface statistics and
-// flushes. out, when not nil, is the counter under w's output, used for the
-// status line and the summary.
+// output is where run writes: one stream (Run) or Files (RunFiles).
+type output interface {
+	Writer() *Writer
+	// Size returns the bytes written so far, buffered ones included.
+	Size() int64
+	// Due reports whether a new file should be started now.
+	Due(now time.Time) bool
+	// Rotate starts a new file; st has the recording's loss and skip
+	// counts so far.
+	Rotate(st capture.Stats, now time.Time) error
+	// Close ends the output properly: statistics, flush, close.
+	Close(st capture.Stats, end time.Time) error
+	// Abort ends the output after a write error.
+	Abort() error
+}
+
+// stream is an output that never rotates: a Writer over a CountingWriter
+// (which may be nil).
+type stream struct {
+	w   *Writer
+	out *CountingWriter
+}
+
+func (s stream) Writer() *Writer { return s.w }
+
+func (s stream) Size() int64 {
+	n := int64(s.w.Buffered())
+	if s.out != nil {
+		n += s.out.N
+	}
+	return n
+}
+
+func (stream) Due(time.Time) bool                    { return false }
+func (stream) Rotate(capture.Stats, time.Time) error { return nil }
+func (s stream) Close(st capture.Stats, end time.Time) error {
+	s.w.SetSkipped(st.OverBudget)
+	return s.w.Close(st.Lost, end)
+}
+func (stream) Abort() error { return nil }
+
+// Run records events from src into w until ctx is done, MaxEvents or
+// MaxBytes is reached or an error occurs; then it writes the interface
+// statistics and flushes. out, when not nil, is the counter under w's
+// output, used for the status line, MaxBytes and the summary. After an
+// error writing the output, the recording stops without the statistics.
 func Run(ctx context.Context, src Source, w *Writer, out *CountingWriter, opts RunOptions) (Summary, error) {
+	return run(ctx, src, stream{w, out}, opts)
+}
+
+// RunFiles is Run for a recording into files: it starts a new file when
+// the FileOptions of fs call for one (the first file's interval counts from
+// the call), and closes the last file properly
+// when the recording ends (after a write error, as far as it was written:
+// every whole block, without statistics).
+func RunFiles(ctx context.Context, src Source, fs *Files, opts RunOptions) (Summary, error) {
+	// The first file's interval counts from here, not from its creation
+	// before the hooks were attached.
+	fs.opened = time.Now()
+	sum, err := run(ctx, src, fs, opts)
+	sum.Files, sum.Kept = fs.Created(), fs.Kept()
+	return sum, err
+}
+
+func run(ctx context.Context, src Source, o output, opts RunOptions) (Summary, error) {
 	if opts.FlushInterval <= 0 {
 		opts.FlushInterval = 100 * time.Millisecond
 	}
 	if opts.StatusInterval <= 0 {
 		opts.StatusInterval = time.Second
 	}
+	// A failed write in the flusher ends the recording through ctx.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	w := o.Writer()
 	var (
-		mu       sync.Mutex // guards w and writeErr between the event loop and the flusher
+		mu       sync.Mutex // guards o, w and writeErr between the event loop and the flusher
 		writeErr error
 	)
-	bytesOut := func() int64 {
-		if out == nil {
-			return 0
+	rotate := func(now time.Time) error {
+		st, err := src.Stats()
+		if err != nil {
+			return fmt.Errorf("read loss counters: %w", err)
 		}
-		return out.N
+		return o.Rotate(st, now)
 	}
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -99,16 +191,24 @@ func Run(ctx context.Context, src Source, w *Writer, out *CountingWriter, opts R
 			select {
 			case <-stop:
 				return
-			case <-flush.C:
+			case now := <-flush.C:
 				mu.Lock()
+				if writeErr == nil && o.Due(now) {
+					writeErr = rotate(now)
+				}
 				if writeErr == nil {
 					writeErr = w.Flush()
 				}
+				failed := writeErr != nil
 				mu.Unlock()
+				if failed {
+					cancel()
+					return
+				}
 			case <-status:
 				st, _ := src.Stats()
 				mu.Lock()
-				events, n := w.Events(), bytesOut()
+				events, n := w.Events(), o.Size()
 				mu.Unlock()
 				fmt.Fprintf(opts.Status, "\rrecording: %d events, %d lost, %s written ", events, st.Lost, formatBytes(n))
 			}
@@ -119,10 +219,15 @@ func Run(ctx context.Context, src Source, w *Writer, out *CountingWriter, opts R
 		mu.Lock()
 		err := writeErr
 		if err == nil {
-			err = w.WriteEvent(ev)
-			writeErr = err
+			if now := time.Now(); o.Due(now) {
+				err = rotate(now)
+			}
 		}
-		n := w.Events()
+		if err == nil {
+			err = w.WriteEvent(ev)
+		}
+		writeErr = err
+		n, size := w.Events(), o.Size()
 		mu.Unlock()
 		if err != nil {
 			return err
@@ -135,6 +240,9 @@ func Run(ctx context.Context, src Source, w *Writer, out *CountingWriter, opts R
 		if opts.MaxEvents != 0 && n >= opts.MaxEvents {
 			return errEnough
 		}
+		if opts.MaxBytes != 0 && size >= opts.MaxBytes {
+			return errSizeLimit
+		}
 		return nil
 	})
 	close(stop)
@@ -142,23 +250,32 @@ func Run(ctx context.Context, src Source, w *Writer, out *CountingWriter, opts R
 	if opts.Status != nil {
 		fmt.Fprintln(opts.Status)
 	}
-	if errors.Is(runErr, errEnough) {
-		runErr = nil
+	var sum Summary
+	switch {
+	case errors.Is(runErr, errEnough):
+		runErr, sum.Stopped = nil, StopEvents
+	case errors.Is(runErr, errSizeLimit):
+		runErr, sum.Stopped = nil, StopSize
 	}
 	st, statsErr := src.Stats()
-	sum := Summary{Events: w.Events(), Lost: st.Lost, Skipped: st.OverBudget}
+	sum.Events, sum.Lost, sum.Skipped = w.Events(), st.Lost, st.OverBudget
 	// Whatever happened, what was read is written and the file closed
-	// properly.
+	// properly, unless the output itself failed.
 	closeErr := writeErr
 	if closeErr == nil {
-		w.SetSkipped(st.OverBudget)
-		closeErr = w.Close(st.Lost, time.Now())
+		closeErr = o.Close(st, time.Now())
+	} else {
+		_ = o.Abort() // the write error is the one to report
 	}
-	sum.Bytes = bytesOut()
-	if runErr != nil {
+	sum.Bytes = o.Size()
+	switch {
+	case writeErr != nil:
+		// The output failed: runErr is that error, or the end of ctx
+		// that the flusher caused.
+		return sum, writeErr
+	case runErr != nil:
 		return sum, runErr
-	}
-	if closeErr != nil {
+	case closeErr != nil:
 		return sum, closeErr
 	}
 	if statsErr != nil {

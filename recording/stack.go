@@ -36,6 +36,7 @@ type stackEntry struct {
 	id    uint64
 	addrs []uint64
 	short []byte
+	part  uint64      // the file the stack was last defined in
 	next  *stackEntry // another stack with the same hash
 }
 
@@ -46,6 +47,7 @@ type stackTable struct {
 	bytes  int
 	lastID uint64
 	resets int
+	part   uint64 // the current file (Writer.part)
 }
 
 // hashStack hashes an address sequence.
@@ -82,7 +84,7 @@ func (t *stackTable) add(h uint64, addrs []uint64, funcs []byte) *stackEntry {
 		t.n, t.bytes = 0, 0
 	}
 	t.lastID++
-	e := &stackEntry{id: t.lastID, addrs: slices.Clone(addrs), next: t.byHash[h]}
+	e := &stackEntry{id: t.lastID, addrs: slices.Clone(addrs), part: t.part, next: t.byHash[h]}
 	e.short = kmeta.AppendStackComment(make([]byte, 0, len(kmeta.StackPrefix)+32+len(funcs)), &kmeta.StackComment{ID: e.id, Frames: funcs})
 	t.byHash[h] = e
 	t.n++
@@ -99,7 +101,7 @@ func (w *Writer) stack(ev *capture.Event, m *kmeta.Event) []byte {
 		return nil
 	}
 	e, h := w.stacks.lookup(ev.Stack)
-	if e != nil {
+	if e != nil && e.part == w.stacks.part {
 		m.Stack = e.id
 		return e.short
 	}
@@ -111,7 +113,13 @@ func (w *Writer) stack(ev *capture.Event, m *kmeta.Event) []byte {
 		}
 		w.frames, w.funcs = w.appendFrame(w.frames, w.funcs, addr)
 	}
-	e = w.stacks.add(h, ev.Stack, w.funcs)
+	if e != nil {
+		// Defined in an earlier file: defined again, under its number,
+		// so that every file holds the definitions it uses.
+		e.part = w.stacks.part
+	} else {
+		e = w.stacks.add(h, ev.Stack, w.funcs)
+	}
 	m.Stack = e.id
 	w.stackComment = kmeta.AppendStackComment(w.stackComment[:0], &kmeta.StackComment{ID: e.id, Full: true, Frames: w.frames})
 	return w.stackComment

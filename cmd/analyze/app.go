@@ -337,7 +337,7 @@ func runReport(c *cli.Context, summaryOnly bool) error {
 	if err := w.Flush(); err != nil {
 		return err
 	}
-	return truncationError(in)
+	return uncleanEnd(in)
 }
 
 func runStatsJSON(c *cli.Context) error {
@@ -360,7 +360,7 @@ func runStatsJSON(c *cli.Context) error {
 	if _, err := c.App.Writer.Write(render.AppendSummaryJSON(nil, sum, c.Int("top"))); err != nil {
 		return err
 	}
-	return truncationError(in)
+	return uncleanEnd(in)
 }
 
 func runPaths(c *cli.Context) error {
@@ -394,7 +394,7 @@ func runPaths(c *cli.Context) error {
 		}
 	}
 	if err == nil {
-		err = truncationError(in)
+		err = uncleanEnd(in)
 	}
 	return err
 }
@@ -466,7 +466,7 @@ func runWireshark(c *cli.Context) error {
 		err = cerr
 	}
 	if err == nil {
-		err = truncationError(in)
+		err = uncleanEnd(in)
 	}
 	return err
 }
@@ -511,18 +511,45 @@ func runExport(c *cli.Context) error {
 		err = cerr
 	}
 	if err == nil {
-		err = truncationError(in)
+		err = uncleanEnd(in)
 	}
 	return err
 }
 
-// truncationError reports inputs that end inside a block: their complete
-// blocks were used, and the exit status says the input was damaged.
-func truncationError(in *paths.Input) error {
-	if len(in.Truncated) == 0 {
+// uncleanError reports inputs that did not end cleanly (exit status 3):
+// everything before where they end was analyzed.
+type uncleanError struct {
+	lines []string // one per file: the file and what is missing
+}
+
+func (e *uncleanError) Error() string { return strings.Join(e.lines, "\n") }
+
+// uncleanEnd reports the inputs that did not end cleanly: those that
+// end inside a block (their complete blocks were used) and recordings
+// without their closing interface statistics (every event was used).
+func uncleanEnd(in *paths.Input) error {
+	if len(in.Truncated) == 0 && len(in.NotClosed) == 0 {
 		return nil
 	}
-	return fmt.Errorf("%w (every complete block before it was used)", errors.Join(in.Truncated...))
+	e := &uncleanError{}
+	for _, err := range in.Truncated {
+		file, cause := splitInputError(err)
+		e.lines = append(e.lines, fmt.Sprintf("%s: did not end cleanly: its last block is cut short (%v); every complete block before it was used", file, cause))
+	}
+	for _, err := range in.NotClosed {
+		file, cause := splitInputError(err)
+		e.lines = append(e.lines, fmt.Sprintf("%s: did not end cleanly: %v; every event in it was used", file, cause))
+	}
+	return e
+}
+
+// splitInputError returns the file and the cause of a *paths.InputError.
+func splitInputError(err error) (string, error) {
+	var ie *paths.InputError
+	if errors.As(err, &ie) {
+		return ie.File, ie.Err
+	}
+	return "input", err
 }
 
 // selecting reports whether any selection flag was given.

@@ -35,8 +35,16 @@ func usagef(format string, args ...any) error {
 	return usageError{fmt.Errorf(format, args...)}
 }
 
-// exitCode prints err and returns the exit status: 0, 2 for usage errors, 1
-// otherwise.
+// Exit statuses.
+const (
+	exitError   = 1 // the analysis failed
+	exitUsage   = 2 // how analyze was called is wrong
+	exitUnclean = 3 // an input did not end cleanly: everything before was analyzed
+)
+
+// exitCode prints err and returns the exit status: 0; 2 for usage
+// errors; 3 when an input did not end cleanly (one line per file), the
+// analysis of everything before written; 1 otherwise.
 func exitCode(err error, stderr io.Writer) int {
 	if err == nil {
 		return 0
@@ -44,10 +52,17 @@ func exitCode(err error, stderr io.Writer) int {
 	var ue usageError
 	if errors.As(err, &ue) {
 		fmt.Fprintf(stderr, "analyze: %v\n", ue.error)
-		return 2
+		return exitUsage
+	}
+	var unclean *uncleanError
+	if errors.As(err, &unclean) {
+		for _, line := range unclean.lines {
+			fmt.Fprintf(stderr, "analyze: %s\n", line)
+		}
+		return exitUnclean
 	}
 	fmt.Fprintf(stderr, "analyze: %v\n", err)
-	return 1
+	return exitError
 }
 
 // withDefaultCommand inserts "report" when the first argument is neither a

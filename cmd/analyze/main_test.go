@@ -114,6 +114,7 @@ func TestAnalyze(t *testing.T) {
 		{"Usage", testUsage},
 		{"NotPcapng", testNotPcapng},
 		{"Truncated", testTruncated},
+		{"NotClosed", testNotClosed},
 		{"Corrupted", testCorrupted},
 		{"Report", testReport},
 		{"PathsJSON", testPathsJSON},
@@ -250,10 +251,13 @@ func testTruncated(t *testing.T, bin string) {
 		}
 		name := filepath.Join(dir, fmt.Sprintf("cut%d.pcapng", k))
 		os.WriteFile(name, data[:cut], 0o644)
-		msg := []string{name, "truncated", "offset " + strconv.Itoa(starts[k])}
+		msg := []string{name + ": did not end cleanly: its last block is cut short", "truncated", "offset " + strconv.Itoa(starts[k])}
 
 		r := run(t, bin, "", "paths", "--json", name)
-		r.expect(t, 1, msg...)
+		r.expect(t, 3, msg...)
+		if n := strings.Count(r.stderr, "\n"); n != 1 {
+			t.Errorf("stderr has %d lines, want one:\n%s", n, r.stderr)
+		}
 		events := 0
 		for _, p := range decodePaths(t, r.stdout) {
 			events += len(p.Hops)
@@ -262,42 +266,104 @@ func testTruncated(t *testing.T, bin string) {
 			t.Errorf("cut in block %d: %d events analyzed, want the %d complete ones", k, events, complete)
 		}
 		r = run(t, bin, "", "stats", "--json", name)
-		r.expect(t, 1, msg...)
+		r.expect(t, 3, msg...)
 		if s := decodeStats(t, r.stdout); s.Events != uint64(complete) {
 			t.Errorf("stats: %d events, want %d", s.Events, complete)
 		}
 		r = run(t, bin, "", name)
-		r.expect(t, 1, msg...)
+		r.expect(t, 3, msg...)
 		if !strings.Contains(r.stdout, "Summary:") {
 			t.Errorf("report of a truncated file has no summary:\n%s", r.stdout)
 		}
 		r = run(t, bin, "", "export", "-o", "-", name)
-		r.expect(t, 1, msg...)
+		r.expect(t, 3, msg...)
 		if n := strings.Count(r.stdout, "\n"); n != complete {
 			t.Errorf("export: %d rows, want %d", n, complete)
 		}
 		// Into a file too: the rows that could be read are kept, in
-		// either format (with exit status 1).
+		// either format (with exit status 3).
 		rows := filepath.Join(dir, "rows.jsonl")
-		run(t, bin, "", "export", "-o", rows, name).expect(t, 1, msg...)
+		run(t, bin, "", "export", "-o", rows, name).expect(t, 3, msg...)
 		if b, err := os.ReadFile(rows); err != nil {
 			t.Errorf("export -o FILE of a truncated input: %v", err)
 		} else if string(b) != r.stdout {
 			t.Errorf("export -o FILE of a truncated input differs from -o -")
 		}
 		pq := filepath.Join(dir, "rows.parquet")
-		run(t, bin, "", "export", "--format", "parquet", "-o", pq, name).expect(t, 1, msg...)
+		run(t, bin, "", "export", "--format", "parquet", "-o", pq, name).expect(t, 3, msg...)
 		if back, err := parquet.ReadFile[render.Row](pq); err != nil {
 			t.Errorf("export --format parquet of a truncated input: %v", err)
 		} else if len(back) != complete {
 			t.Errorf("export --format parquet: %d rows, want %d", len(back), complete)
 		}
-		// The view of what was complete is kept (with exit status 1).
+		// The view of what was complete is kept (with exit status 3).
 		out := filepath.Join(dir, "view.pcapng")
-		run(t, bin, "", "wireshark", "-o", out, name).expect(t, 1, msg...)
+		run(t, bin, "", "wireshark", "-o", out, name).expect(t, 3, msg...)
 		if n := len(readView(t, out)); n == 0 {
 			t.Errorf("view of the complete part has no frames")
 		}
+	}
+}
+
+// testNotClosed: a recording without its closing interface statistics
+// (record killed, or its output failed) is analyzed in full, and analyze
+// says so in one line and exits with status 3; the same for one part of
+// rotated files, the others clean.
+func testNotClosed(t *testing.T, bin string) {
+	data, err := os.ReadFile(scenarioFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	starts, isPacket := blocks(t, data)
+	end := 0 // after the last packet: the statistics cut off
+	for i, p := range isPacket {
+		if p {
+			end = starts[i+1]
+		}
+	}
+	if end == len(data) {
+		t.Fatalf("%s does not end with statistics", scenarioFile)
+	}
+	name := filepath.Join(t.TempDir(), "killed.pcapng")
+	if err := os.WriteFile(name, data[:end], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	msg := name + ": did not end cleanly: no closing interface statistics blocks"
+	for _, args := range [][]string{{"paths", "--json"}, {"stats", "--json"}, {"report"}, {"export", "-o", "-"}} {
+		whole := run(t, bin, "", append(args, scenarioFile)...)
+		whole.expect(t, 0)
+		r := run(t, bin, "", append(args, name)...)
+		r.expect(t, 3, msg)
+		if n := strings.Count(r.stderr, "\n"); n != 1 {
+			t.Errorf("%q: stderr has %d lines, want one:\n%s", args, n, r.stderr)
+		}
+		if r.stdout != whole.stdout {
+			t.Errorf("%q: the output differs from the complete file's", args)
+		}
+	}
+	// Rotated parts: only the unfinished one is named.
+	parts := slices.Clone(partFiles)
+	last := filepath.Join(t.TempDir(), "part3-killed.pcapng")
+	pdata, err := os.ReadFile(parts[1]) // scenario-part3
+	if err != nil {
+		t.Fatal(err)
+	}
+	pstarts, pPacket := blocks(t, pdata)
+	pend := 0
+	for i, p := range pPacket {
+		if p {
+			pend = pstarts[i+1]
+		}
+	}
+	os.WriteFile(last, pdata[:pend], 0o644)
+	parts[1] = last
+	r := run(t, bin, "", append([]string{"paths", "--json"}, parts...)...)
+	r.expect(t, 3, last+": did not end cleanly")
+	if n := strings.Count(r.stderr, "\n"); n != 1 {
+		t.Errorf("rotated parts: stderr has %d lines, want one:\n%s", n, r.stderr)
+	}
+	if want := run(t, bin, "", "paths", "--json", scenarioFile); r.stdout != want.stdout {
+		t.Errorf("rotated parts with an unfinished one analyze differently from the whole")
 	}
 }
 
@@ -689,7 +755,7 @@ func testExport(t *testing.T, bin string) {
 			t.Errorf("row %d: parquet %+v, jsonl %+v", i, back[i], rows[i])
 		}
 	}
-	if st, _ := os.Stat(pq); st.Mode().Perm() != 0o644 {
+	if st, _ := os.Stat(pq); st.Mode().Perm() != 0o600 {
 		t.Errorf("output mode %v", st.Mode())
 	}
 }
@@ -853,7 +919,8 @@ func TestWithDefaultCommand(t *testing.T) {
 		}
 	}
 	var b bytes.Buffer
-	if exitCode(nil, &b) != 0 || exitCode(usagef("x"), &b) != 2 || exitCode(fmt.Errorf("y"), &b) != 1 || b.String() != "analyze: x\nanalyze: y\n" {
+	if exitCode(nil, &b) != 0 || exitCode(usagef("x"), &b) != 2 || exitCode(fmt.Errorf("y"), &b) != 1 ||
+		exitCode(&uncleanError{lines: []string{"a: z", "b: w"}}, &b) != 3 || b.String() != "analyze: x\nanalyze: y\nanalyze: a: z\nanalyze: b: w\n" {
 		t.Errorf("exitCode: %q", b.String())
 	}
 }

@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -61,6 +63,12 @@ type options struct {
 	maxRate    int    // --max-rate: events per second, 0 for no limit
 	verbose    bool   // --verbose: verifier logs of refused programs
 	user       string // -Z: drop to this user once attached, "" to keep privileges
+
+	// Files.
+	fileSize int64         // -C: a new file past this many bytes, 0 never
+	interval time.Duration // -G: a new file this often, 0 never
+	maxFiles int           // -W: keep at most this many files, 0 all
+	maxSize  int64         // --max-size: stop once the files hold this many bytes
 }
 
 func newApp() *cli.App {
@@ -93,9 +101,16 @@ func newApp() *cli.App {
 			Files: []string{"write", "ready-file"},
 		})},
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "write", Aliases: []string{"w"}, Usage: "write the recording to `FILE` (- for standard output)", EnvVars: []string{"PATHCAP_WRITE"}},
+			&cli.StringFlag{Name: "write", Aliases: []string{"w"}, Usage: "write the recording to `FILE` (- for standard output), created with mode 0600", EnvVars: []string{"PATHCAP_WRITE"}},
 			&cli.Uint64Flag{Name: "count", Aliases: []string{"c"}, Usage: "stop after `N` events (packet blocks)"},
 			&cli.DurationFlag{Name: "duration", Usage: "stop after `D` (e.g. 10s, 5m)"},
+
+			// Files: rotation and limits (docs/FORMAT.md, Rotated files).
+			&cli.GenericFlag{Name: "file-size", Aliases: []string{"C"}, Value: &sizeValue{}, Usage: "start a new file once the current one holds `SIZE` bytes (K, M, G: 100M is 100 MiB); files are then named FILE_NNNNN_YYYYMMDDTHHMMSSZ.ext (number, UTC start time)"},
+			&cli.GenericFlag{Name: "file-duration", Aliases: []string{"G"}, Value: &intervalValue{}, Usage: "start a new file every `DURATION` (30s, 10m, 1h, or seconds; 1s at least), events or not; files named as with -C"},
+			&cli.IntFlag{Name: "file-count", Aliases: []string{"W"}, Usage: "keep at most `N` files of the recording (with -C or -G): a ring, the oldest removed when a new one starts"},
+			&cli.GenericFlag{Name: "max-size", Value: &sizeValue{}, Usage: "stop the recording once it has written `SIZE` bytes, all its files together (removed ones too); it ends cleanly, exit status 0"},
+
 			&cli.IntFlag{Name: "snaplen", Aliases: []string{"s"}, Value: capture.DefaultSnaplen, Usage: "record at most `N` bytes of each packet", EnvVars: []string{"PATHCAP_SNAPLEN"}},
 			&cli.StringFlag{Name: "backend", Value: capture.BackendAuto, Usage: "how kernel functions are hooked, besides the tracepoints: `KIND` auto, tracepoint (none), kprobe-multi, kprobe or fentry (see docs/BACKENDS.md)", EnvVars: []string{"PATHCAP_BACKEND"}},
 			&cli.StringFlag{Name: "functions", Usage: "hook the kernel functions taking an skb whose names match `REGEX` (default: all for kprobe-multi, a built-in set for kprobe and fentry)", EnvVars: []string{"PATHCAP_FUNCTIONS"}},
@@ -149,6 +164,11 @@ func newApp() *cli.App {
 				maxRate:    c.Int("max-rate"),
 				verbose:    c.Bool("verbose"),
 				user:       c.String("relinquish-privileges"),
+
+				fileSize: c.Generic("file-size").(*sizeValue).n,
+				interval: c.Generic("file-duration").(*intervalValue).d,
+				maxFiles: c.Int("file-count"),
+				maxSize:  c.Generic("max-size").(*sizeValue).n,
 			}
 			if h := c.String("hooks"); h != "" {
 				for _, name := range strings.Split(h, ",") {
@@ -196,6 +216,29 @@ func (o options) validate() error {
 	if o.stackDepth < 1 || o.stackDepth > maxStackDepth {
 		return usagef("stack depth %d out of range 1..%d", o.stackDepth, maxStackDepth)
 	}
+	return o.validateFiles()
+}
+
+// minFileSize is the smallest -C: a file holds at least its headers.
+const minFileSize = 1 << 10
+
+// validateFiles checks -C, -G, -W and --max-size.
+func (o options) validateFiles() error {
+	toFile := o.output != "" && o.output != "-"
+	switch {
+	case (o.fileSize > 0 || o.interval > 0 || o.maxFiles != 0) && !toFile:
+		return usagef("-C, -G and -W need -w FILE (rotation writes several files)")
+	case o.maxSize > 0 && o.output == "":
+		return usagef("--max-size needs -w FILE or -w -")
+	case o.fileSize != 0 && o.fileSize < minFileSize:
+		return usagef("-C %d: want %d bytes or more", o.fileSize, minFileSize)
+	case o.interval != 0 && o.interval < time.Second:
+		return usagef("-G %v: want 1s or more", o.interval)
+	case o.maxFiles < 0:
+		return usagef("-W %d: want a count of files of 1 or more", o.maxFiles)
+	case o.maxFiles > 0 && o.fileSize == 0 && o.interval == 0:
+		return usagef("-W needs -C or -G: without rotation there is only one file")
+	}
 	return nil
 }
 
@@ -222,22 +265,50 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 		defer cancel()
 	}
 
+	names := netdev.NewResolver()
+	defer names.Close()
+	var symbols recording.Symbolizer
+	table, symErr := kallsyms.Load()
+	if symErr == nil {
+		symbols = symbolizer{table}
+	}
+
 	// Create the output before loading anything, so that a bad path
 	// fails fast.
-	var out io.Writer = stdout
-	var file *os.File
-	switch o.output {
-	case "", "-":
-	default:
-		f, err := os.OpenFile(o.output, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-		if err != nil {
-			return fmt.Errorf("create output: %w", err)
-		}
-		file, out = f, f
+	info := recording.Info{
+		Hardware:    machine(),
+		OS:          "Linux " + kernelRelease(),
+		Application: "pathcap record " + version,
+		Comments:    []string{sectionComment()},
+		Snaplen:     o.snaplen,
+		Recording:   recording.NewRecordingID(),
 	}
 	printing := o.output == ""
-	if printing {
-		out = io.Discard
+	var (
+		files   *recording.Files
+		counter *recording.CountingWriter
+		w       *recording.Writer
+	)
+	switch o.output {
+	case "", "-":
+		counter = &recording.CountingWriter{W: stdout}
+		if printing {
+			counter.W = io.Discard
+		}
+		w, err = recording.NewWriter(counter, info, 256<<10, names, symbols)
+	default:
+		files, err = recording.CreateFiles(recording.FileOptions{
+			Path:     o.output,
+			FileSize: o.fileSize,
+			Interval: o.interval,
+			MaxFiles: o.maxFiles,
+		}, info, 256<<10, names, symbols)
+		if err == nil {
+			w = files.Writer()
+		}
+	}
+	if err != nil {
+		return err
 	}
 
 	rec, err := capture.NewRecorder(capture.Config{
@@ -258,9 +329,8 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 		MaxRate:    o.maxRate,
 	})
 	if err != nil {
-		if file != nil {
-			file.Close()
-			os.Remove(o.output)
+		if files != nil {
+			files.Discard()
 		}
 		var le *capture.LoadError
 		if o.verbose && errors.As(err, &le) {
@@ -276,33 +346,18 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	if filter != nil || match != (capture.Match{}) {
 		fmt.Fprintf(stderr, "record: filtering in the kernel: %s\n", describeFilter(filter, match, o.track))
 	}
-
-	names := netdev.NewResolver()
-	defer names.Close()
-	var symbols recording.Symbolizer
-	if table, err := kallsyms.Load(); err == nil {
-		symbols = symbolizer{table}
-	} else {
-		fmt.Fprintf(stderr, "record: drop locations stay addresses: %v\n", err)
+	if symErr != nil {
+		fmt.Fprintf(stderr, "record: drop locations stay addresses: %v\n", symErr)
 	}
 	if o.stack {
 		fmt.Fprintf(stderr, "record: recording kernel stacks, at most %d frames\n", o.stackDepth)
 	}
 
-	counter := &recording.CountingWriter{W: out}
-	w, err := recording.NewWriter(counter, recording.Info{
-		Hardware:    machine(),
-		OS:          "Linux " + kernelRelease(),
-		Application: "pathcap record " + version,
-		Comments:    []string{sectionComment()},
-		Snaplen:     o.snaplen,
-	}, 256<<10, names, symbols)
-	if err != nil {
-		return err
-	}
-
 	if o.readyFile != "" {
-		if err := os.WriteFile(o.readyFile, nil, 0o600); err != nil {
+		if err := os.WriteFile(o.readyFile, nil, recording.FilePerm); err != nil {
+			if files != nil {
+				files.Discard()
+			}
 			return fmt.Errorf("create ready file: %w", err)
 		}
 	}
@@ -310,7 +365,7 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 		return err
 	}
 
-	ropts := recording.RunOptions{MaxEvents: o.count}
+	ropts := recording.RunOptions{MaxEvents: o.count, MaxBytes: o.maxSize}
 	if isTerminal(stderr) && !printing {
 		ropts.Status = stderr
 	}
@@ -320,16 +375,19 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 		ropts.OnEvent = printer(bw, symbols, names)
 		ropts.FlushInterval = 100 * time.Millisecond
 	}
-	sum, err := recording.Run(ctx, rec, w, counter, ropts)
-	if file != nil {
-		if cerr := file.Close(); err == nil && cerr != nil {
-			err = fmt.Errorf("close output: %w", cerr)
-		}
+	var sum recording.Summary
+	if files != nil {
+		sum, err = recording.RunFiles(ctx, rec, files, ropts)
+	} else {
+		sum, err = recording.Run(ctx, rec, w, counter, ropts)
 	}
 	if err != nil {
-		return err
+		return outputFailure(err, sum)
 	}
-	fmt.Fprintf(stderr, "record: %d events written, %d lost, %d bytes\n", sum.Events, sum.Lost, sum.Bytes)
+	if sum.Stopped == recording.StopSize {
+		fmt.Fprintf(stderr, "record: stopped: the recording reached --max-size %s (%d bytes written)\n", formatSize(o.maxSize), sum.Bytes)
+	}
+	fmt.Fprintf(stderr, "record: %d events written, %d lost, %d bytes%s\n", sum.Events, sum.Lost, sum.Bytes, describeFiles(sum, o))
 	if sum.Lost > 0 {
 		fmt.Fprintf(stderr, "record: %d events were lost because the ring buffer was full: try a larger --ring-size or a filter\n", sum.Lost)
 	}
@@ -338,6 +396,54 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	}
 	return nil
 }
+
+// describeFiles says which files a rotated recording wrote and kept.
+func describeFiles(sum recording.Summary, o options) string {
+	if o.fileSize == 0 && o.interval == 0 || len(sum.Kept) == 0 {
+		return ""
+	}
+	s := fmt.Sprintf(" in %d files", len(sum.Files))
+	if len(sum.Kept) < len(sum.Files) {
+		s += fmt.Sprintf(", the newest %d kept", len(sum.Kept))
+	}
+	first, last := filepath.Base(sum.Kept[0]), filepath.Base(sum.Kept[len(sum.Kept)-1])
+	if first == last {
+		return s + ": " + first
+	}
+	return s + ": " + first + " .. " + last
+}
+
+// outputFailure turns a failed write of the output into one line that
+// says where, why and what is left; the error it returns wraps err.
+func outputFailure(err error, sum recording.Summary) error {
+	var pe *os.PathError
+	if !errors.As(err, &pe) || pe.Op != "write" {
+		return err
+	}
+	name := pe.Path
+	if name == os.Stdout.Name() {
+		name = "standard output"
+	}
+	var msg string
+	switch {
+	case errors.Is(err, syscall.EPIPE):
+		msg = fmt.Sprintf("%s: %v (its reader went away): recording stopped after %d events", name, pe.Err, sum.Events)
+	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
+		msg = fmt.Sprintf("%s: %v: recording stopped after %d events; the file holds every whole block written, without its closing statistics", name, pe.Err, sum.Events)
+	default:
+		msg = fmt.Sprintf("%s: %v: recording stopped after %d events", name, pe.Err, sum.Events)
+	}
+	return &writeError{msg: msg, err: err}
+}
+
+// writeError is a failed write of the output, said in one line.
+type writeError struct {
+	msg string
+	err error
+}
+
+func (e *writeError) Error() string { return e.msg }
+func (e *writeError) Unwrap() error { return e.err }
 
 // describeFilter says in one line what is filtered.
 func describeFilter(f *capture.Filter, m capture.Match, track bool) string {

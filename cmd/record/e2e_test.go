@@ -369,6 +369,14 @@ func TestRecordUsageErrors(t *testing.T) {
 		{"--stack", "--stack-depth", "128"},
 		{"--ring-size", "1000"},
 		{"--no-such-flag"},
+		{"-w", "x.pcapng", "-C", "5X"},
+		{"-w", "x.pcapng", "-C", "100"},
+		{"-C", "1M"},
+		{"-w", "-", "-G", "10s"},
+		{"-w", "x.pcapng", "-G", "500ms"},
+		{"-w", "x.pcapng", "-W", "3"},
+		{"--max-size", "1M"},
+		{"-w", "x.pcapng", "--max-size", "lots"},
 	} {
 		cmd := exec.Command(bin, args...)
 		out, err := cmd.CombinedOutput()

@@ -16,6 +16,9 @@ import (
 )
 
 func main() {
+	// A closed output pipe (record -w - | head) is a write error that
+	// ends the recording cleanly, not a fatal signal.
+	signal.Ignore(syscall.SIGPIPE)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	app := newApp()
 	err := app.RunContext(ctx, tcpdumpOrder(app, os.Args))

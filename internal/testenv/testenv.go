@@ -144,3 +144,22 @@ func (p *VethPair) Exec(t testing.TB, ns string, name string, args ...string) st
 	t.Helper()
 	return Run(t, "ip", append([]string{"netns", "exec", ns, name}, args...)...)
 }
+
+// SmallTmpfs mounts a tmpfs of the given size (mount's size=, e.g. "256k")
+// on a new directory and returns it; it is unmounted when t ends. It needs
+// root: a full file system in a test.
+func SmallTmpfs(t testing.TB, size string) string {
+	t.Helper()
+	RequireRoot(t)
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size+",mode=0700", "tmpfs", dir).CombinedOutput(); err != nil {
+		SkipOrFail(t, "mount a tmpfs on %s: %v: %s", dir, err, strings.TrimSpace(string(out)))
+	}
+	// Registered after TempDir's removal, so it runs before it.
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v: %s", dir, err, out)
+		}
+	})
+	return dir
+}

@@ -60,6 +60,11 @@ type Packet struct {
 type File struct {
 	Packets []Packet
 	Stats   []pcapng.InterfaceStatistics
+	// Section is the (last) section header; Interfaces counts the
+	// interface descriptions; Last is the type of the last block.
+	Section    pcapng.Section
+	Interfaces int
+	Last       pcapng.BlockType
 }
 
 // Comments returns every packet's comments.
@@ -98,7 +103,13 @@ func ReadBytes(t testing.TB, data []byte) *File {
 		if err != nil {
 			t.Fatalf("read at offset %d: %v", r.Offset(), err)
 		}
+		f.Last = typ
 		switch {
+		case typ == pcapng.BlockSectionHeader:
+			f.Section = *r.Section()
+			f.Section.Comments = slices.Clone(f.Section.Comments)
+		case typ == pcapng.BlockInterfaceDescription:
+			f.Interfaces++
 		case typ.IsPacket():
 			p := r.Packet()
 			c := Packet{Packet: *p}
