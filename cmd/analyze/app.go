@@ -98,6 +98,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 				}, selectionFlags...),
 				Action: runExport,
 			},
+			graphCommand(),
 		},
 		HideHelpCommand: true,
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
