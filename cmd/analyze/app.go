@@ -99,6 +99,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 				Action: runExport,
 			},
 			graphCommand(),
+			htmlCommand(),
 		},
 		HideHelpCommand: true,
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
