@@ -394,27 +394,47 @@ func (r *Report) graphs(pg *page) error {
 	default:
 		return fmt.Errorf("html report: collapse %q: want auto, yes or no", r.opts.Collapse)
 	}
-	draw := func(g *graph.Graph, id, name string, hidden bool) {
-		g = graph.Prune(g, r.opts.MinCount)
+	// The drawings may take at most two fifths of the page: past that,
+	// the whole graph is left out, then rare edges.
+	budget := max(r.opts.MaxBytes*2/5, 1)
+	minCount := max(r.opts.MinCount, 1)
+	draw := func(g *graph.Graph, id, name string, hidden bool) (graphView, *graph.Graph) {
+		g = graph.Prune(g, minCount)
 		hooks := 0
 		for _, n := range g.Nodes {
 			hooks += len(n.Hooks)
 		}
 		svg := graph.AppendSVG(nil, graph.NewLayout(g), graph.SVGOptions{IDPrefix: id})
-		pg.Graphs = append(pg.Graphs, graphView{ID: id, Name: name, SVG: template.HTML(svg), Hidden: hidden,
-			Nodes: len(g.Nodes), Edges: len(g.Edges), Hooks: hooks})
+		return graphView{ID: id, Name: name, SVG: template.HTML(svg), Hidden: hidden, Nodes: len(g.Nodes), Edges: len(g.Edges), Hooks: hooks}, g
 	}
 	if len(full.Nodes) == 0 {
 		return nil
 	}
+	mainID, mainName := "gf", "every hook"
 	if shaped.Collapsed > 0 {
-		draw(shaped, "gc", "chains merged", false)
-		if full.HopNodes() <= 1500 {
-			draw(full, "gf", "every hook", true)
+		mainID, mainName = "gc", "chains merged"
+	}
+	for {
+		main, drawn := draw(shaped, mainID, mainName, false)
+		pg.Graphs = []graphView{main}
+		size := len(main.SVG)
+		if shaped.Collapsed > 0 && full.HopNodes() <= 1500 {
+			if whole, _ := draw(full, "gf", "every hook", true); size+len(whole.SVG) <= budget {
+				pg.Graphs = append(pg.Graphs, whole)
+				size += len(whole.SVG)
+			}
 		}
+		if size <= budget || len(drawn.Edges) == 0 {
+			break
+		}
+		minCount *= 2
+	}
+	pg.GraphNote = ""
+	if shaped.Collapsed > 0 {
 		pg.GraphNote = graph.GroupDigits(uint64(shaped.Collapsed)) + " hooks that packets always pass in one piece are merged into the node before them (shown as “first … last”; point at one for its hooks and the latency between them)."
-	} else {
-		draw(shaped, "gf", "every hook", false)
+	}
+	if minCount > max(r.opts.MinCount, 1) {
+		pg.GraphNote += " To keep the page small, edges taken fewer than " + graph.GroupDigits(minCount) + " times are left out."
 	}
 	if full.Other {
 		pg.GraphNote += " The graph reached its limit of distinct hooks or outcomes: the rest are drawn as “(other)”."
