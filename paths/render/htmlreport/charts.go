@@ -207,7 +207,8 @@ func (s latencyScale) histogram(h *paths.Histogram) template.HTML {
 func (s latencyScale) axis() template.HTML {
 	var b strings.Builder
 	b.WriteString(`<svg class="hist-axis" width="` + f1(histW) + `" height="16" viewBox="0 -1 ` + f1(histW) + ` 16" font-size="10">`)
-	for d := s.lo; d <= s.hi; d++ {
+	step := math.Ceil((s.hi - s.lo) / 5) // at most six labels
+	for d := s.lo; d <= s.hi; d += step {
 		x := (d - s.lo) / (s.hi - s.lo) * histW
 		anchor := "middle"
 		switch {
@@ -216,8 +217,15 @@ func (s latencyScale) axis() template.HTML {
 		case d == s.hi:
 			anchor = "end"
 		}
-		b.WriteString(`<text x="` + f1(x) + `" y="11" text-anchor="` + anchor + `" fill="#64748b">` + esc(render.FormatDuration(int64(math.Pow(10, d)))) + `</text>`)
+		b.WriteString(`<text x="` + f1(x) + `" y="11" text-anchor="` + anchor + `" fill="#64748b">` + decade(int(d)) + `</text>`)
 	}
 	b.WriteString(`</svg>`)
 	return template.HTML(b.String())
+}
+
+// decade names 10^d ns: "100ns", "1µs", "10ms", "1s", "100s".
+func decade(d int) string {
+	units := []string{"ns", "µs", "ms", "s"}
+	u := min(max(d, 0)/3, len(units)-1)
+	return strconv.FormatFloat(math.Pow(10, float64(d-3*u)), 'f', -1, 64) + units[u]
 }

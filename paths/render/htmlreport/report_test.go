@@ -440,3 +440,11 @@ func TestGraphBudget(t *testing.T) {
 		t.Errorf("%d drawings of the graph in a page of default size, want 2 (chains merged, every hook)", len(views))
 	}
 }
+
+func TestDecade(t *testing.T) {
+	for d, want := range []string{"1ns", "10ns", "100ns", "1µs", "10µs", "100µs", "1ms", "10ms", "100ms", "1s", "10s", "100s", "1000s"} {
+		if got := decade(d); got != want {
+			t.Errorf("decade(%d) = %q, want %q", d, got, want)
+		}
+	}
+}

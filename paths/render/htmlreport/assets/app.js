@@ -71,15 +71,19 @@
       v.scrollLeft = px * s - cx;
       v.scrollTop = py * s - cy;
     }
-    function fit(v) {
+    function fit(v, readable) {
       var b = base(svgOf(v));
-      setScale(v, Math.min(1, (v.clientWidth - 2) / b[0]));
+      var s = Math.min(1, (v.clientWidth - 2) / b[0]);
+      // A big graph opens at a size where its labels can be read; "fit"
+      // shows it whole.
+      if (readable) s = Math.max(s, Math.min(1, 0.6));
+      setScale(v, s);
       v.scrollLeft = 0;
       v.scrollTop = 0;
     }
     views.forEach(function (v) {
       v.setAttribute("data-scale", "1");
-      if (!v.hidden) fit(v);
+      if (!v.hidden) fit(v, true);
     });
 
     document.querySelectorAll("#graph-tools [data-zoom]").forEach(function (b) {
@@ -98,7 +102,7 @@
         views.forEach(function (v) { v.hidden = v.getAttribute("data-graph") !== id; });
         document.querySelectorAll("#graph-tools [data-graph]").forEach(function (o) { o.classList.toggle("on", o === b); });
         var v = visible();
-        if (!v.hasAttribute("data-fitted")) { fit(v); v.setAttribute("data-fitted", "1"); }
+        if (!v.hasAttribute("data-fitted")) { fit(v, true); v.setAttribute("data-fitted", "1"); }
         clearSelection();
         applyFilters();
       });
