@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"strings"
 
+	"github.com/pathcap/pathcap/kmeta"
 	"github.com/pathcap/pathcap/paths"
 	"github.com/pathcap/pathcap/paths/render"
 )
@@ -25,7 +26,8 @@ type detail struct {
 
 type hopDetail struct {
 	time     int64
-	label    string
+	kind     string
+	hook     string
 	dev      string
 	netns    uint32
 	nsName   string
@@ -50,8 +52,7 @@ const (
 
 // newDetail copies what the page shows of p.
 func newDetail(p *paths.Packet) *detail {
-	d := &detail{id: p.ID, parent: p.Parent, start: p.Start(), dur: p.Duration(), outcome: p.Outcome,
-		text: render.OutcomeText(&p.Outcome), hopsNotKept: p.DroppedHops}
+	d := &detail{id: p.ID, parent: p.Parent, start: p.Start(), dur: p.Duration(), outcome: p.Outcome, hopsNotKept: p.DroppedHops}
 	d.outcome.Stack = nil
 	if len(p.Children) > 0 {
 		d.children = append([]uint64(nil), p.Children...)
@@ -65,7 +66,7 @@ func newDetail(p *paths.Packet) *detail {
 			d.flow = h.Flow
 		}
 		hd := &d.hops[i]
-		*hd = hopDetail{time: h.Time, label: h.Label(), dev: h.Meta.Dev, netns: h.Meta.NetNS, nsName: h.NSName,
+		*hd = hopDetail{time: h.Time, kind: h.Meta.Kind, hook: h.Meta.Hook, dev: h.Meta.Dev, netns: h.Meta.NetNS, nsName: h.NSName,
 			length: h.Len(), changed: h.Changed, reason: h.Meta.Reason, location: h.Meta.Location, comm: h.Meta.Comm,
 			cpu: h.Meta.CPU, stack: h.Stack, lost: h.Meta.StackLost}
 		if h.Changed&(paths.ChangedAddr|paths.ChangedPort|paths.ChangedProto) != 0 {
@@ -78,12 +79,20 @@ func newDetail(p *paths.Packet) *detail {
 	return d
 }
 
+// label returns the hop's hook as "KIND:NAME" (paths.Hop.Label).
+func (h *hopDetail) label() string {
+	if h.hook == "" {
+		return kmeta.KindCapture
+	}
+	return kmeta.HookLabel(h.kind, h.hook)
+}
+
 // size estimates the bytes the detail takes in the page.
 func (d *detail) size() int {
-	n := 300 + len(d.text)
+	n := 400
 	for i := range d.hops {
 		h := &d.hops[i]
-		n += 90 + len(h.label) + len(h.dev) + len(h.nsName) + len(h.reason) + len(h.location) + len(h.comm)
+		n += 90 + len(h.kind) + len(h.hook) + len(h.dev) + len(h.nsName) + len(h.reason) + len(h.location) + len(h.comm)
 		for _, f := range h.derived {
 			n += len(f) + 3
 		}
@@ -155,7 +164,7 @@ func (t *stackTable) frames() map[int][]string {
 func (d *detail) json(first int64, st *stackTable) *packetJSON {
 	o := &d.outcome
 	pj := &packetJSON{ID: d.id, Parent: d.parent, Children: d.children, T: d.start - first, Dur: d.dur,
-		Kind: o.Kind.String(), Reason: o.Reason, Loc: o.Location, Text: d.text, More: d.hopsNotKept, MoreCl: d.clonesNotKept}
+		Kind: o.Kind.String(), Reason: o.Reason, Loc: o.Location, Text: render.OutcomeText(o), More: d.hopsNotKept, MoreCl: d.clonesNotKept}
 	if o.Kind != paths.Dropped {
 		pj.Reason = ""
 	}
@@ -188,7 +197,7 @@ func (d *detail) json(first int64, st *stackTable) *packetJSON {
 		}
 		// [dt, hook, dev, netns, netns name, len, changed, reason,
 		// location, stack, stack lost, comm, cpu, flow, derived]
-		pj.Hops[i] = []any{h.time - t0, h.label, h.dev, h.netns, h.nsName, h.length, h.changed.String(), h.reason,
+		pj.Hops[i] = []any{h.time - t0, h.label(), h.dev, h.netns, h.nsName, h.length, h.changed.String(), h.reason,
 			h.location, st.id(h.stack), lost, h.comm, h.cpu, flow, derived}
 	}
 	for _, c := range d.clones {

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pathcap/pathcap/kmeta"
 	"github.com/pathcap/pathcap/paths"
 	"github.com/pathcap/pathcap/paths/render"
 	"github.com/pathcap/pathcap/paths/render/graph"
@@ -573,12 +574,12 @@ func (r *Report) latencyView(pg *page) {
 				path.WriteString(" › ")
 			}
 			if i == 12 && len(d.hops) > 14 {
-				path.WriteString("… " + strconv.Itoa(len(d.hops)-13) + " more › " + hookLabelName(d.hops[len(d.hops)-1].label))
+				path.WriteString("… " + strconv.Itoa(len(d.hops)-13) + " more › " + d.hops[len(d.hops)-1].name())
 				break
 			}
-			path.WriteString(hookLabelName(h.label))
+			path.WriteString(h.name())
 		}
-		sv := slowView{ID: d.id, Dur: d.dur, Kind: d.outcome.Kind.String(), Text: d.text, Path: path.String(),
+		sv := slowView{ID: d.id, Dur: d.dur, Kind: d.outcome.Kind.String(), Text: render.OutcomeText(&d.outcome), Path: path.String(),
 			Hops: len(d.hops) + d.hopsNotKept, DurationPercent: strconv.FormatFloat(100*float64(d.dur)/float64(longest), 'f', 1, 64) + "%"}
 		if d.flow.Src.IsValid() {
 			sv.Flow = render.FlowText(&d.flow)
@@ -587,12 +588,12 @@ func (r *Report) latencyView(pg *page) {
 	}
 }
 
-// hookLabelName returns NAME of "KIND:NAME".
-func hookLabelName(label string) string {
-	if i := strings.IndexByte(label, ':'); i >= 0 {
-		return label[i+1:]
+// name returns the hop's hook name (kmeta.KindCapture without metadata).
+func (h *hopDetail) name() string {
+	if h.hook == "" {
+		return kmeta.KindCapture
 	}
-	return label
+	return h.hook
 }
 
 func (r *Report) pathsView(pg *page) {
