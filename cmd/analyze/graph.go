@@ -11,7 +11,7 @@ import (
 
 // graphFlags are the flags that shape the path graph (graph and html).
 var graphFlags = []cli.Flag{
-	&cli.StringFlag{Name: "collapse", Value: "auto", Usage: "merge chains of hooks that packets pass in one piece: auto (above 40 hooks), yes or no"},
+	&cli.StringFlag{Name: "collapse", Value: "auto", Usage: "`MODE`: merge chains of hooks that packets pass in one piece: auto (when there are more than 40 hooks), yes or no"},
 	&cli.Uint64Flag{Name: "min-count", Value: 1, Usage: "leave out the edges of the graph taken fewer than `N` times"},
 }
 

@@ -131,7 +131,7 @@ func (g *Graph) NodeTitle(i int) string {
 	}
 	s.WriteString("\n" + countText(n.Hits, "hit", "hits"))
 	if n.Starts > 0 {
-		s.WriteString(", " + GroupDigits(n.Starts) + " paths start here")
+		s.WriteString(", " + countText(n.Starts, "path starts here", "paths start here"))
 	}
 	return s.String()
 }
