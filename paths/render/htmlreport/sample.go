@@ -20,9 +20,10 @@ import (
 // maxClasses bounds the classes sampled apart; maxSlow is how many of the
 // slowest packets are kept.
 const (
-	maxClasses = 12
-	maxSlow    = 20
-	otherName  = "(other)"
+	maxClasses   = 12
+	maxClassKeys = 1024
+	maxSlow      = 20
+	otherName    = "(other)"
 )
 
 type unit struct {
@@ -43,6 +44,7 @@ type sampler struct {
 	rng      *rand.Rand
 	classes  []*sampleClass
 	classIdx map[string]int
+	byKey    map[classKey]int
 	byID     map[uint64]*unit
 	slow     slowHeap
 	seen     uint64
@@ -50,7 +52,7 @@ type sampler struct {
 }
 
 func newSampler(maxPackets int) *sampler {
-	return &sampler{max: max(maxPackets, 1), rng: rand.New(rand.NewPCG(0x70617468, 0x636170)), classIdx: make(map[string]int), byID: make(map[uint64]*unit)}
+	return &sampler{max: max(maxPackets, 1), rng: rand.New(rand.NewPCG(0x70617468, 0x636170)), classIdx: make(map[string]int), byKey: make(map[classKey]int), byID: make(map[uint64]*unit)}
 }
 
 // capacity is what each class may hold while reading.
@@ -69,7 +71,28 @@ func className(o *paths.Outcome) string {
 }
 
 func (s *sampler) class(p *paths.Packet) int {
-	name := className(&p.Outcome)
+	key := classKey{p.Outcome.Kind, ""}
+	if key.kind == paths.Dropped {
+		key.reason = p.Outcome.Reason
+	}
+	if i, ok := s.byKey[key]; ok {
+		return i
+	}
+	i := s.newClass(className(&p.Outcome))
+	if len(s.byKey) < maxClassKeys {
+		s.byKey[key] = i
+	}
+	return i
+}
+
+// classKey identifies a class without building its name.
+type classKey struct {
+	kind   paths.OutcomeKind
+	reason string
+}
+
+// newClass returns the index of the named class, made on first use.
+func (s *sampler) newClass(name string) int {
 	if i, ok := s.classIdx[name]; ok {
 		return i
 	}
