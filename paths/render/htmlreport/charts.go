@@ -42,33 +42,30 @@ type legendItem struct {
 	Total uint64
 }
 
-// chartBins is the number of bars of a time chart.
+// chartBins is the most bars of a time chart.
 const chartBins = 100
 
-// timeChart draws rows of a series as stacked bars over the recording,
-// from first to last (ns), in chartBins bars; it returns the drawing and
-// its legend.
+// timeChart draws rows of a series as stacked bars on a time axis from
+// first to last (ns): at most chartBins bars, each a whole number of the
+// series' buckets, placed at their times; it returns the drawing and its
+// legend.
 func timeChart(s *series, rows []int, colors []string, first, last int64, what string) (template.HTML, []legendItem) {
 	if s.n == 0 || len(rows) == 0 {
 		return "", nil
 	}
-	span := max(last-first, 1)
-	binW := (span + chartBins - 1) / chartBins
-	nbins := int(min((span+binW-1)/binW, chartBins))
-	nbins = max(nbins, 1)
+	per := (s.n + chartBins - 1) / chartBins // buckets per bar
+	nbins := (s.n + per - 1) / per
 	bins := make([][]uint64, len(rows))
 	for k, r := range rows {
 		bins[k] = make([]uint64, nbins)
 		for i, c := range s.rows[r][:s.n] {
-			if c == 0 {
-				continue
-			}
-			j := int(min(max((s.start(i)-first)/binW, 0), int64(nbins-1)))
-			bins[k][j] += c
+			bins[k][i/per] += c
 		}
 	}
 	const w, h, left, bottom, top = 960.0, 190.0, 52.0, 24.0, 10.0
 	pw, ph := w-left-8, h-bottom-top
+	span := max(last-first, 1)
+	x := func(t int64) float64 { return left + pw*min(max(float64(t-first)/float64(span), 0), 1) }
 	totals := make([]uint64, nbins)
 	var peak uint64
 	for i := range nbins {
@@ -91,22 +88,25 @@ func timeChart(s *series, rows []int, colors []string, first, last int64, what s
 		b.WriteString(`<line x1="` + f1(left) + `" x2="` + f1(w-8) + `" y1="` + f1(y) + `" y2="` + f1(y) + `" stroke="#e2e8f0"/>`)
 		b.WriteString(`<text x="` + f1(left-6) + `" y="` + f1(y+4) + `" text-anchor="end" fill="#64748b">` + graph.GroupDigits(v) + `</text>`)
 	}
-	bw := pw / float64(nbins)
 	for i := range nbins {
 		if totals[i] == 0 {
 			continue
 		}
-		x := left + float64(i)*bw
-		t0, t1 := int64(i)*binW, min(int64(i+1)*binW, span)
+		t0, t1 := s.start(i*per), s.start(min((i+1)*per, s.n))
+		x0, x1 := x(t0), x(t1)
+		if x1-x0 < 1.5 {
+			x0, x1 = min(x0, w-8-1.5), min(x0, w-8-1.5)+1.5
+		}
 		var title strings.Builder
-		title.WriteString("+" + render.FormatDuration(t0) + " to +" + render.FormatDuration(t1) + ": " + graph.GroupDigits(totals[i]) + " " + what)
+		title.WriteString("+" + render.FormatDuration(max(t0-first, 0)) + " to +" + render.FormatDuration(max(t1-first, 0)) + ": " + graph.GroupDigits(totals[i]) + " " + what)
 		for k, r := range rows {
 			if c := bins[k][i]; c > 0 {
 				title.WriteString("\n  " + graph.GroupDigits(c) + "  " + s.names[r])
 			}
 		}
 		b.WriteString(`<g class="bar"><title>` + esc(title.String()) + `</title>`)
-		b.WriteString(`<rect x="` + f1(x) + `" y="` + f1(top) + `" width="` + f1(bw) + `" height="` + f1(ph) + `" fill="transparent"/>`)
+		b.WriteString(`<rect x="` + f1(x0) + `" y="` + f1(top) + `" width="` + f1(x1-x0) + `" height="` + f1(ph) + `" fill="transparent"/>`)
+		gap := min((x1-x0)*0.1, 1)
 		y := top + ph
 		for k := range rows {
 			c := bins[k][i]
@@ -115,12 +115,12 @@ func timeChart(s *series, rows []int, colors []string, first, last int64, what s
 			}
 			hh := ph * float64(c) / float64(peak)
 			y -= hh
-			b.WriteString(`<rect x="` + f1(x+bw*0.1) + `" y="` + f1(y) + `" width="` + f1(max(bw*0.8, 0.8)) + `" height="` + f1(max(hh, 0.6)) + `" fill="` + colors[k] + `"/>`)
+			b.WriteString(`<rect x="` + f1(x0+gap) + `" y="` + f1(y) + `" width="` + f1(max(x1-x0-2*gap, 0.8)) + `" height="` + f1(max(hh, 0.6)) + `" fill="` + colors[k] + `"/>`)
 		}
 		b.WriteString(`</g>`)
 	}
 	for k := 0; k <= 4; k++ {
-		x := left + pw*float64(k)/4
+		xt := left + pw*float64(k)/4
 		t := span * int64(k) / 4
 		anchor := "middle"
 		switch k {
@@ -129,8 +129,8 @@ func timeChart(s *series, rows []int, colors []string, first, last int64, what s
 		case 4:
 			anchor = "end"
 		}
-		b.WriteString(`<line x1="` + f1(x) + `" x2="` + f1(x) + `" y1="` + f1(top+ph) + `" y2="` + f1(top+ph+4) + `" stroke="#94a3b8"/>`)
-		b.WriteString(`<text x="` + f1(x) + `" y="` + f1(h-6) + `" text-anchor="` + anchor + `" fill="#64748b">+` + esc(render.FormatDuration(t)) + `</text>`)
+		b.WriteString(`<line x1="` + f1(xt) + `" x2="` + f1(xt) + `" y1="` + f1(top+ph) + `" y2="` + f1(top+ph+4) + `" stroke="#94a3b8"/>`)
+		b.WriteString(`<text x="` + f1(xt) + `" y="` + f1(h-6) + `" text-anchor="` + anchor + `" fill="#64748b">+` + esc(render.FormatDuration(t)) + `</text>`)
 	}
 	b.WriteString(`</svg>`)
 	var legend []legendItem

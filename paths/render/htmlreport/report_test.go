@@ -448,3 +448,57 @@ func TestDecade(t *testing.T) {
 		}
 	}
 }
+
+// TestTimeChart checks that a chart's bars hold every event once, within
+// the axis, and that a constant rate gives bars of equal height (whole
+// buckets per bar).
+func TestTimeChart(t *testing.T) {
+	s := newSeries("x")
+	const first, n = int64(1_000_000_000_000), 100_000
+	for i := range int64(n) {
+		s.add(first+i*7_000, 0) // one event every 7 µs
+	}
+	last := first + (n-1)*7_000
+	svg, legend := timeChart(s, []int{0}, []string{"#000"}, first, last, "events")
+	if len(legend) != 1 || legend[0].Total != n {
+		t.Errorf("legend %+v", legend)
+	}
+	doc, err := pagecheck.Parse([]byte(svg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum uint64
+	var counts []uint64
+	for _, title := range pagecheck.Find(doc, func(n *html.Node) bool { return n.Data == "title" }) {
+		text := pagecheck.Text(title)
+		var c uint64
+		i := strings.Index(text, ": ")
+		fmt.Sscan(strings.ReplaceAll(text[i+2:], ",", ""), &c)
+		sum += c
+		counts = append(counts, c)
+	}
+	if sum != n {
+		t.Errorf("bars hold %d events, want %d", sum, n)
+	}
+	if len(counts) > chartBins || len(counts) < chartBins/2 {
+		t.Errorf("%d bars", len(counts))
+	}
+	// Bars between the first and the last hold the same number, within
+	// one bucket's worth.
+	inner := counts[1 : len(counts)-1]
+	lo, hi := inner[0], inner[0]
+	for _, c := range inner {
+		lo, hi = min(lo, c), max(hi, c)
+	}
+	if float64(hi-lo) > 0.02*float64(hi) {
+		t.Errorf("a constant rate gives bars of %d to %d events", lo, hi)
+	}
+	for _, r := range pagecheck.Find(doc, func(n *html.Node) bool { return n.Data == "rect" }) {
+		x, _ := pagecheck.Attr(r, "x")
+		var v float64
+		fmt.Sscan(x, &v)
+		if v < 52 || v > 960-8 {
+			t.Errorf("bar at x %s outside the axis", x)
+		}
+	}
+}
