@@ -65,7 +65,8 @@ type Layout struct {
 	// LanesTop and LanesBottom bound the lanes vertically, SinkY is the
 	// top of the outcome row.
 	LanesTop, LanesBottom, SinkY float64
-	Layers                       int
+	// Layers is the number of rows of hops (the outcomes are below them).
+	Layers int
 }
 
 // nodeLines returns the text lines of a node as drawn.
