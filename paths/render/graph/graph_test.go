@@ -568,3 +568,37 @@ func FuzzAppendXML(f *testing.F) {
 		}
 	})
 }
+
+// TestLayoutBounded lays out a graph at the builder's limits: one path
+// through 1,000 distinct functions (1,000 layers) and thousands of short
+// paths whose edges to their outcome cross all of them. The bend points
+// are bounded, and so are time and size.
+func TestLayoutBounded(t *testing.T) {
+	b := NewBuilder()
+	var long []string
+	for i := range 1000 {
+		long = append(long, fmt.Sprintf("deep_function_%d", i))
+	}
+	b.Add(packet(1, long...))
+	for i := range 5000 {
+		b.Add(packet(uint64(i+2), fmt.Sprintf("short_%d", i)))
+	}
+	g := b.Graph()
+	if !g.Other || g.HopNodes() > maxNodes+1 {
+		t.Errorf("%d hop nodes, other %v", g.HopNodes(), g.Other)
+	}
+	l := NewLayout(g)
+	if l.Layers < 1000 {
+		t.Errorf("%d layers", l.Layers)
+	}
+	bends := 0
+	for _, r := range l.Routes {
+		bends += strings.Count(r.D, "C") - 1
+	}
+	if bends > maxBends {
+		t.Errorf("%d bend points, limit %d", bends, maxBends)
+	}
+	svg := AppendSVG(nil, l, SVGOptions{})
+	parseSVG(t, svg)
+	t.Logf("%d nodes, %d edges, %d bends, %d layers, %.0fx%.0f, %d bytes of SVG", len(g.Nodes), len(g.Edges), bends, l.Layers, l.Width, l.Height, len(svg))
+}

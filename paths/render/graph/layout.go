@@ -2,6 +2,7 @@ package graph
 
 import (
 	"cmp"
+	"container/heap"
 	"math"
 	"slices"
 	"strconv"
@@ -176,7 +177,7 @@ func NewLayout(g *Graph) *Layout {
 	// Layers, in topological order (the reverse of the walk's finish
 	// order is one, but longest paths are simpler by relaxation).
 	layer := make([]int, nn)
-	topo := topoOrder(g, in, out, back, byPos)
+	topo := topoOrder(g, out, back, byPos)
 	maxLayer := -1
 	for _, v := range topo {
 		if g.Nodes[v].Kind == Sink {
@@ -247,13 +248,27 @@ func NewLayout(g *Graph) *Layout {
 			cells[n.Lane][layer[v]] = append(cells[n.Lane][layer[v]], v)
 		}
 	}
-	for ei := range g.Edges {
+	// Bend points for the most taken edges first, at most maxBends: past
+	// that, an edge is one curve.
+	byCount := make([]int, len(g.Edges))
+	for i := range byCount {
+		byCount[i] = i
+	}
+	slices.SortStableFunc(byCount, func(a, b int) int { return cmp.Compare(g.Edges[b].Count, g.Edges[a].Count) })
+	bends := 0
+	for _, ei := range byCount {
 		e := &g.Edges[ei]
 		if back[ei] {
 			continue
 		}
 		prev := e.From
 		ln := g.Nodes[e.From].Lane
+		span := max(layer[e.To]-layer[e.From]-1, 0)
+		if bends+span > maxBends {
+			links = append(links, link{prev, e.To, float64(e.Count)})
+			continue
+		}
+		bends += span
 		for li := layer[e.From] + 1; li < layer[e.To]; li++ {
 			d := len(boxes)
 			boxes = append(boxes, Box{W: bendWidth, Layer: li})
@@ -283,37 +298,51 @@ func NewLayout(g *Graph) *Layout {
 		}
 		return w
 	}
-	place := func() {
-		x := margin
-		for _, ln := range lanes {
-			w := 0.0
-			for _, c := range cells[ln] {
-				w = max(w, cellWidth(c))
-			}
-			dev, ns := placeTitle(g.Lanes[ln].Place)
-			w = max(w+2*lanePad, float64(max(utf8.RuneCountInString(clip(dev, 48)), utf8.RuneCountInString(clip(ns, 48))))*headerWidth+2*lanePad)
-			lb := &l.Lanes[ln]
-			lb.X, lb.W, lb.Dev, lb.NS = x, w, dev, ns
-			for li, c := range cells[ln] {
-				cx := x + (w-cellWidth(c))/2
-				for i, v := range c {
-					if i > 0 {
-						cx += gapBetween(v, c[i-1], nn)
-					}
-					b := &boxes[v]
-					b.X = cx
-					b.Y = top + float64(li)*rowHeight + (rowHeight-hopHeight)/2 - 8
-					if v >= nn {
-						b.Y += hopHeight / 2
-					}
-					cx += b.W
-				}
-			}
-			x += w + laneGap
+	// Lanes are as wide as their widest layer with the widest gaps, so
+	// that reordering a layer moves nothing else.
+	maxWidth := func(c []int) float64 {
+		w := 0.0
+		for _, v := range c {
+			w += boxes[v].W
 		}
-		l.Width = x - laneGap + margin
+		return w + float64(max(len(c)-1, 0))*nodeGap
 	}
-	place()
+	x := margin
+	for _, ln := range lanes {
+		w := 0.0
+		for _, c := range cells[ln] {
+			w = max(w, maxWidth(c))
+		}
+		dev, ns := placeTitle(g.Lanes[ln].Place)
+		w = max(w+2*lanePad, float64(max(utf8.RuneCountInString(clip(dev, 48)), utf8.RuneCountInString(clip(ns, 48))))*headerWidth+2*lanePad)
+		lb := &l.Lanes[ln]
+		lb.X, lb.W, lb.Dev, lb.NS = x, w, dev, ns
+		x += w + laneGap
+	}
+	l.Width = x - laneGap + margin
+	// placeCell lines a cell's items up, centred in their lane.
+	placeCell := func(ln, li int) {
+		c := cells[ln][li]
+		lb := &l.Lanes[ln]
+		cx := lb.X + (lb.W-cellWidth(c))/2
+		for i, v := range c {
+			if i > 0 {
+				cx += gapBetween(v, c[i-1], nn)
+			}
+			b := &boxes[v]
+			b.X = cx
+			b.Y = top + float64(li)*rowHeight + (rowHeight-hopHeight)/2 - 8
+			if v >= nn {
+				b.Y += hopHeight / 2
+			}
+			cx += b.W
+		}
+	}
+	for _, ln := range lanes {
+		for li := range cells[ln] {
+			placeCell(ln, li)
+		}
+	}
 	bary := func(v int, idx []int, other func(link) int) (float64, bool) {
 		sum, wsum := 0.0, 0.0
 		for _, i := range idx {
@@ -333,7 +362,6 @@ func NewLayout(g *Graph) *Layout {
 			if up {
 				li = maxLayer - k
 			}
-			moved := false
 			for _, ln := range lanes {
 				c := cells[ln][li]
 				if len(c) < 2 {
@@ -354,10 +382,7 @@ func NewLayout(g *Graph) *Layout {
 					key[v] = x
 				}
 				slices.SortStableFunc(c, func(a, b int) int { return cmp.Compare(key[a], key[b]) })
-				moved = true
-			}
-			if moved {
-				place()
+				placeCell(ln, li)
 			}
 		}
 	}
@@ -420,8 +445,12 @@ func NewLayout(g *Graph) *Layout {
 	return l
 }
 
-// bendWidth is the room a bend point takes in its layer.
-const bendWidth = 6.0
+// bendWidth is the room a bend point takes in its layer; maxBends bounds
+// their number.
+const (
+	bendWidth = 6.0
+	maxBends  = 20000
+)
 
 // gapBetween is the room between two neighbours in a cell: less next to a
 // bend point.
@@ -485,23 +514,23 @@ func breakCycles(g *Graph, out [][]int, byPos func(a, b int) int) []bool {
 // topoOrder returns the nodes in an order where every edge that is not
 // back goes forward (Kahn's algorithm, taking the ready nodes in path
 // order).
-func topoOrder(g *Graph, in, out [][]int, back []bool, byPos func(a, b int) int) []int {
+func topoOrder(g *Graph, out [][]int, back []bool, byPos func(a, b int) int) []int {
 	deg := make([]int, len(g.Nodes))
 	for ei, e := range g.Edges {
 		if !back[ei] {
 			deg[e.To]++
 		}
 	}
-	var ready, order []int
+	ready := &nodeHeap{less: func(a, b int) bool { return byPos(a, b) < 0 }}
 	for v := range g.Nodes {
 		if deg[v] == 0 {
-			ready = append(ready, v)
+			ready.items = append(ready.items, v)
 		}
 	}
-	for len(ready) > 0 {
-		slices.SortStableFunc(ready, byPos)
-		v := ready[0]
-		ready = ready[1:]
+	heap.Init(ready)
+	order := make([]int, 0, len(g.Nodes))
+	for ready.Len() > 0 {
+		v := heap.Pop(ready).(int)
 		order = append(order, v)
 		for _, ei := range out[v] {
 			if back[ei] {
@@ -509,11 +538,27 @@ func topoOrder(g *Graph, in, out [][]int, back []bool, byPos func(a, b int) int)
 			}
 			w := g.Edges[ei].To
 			if deg[w]--; deg[w] == 0 {
-				ready = append(ready, w)
+				heap.Push(ready, w)
 			}
 		}
 	}
 	return order
+}
+
+// nodeHeap is a heap of node indexes.
+type nodeHeap struct {
+	items []int
+	less  func(a, b int) bool
+}
+
+func (h *nodeHeap) Len() int           { return len(h.items) }
+func (h *nodeHeap) Less(i, j int) bool { return h.less(h.items[i], h.items[j]) }
+func (h *nodeHeap) Swap(i, j int)      { h.items[i], h.items[j] = h.items[j], h.items[i] }
+func (h *nodeHeap) Push(x any)         { h.items = append(h.items, x.(int)) }
+func (h *nodeHeap) Pop() any {
+	v := h.items[len(h.items)-1]
+	h.items = h.items[:len(h.items)-1]
+	return v
 }
 
 // route draws one edge: down through its bend points, or back up on the

@@ -415,14 +415,17 @@ func (r *Report) graphs(pg *page) error {
 	if shaped.Collapsed > 0 {
 		mainID, mainName = "gc", "chains merged"
 	}
+	wholeLeftOut := false
 	for {
 		main, drawn := draw(shaped, mainID, mainName, false)
 		pg.Graphs = []graphView{main}
 		size := len(main.SVG)
+		wholeLeftOut = shaped.Collapsed > 0
 		if shaped.Collapsed > 0 && full.HopNodes() <= 1500 {
 			if whole, _ := draw(full, "gf", "every hook", true); size+len(whole.SVG) <= budget {
 				pg.Graphs = append(pg.Graphs, whole)
 				size += len(whole.SVG)
+				wholeLeftOut = false
 			}
 		}
 		if size <= budget || len(drawn.Edges) == 0 {
@@ -433,6 +436,9 @@ func (r *Report) graphs(pg *page) error {
 	pg.GraphNote = ""
 	if shaped.Collapsed > 0 {
 		pg.GraphNote = graph.GroupDigits(uint64(shaped.Collapsed)) + " hooks that packets always pass in one piece are merged into the node before them (shown as “first … last”; point at one for its hooks and the latency between them)."
+	}
+	if wholeLeftOut {
+		pg.GraphNote += " To keep the page small, the drawing of every hook is left out (analyze graph --collapse no draws it)."
 	}
 	if minCount > max(r.opts.MinCount, 1) {
 		pg.GraphNote += " To keep the page small, edges taken fewer than " + graph.GroupDigits(minCount) + " times are left out."

@@ -502,3 +502,36 @@ func TestTimeChart(t *testing.T) {
 		}
 	}
 }
+
+// TestPageBoundedOnHugeGraph checks the page's size when the graph is at
+// the builder's limits.
+func TestPageBoundedOnHugeGraph(t *testing.T) {
+	r := New(Options{})
+	mk := func(id uint64, hooks ...string) *paths.Packet {
+		p := &paths.Packet{ID: id, HasMeta: true}
+		for i, h := range hooks {
+			p.Hops = append(p.Hops, paths.Hop{Time: int64(id)*1_000_000 + int64(i)*100, Meta: kmeta.Event{Kind: kmeta.KindTracepoint, Hook: h, Dev: "eth0", NetNS: 1}})
+		}
+		p.Finish()
+		return p
+	}
+	var long []string
+	for i := range 1000 {
+		long = append(long, fmt.Sprintf("deep_function_%d", i))
+	}
+	r.Add(mk(1, long...))
+	for i := range 5000 {
+		r.Add(mk(uint64(i+2), fmt.Sprintf("short_%d", i)))
+	}
+	page, doc := renderPage(t, r)
+	if len(page) > 9_500_000 {
+		t.Errorf("page of %d bytes", len(page))
+	}
+	if !bytes.Contains(page, []byte("To keep the page small")) {
+		t.Error("no note that the graph was cut")
+	}
+	if len(pagecheck.Find(doc, func(n *html.Node) bool { return pagecheck.HasClass(n, "graph-view") })) == 0 {
+		t.Error("no graph")
+	}
+	t.Logf("page of %d bytes", len(page))
+}
