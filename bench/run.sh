@@ -17,3 +17,6 @@ echo "### recorded hit against the floor program (root)"
 echo
 echo "### analyze vs tshark and a pcapgo read loop"
 bash bench/analyze.sh
+echo
+echo "### analyze html and graph vs analyze stats"
+bash bench/html.sh

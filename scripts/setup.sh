@@ -21,6 +21,8 @@ declare -A want=(
 	[cpio]=cpio
 	[xz]=xz-utils
 	[depmod]=kmod
+	[chromium]=chromium
+	[dot]=graphviz
 )
 # headers and libraries -> package
 declare -A want_files=(

@@ -100,6 +100,8 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 				}, selectionFlags...),
 				Action: runExport,
 			},
+			graphCommand(),
+			htmlCommand(),
 		},
 		HideHelpCommand: true,
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
