@@ -98,6 +98,7 @@ type Files struct {
 	kept    []string  // the recording's files on disk, oldest first
 	created []string  // every file created, in order (removed ones too)
 	closed  int64     // bytes of the files before the current one
+	hold    bool      // Hold: no file is removed any more
 	// atOpen is the recording's loss and skip counts when the current
 	// file was started: the file's statistics count those after it.
 	atOpen capture.Stats
@@ -209,7 +210,7 @@ func (fs *Files) Rotate(st capture.Stats, now time.Time) error {
 	if err := fs.w.Flush(); err != nil {
 		return err
 	}
-	for fs.opts.MaxFiles > 0 && len(fs.kept) > fs.opts.MaxFiles {
+	for fs.opts.MaxFiles > 0 && !fs.hold && len(fs.kept) > fs.opts.MaxFiles {
 		old := fs.kept[0]
 		if err := os.Remove(old); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("remove the oldest file: %w", err)
@@ -218,6 +219,10 @@ func (fs *Files) Rotate(st capture.Stats, now time.Time) error {
 	}
 	return nil
 }
+
+// Hold stops removing the oldest files beyond MaxFiles: what a flight
+// recording's trigger found must survive the rest of the recording.
+func (fs *Files) Hold() { fs.hold = true }
 
 // finish writes the current file's statistics, flushes and closes it.
 func (fs *Files) finish(st capture.Stats, end time.Time) error {

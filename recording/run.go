@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pathcap/pathcap/capture"
@@ -41,6 +42,16 @@ type RunOptions struct {
 	// OnEvent, when not nil, is called after each event is written (used
 	// to print events as they come).
 	OnEvent func(ev *capture.Event) error
+	// Trigger, when not nil, ends the recording StopAfter after the first
+	// event it matches (written like any other): a flight recorder, whose
+	// files (a ring with FileOptions.MaxFiles) then hold what came before
+	// and after: from the trigger on no file is removed, so the ring may
+	// end with more than MaxFiles files. Names resolves devices for its dev= condition.
+	// OnTrigger, when not nil, is called with that event.
+	Trigger   *Trigger
+	StopAfter time.Duration
+	Names     DeviceNamer
+	OnTrigger func(ev *capture.Event)
 }
 
 // StopReason says why a recording ended.
@@ -53,6 +64,9 @@ const (
 	StopEvents
 	// StopSize: RunOptions.MaxBytes was reached.
 	StopSize
+	// StopTrigger: RunOptions.StopAfter passed after RunOptions.Trigger
+	// matched.
+	StopTrigger
 )
 
 // Summary is what a recording did.
@@ -73,6 +87,7 @@ type Summary struct {
 var (
 	errEnough    = errors.New("event limit reached")
 	errSizeLimit = errors.New("size limit reached")
+	errTriggered = errors.New("trigger matched")
 )
 
 // CountingWriter counts the bytes written through it.
@@ -102,6 +117,9 @@ type output interface {
 	Close(st capture.Stats, end time.Time) error
 	// Abort ends the output after a write error.
 	Abort() error
+	// Hold stops removing old files (a flight recording's trigger
+	// matched: what came before it stays).
+	Hold()
 }
 
 // stream is an output that never rotates: a Writer over a CountingWriter
@@ -128,6 +146,7 @@ func (s stream) Close(st capture.Stats, end time.Time) error {
 	return s.w.Close(st.Lost, end)
 }
 func (stream) Abort() error { return nil }
+func (stream) Hold()        {}
 
 // Run records events from src into w until ctx is done, MaxEvents or
 // MaxBytes is reached or an error occurs; then it writes the interface
@@ -159,9 +178,20 @@ func run(ctx context.Context, src Source, o output, opts RunOptions) (Summary, e
 	if opts.StatusInterval <= 0 {
 		opts.StatusInterval = time.Second
 	}
-	// A failed write in the flusher ends the recording through ctx.
+	// A failed write in the flusher ends the recording through ctx, and
+	// so does the trigger's timer.
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	var (
+		triggered bool        // the event loop's: the trigger matched
+		fired     atomic.Bool // the trigger's timer ended the recording
+		timer     *time.Timer
+	)
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
 	w := o.Writer()
 	var (
 		mu       sync.Mutex // guards o, w and writeErr between the event loop and the flusher
@@ -237,6 +267,22 @@ func run(ctx context.Context, src Source, o output, opts RunOptions) (Summary, e
 				return err
 			}
 		}
+		if opts.Trigger != nil && !triggered && opts.Trigger.Match(ev, opts.Names) {
+			triggered = true
+			mu.Lock()
+			o.Hold()
+			mu.Unlock()
+			if opts.OnTrigger != nil {
+				opts.OnTrigger(ev)
+			}
+			if opts.StopAfter <= 0 {
+				return errTriggered
+			}
+			timer = time.AfterFunc(opts.StopAfter, func() {
+				fired.Store(true)
+				cancel()
+			})
+		}
 		if opts.MaxEvents != 0 && n >= opts.MaxEvents {
 			return errEnough
 		}
@@ -256,6 +302,10 @@ func run(ctx context.Context, src Source, o output, opts RunOptions) (Summary, e
 		runErr, sum.Stopped = nil, StopEvents
 	case errors.Is(runErr, errSizeLimit):
 		runErr, sum.Stopped = nil, StopSize
+	case errors.Is(runErr, errTriggered):
+		runErr, sum.Stopped = nil, StopTrigger
+	case fired.Load() && writeErr == nil:
+		sum.Stopped = StopTrigger
 	}
 	st, statsErr := src.Stats()
 	sum.Events, sum.Lost, sum.Skipped = w.Events(), st.Lost, st.OverBudget

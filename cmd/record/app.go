@@ -69,6 +69,11 @@ type options struct {
 	interval time.Duration // -G: a new file this often, 0 never
 	maxFiles int           // -W: keep at most this many files, 0 all
 	maxSize  int64         // --max-size: stop once the files hold this many bytes
+
+	// Flight recorder.
+	stopOn    string        // --stop-on: trigger conditions, "" for none
+	stopAfter time.Duration // --stop-after: how long the recording goes on after the trigger
+	afterSet  bool          // --stop-after was given
 }
 
 func newApp() *cli.App {
@@ -110,6 +115,8 @@ func newApp() *cli.App {
 			&cli.GenericFlag{Name: "file-duration", Aliases: []string{"G"}, Value: &intervalValue{}, Usage: "start a new file every `DURATION` (30s, 10m, 1h, or seconds; 1s at least), events or not; files named as with -C"},
 			&cli.IntFlag{Name: "file-count", Aliases: []string{"W"}, Usage: "keep at most `N` files of the recording (with -C or -G): a ring, the oldest removed when a new one starts"},
 			&cli.GenericFlag{Name: "max-size", Value: &sizeValue{}, Usage: "stop the recording once it has written `SIZE` bytes, all its files together (removed ones too); it ends cleanly, exit status 0"},
+			&cli.StringFlag{Name: "stop-on", Usage: "a flight recorder: stop --stop-after the first event that meets `CONDITIONS`, comma-separated key=value: reason (drop reason, e.g. NETFILTER_DROP), hook (tracepoint or function), dev, netns (inode), and last filter=EXPR (a tcpdump expression on the packet); with -W the ring then holds the time before and after it"},
+			&cli.DurationFlag{Name: "stop-after", Value: 2 * time.Second, Usage: "with --stop-on: keep recording for `D` after the trigger (0: stop at once)"},
 
 			&cli.IntFlag{Name: "snaplen", Aliases: []string{"s"}, Value: capture.DefaultSnaplen, Usage: "record at most `N` bytes of each packet", EnvVars: []string{"PATHCAP_SNAPLEN"}},
 			&cli.StringFlag{Name: "backend", Value: capture.BackendAuto, Usage: "how kernel functions are hooked, besides the tracepoints: `KIND` auto, tracepoint (none), kprobe-multi, kprobe or fentry (see docs/BACKENDS.md)", EnvVars: []string{"PATHCAP_BACKEND"}},
@@ -169,6 +176,10 @@ func newApp() *cli.App {
 				interval: c.Generic("file-duration").(*intervalValue).d,
 				maxFiles: c.Int("file-count"),
 				maxSize:  c.Generic("max-size").(*sizeValue).n,
+
+				stopOn:    c.String("stop-on"),
+				stopAfter: c.Duration("stop-after"),
+				afterSet:  c.IsSet("stop-after"),
 			}
 			if h := c.String("hooks"); h != "" {
 				for _, name := range strings.Split(h, ",") {
@@ -254,6 +265,17 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	filter, match, err := o.filters()
 	if err != nil {
 		return err
+	}
+	var trigger *recording.Trigger
+	if o.stopOn != "" {
+		if trigger, err = recording.ParseTrigger(o.stopOn, o.snaplen); err != nil {
+			return usagef("--stop-on: %v", err)
+		}
+	} else if o.afterSet {
+		return usagef("--stop-after needs --stop-on")
+	}
+	if o.stopAfter < 0 {
+		return usagef("--stop-after %v: want 0 or more", o.stopAfter)
 	}
 	pre, err := preflight(o)
 	if err != nil {
@@ -366,6 +388,14 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	}
 
 	ropts := recording.RunOptions{MaxEvents: o.count, MaxBytes: o.maxSize}
+	if trigger != nil {
+		ropts.Trigger, ropts.StopAfter, ropts.Names = trigger, o.stopAfter, names
+		ropts.OnTrigger = func(ev *capture.Event) {
+			fmt.Fprintf(stderr, "record: --stop-on %s matched: %s:%s, packet %d, at %s; stopping %s\n",
+				trigger, recording.KindName(ev.Hook.Kind), ev.Hook.Name, ev.PacketID,
+				ev.Time.UTC().Format("15:04:05.000000"), stopWhen(o.stopAfter))
+		}
+	}
 	if isTerminal(stderr) && !printing {
 		ropts.Status = stderr
 	}
@@ -384,6 +414,9 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	if err != nil {
 		return outputFailure(err, sum)
 	}
+	if sum.Stopped == recording.StopTrigger {
+		fmt.Fprintf(stderr, "record: stopped: %s after --stop-on matched\n", o.stopAfter)
+	}
 	if sum.Stopped == recording.StopSize {
 		fmt.Fprintf(stderr, "record: stopped: the recording reached --max-size %s (%d bytes written)\n", formatSize(o.maxSize), sum.Bytes)
 	}
@@ -395,6 +428,14 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stderr, "record: %d hits were not recorded because the rate limit was reached (--max-rate, per CPU): a narrower filter or a higher limit records them\n", sum.Skipped)
 	}
 	return nil
+}
+
+// stopWhen says when a recording stops after its trigger.
+func stopWhen(d time.Duration) string {
+	if d <= 0 {
+		return "now"
+	}
+	return "in " + d.String()
 }
 
 // describeFiles says which files a rotated recording wrote and kept.
