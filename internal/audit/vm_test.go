@@ -297,6 +297,9 @@ func trafficPhase(t *testing.T, l *audit.Listener, denial string, report func(st
 	// measure runs traffic and compares the helper's failed calls in the
 	// meantime with the denials counted and the records the kernel lost.
 	measure := func(name, what string, traffic func() error) (failed, counted int, lost uint32) {
+		// The records of the previous measurement may still be on their
+		// way (a slow, emulated VM): let them arrive first.
+		l.WaitQuiet(500*time.Millisecond, 10*time.Second)
 		st0, err := l.Status()
 		if err != nil {
 			t.Fatal(err)
