@@ -132,10 +132,35 @@ func ListHooks() ([]Hook, error) {
 	return discoverHooks(spec)
 }
 
+// CheckBTF reports whether the running kernel's BTF can be read, without
+// parsing it (which takes a few hundred milliseconds): an error wrapping
+// ErrNoBTF when the kernel has none, ErrPermission when it may not be
+// read.
+func CheckBTF() error {
+	f, err := os.Open("/sys/kernel/btf/vmlinux")
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return fmt.Errorf("load kernel BTF: %w: %w", ErrNoBTF, err)
+	case errors.Is(err, os.ErrPermission):
+		return fmt.Errorf("load kernel BTF: %w: %w", ErrPermission, err)
+	case err != nil:
+		return fmt.Errorf("load kernel BTF: %w", err)
+	}
+	return f.Close()
+}
+
 // loadKernelBTF loads the running kernel's BTF, mapping its absence to
 // ErrNoBTF.
 func loadKernelBTF() (*btf.Spec, error) {
-	spec, err := btf.LoadKernelSpec()
+	return kernelBTF(btf.NewCache())
+}
+
+// kernelBTF returns the running kernel's BTF from cache, mapping its
+// absence to ErrNoBTF. Every load of a recorder shares one cache: without
+// it, each program's load parses the kernel's BTF again (about 20 ms
+// each).
+func kernelBTF(cache *btf.Cache) (*btf.Spec, error) {
+	spec, err := cache.Kernel()
 	if err != nil {
 		if errors.Is(err, btf.ErrNotSupported) || errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("load kernel BTF: %w: %w", ErrNoBTF, err)

@@ -67,8 +67,9 @@ type loadEnv struct {
 }
 
 // open creates the shared maps, loads one program per tracepoint, attaches
-// them and the function backend, and opens the ring buffer reader.
-func (r *Recorder) open(cfg Config, kernel *btf.Spec, ncpu int) error {
+// them and the function backend, and opens the ring buffer reader. cache
+// holds the kernel's BTF (kernel), for every load.
+func (r *Recorder) open(cfg Config, cache *btf.Cache, kernel *btf.Spec, ncpu int) error {
 	// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; this is a
 	// no-op on later ones.
 	if err := rlimit.RemoveMemlock(); err != nil {
@@ -143,6 +144,7 @@ func (r *Recorder) open(cfg Config, kernel *btf.Spec, ncpu int) error {
 				bpf.SkbMapCalls:     r.calls,
 			},
 			Programs: ebpf.ProgramOptions{KernelTypes: kernel},
+			Cache:    cache,
 		},
 		knobs: knobs,
 	}

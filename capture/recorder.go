@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/rlimit"
 
@@ -78,7 +79,8 @@ func NewRecorder(cfg Config) (*Recorder, error) {
 	if err != nil {
 		return nil, err
 	}
-	kernel, err := loadKernelBTF()
+	cache := btf.NewCache()
+	kernel, err := kernelBTF(cache)
 	if err != nil {
 		return nil, err
 	}
@@ -122,7 +124,7 @@ func NewRecorder(cfg Config) (*Recorder, error) {
 	if r.compat, err = decideCompat(cfg, kernel, hooks, ncpu); err != nil {
 		return nil, err
 	}
-	if err := r.open(cfg, kernel, ncpu); err != nil {
+	if err := r.open(cfg, cache, kernel, ncpu); err != nil {
 		r.Close()
 		return nil, err
 	}

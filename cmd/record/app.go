@@ -289,11 +289,10 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 
 	names := netdev.NewResolver()
 	defer names.Close()
-	var symbols recording.Symbolizer
-	table, symErr := kallsyms.Load()
-	if symErr == nil {
-		symbols = symbolizer{table}
-	}
+	// /proc/kallsyms is read while the programs load (it takes a few
+	// hundred milliseconds); the first symbol looked up waits for it.
+	syms := loadSymbols()
+	var symbols recording.Symbolizer = symbolizer{syms}
 
 	// Create the output before loading anything, so that a bad path
 	// fails fast.
@@ -368,7 +367,7 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	if filter != nil || match != (capture.Match{}) {
 		fmt.Fprintf(stderr, "record: filtering in the kernel: %s\n", describeFilter(filter, match, o.track))
 	}
-	if symErr != nil {
+	if symErr := syms.wait(); symErr != nil {
 		fmt.Fprintf(stderr, "record: drop locations stay addresses: %v\n", symErr)
 	}
 	if o.stack {
@@ -614,10 +613,41 @@ func printer(w *bufio.Writer, symbols recording.Symbolizer, names recording.Devi
 }
 
 // symbolizer adapts a kallsyms table to recording.Symbolizer.
-type symbolizer struct{ t *kallsyms.Table }
+// kernelSymbols is /proc/kallsyms being loaded in the background.
+type kernelSymbols struct {
+	done  chan struct{}
+	table *kallsyms.Table // nil if the load failed
+	err   error
+}
+
+// loadSymbols starts loading /proc/kallsyms.
+func loadSymbols() *kernelSymbols {
+	s := &kernelSymbols{done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		s.table, s.err = kallsyms.Load()
+	}()
+	return s
+}
+
+// wait waits for the load and returns its error.
+func (s *kernelSymbols) wait() error {
+	<-s.done
+	return s.err
+}
+
+// symbolizer resolves kernel addresses with the table of s, once loaded.
+type symbolizer struct{ s *kernelSymbols }
+
+func (s symbolizer) resolve(addr uint64) (kallsyms.Symbol, bool) {
+	if s.s.wait() != nil {
+		return kallsyms.Symbol{}, false
+	}
+	return s.s.table.Resolve(addr)
+}
 
 func (s symbolizer) AppendSymbol(dst []byte, addr uint64) ([]byte, bool) {
-	sym, ok := s.t.Resolve(addr)
+	sym, ok := s.resolve(addr)
 	if !ok {
 		return dst, false
 	}
@@ -629,7 +659,7 @@ const maxStackDepth = capture.MaxStackDepth
 
 // SymbolizeFrame implements recording.StackSymbolizer.
 func (s symbolizer) SymbolizeFrame(addr uint64) (string, uint64, string, bool) {
-	sym, ok := s.t.Resolve(addr)
+	sym, ok := s.resolve(addr)
 	return sym.Name, sym.Offset, sym.Module, ok
 }
 

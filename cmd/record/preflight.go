@@ -144,7 +144,7 @@ func preflight(o options) (*prepared, error) {
 	if p.user != nil && os.Geteuid() != 0 {
 		return nil, withStatus(exitPermission, fmt.Errorf("-Z %s: record must start as root to drop privileges: only leaving uid 0 makes the kernel clear every capability", o.user))
 	}
-	if _, err := capture.ListHooks(); err != nil {
+	if err := capture.CheckBTF(); err != nil {
 		return nil, classify(explain(err), o)
 	}
 	if err := checkLockdown(readTrim("/sys/kernel/security/lockdown"), o); err != nil {
