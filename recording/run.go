@@ -42,6 +42,10 @@ type RunOptions struct {
 	// OnEvent, when not nil, is called after each event is written (used
 	// to print events as they come).
 	OnEvent func(ev *capture.Event) error
+	// VolumeNote, when not nil, receives one line after the first second
+	// of recording: the events and bytes per second so far, and how much
+	// that makes an hour (for a recording nothing bounds).
+	VolumeNote io.Writer
 	// Trigger, when not nil, ends the recording StopAfter after the first
 	// event it matches (written like any other): a flight recorder, whose
 	// files (a ring with FileOptions.MaxFiles) then hold what came before
@@ -211,6 +215,13 @@ func run(ctx context.Context, src Source, o output, opts RunOptions) (Summary, e
 		defer wg.Done()
 		flush := time.NewTicker(opts.FlushInterval)
 		defer flush.Stop()
+		var note <-chan time.Time
+		if opts.VolumeNote != nil {
+			t := time.NewTimer(time.Second)
+			defer t.Stop()
+			note = t.C
+		}
+		started := time.Now()
 		var status <-chan time.Time
 		if opts.Status != nil {
 			t := time.NewTicker(opts.StatusInterval)
@@ -235,6 +246,14 @@ func run(ctx context.Context, src Source, o output, opts RunOptions) (Summary, e
 					cancel()
 					return
 				}
+			case <-note:
+				mu.Lock()
+				events, n := w.Events(), o.Size()
+				mu.Unlock()
+				secs := time.Since(started).Seconds()
+				rate := float64(n) / secs
+				fmt.Fprintf(opts.VolumeNote, "record: nothing bounds this recording: %.0f events/s and %s/s so far, about %s an hour; a filter expression, --max-rate, -c, --duration, --max-size or -C with -W bound it\n",
+					float64(events)/secs, formatBytes(int64(rate)), formatBytes(int64(rate*3600)))
 			case <-status:
 				st, _ := src.Stats()
 				mu.Lock()

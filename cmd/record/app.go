@@ -398,6 +398,10 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	if isTerminal(stderr) && !printing {
 		ropts.Status = stderr
 	}
+	if !printing && filter == nil && match == (capture.Match{}) && o.maxRate == 0 && o.count == 0 &&
+		o.duration == 0 && o.maxSize == 0 && o.maxFiles == 0 && trigger == nil {
+		ropts.VolumeNote = stderr
+	}
 	if printing {
 		bw := bufio.NewWriter(stdout)
 		defer bw.Flush()
