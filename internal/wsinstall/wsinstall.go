@@ -115,12 +115,13 @@ func Detect(ctx context.Context, goos string) Folders {
 		return f
 	}
 	version, _ := exec.CommandContext(ctx, tshark, "-v").Output()
-	return fromTshark(f, folders, version)
+	return fromTshark(f, folders, version, os.Getenv("WIRESHARK_EXTCAP_DIR"))
 }
 
 // fromTshark refines the default folders def with the output of
-// "tshark -G folders" and "tshark -v".
-func fromTshark(def Folders, folders, version []byte) Folders {
+// "tshark -G folders" and "tshark -v"; extcapEnv is the value of
+// WIRESHARK_EXTCAP_DIR.
+func fromTshark(def Folders, folders, version []byte, extcapEnv string) Folders {
 	f := def
 	listed := ParseFolders(folders)
 	if v := listed["Personal configuration"]; v != "" {
@@ -142,6 +143,14 @@ func fromTshark(def Folders, folders, version []byte) Folders {
 		f.Extcap = v
 	} else if f.Version != "" && !versionAtLeast(f.Version, 4, 1) {
 		f.ExtcapUnread = true
+	}
+	if extcapEnv != "" && filepath.Clean(f.GlobalExtcap) == filepath.Clean(extcapEnv) {
+		// Wireshark reads WIRESHARK_EXTCAP_DIR in place of its global
+		// folder (except as root), and lists it as such.
+		f.GlobalExtcap = ""
+		if filepath.Clean(extcapEnv) == filepath.Clean(f.Extcap) {
+			f.ExtcapUnread = false
+		}
 	}
 	return f
 }

@@ -65,7 +65,7 @@ MaxMind database path:	/var/lib/GeoIP
 
 func TestFromTshark(t *testing.T) {
 	def := DefaultFolders("linux", env(map[string]string{"HOME": "/h"}), func(string) bool { return false })
-	f := fromTshark(def, []byte(folders40), []byte("TShark (Wireshark) 4.0.17 (Git v4.0.17 packaged as 4.0.17-0+deb12u3).\n"))
+	f := fromTshark(def, []byte(folders40), []byte("TShark (Wireshark) 4.0.17 (Git v4.0.17 packaged as 4.0.17-0+deb12u3).\n"), "")
 	want := Folders{
 		Config:       "/root/.config/wireshark",
 		Plugins:      "/root/.local/lib/wireshark/plugins",
@@ -80,17 +80,24 @@ func TestFromTshark(t *testing.T) {
 	}
 	// A Wireshark that names its personal extcap folder.
 	newer := folders40 + "Personal Extcap path:\t/p/extcap\n"
-	f = fromTshark(def, []byte(newer), []byte("TShark (Wireshark) 4.4.7.\n"))
+	f = fromTshark(def, []byte(newer), []byte("TShark (Wireshark) 4.4.7.\n"), "")
 	if f.Extcap != "/p/extcap" || f.ExtcapUnread {
 		t.Errorf("4.4: extcap %q, unread %v", f.Extcap, f.ExtcapUnread)
 	}
 	// 4.2 without the line: the default personal folder, read.
-	f = fromTshark(def, []byte(folders40), []byte("TShark (Wireshark) 4.2.2 (Git v4.2.2 packaged as 4.2.2-1).\n"))
+	f = fromTshark(def, []byte(folders40), []byte("TShark (Wireshark) 4.2.2 (Git v4.2.2 packaged as 4.2.2-1).\n"), "")
 	if f.Extcap != def.Extcap || f.ExtcapUnread {
 		t.Errorf("4.2: extcap %q, unread %v", f.Extcap, f.ExtcapUnread)
 	}
+	// WIRESHARK_EXTCAP_DIR names the personal folder: tshark lists it as
+	// its extcap path, and reads it.
+	withEnv := strings.Replace(folders40, "/usr/lib/x86_64-linux-gnu/wireshark/extcap", "/h/.local/lib/wireshark/extcap", 1)
+	f = fromTshark(def, []byte(withEnv), []byte("TShark (Wireshark) 4.0.17.\n"), "/h/.local/lib/wireshark/extcap/")
+	if f.ExtcapUnread || f.GlobalExtcap != "" {
+		t.Errorf("WIRESHARK_EXTCAP_DIR: unread %v, global %q", f.ExtcapUnread, f.GlobalExtcap)
+	}
 	// No version: not known to be unread.
-	if f := fromTshark(def, []byte(folders40), nil); f.ExtcapUnread || f.Version != "" {
+	if f := fromTshark(def, []byte(folders40), nil, ""); f.ExtcapUnread || f.Version != "" {
 		t.Errorf("no version: %+v", f)
 	}
 }
