@@ -312,3 +312,99 @@ func TestExtcapInWireshark(t *testing.T) {
 		}
 	})
 }
+
+// TestExtcapCaptureStops checks how an extcap capture ends: on SIGTERM
+// (what Wireshark sends) record finishes the file, interface statistics
+// included, and exits 0; when the reader closes the pipe, record stops by
+// itself and exits 0, even with no event to write.
+func TestExtcapCaptureStops(t *testing.T) {
+	testenv.RequireRoot(t)
+	bin := testenv.BuildCommand(t, "record")
+	pair := testenv.NewVethPair(t)
+
+	// capture starts record as Wireshark does, with a reader on the pipe
+	// that copies it to a file unless keep is false, in which case it
+	// closes the pipe at once.
+	capture := func(t *testing.T, keep bool) (cmd *exec.Cmd, log, file string, copied chan error) {
+		dir := t.TempDir()
+		fifo, log, file := filepath.Join(dir, "fifo"), filepath.Join(dir, "log"), filepath.Join(dir, "rec.pcapng")
+		if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cmd = exec.Command(bin, "--capture", "--extcap-interface", "pathcap", "--fifo", fifo,
+			"--extcap-capture-filter", "icmp and host "+pair.IPB, "--log-file", log)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cmd.Process.Kill() })
+		copied = make(chan error, 1)
+		go func() {
+			r, err := os.Open(fifo) // waits for record to open it
+			if err != nil {
+				copied <- err
+				return
+			}
+			defer r.Close()
+			if !keep {
+				copied <- nil
+				return
+			}
+			out, err := os.Create(file)
+			if err == nil {
+				_, err = io.Copy(out, r)
+				if cerr := out.Close(); err == nil {
+					err = cerr
+				}
+			}
+			copied <- err
+		}()
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			if b, _ := os.ReadFile(log); bytes.Contains(b, []byte("hooks attached")) {
+				return cmd, log, file, copied
+			}
+			if time.Now().After(deadline) {
+				b, _ := os.ReadFile(log)
+				t.Fatalf("record did not attach its hooks: %s\n%s", b, stderr.String())
+			}
+		}
+	}
+
+	t.Run("SIGTERM", func(t *testing.T) {
+		cmd, log, file, copied := capture(t, true)
+		pair.Exec(t, pair.NSA, "ping", "-c", "2", "-i", "0.2", "-W", "2", pair.IPB)
+		time.Sleep(300 * time.Millisecond)
+		if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		if err := wait(cmd, 30*time.Second); err != nil {
+			b, _ := os.ReadFile(log)
+			t.Fatalf("record after SIGTERM: %v\n%s", err, b)
+		}
+		if err := <-copied; err != nil {
+			t.Fatal(err)
+		}
+		events, stats := readRecording(t, file)
+		if len(events) == 0 || len(stats) == 0 {
+			t.Errorf("the capture has %d events and %d interface statistics blocks, want some of each", len(events), len(stats))
+		}
+		if b, _ := os.ReadFile(log); !bytes.Contains(b, []byte(fmt.Sprintf("%d events written, 0 lost", len(events)))) {
+			t.Errorf("record's log does not count the %d events written:\n%s", len(events), b)
+		}
+	})
+
+	t.Run("reader closes", func(t *testing.T) {
+		cmd, log, _, copied := capture(t, false)
+		if err := <-copied; err != nil {
+			t.Fatal(err)
+		}
+		if err := wait(cmd, 10*time.Second); err != nil {
+			b, _ := os.ReadFile(log)
+			t.Fatalf("record after the reader closed the pipe: %v\n%s", err, b)
+		}
+		if b, _ := os.ReadFile(log); !bytes.Contains(b, []byte("the reader closed the pipe")) {
+			t.Errorf("record's log does not say why it stopped:\n%s", b)
+		}
+	})
+}
