@@ -100,6 +100,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 				}, selectionFlags...),
 				Action: runExport,
 			},
+			wiresharkInstallCommand(),
 		},
 		HideHelpCommand: true,
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
