@@ -224,8 +224,9 @@ type Options struct {
 
 // Install writes the profile and the dissector into the personal folders
 // and, if o.Extcap is set, links the extcap entry to it. Files of the same
-// name are replaced; other files in the profile folder (Wireshark's recent
-// settings) are left alone. It returns what it installed, in that order.
+// name are replaced, except the profile's recent file (column widths),
+// which Wireshark keeps rewriting: it is written only where absent. Other
+// files in the profile folder are left alone. It returns what it installed, in that order.
 func Install(o Options) ([]Installed, error) {
 	var done []Installed
 	dir := o.Folders.ProfileDir()
@@ -237,11 +238,17 @@ func Install(o Options) ([]Installed, error) {
 		if err != nil || d.IsDir() {
 			return err
 		}
+		path := filepath.Join(dir, filepath.FromSlash(name))
+		if name == wireshark.ProfileSeed {
+			if _, err := os.Lstat(path); err == nil {
+				return nil // the user's column widths
+			}
+		}
 		b, err := fs.ReadFile(profile, name)
 		if err != nil {
 			return err
 		}
-		return writeFile(filepath.Join(dir, filepath.FromSlash(name)), b, 0o644)
+		return writeFile(path, b, 0o644)
 	})
 	if err != nil {
 		return done, fmt.Errorf("install profile: %w", err)

@@ -141,6 +141,9 @@ func TestInstall(t *testing.T) {
 		t.Fatalf("embedded profile files %v: %v", names, err)
 	}
 	for _, name := range names {
+		if name == wireshark.ProfileSeed {
+			continue
+		}
 		want, _ := fs.ReadFile(profile, name)
 		got, err := os.ReadFile(filepath.Join(f.ProfileDir(), name))
 		if err != nil || !bytes.Equal(got, want) {
@@ -156,8 +159,24 @@ func TestInstall(t *testing.T) {
 	if got, err := os.Readlink(filepath.Join(f.Extcap, ExtcapName)); err != nil || got != target {
 		t.Errorf("extcap link: %q, %v", got, err)
 	}
-	if _, err := os.Stat(recent); err != nil {
-		t.Errorf("the profile's other files were removed: %v", err)
+	if b, err := os.ReadFile(recent); err != nil || string(b) != "x" {
+		t.Errorf("the user's recent file was replaced: %q, %v", b, err)
+	}
+	other := filepath.Join(f.ProfileDir(), "dfilters")
+	if err := os.WriteFile(other, []byte("y"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(recent); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Install(Options{Folders: f}); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := fs.ReadFile(profile, wireshark.ProfileSeed); !bytes.Equal(b, mustRead(t, recent)) {
+		t.Error("the profile's recent file was not written where absent")
+	}
+	if b, err := os.ReadFile(other); err != nil || string(b) != "y" {
+		t.Errorf("another file of the profile was changed: %q, %v", b, err)
 	}
 	// Nothing else is left behind (temporary files).
 	for _, dir := range []string{f.ProfileDir(), f.Plugins, f.Extcap} {
@@ -179,6 +198,15 @@ func TestInstall(t *testing.T) {
 	if _, err := os.Lstat(g.Extcap); err == nil {
 		t.Error("extcap folder created without an extcap program")
 	}
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 func TestWriteReport(t *testing.T) {
