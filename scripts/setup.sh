@@ -21,6 +21,8 @@ declare -A want=(
 	[cpio]=cpio
 	[xz]=xz-utils
 	[depmod]=kmod
+	[setcap]=libcap2-bin
+	[pgrep]=procps
 )
 # headers and libraries -> package
 declare -A want_files=(
