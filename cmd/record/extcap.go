@@ -123,8 +123,8 @@ func extcapCapture(r extcap.Request) error {
 	}
 	// Open the pipe before anything can fail: Wireshark's reader waits in
 	// open() for a writer, and would wait forever if record exited
-	// without opening it. Closing it unopened-to-data gives the reader an
-	// end of file instead.
+	// without opening it. Closed without data, the pipe gives the reader
+	// an end of file instead.
 	fifo, err := os.OpenFile(r.Fifo, os.O_WRONLY, 0)
 	if err != nil {
 		return fmt.Errorf("open the capture pipe: %w", err)
