@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/pathcap/pathcap/internal/testenv"
 )
 
@@ -102,6 +104,13 @@ func newUnprivileged(t *testing.T) *unprivileged {
 	u := &unprivileged{dir: dir, record: filepath.Join(dir, "record"), home: filepath.Join(dir, "home"), uid: uint32(uid), gid: uint32(gid)}
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatal(err)
+	}
+	var fs unix.Statfs_t
+	if err := unix.Statfs(dir, &fs); err != nil {
+		t.Fatal(err)
+	}
+	if fs.Flags&unix.ST_NOSUID != 0 {
+		testenv.SkipOrFail(t, "%s is on a file system mounted nosuid, where file capabilities are ignored: set TMPDIR to a directory on another", dir)
 	}
 	if err := os.Mkdir(u.home, 0o755); err != nil {
 		t.Fatal(err)
