@@ -97,8 +97,11 @@ type Files struct {
 	opened  time.Time // when the current file was created
 	kept    []string  // the recording's files on disk, oldest first
 	created []string  // every file created, in order (removed ones too)
-	closed  int64     // bytes of the files before the current one
-	hold    bool      // Hold: no file is removed any more
+	// removable are the regular files among created: Discard removes
+	// them, never a device or a pipe the user named (-w /dev/null).
+	removable []string
+	closed    int64 // bytes of the files before the current one
+	hold      bool  // Hold: no file is removed any more
 	// atOpen is the recording's loss and skip counts when the current
 	// file was started: the file's statistics count those after it.
 	atOpen capture.Stats
@@ -123,7 +126,9 @@ func CreateFiles(opts FileOptions, info Info, bufSize int, names DeviceNamer, sy
 	}
 	if err != nil {
 		out.f.Close()
-		os.Remove(out.name)
+		if out.regular {
+			os.Remove(out.name)
+		}
 		return nil, err
 	}
 	fs.w = w
@@ -140,11 +145,21 @@ func (fs *Files) open(now time.Time) (*fileOutput, error) {
 	if err != nil {
 		return nil, err
 	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("create output: %w", err)
+	}
 	fs.seq++
 	fs.opened = now
-	fs.cur = &fileOutput{f: f, name: name}
+	fs.cur = &fileOutput{f: f, name: name, regular: st.Mode().IsRegular()}
 	fs.kept = append(fs.kept, name)
 	fs.created = append(fs.created, name)
+	if fs.cur.regular {
+		// Only regular files are removed on failure: never a device or a
+		// pipe the user named.
+		fs.removable = append(fs.removable, name)
+	}
 	return fs.cur, nil
 }
 
@@ -252,7 +267,7 @@ func (fs *Files) Abort() error {
 	}
 	err := fs.cur.f.Close()
 	fs.cur.f = nil
-	if fs.cur.n == 0 && os.Remove(fs.cur.name) == nil {
+	if fs.cur.n == 0 && fs.cur.regular && os.Remove(fs.cur.name) == nil {
 		fs.kept = slices.DeleteFunc(fs.kept, func(n string) bool { return n == fs.cur.name })
 	}
 	return err
@@ -265,6 +280,9 @@ type fileOutput struct {
 	f    *os.File
 	name string
 	n    int64 // bytes in the file
+	// regular: a regular file, which record may remove again; never a
+	// device or a pipe the user named (-w /dev/null, a FIFO).
+	regular bool
 }
 
 // Write implements io.Writer. p holds whole pcap-ng blocks (the
@@ -298,7 +316,7 @@ func wholeBlocks(p []byte, n int) int {
 // recording that could not start.
 func (fs *Files) Discard() {
 	_ = fs.Abort()
-	for _, name := range fs.created {
+	for _, name := range fs.removable {
 		_ = os.Remove(name)
 	}
 	fs.kept = nil

@@ -419,3 +419,21 @@ func TestFullDisk(t *testing.T) {
 		t.Errorf("analysis of the full file: truncated %v, not closed %v", in.Truncated, in.NotClosed)
 	}
 }
+
+// TestDiscardKeepsDevices: a recording into a device (-w /dev/null) that
+// fails to start removes nothing.
+func TestDiscardKeepsDevices(t *testing.T) {
+	st0, err := os.Stat(os.DevNull)
+	if err != nil || st0.Mode()&os.ModeDevice == 0 {
+		t.Skipf("%s is not a device here", os.DevNull)
+	}
+	fs, err := recording.CreateFiles(recording.FileOptions{Path: os.DevNull}, recording.Info{Snaplen: 64}, 0, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs.Discard()
+	st, err := os.Stat(os.DevNull)
+	if err != nil || st.Mode()&os.ModeDevice == 0 {
+		t.Fatalf("%s after Discard: %v, %v", os.DevNull, st, err)
+	}
+}

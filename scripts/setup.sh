@@ -23,6 +23,8 @@ declare -A want=(
 	[depmod]=kmod
 	[chromium]=chromium
 	[dot]=graphviz
+	[setcap]=libcap2-bin
+	[pgrep]=procps
 )
 # headers and libraries -> package
 declare -A want_files=(

@@ -102,6 +102,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			},
 			graphCommand(),
 			htmlCommand(),
+			wiresharkInstallCommand(),
 		},
 		HideHelpCommand: true,
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {

@@ -93,7 +93,7 @@ func newApp() *cli.App {
 			"device, network namespace, drop reason and process as options and comments.\n" +
 			"Without -w, events are printed one per line.\n\n" + exitStatusHelp,
 		HideHelpCommand: true,
-		Commands: []*cli.Command{checkCommand, completion.Command(completion.Spec{
+		Commands: []*cli.Command{checkCommand, wiresharkInstallCommand, completion.Command(completion.Spec{
 			Values: map[string][]string{
 				"backend":    capture.Backends(),
 				"probe-read": {capture.ProbeReadsAuto, capture.ProbeReadsOn, capture.ProbeReadsOff},

@@ -13,12 +13,17 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/pathcap/pathcap/internal/extcap"
 )
 
 func main() {
 	// A closed output pipe (record -w - | head) is a write error that
 	// ends the recording cleanly, not a fatal signal.
 	signal.Ignore(syscall.SIGPIPE)
+	if extcap.IsCall(os.Args[1:]) { // Wireshark runs record as an extcap (extcap.go)
+		os.Exit(extcapMain(os.Args[1:], os.Stdout, os.Stderr))
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	app := newApp()
 	err := app.RunContext(ctx, tcpdumpOrder(app, os.Args))
