@@ -84,7 +84,13 @@ func planReads(mode string, a AuditHazard) (safe bool, notes []string, err error
 		return false, nil, nil
 	}
 	if a.Safe {
-		return true, []string{"audit-safe mode: " + a.Why + "; recording makes no bpf_probe_read_kernel call, so events carry no packet bytes and kprobe backends are not used (--probe-read on records bytes, at one audit record per event)"}, nil
+		note := "audit-safe mode: " + a.Why + "; recording makes no bpf_probe_read_kernel call, so events carry no packet bytes and kprobe backends are not used"
+		if a.Probe != ProbeReadRefused {
+			// Where the kernel refuses the helper outright (lockdown),
+			// forcing it on cannot help.
+			note += " (--probe-read on records bytes, at one audit record per event)"
+		}
+		return true, []string{note}, nil
 	}
 	return false, nil, nil
 }
