@@ -35,6 +35,15 @@ var selectionFlags = []cli.Flag{
 	&cli.DurationFlag{Name: "window", Value: 2 * time.Second, Usage: "a packet's path is complete after `D` without events"},
 }
 
+// colorFlags returns the flags that force the text output's colour on or
+// off (otherwise it follows the terminal and NO_COLOR).
+func colorFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.BoolFlag{Name: "color", Usage: "force colour on"},
+		&cli.BoolFlag{Name: "no-color", Usage: "force colour off"},
+	}
+}
+
 func newApp(stdout, stderr io.Writer) *cli.App {
 	report := &cli.Command{
 		Name:      "report",
@@ -44,9 +53,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			&cli.BoolFlag{Name: "summary-only", Usage: "print only the summary"},
 			&cli.IntFlag{Name: "top", Value: 10, Usage: "list the `N` most common paths"},
 			&cli.BoolFlag{Name: "stacks", Usage: "show each hop's kernel call chain (recordings made with record --stack)"},
-			&cli.BoolFlag{Name: "color", Usage: "force colour on"},
-			&cli.BoolFlag{Name: "no-color", Usage: "force colour off"},
-		}, selectionFlags...),
+		}, append(colorFlags(), selectionFlags...)...),
 		Action: func(c *cli.Context) error { return runReport(c, false) },
 	}
 	app := &cli.App{
@@ -73,9 +80,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 					&cli.BoolFlag{Name: "json", Usage: "one JSON object"},
 					&cli.IntFlag{Name: "top", Value: 10, Usage: "list the `N` most common paths"},
 					&cli.IntFlag{Name: "stacks", Usage: "list the `N` most frequent kernel stacks of each drop reason (recordings made with record --stack)"},
-					&cli.BoolFlag{Name: "color", Usage: "force colour on"},
-					&cli.BoolFlag{Name: "no-color", Usage: "force colour off"},
-				}, selectionFlags...),
+				}, append(colorFlags(), selectionFlags...)...),
 				Action: func(c *cli.Context) error {
 					if c.Bool("json") {
 						return runStatsJSON(c)
@@ -434,6 +439,26 @@ func createOutput(c *cli.Context, name string) (io.Writer, func(ok bool) error, 
 	}, nil
 }
 
+// finishOutput ends a command that wrote to an output of createOutput:
+// it flushes bw (when not nil), keeps the output if err is nil (removes
+// it otherwise), and then reports inputs that did not end cleanly. A
+// truncated input still gives a complete output of what could be read: it
+// is kept, and the exit status says the input was damaged.
+func finishOutput(in *paths.Input, bw *bufio.Writer, commit func(ok bool) error, err error) error {
+	if bw != nil {
+		if ferr := bw.Flush(); err == nil {
+			err = ferr
+		}
+	}
+	if cerr := commit(err == nil); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = uncleanEnd(in)
+	}
+	return err
+}
+
 // outputName returns -o, or a usage error when it is missing.
 func outputName(c *cli.Context) (string, error) {
 	name := c.String("output")
@@ -465,13 +490,7 @@ func runWireshark(c *cli.Context) error {
 	if err == nil {
 		err = v.Close()
 	}
-	if cerr := commit(err == nil); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = uncleanEnd(in)
-	}
-	return err
+	return finishOutput(in, nil, commit, err)
 }
 
 func runExport(c *cli.Context) error {
@@ -505,18 +524,7 @@ func runExport(c *cli.Context) error {
 	} else {
 		err = render.Export(in, bw, format)
 	}
-	if ferr := bw.Flush(); err == nil {
-		err = ferr
-	}
-	// A truncated input still gives a complete output of what could be
-	// read: it is kept, and the exit status says the input was damaged.
-	if cerr := commit(err == nil); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = uncleanEnd(in)
-	}
-	return err
+	return finishOutput(in, bw, commit, err)
 }
 
 // uncleanError reports inputs that did not end cleanly (exit status 3):

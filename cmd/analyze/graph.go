@@ -76,14 +76,5 @@ func runGraph(c *cli.Context) error {
 	} else {
 		err = graph.WriteSVG(bw, graph.NewLayout(g), graph.SVGOptions{Standalone: true})
 	}
-	if ferr := bw.Flush(); err == nil {
-		err = ferr
-	}
-	if cerr := commit(err == nil); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = uncleanEnd(in)
-	}
-	return err
+	return finishOutput(in, bw, commit, err)
 }

@@ -75,14 +75,5 @@ func runHTML(c *cli.Context) error {
 	}
 	bw := bufio.NewWriterSize(out, 256<<10)
 	err = r.WriteHTML(bw)
-	if ferr := bw.Flush(); err == nil {
-		err = ferr
-	}
-	if cerr := commit(err == nil); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = uncleanEnd(in)
-	}
-	return err
+	return finishOutput(in, bw, commit, err)
 }
