@@ -62,6 +62,12 @@ func TestWireshark44(t *testing.T) {
 	t.Logf("tshark 4.4 run (%s): %d passed, %d failed %v, %d skipped %v",
 		time.Since(start).Round(time.Millisecond), len(counts["PASS"]), len(counts["FAIL"]), counts["FAIL"],
 		len(counts["SKIP"]), counts["SKIP"])
+	// What the profile test found with 4.4.
+	for _, line := range strings.Split(string(output), "\n") {
+		if strings.Contains(line, "the profile: ") {
+			t.Log("tshark 4.4: " + strings.TrimSpace(line))
+		}
+	}
 	if err != nil || len(counts["FAIL"]) > 0 {
 		t.Fatalf("the tests fail with tshark 4.4 (%v):\n%s", err, output)
 	}
