@@ -25,6 +25,7 @@ declare -A want=(
 	[dot]=graphviz
 	[setcap]=libcap2-bin
 	[pgrep]=procps
+	[debootstrap]=debootstrap
 )
 # headers and libraries -> package
 declare -A want_files=(

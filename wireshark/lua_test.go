@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strconv"
@@ -115,33 +114,34 @@ func comment(e kmeta.Event) string {
 // error other than its warning about running as root.
 func tshark(t *testing.T, file string, args ...string) string {
 	t.Helper()
-	bin := testenv.RequireTool(t, "tshark")
 	script := filepath.Join(testenv.ModuleRoot(t), "wireshark", "pathcap.lua")
 	all := append([]string{"-n", "-X", "lua_script:" + script, "-r", file}, args...)
-	cmd := exec.Command(bin, all...)
 	// A private home keeps the user's preferences and personal plugins
 	// (possibly an installed copy of pathcap.lua) out of the test.
-	home := t.TempDir()
-	cmd.Env = append(os.Environ(), "HOME="+home, "XDG_CONFIG_HOME="+filepath.Join(home, ".config"))
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	for _, line := range strings.Split(stderr.String(), "\n") {
+	stdout, stderr, err := runTshark(t, t.TempDir(), all...)
+	checkStderr(t, args, stderr)
+	if err != nil {
+		t.Fatalf("tshark %s: %v\n%s", strings.Join(args, " "), err, stderr)
+	}
+	return stdout
+}
+
+// checkStderr fails the test if tshark's standard error holds anything
+// other than its warning about running as root.
+func checkStderr(t *testing.T, args []string, stderr string) {
+	t.Helper()
+	for _, line := range strings.Split(stderr, "\n") {
 		if line != "" && !strings.HasPrefix(line, "Running as user ") {
-			t.Errorf("tshark %s: unexpected standard error:\n%s", strings.Join(args, " "), stderr.String())
+			t.Errorf("tshark %s: unexpected standard error:\n%s", strings.Join(args, " "), stderr)
 			break
 		}
 	}
-	if err != nil {
-		t.Fatalf("tshark %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
-	}
-	return stdout.String()
 }
 
 // fields returns, for every frame that matches filter (all when it is
 // empty), the frame number followed by the values of the named fields,
 // one []string per frame. Several occurrences of a field are joined by
-// commas.
+// commas. Values are as tshark 4.0 prints them (normalizeField).
 func fields(t *testing.T, file, filter string, names ...string) [][]string {
 	t.Helper()
 	args := []string{"-T", "fields", "-E", "occurrence=a", "-E", "aggregator=,", "-e", "frame.number"}
@@ -153,9 +153,14 @@ func fields(t *testing.T, file, filter string, names ...string) [][]string {
 	}
 	var rows [][]string
 	for _, line := range strings.Split(tshark(t, file, args...), "\n") {
-		if line != "" {
-			rows = append(rows, strings.Split(line, "\t"))
+		if line == "" {
+			continue
 		}
+		row := strings.Split(line, "\t")
+		for i := 1; i < len(row) && i <= len(names); i++ {
+			row[i] = normalizeField(t, names[i-1], row[i])
+		}
+		rows = append(rows, row)
 	}
 	return rows
 }

@@ -804,15 +804,40 @@ local function add_comment(tree, pinfo, s, kind, state)
     end
 end
 
+-- comment_values returns the frame's comments. Wireshark 4.4 (not 4.0)
+-- show a comment of several lines as an item holding its first line with
+-- one child item per line, all named frame.comment, next to the item
+-- holding the whole comment: such lines are left out, so that each comment
+-- is read once, whole.
+local function comment_values()
+    local values, lines = {}, {}
+    for _, fi in ipairs({ comment_field() }) do
+        local s = fi.value
+        if type(s) == "string" then
+            values[#values + 1] = s
+            if s:find("\n", 1, true) then
+                for line in (s .. "\n"):gmatch("([^\n]*)\n") do
+                    lines[line] = true
+                end
+            end
+        end
+    end
+    local out = {}
+    for _, s in ipairs(values) do
+        if s:find("\n", 1, true) or not lines[s] then
+            out[#out + 1] = s
+        end
+    end
+    return out
+end
+
 function pathcap.dissector(tvb, pinfo, tree)
     if not comment_field then
         return
     end
-    local comments = { comment_field() }
     local state = {}
-    for _, fi in ipairs(comments) do
-        local s = fi.value
-        local kind = type(s) == "string" and kind_of(s)
+    for _, s in ipairs(comment_values()) do
+        local kind = kind_of(s)
         if kind then
             -- A Lua error on one comment (which would be a bug here) is
             -- reported like a malformed comment, so that it cannot stop

@@ -41,22 +41,12 @@ func installProfile(t *testing.T) string {
 // warning about running as root.
 func tsharkHome(t *testing.T, home string, args ...string) string {
 	t.Helper()
-	bin := testenv.RequireTool(t, "tshark")
-	cmd := exec.Command(bin, append([]string{"-n"}, args...)...)
-	cmd.Env = append(os.Environ(), "HOME="+home, "XDG_CONFIG_HOME="+filepath.Join(home, ".config"))
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	for _, line := range strings.Split(stderr.String(), "\n") {
-		if line != "" && !strings.HasPrefix(line, "Running as user ") {
-			t.Errorf("tshark %s: unexpected standard error:\n%s", strings.Join(args, " "), stderr.String())
-			break
-		}
-	}
+	stdout, stderr, err := runTshark(t, home, append([]string{"-n"}, args...)...)
+	checkStderr(t, args, stderr)
 	if err != nil {
-		t.Fatalf("tshark %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
+		t.Fatalf("tshark %s: %v\n%s", strings.Join(args, " "), err, stderr)
 	}
-	return stdout.String()
+	return stdout
 }
 
 // countFrames returns how many frames of file match filter.
@@ -173,7 +163,7 @@ type psml struct {
 // and the columns and colours show the hooks and the drop.
 func TestProfileOnATCPRecording(t *testing.T) {
 	testenv.RequireRoot(t)
-	testenv.RequireTool(t, "tshark")
+	requireTshark(t)
 	pair := testenv.NewVethPair(t)
 	file := recordTCP(t, pair, 200<<10)
 

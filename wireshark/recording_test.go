@@ -18,7 +18,7 @@ import (
 // "dropped" selects exactly the packets analyze calls dropped, and every
 // recorded drop event is found by pathcap.drop_reason in the raw file.
 func TestDroppedPacketsOfARecording(t *testing.T) {
-	testenv.RequireTool(t, "tshark")
+	requireTshark(t)
 	rec := testrec.Recording(t, "host-veth.pcapng")
 	analyze := testenv.BuildCommand(t, "analyze")
 	view := filepath.Join(t.TempDir(), "view.pcapng")

@@ -1,15 +1,10 @@
 package wireshark_test
 
 import (
-	"bytes"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 
-	"github.com/pathcap/pathcap/internal/testenv"
 	"github.com/pathcap/pathcap/internal/testrec"
 	"github.com/pathcap/pathcap/kmeta"
 )
@@ -168,25 +163,21 @@ func TestStackMalformed(t *testing.T) {
 // and the fields.
 func TestRecordingWithStacks(t *testing.T) {
 	t.Parallel()
-	bin := testenv.RequireTool(t, "tshark")
+	requireTshark(t)
 	rec := testrec.Crafted(t, "stacks.pcapng")
 	// Stock tshark, no script: no warning, and the comments hold the
 	// frames of every event, in full the first time.
-	cmd := exec.Command(bin, "-n", "-r", rec, "-T", "fields", "-E", "occurrence=a", "-E", "aggregator=|", "-e", "frame.comment")
-	home := t.TempDir()
-	cmd.Env = append(os.Environ(), "HOME="+home, "XDG_CONFIG_HOME="+filepath.Join(home, ".config"))
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("tshark: %v\n%s", err, stderr.String())
+	out, stderr, err := runTshark(t, t.TempDir(), "-n", "-r", rec, "-T", "fields", "-E", "occurrence=a", "-E", "aggregator=|", "-e", "frame.comment")
+	if err != nil {
+		t.Fatalf("tshark: %v\n%s", err, stderr)
 	}
-	for _, l := range strings.Split(stderr.String(), "\n") {
+	for _, l := range strings.Split(stderr, "\n") {
 		if l != "" && !strings.HasPrefix(l, "Running as user ") {
-			t.Errorf("tshark warns:\n%s", stderr.String())
+			t.Errorf("tshark warns:\n%s", stderr)
 			break
 		}
 	}
-	rows := strings.Split(strings.TrimSpace(stdout.String()), "\n")
+	rows := strings.Split(strings.TrimSpace(out), "\n")
 	if len(rows) != 15 {
 		t.Fatalf("%d frames, want 15", len(rows))
 	}
