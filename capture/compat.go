@@ -14,12 +14,6 @@ type compat struct {
 	taskBTF   bool // bpf_get_current_task_btf (else two helpers)
 	cookie    bool // bpf_get_attach_cookie, probed when kprobes are attached
 	auditSafe bool // no bpf_probe_read_kernel per hit
-	// headLinks: link clones by their buffer (bpf/track.h, heads). Only
-	// where the verifier is recent enough to walk the extra table scans
-	// quickly (it types skb->head as memory): on 5.10 to 6.12 every
-	// program took seconds more to verify; there the function backends'
-	// clone hooks link clones, and the tracepoint backend does not.
-	headLinks bool
 	audit     AuditHazard
 	perCPU    uint64 // events per second per CPU, 0: no limit
 	notes     []string
@@ -34,13 +28,6 @@ func decideCompat(cfg Config, kernel *btf.Spec, hooks []Hook, ncpu int) (compat,
 		if c.taskBTF, err = probeTaskBTF(kernel, hooks[0].Name); err != nil {
 			return c, err
 		}
-	}
-	if len(hooks) > 0 {
-		direct, err := probeDirectRead(kernel, hooks[0].Name)
-		c.headLinks = err == nil && direct
-	}
-	if !c.headLinks {
-		c.notes = append(c.notes, "clones are linked to their packets only by the function backends' clone hooks on this kernel (linking by buffer needs a newer verifier)")
 	}
 	if !c.taskBTF {
 		c.notes = append(c.notes, "this kernel has no bpf_get_current_task_btf (Linux 5.11): task ids and names come from two helper calls per event")

@@ -111,7 +111,7 @@ func (r *Recorder) open(cfg Config, cache *btf.Cache, kernel *btf.Spec, ncpu int
 		taskBTF:     r.compat.taskBTF,
 		copyBytes:   !r.compat.auditSafe,
 		budget:      r.compat.perCPU,
-		linkClones:  !cfg.NoTrack && r.compat.headLinks,
+		linkClones:  !cfg.NoTrack,
 	}
 	bufSize := 64
 	switch {

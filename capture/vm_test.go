@@ -49,6 +49,35 @@ type vmFilter struct {
 }
 
 func TestVMFunctionBackends(t *testing.T) {
+	env := vmFilterEnv(t)
+	if os.Getenv(envVMTimings) != "" {
+		env[envVMTimings] = os.Getenv(envVMTimings)
+	}
+	for _, k := range vmtest.Kernels(t) {
+		t.Run(k.Series, func(t *testing.T) {
+			start := time.Now()
+			out := vmtest.RunTestWith(t, k, "github.com/pathcap/pathcap/capture", "^TestInVM", vmtest.Options{
+				Tools: []string{"ping"},
+				Env:   env,
+				// The filter subset loads 10 expressions' programs; on
+				// 5.10 under software emulation that alone takes about
+				// 4 minutes.
+				Timeout: 12 * time.Minute,
+			})
+			t.Logf("%s: %v", k, time.Since(start).Round(100*time.Millisecond))
+			for _, line := range strings.Split(out, "\n") {
+				if strings.Contains(line, "vm_test.go") || strings.Contains(line, "clone_test.go") || strings.HasPrefix(strings.TrimSpace(line), "--- ") {
+					t.Log(strings.TrimSpace(line))
+				}
+			}
+		})
+	}
+}
+
+// vmFilterEnv compiles vmFilterExpressions with libpcap and returns the
+// environment that carries them into the VM (envVMFilters).
+func vmFilterEnv(t *testing.T) map[string]string {
+	t.Helper()
 	requireLibpcap(t)
 	var filters []vmFilter
 	pkts := testPackets()
@@ -70,29 +99,7 @@ func TestVMFunctionBackends(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	env := map[string]string{envVMFilters: base64.StdEncoding.EncodeToString(enc)}
-	if os.Getenv(envVMTimings) != "" {
-		env[envVMTimings] = os.Getenv(envVMTimings)
-	}
-	for _, k := range vmtest.Kernels(t) {
-		t.Run(k.Series, func(t *testing.T) {
-			start := time.Now()
-			out := vmtest.RunTestWith(t, k, "github.com/pathcap/pathcap/capture", "^TestInVM", vmtest.Options{
-				Tools: []string{"ping"},
-				Env:   env,
-				// The filter subset loads 10 expressions' programs; on
-				// 5.10 under software emulation that alone takes about
-				// 4 minutes.
-				Timeout: 12 * time.Minute,
-			})
-			t.Logf("%s: %v", k, time.Since(start).Round(100*time.Millisecond))
-			for _, line := range strings.Split(out, "\n") {
-				if strings.Contains(line, "vm_test.go") || strings.HasPrefix(strings.TrimSpace(line), "--- ") {
-					t.Log(strings.TrimSpace(line))
-				}
-			}
-		})
-	}
+	return map[string]string{envVMFilters: base64.StdEncoding.EncodeToString(enc)}
 }
 
 // checkNoSocketDrop checks the kfree_skb event e of a UDP datagram to a
@@ -332,11 +339,9 @@ func symbolizer(t *testing.T) func(uint64) string {
 	return frames
 }
 
-// TestInVMFilterSubset runs part of the differential filter test with a
-// function backend: the frames sent on A's veth through a packet socket,
-// as recorded at __dev_queue_xmit, against what libpcap keeps.
-func TestInVMFilterSubset(t *testing.T) {
-	requireVM(t)
+// vmFilters returns the filters of envVMFilters, compiled on the host.
+func vmFilters(t *testing.T) []vmFilter {
+	t.Helper()
 	enc := os.Getenv(envVMFilters)
 	if enc == "" {
 		t.Fatalf("%s not set", envVMFilters)
@@ -349,6 +354,31 @@ func TestInVMFilterSubset(t *testing.T) {
 	if err := json.Unmarshal(raw, &filters); err != nil {
 		t.Fatal(err)
 	}
+	return filters
+}
+
+// vmFilterOf returns the filter of expr from envVMFilters.
+func vmFilterOf(t *testing.T, expr string) *Filter {
+	t.Helper()
+	for _, vf := range vmFilters(t) {
+		if vf.Expr == expr {
+			f, err := filterFromRaw(vf.Expr, vf.L2, vf.L3)
+			if err != nil {
+				t.Fatalf("%q: %v", expr, err)
+			}
+			return f
+		}
+	}
+	t.Fatalf("%q is not among the filters of %s", expr, envVMFilters)
+	return nil
+}
+
+// TestInVMFilterSubset runs part of the differential filter test with a
+// function backend: the frames sent on A's veth through a packet socket,
+// as recorded at __dev_queue_xmit, against what libpcap keeps.
+func TestInVMFilterSubset(t *testing.T) {
+	requireVM(t)
+	filters := vmFilters(t)
 	backend := BackendKprobe
 	if haveBackend(BackendKprobeMulti, "", nil) == nil {
 		backend = BackendKprobeMulti
