@@ -292,7 +292,8 @@ func (r *Recorder) attachFentry(fns []Hook, p plan, env *loadEnv) error {
 		return id
 	}
 	attached := 0
-	for _, h := range fns {
+	for i, h := range fns {
+		r.progress.report(stepFentry, i, len(fns))
 		entry := env.knobs
 		entry.pairCalls = p.exit
 		id := try(h, HookFentry, entry)
@@ -419,10 +420,12 @@ func (r *Recorder) attachKprobes(multi bool, fns []Hook, p plan, env *loadEnv) e
 		// several) and of the clone functions.
 		spec.Maps[bpf.KprobeMapFuncCookies].MaxEntries = uint32(byAddr.room(fns, p.cloneFuncs()))
 	}
+	r.progress.report(stepKprobePrograms, 0, 1)
 	coll, err := ebpf.NewCollectionWithOptions(spec, env.opts)
 	if err != nil {
 		return loadError("kprobe programs", err)
 	}
+	r.progress.report(stepKprobePrograms, 1, 1)
 	defer coll.Close()
 	if byAddr != nil {
 		byAddr.m = coll.Maps[bpf.KprobeMapFuncCookies]
@@ -447,14 +450,17 @@ func (r *Recorder) attachKprobes(multi bool, fns []Hook, p plan, env *loadEnv) e
 			syms = append(syms, h.Name)
 			cookies = append(cookies, hookCookie(hook))
 		}
+		r.progress.report(stepKprobeMulti, 0, 1)
 		n, err := r.attachMulti(progs[bpf.KprobeProgOnKprobe], syms, cookies, false)
 		if err != nil {
 			return err
 		}
+		r.progress.report(stepKprobeMulti, 1, 1)
 		attached = n
 	} else {
 		var firstErr error
-		for _, h := range fns {
+		for i, h := range fns {
+			r.progress.report(stepKprobes, i, len(fns))
 			hook := r.addHook(h, HookKprobe)
 			c := hookCookie(hook)
 			opts := &link.KprobeOptions{Cookie: c}

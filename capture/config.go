@@ -101,6 +101,11 @@ type Config struct {
 	// Hits past it are counted in Stats.OverBudget.
 	MaxRate int
 
+	// Progress, if not nil, is called while NewRecorder loads and
+	// attaches programs, after each one. Calls never overlap; it must
+	// return quickly.
+	Progress func(Progress)
+
 	// filter replaces the body of the in-kernel packet filter; nil keeps
 	// every packet. It takes precedence over Filter. See replaceFilter.
 	filter asm.Instructions

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
@@ -14,6 +15,15 @@ import (
 	"github.com/cilium/ebpf/rlimit"
 	"github.com/pathcap/pathcap/bpf"
 	"golang.org/x/sys/unix"
+)
+
+// The steps of start-up that Progress reports.
+const (
+	stepTracepoints    = "tracepoint programs"
+	stepFentry         = "fentry programs"
+	stepKprobePrograms = "kprobe programs"
+	stepKprobes        = "kprobes"
+	stepKprobeMulti    = "kprobe-multi link"
 )
 
 // loadConcurrently calls load for 0 to n-1 on up to GOMAXPROCS goroutines
@@ -149,6 +159,7 @@ func (r *Recorder) open(cfg Config, cache *btf.Cache, kernel *btf.Spec, ncpu int
 		knobs: knobs,
 	}
 
+	tracepoints := len(r.hooks) + len(r.untrack)
 	for i := range r.hooks[:min(1, len(r.hooks))] {
 		err := r.attachTracing(&r.hooks[i], env.knobs, env)
 		if err != nil && env.knobs.filter != nil && !env.knobs.probeRead {
@@ -168,6 +179,9 @@ func (r *Recorder) open(cfg Config, cache *btf.Cache, kernel *btf.Spec, ncpu int
 			return err
 		}
 	}
+	if len(r.hooks) > 0 {
+		r.progress.report(stepTracepoints, 1, tracepoints)
+	}
 	r.filterInPlace = env.knobs.filter != nil && !env.knobs.probeRead
 	// The other tracepoints and the untrack-only hooks, loaded
 	// concurrently (verification is most of the start-up time) and
@@ -181,12 +195,17 @@ func (r *Recorder) open(cfg Config, cache *btf.Cache, kernel *btf.Spec, ncpu int
 	for i := range r.untrack {
 		rest = append(rest, &r.untrack[i])
 	}
+	var loaded atomic.Int64
 	progs, err := loadConcurrently(len(rest), func(i int) (*ebpf.Program, error) {
 		k := env.knobs
 		if i >= len(r.hooks)-1 {
 			k = untrack
 		}
-		return loadHook(env.spec, rest[i], env.opts, k)
+		prog, err := loadHook(env.spec, rest[i], env.opts, k)
+		if err == nil {
+			r.progress.report(stepTracepoints, tracepoints-len(rest)+int(loaded.Add(1)), tracepoints)
+		}
+		return prog, err
 	})
 	if err != nil {
 		return err

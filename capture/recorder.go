@@ -69,6 +69,8 @@ type Recorder struct {
 	lastLost  []uint32 // per CPU, the lost count of the last record read
 	lastSkip  []uint32 // per CPU, the skipped count of the last record read
 	read      atomic.Uint64
+
+	progress *progress // start-up progress reports (Config.Progress)
 }
 
 // NewRecorder loads the BPF programs for cfg's hooks and attaches them. The
@@ -109,6 +111,7 @@ func NewRecorder(cfg Config) (*Recorder, error) {
 		snaplen:  cfg.Snaplen,
 		lastLost: make([]uint32, ncpu),
 		lastSkip: make([]uint32, ncpu),
+		progress: &progress{fn: cfg.Progress},
 	}
 	if cfg.Stack {
 		r.stackBytes = 8 * cfg.StackDepth

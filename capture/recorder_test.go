@@ -124,3 +124,31 @@ func TestFilterSeam(t *testing.T) {
 	}
 	t.Logf("filter keeping ICMP: %d events", len(events))
 }
+
+// TestProgressReports: NewRecorder reports every tracepoint program it
+// loads, ending at the total, and never more than the total.
+func TestProgressReports(t *testing.T) {
+	requireRoot(t)
+	requireBTF(t)
+	var got []Progress
+	r, err := NewRecorder(Config{Backend: BackendTracepoint, Progress: func(p Progress) { got = append(got, p) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if len(got) == 0 {
+		t.Fatal("no progress reported")
+	}
+	seen := map[int]bool{}
+	for _, p := range got {
+		if p.Step != stepTracepoints || p.Done < 1 || p.Done > p.Total || seen[p.Done] {
+			t.Errorf("report %+v (of %d)", p, len(got))
+		}
+		seen[p.Done] = true
+	}
+	last := got[len(got)-1]
+	if last.Total < len(r.Hooks()) || len(seen) != last.Total {
+		t.Errorf("%d reports, last %+v, for %d hooks: want one per program", len(got), last, len(r.Hooks()))
+	}
+	t.Logf("%d reports, last %+v", len(got), last)
+}

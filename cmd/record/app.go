@@ -332,6 +332,7 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 		return err
 	}
 
+	progress := newStartProgress(stderr, isTerminal(stderr))
 	rec, err := capture.NewRecorder(capture.Config{
 		Snaplen:        o.snaplen,
 		RingBufferSize: o.ringSize,
@@ -348,7 +349,9 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 
 		ProbeReads: o.probeReads,
 		MaxRate:    o.maxRate,
+		Progress:   progress.update,
 	})
+	progress.stop()
 	if err != nil {
 		if files != nil {
 			files.Discard()
