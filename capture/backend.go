@@ -185,7 +185,7 @@ func (r *Recorder) attachFunctions(cfg Config, env *loadEnv) error {
 	if err != nil {
 		return err
 	}
-	all, err := discoverFunctions(env.kernel, traceableFunctions())
+	all, err := discoverFunctions(env.kernel, env.table, traceableFunctions())
 	if err != nil {
 		if cfg.Backend == BackendAuto {
 			r.backend = BackendTracepoint

@@ -98,7 +98,7 @@ func RunCheck() (*Check, error) {
 	c.BTF = err
 	var hooks []Hook
 	if err == nil {
-		hooks, err = discoverHooks(kernel)
+		hooks, err = discoverHooks(kernel, kernelTable(kernel))
 		c.Tracepoints = len(hooks)
 		if err != nil {
 			c.TracepointErr = err

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/cilium/ebpf/btf"
+	"github.com/pathcap/pathcap/internal/btfscan"
 	"github.com/pathcap/pathcap/kmeta"
 )
 
@@ -85,34 +86,48 @@ func ListFunctions() ([]Hook, error) {
 	if err != nil {
 		return nil, err
 	}
-	return discoverFunctions(spec, traceableFunctions())
+	return discoverFunctions(spec, kernelTable(spec), traceableFunctions())
 }
 
 // discoverFunctions finds every function in spec that takes a struct
 // sk_buff * among its first five arguments, keeping only those in
 // traceable unless it is nil. The hooks' Kind is left 0: the backend sets
-// it.
-func discoverFunctions(spec *btf.Spec, traceable map[string]bool) ([]Hook, error) {
+// it. tab, when not nil, is the raw type table of spec (kernelTable): the
+// functions are found there and only they are decoded.
+func discoverFunctions(spec *btf.Spec, tab *btfscan.Table, traceable map[string]bool) ([]Hook, error) {
 	seen := make(map[string]bool)
 	var fns []Hook
-	for typ, err := range spec.All() {
-		if err != nil {
-			return nil, fmt.Errorf("iterate kernel BTF: %w", err)
+	err := eachType(spec, tab, func(id uint32) bool {
+		if tab.Kind(id) != btfscan.KindFunc {
+			return false
 		}
+		for i, p := range tab.Params(tab.Ref(id)) {
+			if i > maxFuncArg {
+				break
+			}
+			if tab.PointsToStruct(p, "sk_buff") {
+				return true
+			}
+		}
+		return false
+	}, func(typ btf.Type) {
 		fn, ok := typ.(*btf.Func)
 		if !ok || seen[fn.Name] {
-			continue
+			return
 		}
 		proto, ok := fn.Type.(*btf.FuncProto)
 		if !ok {
-			continue
+			return
 		}
 		h, ok := hookFromFunc(fn.Name, proto)
 		if !ok || (traceable != nil && !traceable[fn.Name]) {
-			continue
+			return
 		}
 		seen[fn.Name] = true
 		fns = append(fns, h)
+	})
+	if err != nil {
+		return nil, err
 	}
 	if len(fns) == 0 {
 		return nil, fmt.Errorf("find functions taking struct sk_buff: %w", ErrNoHooks)

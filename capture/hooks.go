@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/cilium/ebpf/btf"
+	"github.com/pathcap/pathcap/internal/btfscan"
 	"github.com/pathcap/pathcap/kmeta"
 )
 
@@ -129,7 +130,7 @@ func ListHooks() ([]Hook, error) {
 	if err != nil {
 		return nil, err
 	}
-	return discoverHooks(spec)
+	return discoverHooks(spec, kernelTable(spec))
 }
 
 // CheckBTF reports whether the running kernel's BTF can be read, without
@@ -174,30 +175,35 @@ func kernelBTF(cache *btf.Cache) (*btf.Spec, error) {
 }
 
 // discoverHooks finds every btf_trace_<name> typedef in spec whose function
-// prototype takes a struct sk_buff pointer.
-func discoverHooks(spec *btf.Spec) ([]Hook, error) {
+// prototype takes a struct sk_buff pointer. tab, when not nil, is the raw
+// type table of spec (kernelTable): the typedefs are found there and only
+// they are decoded.
+func discoverHooks(spec *btf.Spec, tab *btfscan.Table) ([]Hook, error) {
 	const prefix = "btf_trace_"
 	var hooks []Hook
-	for typ, err := range spec.All() {
-		if err != nil {
-			return nil, fmt.Errorf("iterate kernel BTF: %w", err)
-		}
+	add := func(typ btf.Type) {
 		td, ok := typ.(*btf.Typedef)
 		if !ok || !strings.HasPrefix(td.Name, prefix) {
-			continue
+			return
 		}
 		ptr, ok := td.Type.(*btf.Pointer)
 		if !ok {
-			continue
+			return
 		}
 		proto, ok := ptr.Target.(*btf.FuncProto)
 		if !ok || len(proto.Params) < 2 {
-			continue
+			return
 		}
 		name := strings.TrimPrefix(td.Name, prefix)
 		if h, ok := hookFromProto(spec, name, proto.Params[1:]); ok {
 			hooks = append(hooks, h)
 		}
+	}
+	err := eachType(spec, tab, func(id uint32) bool {
+		return tab.Kind(id) == btfscan.KindTypedef && tab.HasNamePrefix(id, prefix)
+	}, add)
+	if err != nil {
+		return nil, err
 	}
 	if len(hooks) == 0 {
 		return nil, fmt.Errorf("find tracepoints taking struct sk_buff: %w", ErrNoHooks)
@@ -207,6 +213,59 @@ func discoverHooks(spec *btf.Spec) ([]Hook, error) {
 		hooks[i].ID = i
 	}
 	return hooks, nil
+}
+
+// eachType calls fn with the types of spec: with a raw type table tab,
+// only those whose id want selects, decoded one by one; without one
+// (nil), every type.
+func eachType(spec *btf.Spec, tab *btfscan.Table, want func(id uint32) bool, fn func(btf.Type)) error {
+	if tab == nil {
+		for typ, err := range spec.All() {
+			if err != nil {
+				return fmt.Errorf("iterate kernel BTF: %w", err)
+			}
+			fn(typ)
+		}
+		return nil
+	}
+	for id := uint32(1); id <= uint32(tab.Len()); id++ {
+		if !want(id) {
+			continue
+		}
+		typ, err := spec.TypeByID(btf.TypeID(id))
+		if err != nil {
+			return fmt.Errorf("kernel BTF type %d: %w", id, err)
+		}
+		if typ.TypeName() != tab.Name(id) {
+			return fmt.Errorf("kernel BTF type %d: named %q in the raw table, %q decoded", id, tab.Name(id), typ.TypeName())
+		}
+		fn(typ)
+	}
+	return nil
+}
+
+// kernelTable returns the raw type table of the kernel's BTF
+// (/sys/kernel/btf/vmlinux, where spec, the decoded BTF, comes from when
+// the file exists), or nil when it cannot be read or does not match spec:
+// the callers then decode every type instead.
+func kernelTable(spec *btf.Spec) *btfscan.Table {
+	raw, err := os.ReadFile("/sys/kernel/btf/vmlinux")
+	if err != nil {
+		return nil
+	}
+	tab, err := btfscan.Parse(raw)
+	if err != nil || tab.Len() == 0 {
+		return nil
+	}
+	// The same table: the last type is there, and none after it.
+	last, err := spec.TypeByID(btf.TypeID(tab.Len()))
+	if err != nil || last.TypeName() != tab.Name(uint32(tab.Len())) {
+		return nil
+	}
+	if _, err := spec.TypeByID(btf.TypeID(tab.Len() + 1)); err == nil {
+		return nil
+	}
+	return tab
 }
 
 // hookFromProto describes the tracepoint name with arguments params (the

@@ -14,6 +14,7 @@ import (
 	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/rlimit"
 	"github.com/pathcap/pathcap/bpf"
+	"github.com/pathcap/pathcap/internal/btfscan"
 	"golang.org/x/sys/unix"
 )
 
@@ -72,14 +73,16 @@ func firstError(errs []error) error {
 type loadEnv struct {
 	spec   *ebpf.CollectionSpec // the BTF-typed object (bpf/skb.c)
 	kernel *btf.Spec
+	table  *btfscan.Table // kernel's raw type table, or nil (kernelTable)
 	opts   ebpf.CollectionOptions
 	knobs  hookKnobs
 }
 
 // open creates the shared maps, loads one program per tracepoint, attaches
 // them and the function backend, and opens the ring buffer reader. cache
-// holds the kernel's BTF (kernel), for every load.
-func (r *Recorder) open(cfg Config, cache *btf.Cache, kernel *btf.Spec, ncpu int) error {
+// holds the kernel's BTF (kernel), for every load; tab is its raw type
+// table, or nil.
+func (r *Recorder) open(cfg Config, cache *btf.Cache, kernel *btf.Spec, tab *btfscan.Table, ncpu int) error {
 	// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; this is a
 	// no-op on later ones.
 	if err := rlimit.RemoveMemlock(); err != nil {
@@ -143,6 +146,7 @@ func (r *Recorder) open(cfg Config, cache *btf.Cache, kernel *btf.Spec, ncpu int
 	env := &loadEnv{
 		spec:   spec,
 		kernel: kernel,
+		table:  tab,
 		opts: ebpf.CollectionOptions{
 			MapReplacements: map[string]*ebpf.Map{
 				bpf.SkbMapEvents:    r.events,

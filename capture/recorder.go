@@ -86,7 +86,8 @@ func NewRecorder(cfg Config) (*Recorder, error) {
 	if err != nil {
 		return nil, err
 	}
-	all, err := discoverHooks(kernel)
+	tab := kernelTable(kernel)
+	all, err := discoverHooks(kernel, tab)
 	if err != nil {
 		return nil, err
 	}
@@ -127,7 +128,7 @@ func NewRecorder(cfg Config) (*Recorder, error) {
 	if r.compat, err = decideCompat(cfg, kernel, hooks, ncpu); err != nil {
 		return nil, err
 	}
-	if err := r.open(cfg, cache, kernel, ncpu); err != nil {
+	if err := r.open(cfg, cache, kernel, tab, ncpu); err != nil {
 		r.Close()
 		return nil, err
 	}

@@ -56,7 +56,7 @@ func TestVerifierCost(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	all, err := discoverHooks(kernel)
+	all, err := discoverHooks(kernel, kernelTable(kernel))
 	if err != nil {
 		t.Fatal(err)
 	}
