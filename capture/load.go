@@ -164,7 +164,13 @@ func (r *Recorder) open(cfg Config, cache *btf.Cache, kernel *btf.Spec, tab *btf
 	}
 
 	tracepoints := len(r.hooks) + len(r.untrack)
-	for i := range r.hooks[:min(1, len(r.hooks))] {
+	// With a filter expression, the first tracepoint is loaded alone: it
+	// tells whether this kernel lets the filter read the packet in place.
+	first := 0
+	if env.knobs.filter != nil {
+		first = min(1, len(r.hooks))
+	}
+	for i := range r.hooks[:first] {
 		err := r.attachTracing(&r.hooks[i], env.knobs, env)
 		if err != nil && env.knobs.filter != nil && !env.knobs.probeRead {
 			// Older kernels type skb->head as a number, not as memory
@@ -183,8 +189,8 @@ func (r *Recorder) open(cfg Config, cache *btf.Cache, kernel *btf.Spec, tab *btf
 			return err
 		}
 	}
-	if len(r.hooks) > 0 {
-		r.progress.report(stepTracepoints, 1, tracepoints)
+	if first > 0 {
+		r.progress.report(stepTracepoints, first, tracepoints)
 	}
 	r.filterInPlace = env.knobs.filter != nil && !env.knobs.probeRead
 	// The other tracepoints and the untrack-only hooks, loaded
@@ -193,7 +199,7 @@ func (r *Recorder) open(cfg Config, cache *btf.Cache, kernel *btf.Spec, tab *btf
 	untrack := env.knobs
 	untrack.untrackOnly = true
 	var rest []*Hook
-	for i := 1; i < len(r.hooks); i++ {
+	for i := first; i < len(r.hooks); i++ {
 		rest = append(rest, &r.hooks[i])
 	}
 	for i := range r.untrack {
@@ -202,7 +208,7 @@ func (r *Recorder) open(cfg Config, cache *btf.Cache, kernel *btf.Spec, tab *btf
 	var loaded atomic.Int64
 	progs, err := loadConcurrently(len(rest), func(i int) (*ebpf.Program, error) {
 		k := env.knobs
-		if i >= len(r.hooks)-1 {
+		if i >= len(r.hooks)-first {
 			k = untrack
 		}
 		prog, err := loadHook(env.spec, rest[i], env.opts, k)
