@@ -27,7 +27,11 @@ func TestRecordRateLimitIsCounted(t *testing.T) {
 	const rate = 100
 	rec := startRecord(t, bin, "--hooks", "net_dev_queue", "--netns", fmt.Sprint(pair.InodeA),
 		"--max-rate", fmt.Sprint(rate), "-s", "64", "icmp[icmptype] = icmp-echo")
-	out, err := exec.Command("ip", "netns", "exec", pair.NSA, "ping", "-q", "-i", "0.002", "-c", "500", "-w", "20", pair.IPB).CombinedOutput()
+	// 1,500 requests 2 ms apart: at least three one-second budget
+	// windows, so that events recorded after skips carry skipped= (500
+	// requests took just under one window once, in CI, and no event
+	// followed the skips).
+	out, err := exec.Command("ip", "netns", "exec", pair.NSA, "ping", "-q", "-i", "0.002", "-c", "1500", "-w", "30", pair.IPB).CombinedOutput()
 	if err != nil {
 		t.Logf("ping: %v", err)
 	}
