@@ -484,7 +484,13 @@ func (e *LoadError) Log() []string {
 // refused, else the error with ErrPermission where the kernel said EPERM.
 func loadError(what string, err error) error {
 	var ve *ebpf.VerifierError
-	if errors.As(err, &ve) {
+	switch {
+	case errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE):
+		// The loader reports these as a verifier error without a log.
+		return fmt.Errorf("load %s: %w: raise the limit on open files (ulimit -n): each hook holds a few", what, unix.EMFILE)
+	case errors.Is(err, unix.ENOMEM):
+		return fmt.Errorf("load %s: %w", what, unix.ENOMEM)
+	case errors.As(err, &ve):
 		return &LoadError{What: what, Release: kernelRelease(), Err: err}
 	}
 	return fmt.Errorf("load %s: %w", what, permissionError(err))

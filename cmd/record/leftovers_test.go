@@ -262,12 +262,13 @@ func TestRecordLeavesNoBPFObjects(t *testing.T) {
 		want string // in the message
 	}{{
 		name: "attach fails half way: no file descriptor left",
-		// 30 tracepoints need about 100 descriptors; 48 run out in
-		// the middle.
+		// The programs are all loaded before the first is attached:
+		// the limit is one under which the loads succeed and the
+		// attachments run out.
 		cmd: func(out string) *exec.Cmd {
-			return exec.Command(bash, "-c", `ulimit -n 48 && exec "$@"`, "bash", bin, "--backend", "tracepoint", "-w", out, "--duration", "60s")
+			return exec.Command(bash, "-c", fmt.Sprintf(`ulimit -n %d && exec "$@"`, halfWayLimit(t, bash, bin)), "bash", bin, "--backend", "tracepoint", "-w", out, "--duration", "60s")
 		},
-		want: "load hook",
+		want: "attach hook",
 	}, {
 		name: "attach fails half way: the function backend after the tracepoints",
 		cmd: func(out string) *exec.Cmd {
@@ -321,4 +322,27 @@ func TestRecordLeavesNoBPFObjects(t *testing.T) {
 			}
 		})
 	}
+}
+
+// halfWayLimit returns an open-file limit under which record, with every
+// tracepoint, loads its programs and then runs out of descriptors while
+// attaching them (the number depends on the kernel's tracepoints): it
+// tries limits from 48 up in steps of 16 (the attachments need one
+// descriptor per hook, more than 16 in all).
+func halfWayLimit(t *testing.T, bash, bin string) int {
+	t.Helper()
+	var last string
+	for n := 48; n <= 512; n += 16 {
+		out, err := exec.Command(bash, "-c", fmt.Sprintf(`ulimit -n %d && exec "$@"`, n), "bash", bin, "--backend", "tracepoint", "-w", "/dev/null", "--duration", "1ms").CombinedOutput()
+		if err == nil {
+			break
+		}
+		last = string(out)
+		if strings.Contains(last, "attach hook") && strings.Contains(last, "too many open files") {
+			t.Logf("open-file limit %d: %s", n, strings.TrimSpace(last))
+			return n
+		}
+	}
+	t.Fatalf("no open-file limit makes record fail while attaching; last failure: %s", last)
+	return 0
 }
