@@ -69,6 +69,18 @@ type Config struct {
 	// fexit program each), so that events carry return values.
 	Exit bool
 
+	// TraceTC attaches an fentry and an fexit program to every tc BPF
+	// program (cls_bpf and tcx: BPF_PROG_TYPE_SCHED_CLS and SCHED_ACT)
+	// loaded when the recording starts: the entry records the packet as
+	// the program sees it (its struct sk_buff, followed like at any other
+	// hook), the exit the program's verdict. Programs without BTF cannot
+	// be traced. See docs/BACKENDS.md.
+	TraceTC bool
+	// BPFPrograms narrows TraceTC to these programs: each an id (decimal)
+	// or a name (the program's name or its BTF function name). Empty
+	// means every tc program.
+	BPFPrograms []string
+
 	// Stack records the kernel stack of every event (Event.Stack), at most
 	// StackDepth frames (0 means DefaultStackDepth, at most MaxStackDepth).
 	// Each frame takes 8 bytes of ring buffer per event.
@@ -151,6 +163,9 @@ func (cfg Config) withDefaults() (Config, error) {
 	case BackendAuto, BackendTracepoint, BackendKprobeMulti, BackendKprobe, BackendFentry:
 	default:
 		return cfg, fmt.Errorf("select backend %q: %w", cfg.Backend, ErrBackend)
+	}
+	if len(cfg.BPFPrograms) > 0 && !cfg.TraceTC {
+		return cfg, fmt.Errorf("select BPF programs %q: %w: they are traced only with TraceTC", cfg.BPFPrograms, ErrUnknownHook)
 	}
 	if cfg.Exit && cfg.Backend != BackendFentry && cfg.Backend != BackendAuto {
 		return cfg, fmt.Errorf("select backend %s: %w: function exits need fentry", cfg.Backend, ErrBackend)
