@@ -8,6 +8,7 @@ import (
 	"strconv"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/rlimit"
 
 	"github.com/pathcap/pathcap/kmeta"
 )
@@ -224,6 +225,10 @@ func (r *Recorder) attachPrograms(cfg Config, env *loadEnv) error {
 // error wrapping ErrBackend says why not (lockdown and other policies
 // refuse the load with EPERM). It loads and attaches a trivial program.
 func CheckProgramTracing() error {
+	// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK.
+	if err := rlimit.RemoveMemlock(); err != nil {
+		return fmt.Errorf("raise memlock limit: %w", permissionError(err))
+	}
 	kernel, err := loadKernelBTF()
 	if err != nil {
 		return err

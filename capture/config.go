@@ -76,7 +76,11 @@ type Config struct {
 	// hook), the exit the program's verdict. Programs without BTF cannot
 	// be traced. See docs/BACKENDS.md.
 	TraceTC bool
-	// BPFPrograms narrows TraceTC to these programs: each an id (decimal)
+	// TraceXDP does the same for XDP programs: the entry records the
+	// frame as the program sees it (before any struct sk_buff exists:
+	// each hit is a packet of its own), the exit its action.
+	TraceXDP bool
+	// BPFPrograms narrows TraceTC and TraceXDP to these programs: each an id (decimal)
 	// or a name (the program's name or its BTF function name). Empty
 	// means every tc program.
 	BPFPrograms []string
@@ -164,8 +168,11 @@ func (cfg Config) withDefaults() (Config, error) {
 	default:
 		return cfg, fmt.Errorf("select backend %q: %w", cfg.Backend, ErrBackend)
 	}
-	if len(cfg.BPFPrograms) > 0 && !cfg.TraceTC {
-		return cfg, fmt.Errorf("select BPF programs %q: %w: they are traced only with TraceTC", cfg.BPFPrograms, ErrUnknownHook)
+	if len(cfg.BPFPrograms) > 0 && !cfg.TraceTC && !cfg.TraceXDP {
+		return cfg, fmt.Errorf("select BPF programs %q: %w: they are traced only with TraceTC or TraceXDP", cfg.BPFPrograms, ErrUnknownHook)
+	}
+	if cfg.TraceXDP {
+		return cfg, fmt.Errorf("trace XDP programs: %w: not implemented yet", ErrBackend)
 	}
 	if cfg.Exit && cfg.Backend != BackendFentry && cfg.Backend != BackendAuto {
 		return cfg, fmt.Errorf("select backend %s: %w: function exits need fentry", cfg.Backend, ErrBackend)
