@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -16,6 +19,7 @@ import (
 
 	"github.com/pathcap/pathcap/internal/kallsyms"
 	"github.com/pathcap/pathcap/internal/pcapfilter"
+	"github.com/pathcap/pathcap/internal/testenv"
 	"github.com/pathcap/pathcap/internal/vmtest"
 )
 
@@ -48,8 +52,108 @@ type vmFilter struct {
 	Keep   []int // indexes into testPackets() of the frames libpcap keeps
 }
 
+// EnvVMTCProgram names, inside the VM, the object of testdata/tc_drop_flow.c
+// that TestVMFunctionBackends compiled on the host (the VM has no clang);
+// TestInVMTraceTC (tctrace_vm_test.go) loads it.
+const EnvVMTCProgram = "PATHCAP_VM_TC_PROGRAM"
+
+// Markers around what TestInVMTraceTC hands back to the host through the
+// VM's output: the recording (base64, in lines) and the counts the host
+// checks tshark against.
+const (
+	TCFileBegin = "PATHCAP-TC-FILE-BEGIN"
+	TCFileEnd   = "PATHCAP-TC-FILE-END"
+	TCCounts    = "PATHCAP-TC-COUNTS"
+)
+
+// TCCountsLine is what TCCounts carries: the exits of the tc program in the
+// recording, those with TC_ACT_SHOT, and the oracle (the clsact qdisc's
+// drops).
+type TCCountsLine struct {
+	Exits, Shot, QdiscDrops int
+}
+
+// compileTCProgram compiles testdata/tc_drop_flow.c with clang (-g: fentry
+// finds a BPF program through its BTF) into a fresh directory and returns
+// the directory.
+func compileTCProgram(t *testing.T) string {
+	t.Helper()
+	clang := testenv.RequireTool(t, "clang")
+	dir := filepath.Join(t.TempDir(), "tcprog")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"-O2", "-g", "-target", "bpf", "-Wall", "-Werror", "-c", "testdata/tc_drop_flow.c", "-o", filepath.Join(dir, "tc_drop_flow.o")}
+	if runtime.GOARCH == "amd64" {
+		args = append(args, "-I/usr/include/x86_64-linux-gnu")
+	}
+	if out, err := exec.Command(clang, args...).CombinedOutput(); err != nil {
+		t.Fatalf("clang %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return dir
+}
+
+// checkTCFile finds, in the output of a VM run, the recording
+// TestInVMTraceTC printed and its counts, and checks with tshark that
+// stock Wireshark shows the verdicts: frame.verdict.ebpf_tc on every exit
+// of the tc program, == 2 (TC_ACT_SHOT) on as many frames as the clsact
+// qdisc dropped.
+func checkTCFile(t *testing.T, out string) {
+	t.Helper()
+	var counts TCCountsLine
+	var enc strings.Builder
+	in := false
+	found := false
+	for _, line := range strings.Split(out, "\n") {
+		line = strings.TrimSpace(line)
+		switch {
+		case strings.HasPrefix(line, TCCounts+" "):
+			if err := json.Unmarshal([]byte(strings.TrimPrefix(line, TCCounts+" ")), &counts); err != nil {
+				t.Fatalf("%s line %q: %v", TCCounts, line, err)
+			}
+			found = true
+		case line == TCFileBegin:
+			in = true
+		case line == TCFileEnd:
+			in = false
+		case in:
+			enc.WriteString(line)
+		}
+	}
+	if !found {
+		t.Fatalf("the VM printed no %s line: did TestInVMTraceTC run?", TCCounts)
+	}
+	data, err := base64.StdEncoding.DecodeString(enc.String())
+	if err != nil {
+		t.Fatalf("decode the recording printed by the VM: %v", err)
+	}
+	f := filepath.Join(t.TempDir(), "tc.pcapng")
+	if err := os.WriteFile(f, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tshark := testenv.RequireTool(t, "tshark")
+	frames := func(filter string) int {
+		var stderr strings.Builder
+		cmd := exec.Command(tshark, "-r", f, "-Y", filter, "-T", "fields", "-e", "frame.number")
+		cmd.Stderr = &stderr
+		b, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("tshark -r %s -Y %q: %v\n%s", f, filter, err, stderr.String())
+		}
+		return len(strings.Fields(string(b)))
+	}
+	all, shot := frames("frame.verdict.ebpf_tc"), frames("frame.verdict.ebpf_tc == 2")
+	t.Logf("tshark over the VM's recording (%d bytes): %d frames with frame.verdict.ebpf_tc, %d with == 2 (TC_ACT_SHOT); the VM counted %d exits, %d shot; the clsact qdisc dropped %d",
+		len(data), all, shot, counts.Exits, counts.Shot, counts.QdiscDrops)
+	if all != counts.Exits || shot != counts.QdiscDrops || counts.Exits == 0 {
+		t.Errorf("tshark: %d verdicts, %d TC_ACT_SHOT; want %d and %d (the qdisc's drops)", all, shot, counts.Exits, counts.QdiscDrops)
+	}
+}
+
 func TestVMFunctionBackends(t *testing.T) {
 	env := vmFilterEnv(t)
+	tcDir := compileTCProgram(t)
+	env[EnvVMTCProgram] = "/work/" + filepath.Base(tcDir) + "/tc_drop_flow.o"
 	if os.Getenv(envVMTimings) != "" {
 		env[envVMTimings] = os.Getenv(envVMTimings)
 	}
@@ -57,14 +161,16 @@ func TestVMFunctionBackends(t *testing.T) {
 		t.Run(k.Series, func(t *testing.T) {
 			start := time.Now()
 			out := vmtest.RunTestWith(t, k, "github.com/pathcap/pathcap/capture", "^TestInVM", vmtest.Options{
-				Tools: []string{"ping"},
+				Tools: []string{"ping", "tc"},
 				Env:   env,
+				Dirs:  []string{tcDir},
 				// The filter subset loads 10 expressions' programs; on
 				// 5.10 under software emulation that alone takes about
 				// 4 minutes.
 				Timeout: 12 * time.Minute,
 			})
 			t.Logf("%s: %v", k, time.Since(start).Round(100*time.Millisecond))
+			checkTCFile(t, out)
 			for _, line := range strings.Split(out, "\n") {
 				if strings.Contains(line, "vm_test.go") || strings.Contains(line, "clone_test.go") || strings.HasPrefix(strings.TrimSpace(line), "--- ") {
 					t.Log(strings.TrimSpace(line))
