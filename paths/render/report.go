@@ -70,10 +70,24 @@ func appendOutcomeText(b []byte, o *paths.Outcome) []byte {
 	b = appendVia(b, o)
 	switch o.Kind {
 	case paths.Dropped:
-		if o.Reason == "" {
+		switch {
+		case o.Program != "" && o.Reason != "":
+			// "dropped (TC_INGRESS) by tc program NAME"
+			b = append(b, " ("...)
+			b = append(b, o.Reason...)
+			b = append(b, ") by "...)
+			b = appendProgram(b, o)
+		case o.Program != "":
+			// "dropped by tc program NAME (TC_ACT_SHOT)"
+			b = append(b, " by "...)
+			b = appendProgram(b, o)
+			b = append(b, " ("...)
+			b = append(b, o.Verdict...)
+			b = append(b, ')')
+		case o.Reason == "":
 			// kfree_skb before Linux 5.17 passes no reason.
 			b = append(b, " (no reason on this kernel)"...)
-		} else {
+		default:
 			b = append(b, ": "...)
 			b = append(b, o.Reason...)
 		}
@@ -123,7 +137,22 @@ func appendOutcomeText(b []byte, o *paths.Outcome) []byte {
 			b = append(b, ')')
 		}
 	}
+	if o.Program != "" && o.Kind != paths.Dropped {
+		// ", redirected by tc program NAME (TC_ACT_REDIRECT)"
+		b = append(b, ", redirected by "...)
+		b = appendProgram(b, o)
+		b = append(b, " ("...)
+		b = append(b, o.Verdict...)
+		b = append(b, ')')
+	}
 	return appendOwn(b, o)
+}
+
+// appendProgram appends "tc program NAME" for the program that decided o.
+func appendProgram(b []byte, o *paths.Outcome) []byte {
+	b = append(b, o.ProgType...)
+	b = append(b, " program "...)
+	return append(b, o.Program...)
 }
 
 // appendVia appends " via clone N" when a clone decided o.

@@ -171,3 +171,18 @@ func TestFlowText(t *testing.T) {
 		t.Error("FlowText unknown proto")
 	}
 }
+
+func TestOutcomeTextOfPrograms(t *testing.T) {
+	for _, c := range []struct {
+		o    paths.Outcome
+		want string
+	}{
+		{paths.Outcome{Kind: paths.Dropped, Reason: "TC_INGRESS", Program: "drop_flow", ProgType: "tc", Verdict: "TC_ACT_SHOT"}, "dropped (TC_INGRESS) by tc program drop_flow"},
+		{paths.Outcome{Kind: paths.Dropped, Program: "drop_flow", ProgType: "tc", Verdict: "TC_ACT_SHOT", Location: "tcf_classify+0x10"}, "dropped by tc program drop_flow (TC_ACT_SHOT) at tcf_classify+0x10"},
+		{paths.Outcome{Kind: paths.Transmitted, Dev: "veth2", Program: "redir", ProgType: "tc", Verdict: "TC_ACT_REDIRECT"}, "transmitted on veth2, redirected by tc program redir (TC_ACT_REDIRECT)"},
+	} {
+		if got := OutcomeText(&c.o); got != c.want {
+			t.Errorf("OutcomeText = %q, want %q", got, c.want)
+		}
+	}
+}
