@@ -345,6 +345,10 @@ func WriteSummaryText(w io.Writer, s *paths.Summary, o TextOptions) error {
 				fmt.Fprintf(&b, "  %*s   %9d  at %s", rw, "", l.Count, loc)
 				line(&b, w, o)
 			}
+			for _, pc := range d.Programs {
+				fmt.Fprintf(&b, "  %*s   %9d  by %s", rw, "", pc.Count, pc.Name)
+				line(&b, w, o)
+			}
 		}
 	}
 

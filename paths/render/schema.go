@@ -157,6 +157,9 @@ type DropJSON struct {
 	Reason    string         `json:"reason"`
 	Count     uint64         `json:"count"`
 	Locations []LocationJSON `json:"locations"`
+	// Programs are the traced BPF programs that shot these drops
+	// (record --trace-tc), most frequent first.
+	Programs []ProgramCountJSON `json:"programs,omitempty"`
 	// Stacks and StackLost are there with stats --stacks N only.
 	Stacks    []StackCountJSON `json:"stacks,omitzero"`
 	StackLost *uint64          `json:"stack_lost,omitempty"`
@@ -166,6 +169,13 @@ type DropJSON struct {
 type LocationJSON struct {
 	Location string `json:"location"`
 	Count    uint64 `json:"count"`
+}
+
+// ProgramCountJSON is a BPF program ("tc program NAME") with the drops
+// it shot.
+type ProgramCountJSON struct {
+	Program string `json:"program"`
+	Count   uint64 `json:"count"`
 }
 
 // StackCountJSON is a kernel stack (innermost first) with its count.
