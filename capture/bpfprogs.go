@@ -6,9 +6,12 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/rlimit"
+
+	"github.com/pathcap/pathcap/bpf"
 
 	"github.com/pathcap/pathcap/kmeta"
 )
@@ -16,7 +19,7 @@ import (
 // BPFProgram is a BPF program loaded on the host that a hook traces
 // (Config.TraceTC): the hook is its entry (fentry) or exit (fexit).
 type BPFProgram struct {
-	// Type is the program's kind: kmeta.ProgTC.
+	// Type is the program's kind: kmeta.ProgTC or kmeta.ProgXDP.
 	Type string
 	// ID is the kernel's id of the program, as bpftool shows it.
 	ID uint32
@@ -35,6 +38,8 @@ func progKind(t ebpf.ProgramType) string {
 	switch t {
 	case ebpf.SchedCLS, ebpf.SchedACT:
 		return kmeta.ProgTC
+	case ebpf.XDP:
+		return kmeta.ProgXDP
 	}
 	return ""
 }
@@ -132,7 +137,7 @@ func selectPrograms(cs []progCandidate, want []string) (sel []progCandidate, ski
 	}
 	for _, w := range want {
 		if !slices.ContainsFunc(cs, func(c progCandidate) bool { return matches(c, w) }) {
-			return nil, nil, fmt.Errorf("trace BPF program %q: %w: no loaded tc program has that id or name", w, ErrUnknownHook)
+			return nil, nil, fmt.Errorf("trace BPF program %q: %w: no loaded program of a traced kind (--trace-tc, --trace-xdp) has that id or name", w, ErrUnknownHook)
 		}
 	}
 	for _, c := range cs {
@@ -151,10 +156,11 @@ func selectPrograms(cs []progCandidate, want []string) (sel []progCandidate, ski
 	return sel, skipped, nil
 }
 
-// progHook returns the hook of the entry or exit of the tc program p: its
-// one argument is the kernel's struct sk_buff (the verifier types the
-// program's struct __sk_buff * as the kernel's object for a tracing
-// program), its return value an int.
+// progHook returns the hook of the entry or exit of the program p: its one
+// argument is the kernel's object (the verifier types a tc program's
+// struct __sk_buff * as the kernel's struct sk_buff * for a tracing
+// program, an XDP program's struct xdp_md * as struct xdp_buff *), its
+// return value an int.
 func progHook(p *BPFProgram) Hook {
 	return Hook{
 		Name:        "bpf_prog_" + p.Tag + "_" + p.Name,
@@ -169,12 +175,21 @@ func progHook(p *BPFProgram) Hook {
 }
 
 // attachPrograms attaches an fentry and an fexit program to every BPF
-// program Config.TraceTC selects. Nothing is attached unless it asks.
+// program Config.TraceTC and Config.TraceXDP select. Nothing is attached
+// unless they ask.
 func (r *Recorder) attachPrograms(cfg Config, env *loadEnv) error {
-	if !cfg.TraceTC {
+	var kinds []string
+	if cfg.TraceTC {
+		kinds = append(kinds, kmeta.ProgTC)
+	}
+	if cfg.TraceXDP {
+		kinds = append(kinds, kmeta.ProgXDP)
+	}
+	if len(kinds) == 0 {
 		return nil
 	}
-	cs, err := listPrograms([]string{kmeta.ProgTC})
+	what := strings.Join(kinds, " and ")
+	cs, err := listPrograms(kinds)
 	if err != nil {
 		return err
 	}
@@ -188,14 +203,14 @@ func (r *Recorder) attachPrograms(cfg Config, env *loadEnv) error {
 		r.compat.notes = append(r.compat.notes, "not traced: "+s)
 	}
 	if len(sel) == 0 {
-		why := "no tc BPF program is loaded"
+		why := "no " + what + " BPF program is loaded"
 		if len(skipped) > 0 {
-			why = "no loaded tc BPF program can be traced"
+			why = "no loaded " + what + " BPF program can be traced"
 		}
-		return fmt.Errorf("trace tc programs: %w: %s", ErrNoHooks, why)
+		return fmt.Errorf("trace %s programs: %w: %s", what, ErrNoHooks, why)
 	}
 	if err := haveBackend(BackendFentry, kmeta.HookMemoryFree, env.kernel); err != nil {
-		return fmt.Errorf("trace tc programs: %w: %w", ErrBackend, err)
+		return fmt.Errorf("trace %s programs: %w: %w", what, ErrBackend, err)
 	}
 	for _, c := range sel {
 		h := progHook(c.prog)
@@ -203,7 +218,7 @@ func (r *Recorder) attachPrograms(cfg Config, env *loadEnv) error {
 		entry.pairCalls = true
 		hook := r.addHook(h, HookFentry)
 		id := hook.ID
-		if err := r.attachTracing(hook, entry, env); err != nil {
+		if err := r.attachProgHook(hook, entry, env); err != nil {
 			r.hooks = r.hooks[:len(r.hooks)-1]
 			return fmt.Errorf("trace %s program %d (%s): %w", c.prog.Type, c.prog.ID, c.prog.Name, err)
 		}
@@ -212,12 +227,66 @@ func (r *Recorder) attachPrograms(cfg Config, env *loadEnv) error {
 		exit.entryHook = id
 		exit.retArg = h.NArgs
 		hook = r.addHook(h, HookFexit)
-		if err := r.attachTracing(hook, exit, env); err != nil {
+		if err := r.attachProgHook(hook, exit, env); err != nil {
 			r.hooks = r.hooks[:len(r.hooks)-1]
 			return fmt.Errorf("trace %s program %d (%s): %w", c.prog.Type, c.prog.ID, c.prog.Name, err)
 		}
 	}
 	return nil
+}
+
+// attachProgHook loads and attaches the program of hook h on a BPF
+// program: the skb program (bpf/skb.c) for a tc program, whose argument
+// is an skb like any other hook's, the XDP program (bpf/xdp.c) for an XDP
+// program.
+func (r *Recorder) attachProgHook(h *Hook, k hookKnobs, env *loadEnv) error {
+	if h.Prog.Type != kmeta.ProgXDP {
+		return r.attachTracing(h, k, env)
+	}
+	prog, err := loadXDPHook(h, k, env)
+	if err != nil {
+		return err
+	}
+	return r.attachLoaded(h, prog)
+}
+
+// loadXDPHook loads the program of bpf/xdp.c for hook h (the entry or exit
+// of an XDP program) with the knobs k and the shared maps of env.
+func loadXDPHook(h *Hook, k hookKnobs, env *loadEnv) (*ebpf.Program, error) {
+	spec, err := bpf.LoadXdp()
+	if err != nil {
+		return nil, fmt.Errorf("load BPF object: %w", err)
+	}
+	vs, err := knobSpecs(spec)
+	if err == nil {
+		err = k.apply(vs)
+	}
+	if err == nil {
+		err = applyHook(vs, h)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load hook %s: %w", h.Name, err)
+	}
+	// The shared maps as created (sizes set by user space).
+	for name := range env.opts.MapReplacements {
+		if _, ok := spec.Maps[name]; ok {
+			spec.Maps[name] = env.spec.Maps[name].Copy()
+		}
+	}
+	ps := spec.Programs[bpf.XdpProgOnXdp]
+	ps.AttachTo = h.Prog.Name
+	ps.AttachTarget = h.Prog.target
+	ps.AttachType = ebpf.AttachTraceFEntry
+	if h.Kind == HookFexit {
+		ps.AttachType = ebpf.AttachTraceFExit
+	}
+	coll, err := ebpf.NewCollectionWithOptions(spec, env.opts)
+	if err != nil {
+		return nil, loadError("hook "+h.Kind.String()+":"+h.Name, err)
+	}
+	loaded := coll.DetachProgram(bpf.XdpProgOnXdp)
+	coll.Close()
+	return loaded, nil
 }
 
 // CheckProgramTracing reports whether this kernel lets record attach

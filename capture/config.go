@@ -171,8 +171,8 @@ func (cfg Config) withDefaults() (Config, error) {
 	if len(cfg.BPFPrograms) > 0 && !cfg.TraceTC && !cfg.TraceXDP {
 		return cfg, fmt.Errorf("select BPF programs %q: %w: they are traced only with TraceTC or TraceXDP", cfg.BPFPrograms, ErrUnknownHook)
 	}
-	if cfg.TraceXDP {
-		return cfg, fmt.Errorf("trace XDP programs: %w: not implemented yet", ErrBackend)
+	if cfg.TraceXDP && (cfg.Filter != nil || cfg.filter != nil || cfg.Match != Match{}) {
+		return cfg, fmt.Errorf("trace XDP programs: %w: XDP frames are recorded unfiltered (they have no skb to follow); record them without a filter expression, --netns, --ifname, --mark or --pid", ErrFilter)
 	}
 	if cfg.Exit && cfg.Backend != BackendFentry && cfg.Backend != BackendAuto {
 		return cfg, fmt.Errorf("select backend %s: %w: function exits need fentry", cfg.Backend, ErrBackend)

@@ -44,13 +44,10 @@ func TestInVMTraceTC(t *testing.T) {
 	if !vmtest.InVM() {
 		t.Skip("runs inside a VM (see TestVMFunctionBackends)")
 	}
-	obj := os.Getenv(capture.EnvVMTCProgram)
-	if obj == "" {
-		t.Fatalf("%s is not set: the host did not compile tc_drop_flow.c", capture.EnvVMTCProgram)
-	}
+	obj := programObject(t, "tc_drop_flow.o")
 	const dropPort, passPort, dropN, passN = 9999, 7012, 6, 4
 	p := testenv.NewVethPair(t)
-	prog, counts := loadTCDrop(t, obj, dropPort)
+	prog, counts := loadDropProgram(t, obj, "drop_flow", dropPort)
 	pin := filepath.Join(t.TempDir(), "bpffs")
 	if err := os.Mkdir(pin, 0o700); err != nil {
 		t.Fatal(err)
@@ -259,19 +256,38 @@ func TestInVMTraceTC(t *testing.T) {
 	if fileShot != int(drops) {
 		t.Errorf("the file has %d TC_ACT_SHOT verdicts, the qdisc dropped %d", fileShot, drops)
 	}
-	line, _ := json.Marshal(capture.TCCountsLine{Exits: fileExits, Shot: fileShot, QdiscDrops: int(drops)})
-	fmt.Printf("%s %s\n%s\n", capture.TCCounts, line, capture.TCFileBegin)
-	enc := base64.StdEncoding.EncodeToString(file.Bytes())
+	printRecording("PATHCAP-TC", capture.VerdictCounts{Exits: fileExits, Dropped: fileShot, OracleDrops: int(drops)}, file.Bytes())
+}
+
+// printRecording prints the recording file and its counts between the
+// markers of prefix, for the host (checkVerdictFile).
+func printRecording(prefix string, c capture.VerdictCounts, file []byte) {
+	counts, begin, end := capture.VerdictMarkers(prefix)
+	line, _ := json.Marshal(c)
+	fmt.Printf("%s %s\n%s\n", counts, line, begin)
+	enc := base64.StdEncoding.EncodeToString(file)
 	for len(enc) > 0 {
 		n := min(76, len(enc))
 		fmt.Println(enc[:n])
 		enc = enc[n:]
 	}
-	fmt.Println(capture.TCFileEnd)
+	fmt.Println(end)
 }
 
-// loadTCDrop loads the program of the object obj with drop_port set.
-func loadTCDrop(t *testing.T, obj string, port uint16) (*ebpf.Program, *ebpf.Map) {
+// programObject returns the path of the object name that the host
+// compiled for the VM, failing t if the host did not.
+func programObject(t *testing.T, name string) string {
+	t.Helper()
+	dir := os.Getenv(capture.EnvVMProgramDir)
+	if dir == "" {
+		t.Fatalf("%s is not set: the host did not compile the test programs", capture.EnvVMProgramDir)
+	}
+	return filepath.Join(dir, name)
+}
+
+// loadDropProgram loads the program prog of the object obj with drop_port
+// set, and returns it with its counters.
+func loadDropProgram(t *testing.T, obj, prog string, port uint16) (*ebpf.Program, *ebpf.Map) {
 	t.Helper()
 	spec, err := ebpf.LoadCollectionSpec(obj)
 	if err != nil {
@@ -285,7 +301,7 @@ func loadTCDrop(t *testing.T, obj string, port uint16) (*ebpf.Program, *ebpf.Map
 		t.Fatalf("load %s: %v", obj, err)
 	}
 	t.Cleanup(func() { coll.Close() })
-	return coll.Programs["drop_flow"], coll.Maps["counts"]
+	return coll.Programs[prog], coll.Maps["counts"]
 }
 
 // qdiscDrops returns the drops of the clsact qdisc on B's device: the

@@ -12,6 +12,14 @@ const (
 	ProgXDP = "xdp"
 )
 
+// ProgLabel returns how reports name a program kind: "tc", "XDP".
+func ProgLabel(progType string) string {
+	if progType == ProgXDP {
+		return "XDP"
+	}
+	return progType
+}
+
 // Verdicts of tc programs (include/uapi/linux/pkt_cls.h) and XDP programs
 // (enum xdp_action, include/uapi/linux/bpf.h) that analyze gives a meaning.
 const (

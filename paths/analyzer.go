@@ -658,6 +658,10 @@ func byProgram(p *Packet, o *Outcome) {
 		return
 	}
 	m := &p.Hops[last].Meta
+	if m.ProgType == kmeta.ProgXDP {
+		byXDP(p, o, m, last)
+		return
+	}
 	if m.ProgType != kmeta.ProgTC {
 		return
 	}
@@ -677,6 +681,39 @@ func byProgram(p *Packet, o *Outcome) {
 		return
 	}
 	o.Program, o.ProgType, o.Verdict = m.Prog, m.ProgType, kmeta.VerdictName(m.ProgType, m.RetVal)
+}
+
+// byXDP decides the outcome of a frame an XDP program saw (record
+// --trace-xdp): a packet of its own, whose hops are the program's entry
+// and exit (m, at index last), with no skb for the kernel to free. The
+// action decides: XDP_DROP and XDP_ABORTED drop the frame (the driver
+// recycles its buffer), XDP_TX sends it back out of its device,
+// XDP_REDIRECT hands it to another device, CPU or socket; XDP_PASS hands
+// it to the stack, where it becomes an skb, a packet of its own: its fate
+// is not this one's, which stays unknown.
+func byXDP(p *Packet, o *Outcome, m *kmeta.Event, last int) {
+	if o.Kind != Unknown {
+		// Hops other than the program's: not a frame of XDP alone.
+		return
+	}
+	h := &p.Hops[last]
+	v := kmeta.VerdictName(m.ProgType, m.RetVal)
+	o.Hook, o.Dev, o.NetNS = h.Meta.Hook, h.Meta.Dev, h.Meta.NetNS
+	o.Program, o.ProgType, o.Verdict = m.Prog, m.ProgType, v
+	switch m.RetVal {
+	case kmeta.XDPDrop, kmeta.XDPAborted:
+		// Grouped by the action where drops are grouped by reason.
+		o.Kind, o.Reason = Dropped, v
+	case kmeta.XDPTx:
+		o.Kind = Transmitted
+	case kmeta.XDPRedirect:
+	case kmeta.XDPPass:
+		o.Program, o.ProgType, o.Verdict = "", "", ""
+		o.Why = "passed to the network stack by XDP program " + m.Prog + " (XDP_PASS): its skb is recorded as a packet of its own"
+	default:
+		o.Program, o.ProgType, o.Verdict = "", "", ""
+		o.Why = "XDP program " + m.Prog + " returned " + v
+	}
 }
 
 // classifyHops classifies p's outcome by its hooks.

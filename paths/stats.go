@@ -6,6 +6,8 @@ import (
 	"math/bits"
 	"slices"
 	"strings"
+
+	"github.com/pathcap/pathcap/kmeta"
 )
 
 // Histogram counts durations in log-linear buckets (16 per power of two),
@@ -368,7 +370,7 @@ func (s *Summary) addOutcome(p *Packet) {
 		}
 		d.locs[loc]++
 		if o := &p.Outcome; o.Program != "" {
-			name := o.ProgType + " program " + o.Program
+			name := kmeta.ProgLabel(o.ProgType) + " program " + o.Program
 			if _, ok := d.progs[name]; !ok && s.locations >= maxDistinctLocations {
 				name = otherName
 			} else if !ok {

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/pathcap/pathcap/kmeta"
 	"github.com/pathcap/pathcap/paths"
 )
 
@@ -71,6 +72,13 @@ func appendOutcomeText(b []byte, o *paths.Outcome) []byte {
 	switch o.Kind {
 	case paths.Dropped:
 		switch {
+		case o.ProgType == kmeta.ProgXDP:
+			// "dropped by XDP program NAME (XDP_DROP)"
+			b = append(b, " by "...)
+			b = appendProgram(b, o)
+			b = append(b, " ("...)
+			b = append(b, o.Verdict...)
+			b = append(b, ')')
 		case o.Program != "" && o.Reason != "":
 			// "dropped (TC_INGRESS) by tc program NAME"
 			b = append(b, " ("...)
@@ -138,8 +146,13 @@ func appendOutcomeText(b []byte, o *paths.Outcome) []byte {
 		}
 	}
 	if o.Program != "" && o.Kind != paths.Dropped {
-		// ", redirected by tc program NAME (TC_ACT_REDIRECT)"
-		b = append(b, ", redirected by "...)
+		// ", redirected by tc program NAME (TC_ACT_REDIRECT)", ", sent
+		// back by XDP program NAME (XDP_TX)"
+		if o.Verdict == "XDP_TX" {
+			b = append(b, ", sent back by "...)
+		} else {
+			b = append(b, ", redirected by "...)
+		}
 		b = appendProgram(b, o)
 		b = append(b, " ("...)
 		b = append(b, o.Verdict...)
@@ -150,7 +163,7 @@ func appendOutcomeText(b []byte, o *paths.Outcome) []byte {
 
 // appendProgram appends "tc program NAME" for the program that decided o.
 func appendProgram(b []byte, o *paths.Outcome) []byte {
-	b = append(b, o.ProgType...)
+	b = append(b, kmeta.ProgLabel(o.ProgType)...)
 	b = append(b, " program "...)
 	return append(b, o.Program...)
 }

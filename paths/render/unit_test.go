@@ -186,3 +186,14 @@ func TestOutcomeTextOfPrograms(t *testing.T) {
 		}
 	}
 }
+
+func TestOutcomeTextOfXDP(t *testing.T) {
+	o := paths.Outcome{Kind: paths.Dropped, Reason: "XDP_DROP", Program: "xdp_drop", ProgType: "xdp", Verdict: "XDP_DROP"}
+	if got, want := OutcomeText(&o), "dropped by XDP program xdp_drop (XDP_DROP)"; got != want {
+		t.Errorf("OutcomeText = %q, want %q", got, want)
+	}
+	o = paths.Outcome{Kind: paths.Transmitted, Dev: "veth1", Program: "bounce", ProgType: "xdp", Verdict: "XDP_TX"}
+	if got, want := OutcomeText(&o), "transmitted on veth1, sent back by XDP program bounce (XDP_TX)"; got != want {
+		t.Errorf("OutcomeText = %q, want %q", got, want)
+	}
+}
