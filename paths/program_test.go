@@ -70,3 +70,41 @@ func TestOutcomeByTCProgram(t *testing.T) {
 		}
 	}
 }
+
+// xdpHops builds a frame an XDP program saw and returned ret for.
+func xdpHops(ret int64) *Packet {
+	p := &Packet{ID: 1, HasMeta: true}
+	prog := kmeta.Event{Hook: "bpf_prog_0011223344556677_xdp_drop", ProgType: kmeta.ProgXDP, Prog: "xdp_drop", ProgID: 5, NetNS: 7, Ifindex: 2, Dev: "veth1"}
+	entry, exit := prog, prog
+	entry.Kind = kmeta.KindFentry
+	exit.Kind, exit.RetVal, exit.HasRetVal = kmeta.KindFexit, ret, true
+	p.Hops = []Hop{{Time: 1000, Meta: entry}, {Time: 2000, Meta: exit}}
+	p.Finish()
+	return p
+}
+
+// TestOutcomeByXDPProgram checks the outcomes of frames XDP programs
+// decided: XDP_DROP and XDP_ABORTED are drops, XDP_TX a transmission,
+// XDP_REDIRECT and XDP_PASS not a fate of this packet.
+func TestOutcomeByXDPProgram(t *testing.T) {
+	for _, c := range []struct {
+		ret             int64
+		kind            OutcomeKind
+		program, reason string
+	}{
+		{kmeta.XDPDrop, Dropped, "xdp_drop", "XDP_DROP"},
+		{kmeta.XDPAborted, Dropped, "xdp_drop", "XDP_ABORTED"},
+		{kmeta.XDPTx, Transmitted, "xdp_drop", ""},
+		{kmeta.XDPRedirect, Unknown, "xdp_drop", ""},
+		{kmeta.XDPPass, Unknown, "", ""},
+		{77, Unknown, "", ""},
+	} {
+		o := xdpHops(c.ret).Outcome
+		if o.Kind != c.kind || o.Program != c.program || o.Reason != c.reason {
+			t.Errorf("%s: outcome %s program %q reason %q, want %s %q %q", kmeta.VerdictName(kmeta.ProgXDP, c.ret), o.Kind, o.Program, o.Reason, c.kind, c.program, c.reason)
+		}
+		if c.ret == kmeta.XDPPass && o.Why == "" {
+			t.Errorf("XDP_PASS: no why")
+		}
+	}
+}
