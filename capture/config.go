@@ -69,6 +69,22 @@ type Config struct {
 	// fexit program each), so that events carry return values.
 	Exit bool
 
+	// TraceTC attaches an fentry and an fexit program to every tc BPF
+	// program (cls_bpf and tcx: BPF_PROG_TYPE_SCHED_CLS and SCHED_ACT)
+	// loaded when the recording starts: the entry records the packet as
+	// the program sees it (its struct sk_buff, followed like at any other
+	// hook), the exit the program's verdict. Programs without BTF cannot
+	// be traced. See docs/BACKENDS.md.
+	TraceTC bool
+	// TraceXDP does the same for XDP programs: the entry records the
+	// frame as the program sees it (before any struct sk_buff exists:
+	// each hit is a packet of its own), the exit its action.
+	TraceXDP bool
+	// BPFPrograms narrows TraceTC and TraceXDP to these programs: each an id (decimal)
+	// or a name (the program's name or its BTF function name). Empty
+	// means every tc program.
+	BPFPrograms []string
+
 	// Stack records the kernel stack of every event (Event.Stack), at most
 	// StackDepth frames (0 means DefaultStackDepth, at most MaxStackDepth).
 	// Each frame takes 8 bytes of ring buffer per event.
@@ -156,6 +172,12 @@ func (cfg Config) withDefaults() (Config, error) {
 	case BackendAuto, BackendTracepoint, BackendKprobeMulti, BackendKprobe, BackendFentry:
 	default:
 		return cfg, fmt.Errorf("select backend %q: %w", cfg.Backend, ErrBackend)
+	}
+	if len(cfg.BPFPrograms) > 0 && !cfg.TraceTC && !cfg.TraceXDP {
+		return cfg, fmt.Errorf("select BPF programs %q: %w: they are traced only with TraceTC or TraceXDP", cfg.BPFPrograms, ErrUnknownHook)
+	}
+	if cfg.TraceXDP && (cfg.Filter != nil || cfg.filter != nil || cfg.Match != Match{}) {
+		return cfg, fmt.Errorf("trace XDP programs: %w: XDP frames are recorded unfiltered (they have no skb to follow); record them without a filter expression, --netns, --ifname, --mark or --pid", ErrFilter)
 	}
 	if cfg.Exit && cfg.Backend != BackendFentry && cfg.Backend != BackendAuto {
 		return cfg, fmt.Errorf("select backend %s: %w: function exits need fentry", cfg.Backend, ErrBackend)

@@ -93,6 +93,10 @@ type Hook struct {
 	// Clone reports a function that returns a clone or copy of its skb
 	// argument (skb_clone, skb_copy, ...).
 	Clone bool
+	// Prog is the BPF program whose entry or exit this hook is (Config.TraceTC),
+	// nil for a kernel hook. Name is then the kernel's symbol of the
+	// program, bpf_prog_TAG_NAME, as stacks show it.
+	Prog *BPFProgram
 
 	// ret describes a function's return type, for sign extension.
 	ret retType

@@ -231,6 +231,9 @@ func (r *Recorder) open(cfg Config, cache *btf.Cache, kernel *btf.Spec, tab *btf
 	if err := r.attachFunctions(cfg, env); err != nil {
 		return err
 	}
+	if err := r.attachPrograms(cfg, env); err != nil {
+		return err
+	}
 
 	r.ring, err = newRing(r.events)
 	if err != nil {
@@ -405,6 +408,11 @@ func loadHook(spec *ebpf.CollectionSpec, h *Hook, opts ebpf.CollectionOptions, k
 	}
 	prog := spec.Programs[bpf.SkbProgOnSkb]
 	prog.AttachTo = h.Name
+	if h.Prog != nil {
+		// A BPF program: found through its own BTF, by its function.
+		prog.AttachTo = h.Prog.Name
+		prog.AttachTarget = h.Prog.target
+	}
 	switch h.Kind {
 	case HookFentry:
 		prog.AttachType = ebpf.AttachTraceFEntry

@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -16,6 +19,7 @@ import (
 
 	"github.com/pathcap/pathcap/internal/kallsyms"
 	"github.com/pathcap/pathcap/internal/pcapfilter"
+	"github.com/pathcap/pathcap/internal/testenv"
 	"github.com/pathcap/pathcap/internal/vmtest"
 )
 
@@ -48,8 +52,113 @@ type vmFilter struct {
 	Keep   []int // indexes into testPackets() of the frames libpcap keeps
 }
 
+// EnvVMProgramDir names, inside the VM, the directory of the objects of
+// testdata/tc_drop_flow.c and xdp_drop_flow.c that TestVMFunctionBackends
+// compiled on the host (the VM has no clang); TestInVMTraceTC and
+// TestInVMTraceXDP (tctrace_vm_test.go) load them.
+const EnvVMProgramDir = "PATHCAP_VM_PROGRAM_DIR"
+
+// VerdictMarkers are the markers around what TestInVMTraceTC and
+// TestInVMTraceXDP hand back to the host through the VM's output: the
+// recording (base64, in lines) and the counts the host checks tshark
+// against. Prefix is PATHCAP-TC or PATHCAP-XDP.
+func VerdictMarkers(prefix string) (counts, begin, end string) {
+	return prefix + "-COUNTS", prefix + "-FILE-BEGIN", prefix + "-FILE-END"
+}
+
+// VerdictCounts is what the counts marker carries: the exits of the traced
+// program in the recording, those with the dropping verdict (TC_ACT_SHOT,
+// XDP_DROP), and the oracle's drops (the clsact qdisc's, the XDP program's
+// own counter).
+type VerdictCounts struct {
+	Exits, Dropped, OracleDrops int
+}
+
+// compilePrograms compiles testdata/tc_drop_flow.c and xdp_drop_flow.c
+// with clang (-g: fentry finds a BPF program through its BTF) into a fresh
+// directory and returns the directory.
+func compilePrograms(t *testing.T) string {
+	t.Helper()
+	clang := testenv.RequireTool(t, "clang")
+	dir := filepath.Join(t.TempDir(), "tcprog")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"tc_drop_flow", "xdp_drop_flow"} {
+		args := []string{"-O2", "-g", "-target", "bpf", "-Wall", "-Werror", "-c", "testdata/" + name + ".c", "-o", filepath.Join(dir, name+".o")}
+		if runtime.GOARCH == "amd64" {
+			args = append(args, "-I/usr/include/x86_64-linux-gnu")
+		}
+		if out, err := exec.Command(clang, args...).CombinedOutput(); err != nil {
+			t.Fatalf("clang %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	return dir
+}
+
+// checkVerdictFile finds, in the output of a VM run, the recording that
+// TestInVMTraceTC (prefix PATHCAP-TC) or TestInVMTraceXDP (PATHCAP-XDP)
+// printed and its counts, and checks with tshark that stock Wireshark
+// shows the verdicts: field (frame.verdict.ebpf_tc, .ebpf_xdp) on every
+// exit of the traced program, equal to drop (2: TC_ACT_SHOT, 1: XDP_DROP)
+// on as many frames as the oracle dropped.
+func checkVerdictFile(t *testing.T, out, prefix, field string, drop int) {
+	t.Helper()
+	TCCounts, TCFileBegin, TCFileEnd := VerdictMarkers(prefix)
+	var counts VerdictCounts
+	var enc strings.Builder
+	in := false
+	found := false
+	for _, line := range strings.Split(out, "\n") {
+		line = strings.TrimSpace(line)
+		switch {
+		case strings.HasPrefix(line, TCCounts+" "):
+			if err := json.Unmarshal([]byte(strings.TrimPrefix(line, TCCounts+" ")), &counts); err != nil {
+				t.Fatalf("%s line %q: %v", TCCounts, line, err)
+			}
+			found = true
+		case line == TCFileBegin:
+			in = true
+		case line == TCFileEnd:
+			in = false
+		case in:
+			enc.WriteString(line)
+		}
+	}
+	if !found {
+		t.Fatalf("the VM printed no %s line: did its test run?", TCCounts)
+	}
+	data, err := base64.StdEncoding.DecodeString(enc.String())
+	if err != nil {
+		t.Fatalf("decode the recording printed by the VM: %v", err)
+	}
+	f := filepath.Join(t.TempDir(), strings.ToLower(prefix)+".pcapng")
+	if err := os.WriteFile(f, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tshark := testenv.RequireTool(t, "tshark")
+	frames := func(filter string) int {
+		var stderr strings.Builder
+		cmd := exec.Command(tshark, "-r", f, "-Y", filter, "-T", "fields", "-e", "frame.number")
+		cmd.Stderr = &stderr
+		b, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("tshark -r %s -Y %q: %v\n%s", f, filter, err, stderr.String())
+		}
+		return len(strings.Fields(string(b)))
+	}
+	all, dropped := frames(field), frames(fmt.Sprintf("%s == %d", field, drop))
+	t.Logf("tshark over the VM's recording (%d bytes): %d frames with %s, %d with == %d; the VM counted %d exits, %d dropping; the oracle dropped %d",
+		len(data), all, field, dropped, drop, counts.Exits, counts.Dropped, counts.OracleDrops)
+	if all != counts.Exits || dropped != counts.OracleDrops || counts.Exits == 0 {
+		t.Errorf("tshark: %d verdicts, %d dropping; want %d and %d (the oracle's drops)", all, dropped, counts.Exits, counts.OracleDrops)
+	}
+}
+
 func TestVMFunctionBackends(t *testing.T) {
 	env := vmFilterEnv(t)
+	tcDir := compilePrograms(t)
+	env[EnvVMProgramDir] = "/work/" + filepath.Base(tcDir)
 	if os.Getenv(envVMTimings) != "" {
 		env[envVMTimings] = os.Getenv(envVMTimings)
 	}
@@ -57,14 +166,17 @@ func TestVMFunctionBackends(t *testing.T) {
 		t.Run(k.Series, func(t *testing.T) {
 			start := time.Now()
 			out := vmtest.RunTestWith(t, k, "github.com/pathcap/pathcap/capture", "^TestInVM", vmtest.Options{
-				Tools: []string{"ping"},
+				Tools: []string{"ping", "tc"},
 				Env:   env,
+				Dirs:  []string{tcDir},
 				// The filter subset loads 10 expressions' programs; on
 				// 5.10 under software emulation that alone takes about
 				// 4 minutes.
 				Timeout: 12 * time.Minute,
 			})
 			t.Logf("%s: %v", k, time.Since(start).Round(100*time.Millisecond))
+			checkVerdictFile(t, out, "PATHCAP-TC", "frame.verdict.ebpf_tc", 2)
+			checkVerdictFile(t, out, "PATHCAP-XDP", "frame.verdict.ebpf_xdp", 1)
 			for _, line := range strings.Split(out, "\n") {
 				if strings.Contains(line, "vm_test.go") || strings.Contains(line, "clone_test.go") || strings.HasPrefix(strings.TrimSpace(line), "--- ") {
 					t.Log(strings.TrimSpace(line))

@@ -15,6 +15,8 @@ var fastCases = []string{
 	`pathcap/1 hook=tp:kfree_skb dev=veth1 netns=4026532841 ifindex=2 skb=0xffff8e2b45a3c400 len=42 proto=0x0800 cpu=1 pid=0 tid=0 comm=swapper/1 reason=NO_SOCKET loc=__udp4_lib_rcv+0x4bc`,
 	`pathcap/1 hook=tp:net_dev_queue dev=veth-a netns=4026532300 ifindex=2 skb=0xffff888100000100 len=84 proto=0x0800 cpu=1 pid=4242 tid=4242 comm=ping`,
 	`pathcap/1 hook=fexit:ip_rcv data_len=1400 mark=0xdeadbeef hdr=net parent=99 ret=-22 stack=5 pkt_type=otherhost`,
+	`pathcap/1 hook=fexit:bpf_prog_3b185187f1855c4c_drop_flow dev=veth1 netns=4026532841 ifindex=2 skb=0xffff8e2b45a3c400 len=57 proto=0x0800 prog_type=tc prog=drop_flow prog_id=42 prog_tag=3b185187f1855c4c ret=2 cpu=1 pid=0 tid=0 comm=swapper/1`,
+	`pathcap/1 hook=fentry:bpf_prog_0011223344556677_xdp_drop dev=veth1 netns=4026532841 ifindex=2 skb=0x0 len=57 proto=0x0800 prog_type=xdp prog="a b" prog_id=4294967296 cpu=1 pid=0 tid=0 comm=swapper/1`,
 	`pathcap/1 hook=tp:x stack=lost stack_err=-14`,
 	`pathcap/1 hook=tp:x stack=lost`,
 	`pathcap/1 hook=tp:x stack=lostx`,

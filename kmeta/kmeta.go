@@ -113,6 +113,14 @@ type Event struct {
 	// it is set.
 	RetVal    int64
 	HasRetVal bool
+	// ProgType, Prog, ProgID and ProgTag describe the BPF program whose
+	// entry or exit the hook is (record --trace-tc, --trace-xdp): its kind
+	// (ProgTC or ProgXDP; "" for kernel hooks), its function's name from
+	// its BTF, its id and its tag (16 hex digits) as bpftool shows them.
+	ProgType string
+	Prog     string
+	ProgID   uint32
+	ProgTag  string
 	// StackLost reports that a stack was asked for but the kernel could
 	// not capture it (stack=lost); StackErr is the kernel's error number
 	// (stack_err, negative errno; 0 when not known).
@@ -176,6 +184,18 @@ func AppendComment(dst []byte, e *Event) []byte {
 	if e.Header != HeaderMAC {
 		dst = append(dst, " hdr="...)
 		dst = append(dst, e.Header.String()...)
+	}
+	if e.ProgType != "" {
+		dst = append(dst, " prog_type="...)
+		dst = appendValue(dst, e.ProgType)
+		dst = append(dst, " prog="...)
+		dst = appendValue(dst, e.Prog)
+		dst = append(dst, " prog_id="...)
+		dst = strconv.AppendUint(dst, uint64(e.ProgID), 10)
+		if e.ProgTag != "" {
+			dst = append(dst, " prog_tag="...)
+			dst = appendValue(dst, e.ProgTag)
+		}
 	}
 	if e.HasRetVal {
 		dst = append(dst, " ret="...)
@@ -487,6 +507,14 @@ func (p *Parser) set(e *Event, key, val []byte) error {
 		e.HasRetVal = err == nil
 	case "parent":
 		e.Parent, err = parseDec64(val)
+	case "prog_type":
+		e.ProgType = p.intern(val)
+	case "prog":
+		e.Prog = p.intern(val)
+	case "prog_id":
+		e.ProgID, err = parseU32(val)
+	case "prog_tag":
+		e.ProgTag = p.intern(val)
 	case "cpu":
 		e.CPU, err = parseU32(val)
 	case "pid":

@@ -36,6 +36,9 @@ func TestRoundTrip(t *testing.T) {
 		{Kind: "tp", Hook: "net_dev_queue", Comm: "ping", Stack: 18446744073709551615},
 		{Kind: "tp", Hook: "net_dev_queue", Comm: "ping", StackLost: true, StackErr: -14},
 		{Kind: "tp", Hook: "net_dev_queue", Comm: "ping", StackLost: true},
+		{Kind: "fexit", Hook: "bpf_prog_3b185187f1855c4c_drop_flow", Comm: "ping", ProgType: kmeta.ProgTC,
+			Prog: "drop_flow", ProgID: 42, ProgTag: "3b185187f1855c4c", RetVal: 2, HasRetVal: true},
+		{Kind: "fentry", Hook: "bpf_prog_x_y", ProgType: kmeta.ProgXDP, Prog: "a b", ProgID: 4294967295},
 	}
 	p := kmeta.NewParser()
 	for i, want := range events {

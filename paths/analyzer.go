@@ -626,6 +626,98 @@ func socketKind(p *Packet, loc string) string {
 
 // classify decides how the packet's path ended.
 func classify(p *Packet) Outcome {
+	o := classifyHops(p)
+	byProgram(p, &o)
+	return o
+}
+
+// tcShotReasons are the drop reasons kfree_skb gives an skb a tc program
+// shot: TC_INGRESS and TC_EGRESS (Linux 6.0+), NOT_SPECIFIED (5.17 to
+// 5.19), none (before 5.17).
+var tcShotReasons = map[string]bool{"": true, "NOT_SPECIFIED": true, "TC_INGRESS": true, "TC_EGRESS": true}
+
+// byProgram names, in o, the traced BPF program whose verdict decided o
+// (record --trace-tc): a drop at kfree_skb after the last exit of a tc
+// program returned TC_ACT_SHOT, with a reason a tc drop has; or a packet
+// the last tc program redirected (TC_ACT_REDIRECT) that was not dropped.
+// Other verdicts (TC_ACT_OK, TC_ACT_UNSPEC, ...) decide nothing: a packet
+// is never called dropped by a program's verdict alone, only by the
+// kernel's free of its skb.
+func byProgram(p *Packet, o *Outcome) {
+	if o.Clone != 0 {
+		return
+	}
+	last := -1
+	for i := range p.Hops {
+		m := &p.Hops[i].Meta
+		if m.ProgType != "" && m.Kind == kmeta.KindFexit && m.HasRetVal {
+			last = i
+		}
+	}
+	if last < 0 {
+		return
+	}
+	m := &p.Hops[last].Meta
+	if m.ProgType == kmeta.ProgXDP {
+		byXDP(p, o, m, last)
+		return
+	}
+	if m.ProgType != kmeta.ProgTC {
+		return
+	}
+	switch {
+	case m.RetVal == kmeta.TCActShot && o.Kind == Dropped && tcShotReasons[o.Reason]:
+		freedAfter := false
+		for i := last + 1; i < len(p.Hops); i++ {
+			if kmeta.ClassOf(p.Hops[i].Meta.Hook) == kmeta.ClassFree {
+				freedAfter = true
+			}
+		}
+		if !freedAfter {
+			return
+		}
+	case m.RetVal == kmeta.TCActRedirect && o.Kind != Dropped:
+	default:
+		return
+	}
+	o.Program, o.ProgType, o.Verdict = m.Prog, m.ProgType, kmeta.VerdictName(m.ProgType, m.RetVal)
+}
+
+// byXDP decides the outcome of a frame an XDP program saw (record
+// --trace-xdp): a packet of its own, whose hops are the program's entry
+// and exit (m, at index last), with no skb for the kernel to free. The
+// action decides: XDP_DROP and XDP_ABORTED drop the frame (the driver
+// recycles its buffer), XDP_TX sends it back out of its device,
+// XDP_REDIRECT hands it to another device, CPU or socket; XDP_PASS hands
+// it to the stack, where it becomes an skb, a packet of its own: its fate
+// is not this one's, which stays unknown.
+func byXDP(p *Packet, o *Outcome, m *kmeta.Event, last int) {
+	if o.Kind != Unknown {
+		// Hops other than the program's: not a frame of XDP alone.
+		return
+	}
+	h := &p.Hops[last]
+	v := kmeta.VerdictName(m.ProgType, m.RetVal)
+	o.Hook, o.Dev, o.NetNS = h.Meta.Hook, h.Meta.Dev, h.Meta.NetNS
+	o.Program, o.ProgType, o.Verdict = m.Prog, m.ProgType, v
+	switch m.RetVal {
+	case kmeta.XDPDrop, kmeta.XDPAborted:
+		// Grouped by the action where drops are grouped by reason.
+		o.Kind, o.Reason = Dropped, v
+	case kmeta.XDPTx:
+		o.Kind = Transmitted
+	case kmeta.XDPRedirect:
+	case kmeta.XDPPass:
+		o.Program, o.ProgType, o.Verdict = "", "", ""
+		o.Why = "passed to the network stack by XDP program " + m.Prog + " (XDP_PASS): its skb is recorded as a packet of its own"
+	default:
+		o.Program, o.ProgType, o.Verdict = "", "", ""
+		o.Why = "XDP program " + m.Prog + " returned " + v
+	}
+}
+
+// classifyHops classifies p's outcome by its hooks.
+func classifyHops(p *Packet) Outcome {
 	if !p.HasMeta || len(p.Hops) == 0 {
 		return Outcome{Kind: Unknown}
 	}

@@ -6,6 +6,8 @@ import (
 	"math/bits"
 	"slices"
 	"strings"
+
+	"github.com/pathcap/pathcap/kmeta"
 )
 
 // Histogram counts durations in log-linear buckets (16 per power of two),
@@ -91,6 +93,10 @@ type DropStat struct {
 	Reason    string
 	Count     uint64
 	Locations []Count // most frequent first
+	// Programs are the traced BPF programs that shot these drops
+	// ("tc program NAME", record --trace-tc), most frequent first; drops
+	// no program decided are not counted here.
+	Programs []Count
 	// Stacks are the most frequent kernel stacks of the drops, at most
 	// Summary.DropStacks of them, most frequent first; StackLost counts
 	// the drops whose stack the kernel could not capture. Both only when
@@ -169,6 +175,7 @@ type Summary struct {
 type dropAcc struct {
 	count     uint64
 	locs      map[string]uint64
+	progs     map[string]uint64 // "tc program NAME": drops it shot
 	stacks    map[string]*stackAcc
 	stackLost uint64
 }
@@ -362,6 +369,18 @@ func (s *Summary) addOutcome(p *Packet) {
 			s.locations++
 		}
 		d.locs[loc]++
+		if o := &p.Outcome; o.Program != "" {
+			name := kmeta.ProgLabel(o.ProgType) + " program " + o.Program
+			if _, ok := d.progs[name]; !ok && s.locations >= maxDistinctLocations {
+				name = otherName
+			} else if !ok {
+				s.locations++
+			}
+			if d.progs == nil {
+				d.progs = make(map[string]uint64)
+			}
+			d.progs[name]++
+		}
 		if s.DropStacks > 0 {
 			s.addDropStack(d, &p.Outcome)
 		}
@@ -387,6 +406,10 @@ func (s *Summary) Drops() []DropStat {
 			ds.Locations = append(ds.Locations, Count{loc, n})
 		}
 		sortCounts(ds.Locations)
+		for prog, n := range d.progs {
+			ds.Programs = append(ds.Programs, Count{prog, n})
+		}
+		sortCounts(ds.Programs)
 		if s.DropStacks > 0 {
 			ds.StackLost = d.stackLost
 			keys := make([]string, 0, len(d.stacks))

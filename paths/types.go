@@ -88,6 +88,14 @@ type Outcome struct {
 	OwnKind     OutcomeKind
 	OwnReason   string
 	OwnLocation string
+	// Program is the traced BPF program (record --trace-tc) whose verdict
+	// decided the outcome, ProgType its kind (kmeta.ProgTC) and Verdict
+	// its return value by name: a Dropped packet a tc program shot
+	// (TC_ACT_SHOT; the kernel's free says TC_INGRESS or TC_EGRESS), or
+	// one it redirected (TC_ACT_REDIRECT). Empty otherwise.
+	Program  string
+	ProgType string
+	Verdict  string
 	// Why says, for Unknown, why the recording does not show the fate:
 	// the recording ended while the packet was in flight, events were
 	// lost, or no hook saw it after its last hop.

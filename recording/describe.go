@@ -63,6 +63,9 @@ func (d *Describer) Describe(ev *capture.Event, m *kmeta.Event) {
 		HasRetVal: ev.HasRetVal,
 		Skipped:   ev.SkippedBefore,
 	}
+	if p := ev.Hook.Prog; p != nil {
+		m.ProgType, m.Prog, m.ProgID, m.ProgTag = p.Type, p.Name, p.ID, p.Tag
+	}
 	if ev.Ifindex != 0 && d.names != nil {
 		if name, ok := d.names.DeviceName(ev.NetNS, ev.Ifindex); ok {
 			m.Dev = name

@@ -96,6 +96,7 @@ type Writer struct {
 	frames       []byte
 	funcs        []byte
 	frame        []byte
+	verdict      []byte
 }
 
 // NewWriter checks info, writes the section header for info to w and
@@ -278,6 +279,11 @@ func (w *Writer) WriteEvent(ev *capture.Event) error {
 	o.PacketID, o.HasPacketID = ev.PacketID, true
 	o.ProcessID, o.ThreadID, o.HasProcessID = ev.PID, ev.TID, true
 	o.DropCount, o.HasDropCount = ev.LostBefore, ev.LostBefore != 0
+	o.Verdicts = o.Verdicts[:0]
+	if v, ok := Verdict(ev); ok {
+		w.verdict = v
+		o.Verdicts = append(o.Verdicts, w.verdict)
+	}
 	if err := w.pw.WritePacket(p); err != nil {
 		return fmt.Errorf("write event: %w", err)
 	}
@@ -289,6 +295,28 @@ func (w *Writer) WriteEvent(ev *capture.Event) error {
 	w.lost += ev.LostBefore
 	ifc.received++
 	return nil
+}
+
+// Verdict returns the epb_verdict option of ev: for the exit of a traced
+// tc or XDP program (Hook.Prog), the verdict type (pcapng.VerdictLinuxTC
+// or VerdictLinuxXDP) followed by the program's return value as 8 bytes
+// in the section's (little-endian) byte order, so that Wireshark shows it
+// as frame.verdict.ebpf_tc or frame.verdict.ebpf_xdp; false for any other
+// event.
+func Verdict(ev *capture.Event) ([]byte, bool) {
+	if ev.Hook == nil || ev.Hook.Prog == nil || ev.Hook.Kind != capture.HookFexit || !ev.HasRetVal {
+		return nil, false
+	}
+	var t uint8
+	switch ev.Hook.Prog.Type {
+	case kmeta.ProgTC:
+		t = pcapng.VerdictLinuxTC
+	case kmeta.ProgXDP:
+		t = pcapng.VerdictLinuxXDP
+	default:
+		return nil, false
+	}
+	return binary.LittleEndian.AppendUint64([]byte{t}, uint64(ev.RetVal)), true
 }
 
 // KindName returns the name of a hook kind in comments (kmeta.KindTracepoint,

@@ -42,8 +42,11 @@ type options struct {
 	duration  time.Duration
 	snaplen   int
 	backend   string
-	functions string // --functions: regular expression, "" for the backend's default
-	fexit     bool   // --fexit: hook function exits too (fentry)
+	functions string   // --functions: regular expression, "" for the backend's default
+	fexit     bool     // --fexit: hook function exits too (fentry)
+	traceTC   bool     // --trace-tc: trace the host's tc BPF programs
+	traceXDP  bool     // --trace-xdp: trace the host's XDP programs
+	bpfProgs  []string // --bpf-prog: only these programs (ids or names)
 	hooks     []string
 	list      bool
 	readyFile string
@@ -122,6 +125,9 @@ func newApp() *cli.App {
 			&cli.StringFlag{Name: "backend", Value: capture.BackendAuto, Usage: "how kernel functions are hooked, besides the tracepoints: `KIND` auto, tracepoint (none), kprobe-multi, kprobe or fentry (see docs/BACKENDS.md)", EnvVars: []string{"PATHCAP_BACKEND"}},
 			&cli.StringFlag{Name: "functions", Usage: "hook the kernel functions taking an skb whose names match `REGEX` (default: all for kprobe-multi, a built-in set for kprobe and fentry)", EnvVars: []string{"PATHCAP_FUNCTIONS"}},
 			&cli.BoolFlag{Name: "fexit", Usage: "also hook every function's exit, for return values (fentry backend)"},
+			&cli.BoolFlag{Name: "trace-tc", Usage: "also attach fentry and fexit to the tc BPF programs (cls_bpf, tcx) loaded on the host: the packet as each sees it and its verdict (epb_verdict, frame.verdict.ebpf_tc); needs fentry on BPF programs (docs/BACKENDS.md)"},
+			&cli.BoolFlag{Name: "trace-xdp", Usage: "also attach fentry and fexit to the XDP programs loaded on the host: the frame as each sees it and its action (frame.verdict.ebpf_xdp); needs fentry on BPF programs"},
+			&cli.StringSliceFlag{Name: "bpf-prog", Usage: "with --trace-tc or --trace-xdp: trace only the program with this `ID or NAME` (repeatable; bpftool prog list shows them)"},
 			&cli.StringFlag{Name: "hooks", Usage: "record only these comma-separated tracepoint `NAMES` (default: all)"},
 			&cli.BoolFlag{Name: "list", Aliases: []string{"D"}, Usage: "print the hooks this kernel offers (with --backend and --functions: what that would attach) and exit; tcpdump's -D lists devices, record's hooks, since every device is recorded unless --ifname says otherwise"},
 			&cli.StringFlag{Name: "ready-file", Usage: "create `PATH` once every hook is attached"},
@@ -154,6 +160,9 @@ func newApp() *cli.App {
 				backend:   c.String("backend"),
 				functions: c.String("functions"),
 				fexit:     c.Bool("fexit"),
+				traceTC:   c.Bool("trace-tc"),
+				traceXDP:  c.Bool("trace-xdp"),
+				bpfProgs:  c.StringSlice("bpf-prog"),
 				list:      c.Bool("list"),
 				readyFile: c.String("ready-file"),
 				ringSize:  c.Int("ring-size"),
@@ -213,6 +222,9 @@ func (o options) validate() error {
 	}
 	if o.fexit && o.backend != capture.BackendFentry && o.backend != capture.BackendAuto {
 		return usagef("--fexit needs the fentry backend, not %s", o.backend)
+	}
+	if len(o.bpfProgs) > 0 && !o.traceTC && !o.traceXDP {
+		return usagef("--bpf-prog needs --trace-tc or --trace-xdp")
 	}
 	if o.probeReads != capture.ProbeReadsAuto && o.probeReads != capture.ProbeReadsOn && o.probeReads != capture.ProbeReadsOff {
 		return usagef("--probe-read %q: want auto, on or off", o.probeReads)
@@ -340,6 +352,9 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 		Backend:        o.backend,
 		Functions:      o.functions,
 		Exit:           o.fexit,
+		TraceTC:        o.traceTC,
+		TraceXDP:       o.traceXDP,
+		BPFPrograms:    o.bpfProgs,
 		Filter:         filter,
 		Match:          match,
 		NoTrack:        !o.track,

@@ -80,6 +80,12 @@ func printCheck(w io.Writer, c *capture.Check) {
 		}
 		fmt.Fprintf(tw, "backend %s\t%s%s\n", b.Name, yesNo(b.Err), note)
 	}
+	for _, b := range c.Backends {
+		if b.Name == capture.BackendFentry {
+			// Tracing tc and XDP programs is fentry and fexit on them.
+			fmt.Fprintf(tw, "--trace-tc, --trace-xdp\t%s\n", yesNo(b.Err))
+		}
+	}
 	for _, f := range c.Features {
 		switch {
 		case f.Err != nil:

@@ -51,6 +51,7 @@ func TestExtcapSentences(t *testing.T) {
 		"{call=--functions}", "{call=--stack}{display=Kernel stacks}{type=boolflag}",
 		"{call=--snaplen}{display=Snap length}{type=unsigned}", "{range=1,65535}{default=256}",
 		"{call=--netns}", "{call=--max-rate}", "{call=--log-file}",
+		"{call=--trace-tc}{display=Trace tc programs}{type=boolflag}", "{call=--trace-xdp}{display=Trace XDP programs}{type=boolflag}",
 	} {
 		if !strings.Contains(out, want) || code != 0 {
 			t.Errorf("--extcap-config lacks %q (status %d):\n%s", want, code, out)

@@ -150,6 +150,9 @@ func preflight(o options) (*prepared, error) {
 	if err := checkLockdown(readTrim("/sys/kernel/security/lockdown"), o); err != nil {
 		return nil, err
 	}
+	if err := checkProgramTracing(o, capture.CheckProgramTracing); err != nil {
+		return nil, err
+	}
 	if p.user != nil {
 		v, _ := capture.ParseKernelVersion(kernelRelease(), readTrim("/proc/version"), readTrim("/proc/version_signature"))
 		if err := checkDropKernel(v, readTrim("/proc/sys/kernel/unprivileged_bpf_disabled")); err != nil {
@@ -285,6 +288,31 @@ func lockdownMode(contents string) string {
 		return m[1]
 	}
 	return ""
+}
+
+// checkProgramTracing refuses --trace-tc and --trace-xdp where the kernel
+// does not let record attach fentry and fexit programs (check says why),
+// before anything is attached: exit status 4, one line.
+func checkProgramTracing(o options, check func() error) error {
+	if !o.traceTC && !o.traceXDP {
+		return nil
+	}
+	flag := "--trace-tc"
+	if !o.traceTC {
+		flag = "--trace-xdp"
+	}
+	err := check()
+	if err == nil {
+		return nil
+	}
+	why := err.Error()
+	if errors.Is(err, unix.EPERM) {
+		why = "the kernel refuses to load fentry programs (EPERM: lockdown or another security policy)"
+		if m := lockdownMode(readTrim("/sys/kernel/security/lockdown")); m != "" && m != "none" {
+			why = "the kernel refuses to load fentry programs (EPERM: lockdown is in " + m + " mode)"
+		}
+	}
+	return withStatus(exitKernel, fmt.Errorf("%s: %s, and tracing BPF programs needs fentry and fexit; record without it still shows tc drops as kfree_skb with reason TC_INGRESS or TC_EGRESS", flag, why))
 }
 
 // bpfOpenToAll is the first Linux release whose bpf(2) lets a process

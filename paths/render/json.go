@@ -68,6 +68,7 @@ type jsonOutcomeKey struct {
 	clone                       uint64
 	ownKind                     paths.OutcomeKind
 	ownReason, ownLocation      string
+	program, progType, verdict  string
 }
 
 // Append appends p as one line of JSON followed by a newline. A nil
@@ -112,7 +113,7 @@ func (enc *JSONEncoder) Append(b []byte, p *paths.Packet) []byte {
 
 // appendOutcome appends the "outcome" member.
 func (enc *JSONEncoder) appendOutcome(b []byte, o *paths.Outcome) []byte {
-	k := jsonOutcomeKey{o.Kind, o.Reason, o.Location, o.Hook, o.Dev, o.NetNS, o.Socket, o.Process, o.Why, o.Clone, o.OwnKind, o.OwnReason, o.OwnLocation}
+	k := jsonOutcomeKey{o.Kind, o.Reason, o.Location, o.Hook, o.Dev, o.NetNS, o.Socket, o.Process, o.Why, o.Clone, o.OwnKind, o.OwnReason, o.OwnLocation, o.Program, o.ProgType, o.Verdict}
 	var e *jsonOutcomeEntry
 	if enc != nil {
 		e = &enc.outcomes[(int(k.kind)*7+len(k.hook)*3+len(k.location)+int(k.netns))&(len(enc.outcomes)-1)]
@@ -167,6 +168,14 @@ func (enc *JSONEncoder) appendOutcome(b []byte, o *paths.Outcome) []byte {
 			b = appendJSONString(b, o.OwnLocation)
 		}
 		b = append(b, '}')
+	}
+	if o.Program != "" {
+		b = append(b, `,"program":`...)
+		b = appendJSONString(b, o.Program)
+		b = append(b, `,"program_type":`...)
+		b = appendJSONString(b, o.ProgType)
+		b = append(b, `,"verdict":`...)
+		b = appendJSONString(b, o.Verdict)
 	}
 	if o.Why != "" {
 		b = append(b, `,"why":`...)
@@ -318,6 +327,14 @@ func (st *jsonState) appendHop(b []byte, p *paths.Packet, i int, t0 int64) []byt
 	if m.Location != "" {
 		b = append(b, `,"location":`...)
 		b = appendJSONString(b, m.Location)
+	}
+	if m.ProgType != "" {
+		b = append(b, `,"program":`...)
+		b = appendJSONString(b, m.Prog)
+		if m.HasRetVal {
+			b = append(b, `,"verdict":`...)
+			b = appendJSONString(b, kmeta.VerdictName(m.ProgType, m.RetVal))
+		}
 	}
 	if f := &h.Flow; f.Src.IsValid() {
 		b = st.appendFlow(b, f)

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/pathcap/pathcap/kmeta"
 	"github.com/pathcap/pathcap/paths"
 )
 
@@ -70,10 +71,31 @@ func appendOutcomeText(b []byte, o *paths.Outcome) []byte {
 	b = appendVia(b, o)
 	switch o.Kind {
 	case paths.Dropped:
-		if o.Reason == "" {
+		switch {
+		case o.ProgType == kmeta.ProgXDP:
+			// "dropped by XDP program NAME (XDP_DROP)"
+			b = append(b, " by "...)
+			b = appendProgram(b, o)
+			b = append(b, " ("...)
+			b = append(b, o.Verdict...)
+			b = append(b, ')')
+		case o.Program != "" && o.Reason != "":
+			// "dropped (TC_INGRESS) by tc program NAME"
+			b = append(b, " ("...)
+			b = append(b, o.Reason...)
+			b = append(b, ") by "...)
+			b = appendProgram(b, o)
+		case o.Program != "":
+			// "dropped by tc program NAME (TC_ACT_SHOT)"
+			b = append(b, " by "...)
+			b = appendProgram(b, o)
+			b = append(b, " ("...)
+			b = append(b, o.Verdict...)
+			b = append(b, ')')
+		case o.Reason == "":
 			// kfree_skb before Linux 5.17 passes no reason.
 			b = append(b, " (no reason on this kernel)"...)
-		} else {
+		default:
 			b = append(b, ": "...)
 			b = append(b, o.Reason...)
 		}
@@ -123,7 +145,27 @@ func appendOutcomeText(b []byte, o *paths.Outcome) []byte {
 			b = append(b, ')')
 		}
 	}
+	if o.Program != "" && o.Kind != paths.Dropped {
+		// ", redirected by tc program NAME (TC_ACT_REDIRECT)", ", sent
+		// back by XDP program NAME (XDP_TX)"
+		if o.Verdict == "XDP_TX" {
+			b = append(b, ", sent back by "...)
+		} else {
+			b = append(b, ", redirected by "...)
+		}
+		b = appendProgram(b, o)
+		b = append(b, " ("...)
+		b = append(b, o.Verdict...)
+		b = append(b, ')')
+	}
 	return appendOwn(b, o)
+}
+
+// appendProgram appends "tc program NAME" for the program that decided o.
+func appendProgram(b []byte, o *paths.Outcome) []byte {
+	b = append(b, kmeta.ProgLabel(o.ProgType)...)
+	b = append(b, " program "...)
+	return append(b, o.Program...)
 }
 
 // appendVia appends " via clone N" when a clone decided o.
@@ -314,6 +356,10 @@ func WriteSummaryText(w io.Writer, s *paths.Summary, o TextOptions) error {
 					loc = "(location unknown)"
 				}
 				fmt.Fprintf(&b, "  %*s   %9d  at %s", rw, "", l.Count, loc)
+				line(&b, w, o)
+			}
+			for _, pc := range d.Programs {
+				fmt.Fprintf(&b, "  %*s   %9d  by %s", rw, "", pc.Count, pc.Name)
 				line(&b, w, o)
 			}
 		}

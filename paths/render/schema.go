@@ -48,6 +48,13 @@ type OutcomeJSON struct {
 	// Own then says what became of the packet's own skb.
 	Clone uint64       `json:"clone,omitempty"`
 	Own   *OwnFateJSON `json:"own,omitempty"`
+	// Program is the traced BPF program whose verdict decided the outcome
+	// (record --trace-tc): a drop it shot, a packet it redirected;
+	// ProgramType its kind ("tc"), Verdict its return value by name
+	// ("TC_ACT_SHOT", "TC_ACT_REDIRECT").
+	Program     string `json:"program,omitempty"`
+	ProgramType string `json:"program_type,omitempty"`
+	Verdict     string `json:"verdict,omitempty"`
 	// Why says, for unknown outcomes, why the recording does not show the
 	// fate.
 	Why string `json:"why,omitempty"`
@@ -89,6 +96,11 @@ type HopJSON struct {
 	// Reason is the drop reason, Location where the skb was freed.
 	Reason   string `json:"reason,omitempty"`
 	Location string `json:"location,omitempty"`
+	// Program is the traced BPF program whose entry or exit the hop is
+	// (record --trace-tc), Verdict its return value by name at the exit
+	// ("TC_ACT_SHOT", "TC_ACT_OK").
+	Program string `json:"program,omitempty"`
+	Verdict string `json:"verdict,omitempty"`
 	// Parsed from the bytes: addresses (with Proto) when an IP header
 	// was found, ports when the transport has them.
 	Src   string  `json:"src,omitempty"`
@@ -145,6 +157,9 @@ type DropJSON struct {
 	Reason    string         `json:"reason"`
 	Count     uint64         `json:"count"`
 	Locations []LocationJSON `json:"locations"`
+	// Programs are the traced BPF programs that shot these drops
+	// (record --trace-tc), most frequent first.
+	Programs []ProgramCountJSON `json:"programs,omitempty"`
 	// Stacks and StackLost are there with stats --stacks N only.
 	Stacks    []StackCountJSON `json:"stacks,omitzero"`
 	StackLost *uint64          `json:"stack_lost,omitempty"`
@@ -154,6 +169,13 @@ type DropJSON struct {
 type LocationJSON struct {
 	Location string `json:"location"`
 	Count    uint64 `json:"count"`
+}
+
+// ProgramCountJSON is a BPF program ("tc program NAME") with the drops
+// it shot.
+type ProgramCountJSON struct {
+	Program string `json:"program"`
+	Count   uint64 `json:"count"`
 }
 
 // StackCountJSON is a kernel stack (innermost first) with its count.

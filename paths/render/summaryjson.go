@@ -64,6 +64,20 @@ func AppendSummaryJSON(b []byte, s *paths.Summary, topPaths int) []byte {
 			b = append(b, '}')
 		}
 		b = append(b, ']')
+		if len(d.Programs) > 0 {
+			b = append(b, `,"programs":[`...)
+			for j, c := range d.Programs {
+				if j > 0 {
+					b = append(b, ',')
+				}
+				b = append(b, `{"program":`...)
+				b = appendJSONString(b, c.Name)
+				b = append(b, `,"count":`...)
+				b = strconv.AppendUint(b, c.Count, 10)
+				b = append(b, '}')
+			}
+			b = append(b, ']')
+		}
 		if s.DropStacks > 0 {
 			b = append(b, `,"stacks":[`...)
 			for j, st := range d.Stacks {

@@ -250,6 +250,12 @@ func (t *TextWriter) WritePacket(p *paths.Packet) error {
 			t.buf = append(t.buf, h.Meta.Reason...)
 			t.paintEnd()
 		}
+		if h.Meta.ProgType != "" && h.Meta.HasRetVal {
+			// The exit of a traced BPF program: its verdict.
+			extra()
+			t.buf = append(t.buf, "verdict "...)
+			t.buf = append(t.buf, kmeta.VerdictName(h.Meta.ProgType, h.Meta.RetVal)...)
+		}
 		if h.Meta.Location != "" {
 			extra()
 			t.buf = append(t.buf, "at "...)

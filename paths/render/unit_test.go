@@ -1,6 +1,7 @@
 package render
 
 import (
+	"bytes"
 	"encoding/json"
 	"math"
 	"math/rand/v2"
@@ -169,5 +170,62 @@ func TestFlowText(t *testing.T) {
 	}
 	if !strings.Contains(FlowText(&paths.Flow{Src: netip.MustParseAddr("1.1.1.1"), Dst: netip.MustParseAddr("2.2.2.2"), Proto: 99}), "proto 99") {
 		t.Error("FlowText unknown proto")
+	}
+}
+
+func TestOutcomeTextOfPrograms(t *testing.T) {
+	for _, c := range []struct {
+		o    paths.Outcome
+		want string
+	}{
+		{paths.Outcome{Kind: paths.Dropped, Reason: "TC_INGRESS", Program: "drop_flow", ProgType: "tc", Verdict: "TC_ACT_SHOT"}, "dropped (TC_INGRESS) by tc program drop_flow"},
+		{paths.Outcome{Kind: paths.Dropped, Program: "drop_flow", ProgType: "tc", Verdict: "TC_ACT_SHOT", Location: "tcf_classify+0x10"}, "dropped by tc program drop_flow (TC_ACT_SHOT) at tcf_classify+0x10"},
+		{paths.Outcome{Kind: paths.Transmitted, Dev: "veth2", Program: "redir", ProgType: "tc", Verdict: "TC_ACT_REDIRECT"}, "transmitted on veth2, redirected by tc program redir (TC_ACT_REDIRECT)"},
+	} {
+		if got := OutcomeText(&c.o); got != c.want {
+			t.Errorf("OutcomeText = %q, want %q", got, c.want)
+		}
+	}
+}
+
+func TestOutcomeTextOfXDP(t *testing.T) {
+	o := paths.Outcome{Kind: paths.Dropped, Reason: "XDP_DROP", Program: "xdp_drop", ProgType: "xdp", Verdict: "XDP_DROP"}
+	if got, want := OutcomeText(&o), "dropped by XDP program xdp_drop (XDP_DROP)"; got != want {
+		t.Errorf("OutcomeText = %q, want %q", got, want)
+	}
+	o = paths.Outcome{Kind: paths.Transmitted, Dev: "veth1", Program: "bounce", ProgType: "xdp", Verdict: "XDP_TX"}
+	if got, want := OutcomeText(&o), "transmitted on veth1, sent back by XDP program bounce (XDP_TX)"; got != want {
+		t.Errorf("OutcomeText = %q, want %q", got, want)
+	}
+}
+
+// TestProgramJSONIsTheSchema checks the JSON of packets a tc program
+// decided against the schema types (unknown fields refused) and that the
+// remembering encoder writes what AppendJSON writes.
+func TestProgramJSONIsTheSchema(t *testing.T) {
+	p := &paths.Packet{ID: 3, HasMeta: true}
+	prog := kmeta.Event{Hook: "bpf_prog_3b185187f1855c4c_drop_flow", ProgType: kmeta.ProgTC, Prog: "drop_flow", ProgID: 9, NetNS: 7, Ifindex: 2, Len: 60}
+	entry, exit := prog, prog
+	entry.Kind = kmeta.KindFentry
+	exit.Kind, exit.RetVal, exit.HasRetVal = kmeta.KindFexit, kmeta.TCActShot, true
+	free := kmeta.Event{Kind: kmeta.KindTracepoint, Hook: "kfree_skb", NetNS: 7, Ifindex: 2, HasDrop: true, Reason: "TC_INGRESS", Location: "tcf_classify+0x1"}
+	p.Hops = []paths.Hop{{Time: 1000, Meta: entry}, {Time: 2000, Meta: exit}, {Time: 3000, Meta: free}}
+	p.Finish()
+	var enc JSONEncoder
+	b := enc.Append(nil, p)
+	b = enc.Append(b, p)
+	got := decodePackets(t, b)
+	if len(got) != 2 {
+		t.Fatalf("%d packets", len(got))
+	}
+	o := got[0].Outcome
+	if o.Program != "drop_flow" || o.ProgramType != "tc" || o.Verdict != "TC_ACT_SHOT" || o.Reason != "TC_INGRESS" {
+		t.Errorf("outcome %+v", o)
+	}
+	if h := got[0].Hops; h[0].Program != "drop_flow" || h[0].Verdict != "" || h[1].Verdict != "TC_ACT_SHOT" {
+		t.Errorf("hops %+v", h)
+	}
+	if want := AppendJSON(nil, p); !bytes.Equal(b[:len(want)], want) {
+		t.Errorf("encoder wrote\n%s\nAppendJSON\n%s", b, want)
 	}
 }

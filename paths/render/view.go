@@ -126,6 +126,11 @@ func appendPathComment(b []byte, p *paths.Packet) []byte {
 	if p.Outcome.Process != "" {
 		b = appendKV(b, "process", p.Outcome.Process)
 	}
+	if p.Outcome.Program != "" {
+		b = appendKV(b, "program", p.Outcome.Program)
+		b = appendKV(b, "program_type", p.Outcome.ProgType)
+		b = appendKV(b, "verdict", p.Outcome.Verdict)
+	}
 	if p.Outcome.Clone != 0 {
 		b = appendKV(b, "via_clone", strconv.FormatUint(p.Outcome.Clone, 10))
 		b = appendKV(b, "own", p.Outcome.OwnKind.String())
@@ -158,6 +163,12 @@ func appendHopComment(b []byte, p *paths.Packet, i int, t0 int64) []byte {
 	}
 	if h.Meta.Location != "" {
 		b = appendKV(b, "loc", h.Meta.Location)
+	}
+	if h.Meta.ProgType != "" {
+		b = appendKV(b, "program", h.Meta.Prog)
+		if h.Meta.HasRetVal {
+			b = appendKV(b, "verdict", kmeta.VerdictName(h.Meta.ProgType, h.Meta.RetVal))
+		}
 	}
 	if h.Meta.Comm != "" {
 		b = appendKV(b, "comm", h.Meta.Comm)
