@@ -80,10 +80,12 @@ type openPacket struct {
 	// openChildren counts its clones still open: a packet waits for them
 	// (within the window), since a clone's fate can decide its outcome.
 	openChildren int
-	// settled caches, when settledKnown, whether its own skb was
-	// delivered: then no clone can change its outcome and it does not
-	// wait for them.
-	settled, settledKnown bool
+	// own caches, when settledKnown, the outcome of its own skb
+	// (classify, before the clones): when delivered, no clone can change
+	// it and the packet does not wait for them. ownInOrder says its hops
+	// were in time order then, so that Finish would find the same.
+	own                      Outcome
+	settledKnown, ownInOrder bool
 	// why is what ended the packet's analysis, for an unknown outcome.
 	why string
 	// held are its clones that completed while it waited for them: they
@@ -117,6 +119,8 @@ type Analyzer struct {
 	// which then needs no map lookup.
 	last    *openPacket
 	lastGen uint64
+	// out, when set, runs emit on a goroutine of its own (Process).
+	out *handoff
 }
 
 // NewAnalyzer returns an Analyzer that calls emit for every completed
@@ -211,7 +215,10 @@ func (a *Analyzer) Add(ev *Event) error {
 	a.last, a.lastGen = p, p.gen
 	if ev.HasMeta {
 		// A packet has metadata when any of its events has (the first
-		// one's comment may not have parsed).
+		// one's comment may not have parsed). classify depends on it.
+		if !p.HasMeta {
+			p.settledKnown = false
+		}
 		p.HasMeta = true
 	}
 	if ev.Time > p.last {
@@ -304,7 +311,7 @@ func (a *Analyzer) completeFreed(final bool) error {
 // emitOne completes one packet, hands it to emit and returns its struct to
 // the pool.
 func (a *Analyzer) emitOne(p *openPacket) error {
-	p.Packet.Finish()
+	p.finish()
 	if p.Outcome.Kind == Unknown {
 		p.Outcome.Why = p.why
 		if p.Outcome.Why == "" {
@@ -333,11 +340,17 @@ func (a *Analyzer) emitOne(p *openPacket) error {
 // hand gives a finished packet, then the clones it held, to emit, and
 // returns their structs to the pool.
 func (a *Analyzer) hand(p *openPacket) error {
-	err := a.emit(&p.Packet)
 	held := p.held
 	p.held = nil
 	p.gen++
-	a.free = append(a.free, p)
+	var err error
+	if a.out != nil {
+		// Back to the pool once the output goroutine has seen it.
+		err = a.out.put(a, p)
+	} else {
+		err = a.emit(&p.Packet)
+		a.free = append(a.free, p)
+	}
 	for _, c := range held {
 		if e := a.hand(c); err == nil {
 			err = e
@@ -371,10 +384,32 @@ func (p *openPacket) waits() bool {
 		return false
 	}
 	if !p.settledKnown {
-		k := classify(&p.Packet).Kind
-		p.settled, p.settledKnown = k == Delivered, true
+		p.own = classify(&p.Packet)
+		p.ownInOrder = inTimeOrder(p.Hops)
+		p.settledKnown = true
 	}
-	return !p.settled
+	return p.own.Kind != Delivered
+}
+
+// finish is Packet.Finish, without classifying again when waits did on
+// the same hops in the same order.
+func (p *openPacket) finish() {
+	if !p.settledKnown || !p.ownInOrder {
+		p.Packet.Finish()
+		return
+	}
+	p.markChanges()
+	p.Outcome = withClones(p.own, p.Clones)
+}
+
+// inTimeOrder reports whether hops are ordered by time.
+func inTimeOrder(hops []Hop) bool {
+	for i := 1; i < len(hops); i++ {
+		if hops[i].Time < hops[i-1].Time {
+			return false
+		}
+	}
+	return true
 }
 
 // sweep completes the packets that are done; all of them when final.
@@ -442,10 +477,29 @@ func (a *Analyzer) emitBatch() error {
 
 // Close completes every packet still open.
 func (a *Analyzer) Close() error {
-	if err := a.completeFreed(true); err != nil {
-		return err
+	err := a.completeFreed(true)
+	if err == nil {
+		err = a.sweep(true)
 	}
-	return a.sweep(true)
+	if e := a.stopOutput(); err == nil {
+		err = e
+	}
+	return err
+}
+
+// emitAsync makes a run emit on a goroutine of its own, overlapping with
+// the analysis; Close (or stopOutput) waits for it.
+func (a *Analyzer) emitAsync() { a.out = newHandoff(a.emit) }
+
+// stopOutput waits until every packet handed over was emitted and ends
+// the output goroutine, if there is one; it returns the output's error.
+func (a *Analyzer) stopOutput() error {
+	if a.out == nil {
+		return nil
+	}
+	err := a.out.close(a)
+	a.out = nil
+	return err
 }
 
 // Open returns the number of packets currently open.
@@ -457,17 +511,19 @@ func (a *Analyzer) Open() int { return a.open.len() }
 func (p *Packet) Finish() {
 	// Hops nearly always arrive in order: check before sorting (the
 	// check looks at times only; hops are large to move around).
-	for i := 1; i < len(p.Hops); i++ {
-		if p.Hops[i].Time < p.Hops[i-1].Time {
-			slices.SortStableFunc(p.Hops, func(x, y Hop) int { return cmp.Compare(x.Time, y.Time) })
-			break
-		}
+	if !inTimeOrder(p.Hops) {
+		slices.SortStableFunc(p.Hops, func(x, y Hop) int { return cmp.Compare(x.Time, y.Time) })
 	}
+	p.markChanges()
+	p.Outcome = classify(p)
+	p.Outcome = withClones(p.Outcome, p.Clones)
+}
+
+// markChanges sets each hop's Changed from the hop before it.
+func (p *Packet) markChanges() {
 	for i := 1; i < len(p.Hops); i++ {
 		p.Hops[i].Changed = diff(&p.Hops[i-1], &p.Hops[i])
 	}
-	p.Outcome = classify(p)
-	p.Outcome = withClones(p.Outcome, p.Clones)
 }
 
 // withClones returns the outcome of a packet whose own skb ended as own
@@ -573,13 +629,15 @@ var deliveredFreeFunctions = map[string]bool{
 	"netlink_recvmsg":          true,
 }
 
-// Function hooks (function backends) that show the packet reached a
-// socket's reader: its free by a receive path, seen as a hop.
-var deliveryFunctions = map[string]bool{
-	"skb_consume_udp":        true,
-	"skb_free_datagram":      true,
-	"tcp_eat_recv_skb":       true,
-	"skb_attempt_defer_free": true,
+// isDeliveryFunction reports whether a function hook (function backends)
+// shows the packet reached a socket's reader: its free by a receive path,
+// seen as a hop. (A switch: classify asks for every hop.)
+func isDeliveryFunction(hook string) bool {
+	switch hook {
+	case "skb_consume_udp", "skb_free_datagram", "tcp_eat_recv_skb", "skb_attempt_defer_free":
+		return true
+	}
+	return false
 }
 
 // socketFunctions name the kind of socket by a function that frees an
@@ -632,7 +690,7 @@ func classify(p *Packet) Outcome {
 	var deliveredAt, freedAt, memFreedAt, lastTx, lastRx, tcpQueued = -1, -1, -1, -1, -1, -1
 	for i := range p.Hops {
 		h := p.Hops[i].Meta.Hook
-		if isDeliveryHook(h) || deliveryFunctions[h] {
+		if isDeliveryHook(h) || isDeliveryFunction(h) {
 			deliveredAt = i
 			continue
 		}
@@ -670,7 +728,7 @@ func classify(p *Packet) Outcome {
 		// The task is the reader only at hops in its recvmsg (not in the
 		// softirq that queued the packet).
 		if deliveredAt >= 0 {
-			if h := &p.Hops[deliveredAt].Meta; isDeliveryHook(h.Hook) || deliveryFunctions[h.Hook] {
+			if h := &p.Hops[deliveredAt].Meta; isDeliveryHook(h.Hook) || isDeliveryFunction(h.Hook) {
 				o.Process = h.Comm
 			}
 		}

@@ -68,9 +68,11 @@ func (s *Selector) Selects(p *Packet) bool {
 // Process reads every event of in, rebuilds the paths and calls fn for
 // each selected packet. The Packet passed to fn is reused after it returns.
 //
-// Reading (pcap-ng blocks and metadata comments) runs in its own goroutine
-// and hands events over in batches, with a copy of their bytes, so that it
-// overlaps with the analysis (addresses, paths) and output on another core.
+// Three stages overlap, on as many cores as there are: reading (pcap-ng
+// blocks and metadata comments) runs in its own goroutine and hands events
+// over in batches, with a copy of their bytes, to the analysis (addresses,
+// paths), which hands completed packets in batches to fn, called on a
+// goroutine of its own (one at a time, in the order the packets complete).
 // With a single input file, events are decoded straight into the batches.
 func Process(in *Input, opts Options, sel *Selector, fn func(*Packet) error) error {
 	if sel != nil && sel.Filter != nil {
@@ -82,6 +84,8 @@ func Process(in *Input, opts Options, sel *Selector, fn func(*Packet) error) err
 		}
 		return fn(p)
 	})
+	// The output runs beside the analysis, as the reading does.
+	a.emitAsync()
 
 	// A batch holds events and a copy of their bytes: event i's are
 	// data[off[i]:off[i+1]].
@@ -166,9 +170,11 @@ func Process(in *Input, opts Options, sel *Selector, fn func(*Packet) error) err
 		empty <- b
 	}
 	if err := <-readErr; err != nil {
+		a.stopOutput()
 		return err
 	}
 	if addErr != nil {
+		a.stopOutput()
 		return addErr
 	}
 	return a.Close()
