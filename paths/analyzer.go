@@ -84,10 +84,13 @@ type openPacket struct {
 	// (classify, before the clones): when delivered, no clone can change
 	// it and the packet does not wait for them. ownInOrder says its hops
 	// were in time order then, so that Finish would find the same.
-	own                      Outcome
+	own                      *Outcome // kept across reuses, as Hops
 	settledKnown, ownInOrder bool
 	// why is what ended the packet's analysis, for an unknown outcome.
 	why string
+	// unfinished says the output goroutine completes it (complete)
+	// before emitting it.
+	unfinished bool
 	// held are its clones that completed while it waited for them: they
 	// are handed over right after it, so that a packet comes before its
 	// clones in the output.
@@ -138,6 +141,12 @@ func NewAnalyzer(opts Options, emit func(*Packet) error) *Analyzer {
 // events without metadata; NSName), never Interface, and keeps nothing of
 // ev after it returns but copies.
 func (a *Analyzer) Add(ev *Event) error {
+	return a.add(ev, ParseFlow(ev.Data))
+}
+
+// add is Add with the event's flow, ParseFlow(ev.Data), parsed already
+// (Process parses it on the reading side).
+func (a *Analyzer) add(ev *Event, flow Flow) error {
 	if ev.Time > a.now {
 		a.now = ev.Time
 	}
@@ -160,7 +169,7 @@ func (a *Analyzer) Add(ev *Event) error {
 		// the skb was freed where no hook saw it (TCP frees with
 		// __kfree_skb, which no tracepoint sees) and a new skb at its
 		// address inherited the id. Complete the old packet, start anew.
-		if f := ParseFlow(ev.Data); len(ev.Data) > 0 && p.Hops[len(p.Hops)-1].Flow.EtherType != 0 && f != p.Hops[len(p.Hops)-1].Flow {
+		if len(ev.Data) > 0 && p.Hops[len(p.Hops)-1].Flow.EtherType != 0 && flow != p.Hops[len(p.Hops)-1].Flow {
 			a.open.remove(p.key)
 			p.why = FreedUnseen
 			if err := a.emitOne(p); err != nil {
@@ -204,7 +213,7 @@ func (a *Analyzer) Add(ev *Event) error {
 		}
 		if ev.HasMeta && ev.Meta.Parent != 0 {
 			p.Parent = ev.Meta.Parent
-			if parent := a.open.get(packetKey{ev.Recording, ev.Meta.Parent}); parent != nil && !a.done(parent) && mayBeCopyOf(ParseFlow(ev.Data), &parent.Packet) {
+			if parent := a.open.get(packetKey{ev.Recording, ev.Meta.Parent}); parent != nil && !a.done(parent) && mayBeCopyOf(flow, &parent.Packet) {
 				parent.Children = append(parent.Children, p.ID)
 				parent.openChildren++
 				p.Attached = true
@@ -228,24 +237,27 @@ func (a *Analyzer) Add(ev *Event) error {
 		p.Truncated = true
 		p.DroppedHops++
 	} else {
-		p.Hops = append(p.Hops, Hop{
-			Time:    ev.Time,
-			CapLen:  uint32(len(ev.Data)),
-			OrigLen: ev.OrigLen,
-			Frame:   ev.Frame,
-			File:    ev.File,
-			Lost:    ev.Lost,
-			Flow:    ParseFlow(ev.Data),
-		})
-		h := &p.Hops[len(p.Hops)-1]
-		p.settledKnown = false
-		if ev.HasMeta {
-			h.Meta = ev.Meta
-			h.Stack = ev.Stack
-			h.NSName = ev.NSName
-		} else {
-			h.Meta.Dev = ev.IfName
+		// The hop is written once, in place (hops are large, and the
+		// memory they go to is mostly out of the cache).
+		n := len(p.Hops)
+		switch {
+		case n < cap(p.Hops):
+			p.Hops = p.Hops[:n+1]
+		case n == 0:
+			// Most paths have a few hops: one allocation for them.
+			p.Hops = make([]Hop, 1, 8)
+		default:
+			p.Hops = append(p.Hops, Hop{})
 		}
+		h := &p.Hops[n]
+		if ev.HasMeta {
+			*h = Hop{Time: ev.Time, Meta: ev.Meta, NSName: ev.NSName, CapLen: uint32(len(ev.Data)), OrigLen: ev.OrigLen,
+				Flow: flow, Frame: ev.Frame, File: ev.File, Lost: ev.Lost, Stack: ev.Stack}
+		} else {
+			*h = Hop{Time: ev.Time, Meta: kmeta.Event{Dev: ev.IfName}, CapLen: uint32(len(ev.Data)), OrigLen: ev.OrigLen,
+				Flow: flow, Frame: ev.Frame, File: ev.File, Lost: ev.Lost}
+		}
+		p.settledKnown = false
 	}
 	if a.opts.Filter != nil && !p.FilterMatched && a.opts.Filter(ev.Data) {
 		p.FilterMatched = true
@@ -309,8 +321,31 @@ func (a *Analyzer) completeFreed(final bool) error {
 }
 
 // emitOne completes one packet, hands it to emit and returns its struct to
-// the pool.
+// the pool. With an output goroutine, a packet that is not a clone is
+// finished there (its outcome matters to no other packet): that work, on
+// hops mostly out of the cache by now, leaves the analysis.
 func (a *Analyzer) emitOne(p *openPacket) error {
+	if p.Parent == 0 && a.out != nil {
+		p.unfinished = true
+		return a.hand(p)
+	}
+	p.complete()
+	if p.Parent != 0 {
+		// A clone: its outcome goes to its packet, if that is still open
+		// and waiting for it, and it is handed over after its packet.
+		if parent := a.open.get(packetKey{p.key.recording, p.Parent}); parent != nil && parent.openChildren > 0 && slices.Contains(parent.Children, p.ID) {
+			parent.Clones = append(parent.Clones, CloneOutcome{ID: p.ID, Outcome: p.Outcome})
+			parent.openChildren--
+			parent.held = append(parent.held, p)
+			return nil
+		}
+	}
+	return a.hand(p)
+}
+
+// complete finishes a packet (hop order, changes, outcome) and says why
+// its outcome is unknown, when it is.
+func (p *openPacket) complete() {
 	p.finish()
 	if p.Outcome.Kind == Unknown {
 		p.Outcome.Why = p.why
@@ -324,17 +359,6 @@ func (a *Analyzer) emitOne(p *openPacket) error {
 			p.Outcome.Why = NotDroppedAfterReceive
 		}
 	}
-	if p.Parent != 0 {
-		// A clone: its outcome goes to its packet, if that is still open
-		// and waiting for it, and it is handed over after its packet.
-		if parent := a.open.get(packetKey{p.key.recording, p.Parent}); parent != nil && parent.openChildren > 0 && slices.Contains(parent.Children, p.ID) {
-			parent.Clones = append(parent.Clones, CloneOutcome{ID: p.ID, Outcome: p.Outcome})
-			parent.openChildren--
-			parent.held = append(parent.held, p)
-			return nil
-		}
-	}
-	return a.hand(p)
 }
 
 // hand gives a finished packet, then the clones it held, to emit, and
@@ -363,9 +387,9 @@ func (a *Analyzer) newPacket() *openPacket {
 	if n := len(a.free); n > 0 {
 		p := a.free[n-1]
 		a.free = a.free[:n-1]
-		hops, children, clones, data, held, gen := p.Hops[:0], p.Children[:0], p.Clones[:0], p.Data[:0], p.held[:0], p.gen
+		hops, children, clones, data, held, gen, own := p.Hops[:0], p.Children[:0], p.Clones[:0], p.Data[:0], p.held[:0], p.gen, p.own
 		*p = openPacket{}
-		p.Hops, p.Children, p.Clones, p.Data, p.held, p.gen = hops, children, clones, data, held, gen
+		p.Hops, p.Children, p.Clones, p.Data, p.held, p.gen, p.own = hops, children, clones, data, held, gen, own
 		return p
 	}
 	return &openPacket{}
@@ -384,7 +408,10 @@ func (p *openPacket) waits() bool {
 		return false
 	}
 	if !p.settledKnown {
-		p.own = classify(&p.Packet)
+		if p.own == nil {
+			p.own = new(Outcome)
+		}
+		*p.own = classify(&p.Packet)
 		p.ownInOrder = inTimeOrder(p.Hops)
 		p.settledKnown = true
 	}
@@ -399,7 +426,7 @@ func (p *openPacket) finish() {
 		return
 	}
 	p.markChanges()
-	p.Outcome = withClones(p.own, p.Clones)
+	p.Outcome = withClones(*p.own, p.Clones)
 }
 
 // inTimeOrder reports whether hops are ordered by time.

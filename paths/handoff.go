@@ -48,6 +48,9 @@ func (h *handoff) run() {
 	for b := range h.full {
 		if err == nil {
 			for _, p := range b {
+				if p.unfinished {
+					p.complete()
+				}
 				if err = h.emit(&p.Packet); err != nil {
 					break
 				}

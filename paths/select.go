@@ -91,14 +91,15 @@ func Process(in *Input, opts Options, sel *Selector, fn func(*Packet) error) err
 	// data[off[i]:off[i+1]].
 	const batchSize, batches = 512, 4
 	type batch struct {
-		evs  []Event
-		off  []int
-		data []byte
+		evs   []Event
+		flows []Flow // ParseFlow of each event's bytes
+		off   []int
+		data  []byte
 	}
 	full := make(chan *batch, batches)
 	empty := make(chan *batch, batches+1)
 	for i := 0; i < batches+1; i++ {
-		empty <- &batch{evs: make([]Event, batchSize), off: make([]int, 0, batchSize+1)}
+		empty <- &batch{evs: make([]Event, batchSize), flows: make([]Flow, batchSize), off: make([]int, 0, batchSize+1)}
 	}
 	stop := make(chan struct{})
 	readErr := make(chan error, 1)
@@ -133,8 +134,10 @@ func Process(in *Input, opts Options, sel *Selector, fn func(*Packet) error) err
 				if ev != e {
 					*e = *ev
 				}
-				// The bytes go along (the addresses are parsed by
-				// the analyzing side, which has less to do).
+				// The bytes go along, and their addresses, parsed
+				// here: on real recordings the analyzing side has
+				// more to do.
+				b.flows[n] = ParseFlow(ev.Data)
 				b.off = append(b.off, len(b.data))
 				b.data = append(b.data, ev.Data...)
 				e.Interface = nil
@@ -161,7 +164,7 @@ func Process(in *Input, opts Options, sel *Selector, fn func(*Packet) error) err
 			for i := range b.evs {
 				e := &b.evs[i]
 				e.Data = b.data[b.off[i]:b.off[i+1]:b.off[i+1]]
-				if addErr = a.Add(e); addErr != nil {
+				if addErr = a.add(e, b.flows[i]); addErr != nil {
 					close(stop)
 					break
 				}
