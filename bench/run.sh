@@ -18,5 +18,8 @@ echo
 echo "### analyze vs tshark and a pcapgo read loop"
 bash bench/analyze.sh
 echo
+echo "### analyze vs tshark on real recordings made by record (root to make them)"
+bash bench/analyze-real.sh
+echo
 echo "### analyze html and graph vs analyze stats"
 bash bench/html.sh

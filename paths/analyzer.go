@@ -80,12 +80,17 @@ type openPacket struct {
 	// openChildren counts its clones still open: a packet waits for them
 	// (within the window), since a clone's fate can decide its outcome.
 	openChildren int
-	// settled caches, when settledKnown, whether its own skb was
-	// delivered: then no clone can change its outcome and it does not
-	// wait for them.
-	settled, settledKnown bool
+	// own caches, when settledKnown, the outcome of its own skb
+	// (classify, before the clones): when delivered, no clone can change
+	// it and the packet does not wait for them. ownInOrder says its hops
+	// were in time order then, so that Finish would find the same.
+	own                      *Outcome // kept across reuses, as Hops
+	settledKnown, ownInOrder bool
 	// why is what ended the packet's analysis, for an unknown outcome.
 	why string
+	// unfinished says the output goroutine completes it (complete)
+	// before emitting it.
+	unfinished bool
 	// held are its clones that completed while it waited for them: they
 	// are handed over right after it, so that a packet comes before its
 	// clones in the output.
@@ -117,6 +122,8 @@ type Analyzer struct {
 	// which then needs no map lookup.
 	last    *openPacket
 	lastGen uint64
+	// out, when set, runs emit on a goroutine of its own (Process).
+	out *handoff
 }
 
 // NewAnalyzer returns an Analyzer that calls emit for every completed
@@ -134,6 +141,12 @@ func NewAnalyzer(opts Options, emit func(*Packet) error) *Analyzer {
 // events without metadata; NSName), never Interface, and keeps nothing of
 // ev after it returns but copies.
 func (a *Analyzer) Add(ev *Event) error {
+	return a.add(ev, ParseFlow(ev.Data))
+}
+
+// add is Add with the event's flow, ParseFlow(ev.Data), parsed already
+// (Process parses it on the reading side).
+func (a *Analyzer) add(ev *Event, flow Flow) error {
 	if ev.Time > a.now {
 		a.now = ev.Time
 	}
@@ -156,7 +169,7 @@ func (a *Analyzer) Add(ev *Event) error {
 		// the skb was freed where no hook saw it (TCP frees with
 		// __kfree_skb, which no tracepoint sees) and a new skb at its
 		// address inherited the id. Complete the old packet, start anew.
-		if f := ParseFlow(ev.Data); len(ev.Data) > 0 && p.Hops[len(p.Hops)-1].Flow.EtherType != 0 && f != p.Hops[len(p.Hops)-1].Flow {
+		if len(ev.Data) > 0 && p.Hops[len(p.Hops)-1].Flow.EtherType != 0 && flow != p.Hops[len(p.Hops)-1].Flow {
 			a.open.remove(p.key)
 			p.why = FreedUnseen
 			if err := a.emitOne(p); err != nil {
@@ -200,7 +213,7 @@ func (a *Analyzer) Add(ev *Event) error {
 		}
 		if ev.HasMeta && ev.Meta.Parent != 0 {
 			p.Parent = ev.Meta.Parent
-			if parent := a.open.get(packetKey{ev.Recording, ev.Meta.Parent}); parent != nil && !a.done(parent) && mayBeCopyOf(ParseFlow(ev.Data), &parent.Packet) {
+			if parent := a.open.get(packetKey{ev.Recording, ev.Meta.Parent}); parent != nil && !a.done(parent) && mayBeCopyOf(flow, &parent.Packet) {
 				parent.Children = append(parent.Children, p.ID)
 				parent.openChildren++
 				p.Attached = true
@@ -211,7 +224,10 @@ func (a *Analyzer) Add(ev *Event) error {
 	a.last, a.lastGen = p, p.gen
 	if ev.HasMeta {
 		// A packet has metadata when any of its events has (the first
-		// one's comment may not have parsed).
+		// one's comment may not have parsed). classify depends on it.
+		if !p.HasMeta {
+			p.settledKnown = false
+		}
 		p.HasMeta = true
 	}
 	if ev.Time > p.last {
@@ -221,24 +237,27 @@ func (a *Analyzer) Add(ev *Event) error {
 		p.Truncated = true
 		p.DroppedHops++
 	} else {
-		p.Hops = append(p.Hops, Hop{
-			Time:    ev.Time,
-			CapLen:  uint32(len(ev.Data)),
-			OrigLen: ev.OrigLen,
-			Frame:   ev.Frame,
-			File:    ev.File,
-			Lost:    ev.Lost,
-			Flow:    ParseFlow(ev.Data),
-		})
-		h := &p.Hops[len(p.Hops)-1]
-		p.settledKnown = false
-		if ev.HasMeta {
-			h.Meta = ev.Meta
-			h.Stack = ev.Stack
-			h.NSName = ev.NSName
-		} else {
-			h.Meta.Dev = ev.IfName
+		// The hop is written once, in place (hops are large, and the
+		// memory they go to is mostly out of the cache).
+		n := len(p.Hops)
+		switch {
+		case n < cap(p.Hops):
+			p.Hops = p.Hops[:n+1]
+		case n == 0:
+			// Most paths have a few hops: one allocation for them.
+			p.Hops = make([]Hop, 1, 8)
+		default:
+			p.Hops = append(p.Hops, Hop{})
 		}
+		h := &p.Hops[n]
+		if ev.HasMeta {
+			*h = Hop{Time: ev.Time, Meta: ev.Meta, NSName: ev.NSName, CapLen: uint32(len(ev.Data)), OrigLen: ev.OrigLen,
+				Flow: flow, Frame: ev.Frame, File: ev.File, Lost: ev.Lost, Stack: ev.Stack}
+		} else {
+			*h = Hop{Time: ev.Time, Meta: kmeta.Event{Dev: ev.IfName}, CapLen: uint32(len(ev.Data)), OrigLen: ev.OrigLen,
+				Flow: flow, Frame: ev.Frame, File: ev.File, Lost: ev.Lost}
+		}
+		p.settledKnown = false
 	}
 	if a.opts.Filter != nil && !p.FilterMatched && a.opts.Filter(ev.Data) {
 		p.FilterMatched = true
@@ -302,21 +321,15 @@ func (a *Analyzer) completeFreed(final bool) error {
 }
 
 // emitOne completes one packet, hands it to emit and returns its struct to
-// the pool.
+// the pool. With an output goroutine, a packet that is not a clone is
+// finished there (its outcome matters to no other packet): that work, on
+// hops mostly out of the cache by now, leaves the analysis.
 func (a *Analyzer) emitOne(p *openPacket) error {
-	p.Packet.Finish()
-	if p.Outcome.Kind == Unknown {
-		p.Outcome.Why = p.why
-		if p.Outcome.Why == "" {
-			p.Outcome.Why = "no hook saw it after its last hop"
-		}
-		if n := len(p.Hops); n > 0 && p.HasMeta && kmeta.ClassOf(p.Hops[n-1].Meta.Hook) == kmeta.ClassReceive && strings.HasPrefix(p.Outcome.Why, "no hook saw it") {
-			// kfree_skb is always recorded: a drop would show. Sockets'
-			// receive paths on recent kernels copy and free where no
-			// tracepoint fires.
-			p.Outcome.Why = NotDroppedAfterReceive
-		}
+	if p.Parent == 0 && a.out != nil {
+		p.unfinished = true
+		return a.hand(p)
 	}
+	p.complete()
 	if p.Parent != 0 {
 		// A clone: its outcome goes to its packet, if that is still open
 		// and waiting for it, and it is handed over after its packet.
@@ -330,14 +343,38 @@ func (a *Analyzer) emitOne(p *openPacket) error {
 	return a.hand(p)
 }
 
+// complete finishes a packet (hop order, changes, outcome) and says why
+// its outcome is unknown, when it is.
+func (p *openPacket) complete() {
+	p.finish()
+	if p.Outcome.Kind == Unknown {
+		p.Outcome.Why = p.why
+		if p.Outcome.Why == "" {
+			p.Outcome.Why = "no hook saw it after its last hop"
+		}
+		if n := len(p.Hops); n > 0 && p.HasMeta && kmeta.ClassOf(p.Hops[n-1].Meta.Hook) == kmeta.ClassReceive && strings.HasPrefix(p.Outcome.Why, "no hook saw it") {
+			// kfree_skb is always recorded: a drop would show. Sockets'
+			// receive paths on recent kernels copy and free where no
+			// tracepoint fires.
+			p.Outcome.Why = NotDroppedAfterReceive
+		}
+	}
+}
+
 // hand gives a finished packet, then the clones it held, to emit, and
 // returns their structs to the pool.
 func (a *Analyzer) hand(p *openPacket) error {
-	err := a.emit(&p.Packet)
 	held := p.held
 	p.held = nil
 	p.gen++
-	a.free = append(a.free, p)
+	var err error
+	if a.out != nil {
+		// Back to the pool once the output goroutine has seen it.
+		err = a.out.put(a, p)
+	} else {
+		err = a.emit(&p.Packet)
+		a.free = append(a.free, p)
+	}
 	for _, c := range held {
 		if e := a.hand(c); err == nil {
 			err = e
@@ -350,9 +387,9 @@ func (a *Analyzer) newPacket() *openPacket {
 	if n := len(a.free); n > 0 {
 		p := a.free[n-1]
 		a.free = a.free[:n-1]
-		hops, children, clones, data, held, gen := p.Hops[:0], p.Children[:0], p.Clones[:0], p.Data[:0], p.held[:0], p.gen
+		hops, children, clones, data, held, gen, own := p.Hops[:0], p.Children[:0], p.Clones[:0], p.Data[:0], p.held[:0], p.gen, p.own
 		*p = openPacket{}
-		p.Hops, p.Children, p.Clones, p.Data, p.held, p.gen = hops, children, clones, data, held, gen
+		p.Hops, p.Children, p.Clones, p.Data, p.held, p.gen, p.own = hops, children, clones, data, held, gen, own
 		return p
 	}
 	return &openPacket{}
@@ -371,10 +408,35 @@ func (p *openPacket) waits() bool {
 		return false
 	}
 	if !p.settledKnown {
-		k := classify(&p.Packet).Kind
-		p.settled, p.settledKnown = k == Delivered, true
+		if p.own == nil {
+			p.own = new(Outcome)
+		}
+		*p.own = classify(&p.Packet)
+		p.ownInOrder = inTimeOrder(p.Hops)
+		p.settledKnown = true
 	}
-	return !p.settled
+	return p.own.Kind != Delivered
+}
+
+// finish is Packet.Finish, without classifying again when waits did on
+// the same hops in the same order.
+func (p *openPacket) finish() {
+	if !p.settledKnown || !p.ownInOrder {
+		p.Packet.Finish()
+		return
+	}
+	p.markChanges()
+	p.Outcome = withClones(*p.own, p.Clones)
+}
+
+// inTimeOrder reports whether hops are ordered by time.
+func inTimeOrder(hops []Hop) bool {
+	for i := 1; i < len(hops); i++ {
+		if hops[i].Time < hops[i-1].Time {
+			return false
+		}
+	}
+	return true
 }
 
 // sweep completes the packets that are done; all of them when final.
@@ -442,10 +504,29 @@ func (a *Analyzer) emitBatch() error {
 
 // Close completes every packet still open.
 func (a *Analyzer) Close() error {
-	if err := a.completeFreed(true); err != nil {
-		return err
+	err := a.completeFreed(true)
+	if err == nil {
+		err = a.sweep(true)
 	}
-	return a.sweep(true)
+	if e := a.stopOutput(); err == nil {
+		err = e
+	}
+	return err
+}
+
+// emitAsync makes a run emit on a goroutine of its own, overlapping with
+// the analysis; Close (or stopOutput) waits for it.
+func (a *Analyzer) emitAsync() { a.out = newHandoff(a.emit) }
+
+// stopOutput waits until every packet handed over was emitted and ends
+// the output goroutine, if there is one; it returns the output's error.
+func (a *Analyzer) stopOutput() error {
+	if a.out == nil {
+		return nil
+	}
+	err := a.out.close(a)
+	a.out = nil
+	return err
 }
 
 // Open returns the number of packets currently open.
@@ -457,17 +538,19 @@ func (a *Analyzer) Open() int { return a.open.len() }
 func (p *Packet) Finish() {
 	// Hops nearly always arrive in order: check before sorting (the
 	// check looks at times only; hops are large to move around).
-	for i := 1; i < len(p.Hops); i++ {
-		if p.Hops[i].Time < p.Hops[i-1].Time {
-			slices.SortStableFunc(p.Hops, func(x, y Hop) int { return cmp.Compare(x.Time, y.Time) })
-			break
-		}
+	if !inTimeOrder(p.Hops) {
+		slices.SortStableFunc(p.Hops, func(x, y Hop) int { return cmp.Compare(x.Time, y.Time) })
 	}
+	p.markChanges()
+	p.Outcome = classify(p)
+	p.Outcome = withClones(p.Outcome, p.Clones)
+}
+
+// markChanges sets each hop's Changed from the hop before it.
+func (p *Packet) markChanges() {
 	for i := 1; i < len(p.Hops); i++ {
 		p.Hops[i].Changed = diff(&p.Hops[i-1], &p.Hops[i])
 	}
-	p.Outcome = classify(p)
-	p.Outcome = withClones(p.Outcome, p.Clones)
 }
 
 // withClones returns the outcome of a packet whose own skb ended as own
@@ -573,13 +656,15 @@ var deliveredFreeFunctions = map[string]bool{
 	"netlink_recvmsg":          true,
 }
 
-// Function hooks (function backends) that show the packet reached a
-// socket's reader: its free by a receive path, seen as a hop.
-var deliveryFunctions = map[string]bool{
-	"skb_consume_udp":        true,
-	"skb_free_datagram":      true,
-	"tcp_eat_recv_skb":       true,
-	"skb_attempt_defer_free": true,
+// isDeliveryFunction reports whether a function hook (function backends)
+// shows the packet reached a socket's reader: its free by a receive path,
+// seen as a hop. (A switch: classify asks for every hop.)
+func isDeliveryFunction(hook string) bool {
+	switch hook {
+	case "skb_consume_udp", "skb_free_datagram", "tcp_eat_recv_skb", "skb_attempt_defer_free":
+		return true
+	}
+	return false
 }
 
 // socketFunctions name the kind of socket by a function that frees an
@@ -724,7 +809,7 @@ func classifyHops(p *Packet) Outcome {
 	var deliveredAt, freedAt, memFreedAt, lastTx, lastRx, tcpQueued = -1, -1, -1, -1, -1, -1
 	for i := range p.Hops {
 		h := p.Hops[i].Meta.Hook
-		if isDeliveryHook(h) || deliveryFunctions[h] {
+		if isDeliveryHook(h) || isDeliveryFunction(h) {
 			deliveredAt = i
 			continue
 		}
@@ -762,7 +847,7 @@ func classifyHops(p *Packet) Outcome {
 		// The task is the reader only at hops in its recvmsg (not in the
 		// softirq that queued the packet).
 		if deliveredAt >= 0 {
-			if h := &p.Hops[deliveredAt].Meta; isDeliveryHook(h.Hook) || deliveryFunctions[h.Hook] {
+			if h := &p.Hops[deliveredAt].Meta; isDeliveryHook(h.Hook) || isDeliveryFunction(h.Hook) {
 				o.Process = h.Comm
 			}
 		}

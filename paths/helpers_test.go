@@ -536,6 +536,7 @@ func clonePacket(p *Packet) *Packet {
 	c := *p
 	c.Hops = slices.Clone(p.Hops)
 	c.Children = slices.Clone(p.Children)
+	c.Clones = slices.Clone(p.Clones)
 	c.Data = slices.Clone(p.Data)
 	return &c
 }

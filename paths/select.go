@@ -68,9 +68,11 @@ func (s *Selector) Selects(p *Packet) bool {
 // Process reads every event of in, rebuilds the paths and calls fn for
 // each selected packet. The Packet passed to fn is reused after it returns.
 //
-// Reading (pcap-ng blocks and metadata comments) runs in its own goroutine
-// and hands events over in batches, with a copy of their bytes, so that it
-// overlaps with the analysis (addresses, paths) and output on another core.
+// Three stages overlap, on as many cores as there are: reading (pcap-ng
+// blocks and metadata comments) runs in its own goroutine and hands events
+// over in batches, with a copy of their bytes, to the analysis (addresses,
+// paths), which hands completed packets in batches to fn, called on a
+// goroutine of its own (one at a time, in the order the packets complete).
 // With a single input file, events are decoded straight into the batches.
 func Process(in *Input, opts Options, sel *Selector, fn func(*Packet) error) error {
 	if sel != nil && sel.Filter != nil {
@@ -82,19 +84,22 @@ func Process(in *Input, opts Options, sel *Selector, fn func(*Packet) error) err
 		}
 		return fn(p)
 	})
+	// The output runs beside the analysis, as the reading does.
+	a.emitAsync()
 
 	// A batch holds events and a copy of their bytes: event i's are
 	// data[off[i]:off[i+1]].
 	const batchSize, batches = 512, 4
 	type batch struct {
-		evs  []Event
-		off  []int
-		data []byte
+		evs   []Event
+		flows []Flow // ParseFlow of each event's bytes
+		off   []int
+		data  []byte
 	}
 	full := make(chan *batch, batches)
 	empty := make(chan *batch, batches+1)
 	for i := 0; i < batches+1; i++ {
-		empty <- &batch{evs: make([]Event, batchSize), off: make([]int, 0, batchSize+1)}
+		empty <- &batch{evs: make([]Event, batchSize), flows: make([]Flow, batchSize), off: make([]int, 0, batchSize+1)}
 	}
 	stop := make(chan struct{})
 	readErr := make(chan error, 1)
@@ -129,8 +134,10 @@ func Process(in *Input, opts Options, sel *Selector, fn func(*Packet) error) err
 				if ev != e {
 					*e = *ev
 				}
-				// The bytes go along (the addresses are parsed by
-				// the analyzing side, which has less to do).
+				// The bytes go along, and their addresses, parsed
+				// here: on real recordings the analyzing side has
+				// more to do.
+				b.flows[n] = ParseFlow(ev.Data)
 				b.off = append(b.off, len(b.data))
 				b.data = append(b.data, ev.Data...)
 				e.Interface = nil
@@ -157,7 +164,7 @@ func Process(in *Input, opts Options, sel *Selector, fn func(*Packet) error) err
 			for i := range b.evs {
 				e := &b.evs[i]
 				e.Data = b.data[b.off[i]:b.off[i+1]:b.off[i+1]]
-				if addErr = a.Add(e); addErr != nil {
+				if addErr = a.add(e, b.flows[i]); addErr != nil {
 					close(stop)
 					break
 				}
@@ -166,9 +173,11 @@ func Process(in *Input, opts Options, sel *Selector, fn func(*Packet) error) err
 		empty <- b
 	}
 	if err := <-readErr; err != nil {
+		a.stopOutput()
 		return err
 	}
 	if addErr != nil {
+		a.stopOutput()
 		return addErr
 	}
 	return a.Close()

@@ -1,0 +1,137 @@
+package paths
+
+import (
+	"errors"
+	"io"
+	"reflect"
+	"testing"
+
+	"github.com/pathcap/pathcap/internal/testrec"
+)
+
+// finishFiles are recordings with clones that decide their packets'
+// outcomes (ping's echo replies), on which the Analyzer's finish reuses
+// the outcome waits computed.
+func finishFiles(t *testing.T) [][]string {
+	files := [][]string{{testrec.Crafted(t, "scenario.pcapng")}}
+	for _, n := range []string{"host-veth", "host-veth-stacks", "vm-5.10-fentry", "vm-6.1-kprobe", "vm-6.12-kprobe-multi"} {
+		files = append(files, []string{testrec.Recording(t, n+".pcapng")})
+	}
+	return files
+}
+
+// TestFinishMatchesPacketFinish: every packet the Analyzer completes is
+// what Packet.Finish (the general path, classifying again) makes of its
+// hops and clones.
+func TestFinishMatchesPacketFinish(t *testing.T) {
+	withClones := 0
+	for _, files := range finishFiles(t) {
+		for _, p := range analyze(t, Options{}, nil, files...) {
+			g := clonePacket(p)
+			g.Outcome = Outcome{}
+			for i := range g.Hops {
+				g.Hops[i].Changed = 0
+			}
+			g.Finish()
+			got := p.Outcome
+			if got.Kind == Unknown {
+				// The Analyzer says why after Finish.
+				got.Why = ""
+			}
+			if !reflect.DeepEqual(got, g.Outcome) || !reflect.DeepEqual(p.Hops, g.Hops) {
+				t.Fatalf("%s: packet %d: Analyzer %+v, Finish %+v", files[0], p.ID, got, g.Outcome)
+			}
+			if len(p.Clones) > 0 {
+				withClones++
+			}
+		}
+	}
+	if withClones == 0 {
+		t.Fatal("no packet waited for its clones: the test checks nothing")
+	}
+}
+
+// TestProcessMatchesAnalyzer: Process, which reads and emits on goroutines
+// of their own, hands over the packets a synchronous Analyzer makes, in
+// the same order.
+func TestProcessMatchesAnalyzer(t *testing.T) {
+	for _, files := range finishFiles(t) {
+		for _, opts := range []Options{{}, {MaxOpen: 4}} {
+			got := analyze(t, opts, nil, files...)
+			in, err := Open(files)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var want []*Packet
+			a := NewAnalyzer(opts, func(p *Packet) error {
+				want = append(want, clonePacket(p))
+				return nil
+			})
+			for {
+				ev, err := in.Next()
+				if errors.Is(err, io.EOF) {
+					break
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := a.Add(ev); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := a.Close(); err != nil {
+				t.Fatal(err)
+			}
+			in.Close()
+			// dump prints the clones' outcomes with their stacks'
+			// addresses, which differ from one Input to the next: the
+			// stacks' text is compared instead.
+			var stacks [2][]string
+			for k, ps := range [][]*Packet{got, want} {
+				for _, p := range ps {
+					for i := range p.Clones {
+						if s := p.Clones[i].Outcome.Stack; s != nil {
+							stacks[k] = append(stacks[k], s.text)
+							p.Clones[i].Outcome.Stack = nil
+						}
+					}
+				}
+			}
+			if !reflect.DeepEqual(stacks[0], stacks[1]) {
+				t.Fatalf("%s: the clones' stacks differ", files[0])
+			}
+			if dump(got) != dump(want) {
+				t.Fatalf("%s, %+v: Process and a synchronous Analyzer differ:\n%s\n---\n%s", files[0], opts, dump(got), dump(want))
+			}
+		}
+	}
+}
+
+// TestProcessStopsAtOutputError: after the callback's first error, it is
+// not called again, and Process returns that error.
+func TestProcessStopsAtOutputError(t *testing.T) {
+	name := testrec.Recording(t, "host-veth.pcapng")
+	boom := errors.New("boom")
+	for _, after := range []int{0, 1, 5, 300, 1000} {
+		in, err := Open([]string{name})
+		if err != nil {
+			t.Fatal(err)
+		}
+		calls := 0
+		err = Process(in, Options{}, nil, func(p *Packet) error {
+			calls++
+			if calls > after {
+				return boom
+			}
+			return nil
+		})
+		in.Close()
+		total := len(analyze(t, Options{}, nil, name))
+		if after < total && (!errors.Is(err, boom) || calls != after+1) {
+			t.Fatalf("error after %d packets: got %v after %d calls", after, err, calls)
+		}
+		if after >= total && (err != nil || calls != total) {
+			t.Fatalf("no error expected (%d packets): got %v after %d calls", total, err, calls)
+		}
+	}
+}
