@@ -54,7 +54,6 @@ int on_xdp(void *ctx)
 		if (!entry)
 			return 0;
 		id = entry->id;
-		info = *entry;
 		// Helper: done with the run.
 		bpf_map_delete_elem(&calls, &call);
 	}
