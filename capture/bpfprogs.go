@@ -257,15 +257,8 @@ func loadXDPHook(h *Hook, k hookKnobs, env *loadEnv) (*ebpf.Program, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load BPF object: %w", err)
 	}
-	vs, err := knobSpecs(spec)
-	if err == nil {
-		err = k.apply(vs)
-	}
-	if err == nil {
-		err = applyHook(vs, h)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("load hook %s: %w", h.Name, err)
+	if err := setKnobs(spec, h, k); err != nil {
+		return nil, err
 	}
 	// The shared maps as created (sizes set by user space).
 	for name := range env.opts.MapReplacements {

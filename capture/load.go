@@ -391,11 +391,9 @@ func applyHook(vs *bpf.SkbVariableSpecs, h *Hook) error {
 	return s.err
 }
 
-// loadHook loads the BTF-typed program for h (a tracepoint, fentry or fexit
-// hook, by h.Kind) from a copy of spec, with h's argument positions and k
-// set as constants and the shared maps in opts.
-func loadHook(spec *ebpf.CollectionSpec, h *Hook, opts ebpf.CollectionOptions, k hookKnobs) (*ebpf.Program, error) {
-	spec = spec.Copy()
+// setKnobs sets k and h's argument positions as the load-time constants
+// of spec.
+func setKnobs(spec *ebpf.CollectionSpec, h *Hook, k hookKnobs) error {
 	vs, err := knobSpecs(spec)
 	if err == nil {
 		err = k.apply(vs)
@@ -404,7 +402,18 @@ func loadHook(spec *ebpf.CollectionSpec, h *Hook, opts ebpf.CollectionOptions, k
 		err = applyHook(vs, h)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("load hook %s: %w", h.Name, err)
+		return fmt.Errorf("load hook %s: %w", h.Name, err)
+	}
+	return nil
+}
+
+// loadHook loads the BTF-typed program for h (a tracepoint, fentry or fexit
+// hook, by h.Kind) from a copy of spec, with h's argument positions and k
+// set as constants and the shared maps in opts.
+func loadHook(spec *ebpf.CollectionSpec, h *Hook, opts ebpf.CollectionOptions, k hookKnobs) (*ebpf.Program, error) {
+	spec = spec.Copy()
+	if err := setKnobs(spec, h, k); err != nil {
+		return nil, err
 	}
 	prog := spec.Programs[bpf.SkbProgOnSkb]
 	prog.AttachTo = h.Name
