@@ -361,7 +361,9 @@ func (p *Parser) fastPair(comment []byte, i int, e *Event) (end int, hook bool) 
 			if klen == 0 {
 				return 0, false
 			}
-			if id = keyID(w, klen); id == nFastKeys {
+			// The length too: a NUL in the key reads like the zero
+			// padding of a shorter key ("dev\x00=" is not "dev=").
+			if id = keyID(w, klen); id == nFastKeys || fastKeys[id].len != klen+1 {
 				return 0, false
 			}
 		}
