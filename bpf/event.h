@@ -24,6 +24,9 @@
 #define FLAG_HAS_DEV 2
 #define FLAG_HAS_RET 4   // retval holds the function's return value
 #define FLAG_HAS_STACK 8 // stack_len holds bpf_get_stack's result
+#define FLAG_HAS_NF 16   // nf_hook and nf_pf hold a netfilter hook's place;
+                         // at nft_do_chain's exit drop_location is the base
+                         // chain's address and drop_reason its handle's low bits
 
 // ARPHRD_* device types whose link-layer header is a 14-byte Ethernet header.
 #define ARPHRD_ETHER 1
@@ -63,7 +66,9 @@ struct event {
 	__u8 pkt_type;       // PACKET_* of the skb
 	__u8 header;         // HEADER_*: where the bytes start
 	__u8 flags;          // FLAG_* bits
-	__u8 _pad[3];
+	__u8 nf_hook;        // FLAG_HAS_NF: enum nf_inet_hooks (NF_INET_LOCAL_IN, ...)
+	__u8 nf_pf;          // FLAG_HAS_NF: the protocol family (NFPROTO_IPV4, ...)
+	__u8 _pad;
 	__s32 stack_len;     // bytes of stack written, or a negative error
 	char comm[16];       // comm of the current task
 	__u64 parent;        // clones and copies: the original's packet id

@@ -101,6 +101,8 @@ const (
 	KprobeVarMatchMarkMask  = "match_mark_mask"
 	KprobeVarMatchNetns     = "match_netns"
 	KprobeVarMatchPid       = "match_pid"
+	KprobeVarNfStateArg     = "nf_state_arg"
+	KprobeVarNftChainExit   = "nft_chain_exit"
 	KprobeVarNoStart        = "no_start"
 	KprobeVarNrCpus         = "nr_cpus"
 	KprobeVarPairCalls      = "pair_calls"
@@ -204,6 +206,8 @@ type KprobeVariableSpecs struct {
 	MatchMarkMask *ebpf.VariableSpec `ebpf:"match_mark_mask"`
 	MatchNetns    *ebpf.VariableSpec `ebpf:"match_netns"`
 	MatchPid      *ebpf.VariableSpec `ebpf:"match_pid"`
+	NfStateArg    *ebpf.VariableSpec `ebpf:"nf_state_arg"`
+	NftChainExit  *ebpf.VariableSpec `ebpf:"nft_chain_exit"`
 	NoStart       *ebpf.VariableSpec `ebpf:"no_start"`
 	NrCpus        *ebpf.VariableSpec `ebpf:"nr_cpus"`
 	PairCalls     *ebpf.VariableSpec `ebpf:"pair_calls"`
@@ -291,6 +295,8 @@ type KprobeVariables struct {
 	MatchMarkMask *ebpf.Variable `ebpf:"match_mark_mask"`
 	MatchNetns    *ebpf.Variable `ebpf:"match_netns"`
 	MatchPid      *ebpf.Variable `ebpf:"match_pid"`
+	NfStateArg    *ebpf.Variable `ebpf:"nf_state_arg"`
+	NftChainExit  *ebpf.Variable `ebpf:"nft_chain_exit"`
 	NoStart       *ebpf.Variable `ebpf:"no_start"`
 	NrCpus        *ebpf.Variable `ebpf:"nr_cpus"`
 	PairCalls     *ebpf.Variable `ebpf:"pair_calls"`

@@ -17,6 +17,11 @@ struct hit {
 	__u8 frees;             // the skb is freed here (kprobe: from the cookie)
 	__u8 wanted;            // the entry point has filtered it and kept it
 	__u8 nostart;           // the hook never starts following a packet (kprobe: cookie)
+	__u8 has_nf;            // nf_hook and nf_pf are set (a netfilter hook's place)
+	__u8 nf_hook;           // enum nf_inet_hooks
+	__u8 nf_pf;             // NFPROTO_*
+	__u32 nf_handle;        // nft_do_chain: the base chain's handle (low bits)
+	__u64 nf_chain;         // nft_do_chain: the base chain's address, else 0
 };
 
 // Fills the task fields of ev: the current task's ids and comm. Helper
@@ -208,6 +213,18 @@ static __always_inline void describe(void *ctx, struct event *ev, struct hit *h,
 	}
 	if (location_arg >= 0)
 		ev->drop_location = h->location;
+	ev->nf_hook = 0;
+	ev->nf_pf = 0;
+	if (h->has_nf) {
+		// Netfilter hooks have no drop reason or free location: their
+		// fields carry the base chain (user space names it, see
+		// capture/netfilter.go).
+		ev->flags |= FLAG_HAS_NF;
+		ev->nf_hook = h->nf_hook;
+		ev->nf_pf = h->nf_pf;
+		ev->drop_location = h->nf_chain;
+		ev->drop_reason = h->nf_handle;
+	}
 
 	ev->stack_len = 0;
 	if (stack_bytes) {

@@ -64,11 +64,23 @@ type SkbEvent struct {
 	PktType      uint8
 	Header       uint8
 	Flags        uint8
-	Pad          [3]uint8
+	NfHook       uint8
+	NfPf         uint8
+	Pad          uint8
 	StackLen     int32
 	Comm         [16]int8
 	Parent       uint64
 	Retval       uint64
+}
+
+type SkbNftNames struct {
+	_         structs.HostLayout
+	Handle    uint64
+	Table     uint64
+	Family    uint32
+	Pad       uint32
+	TableName [64]int8
+	ChainName [64]int8
 }
 
 type SkbTrackSet struct {
@@ -94,6 +106,8 @@ const (
 	SkbMapFilterBuf     = "filter_buf"
 	SkbMapHeads         = "heads"
 	SkbMapHints         = "hints"
+	SkbMapNftChains     = "nft_chains"
+	SkbMapNftScratch    = "nft_scratch"
 	SkbMapTracked       = "tracked"
 	SkbProgOnSkb        = "on_skb"
 	SkbVarBudgetPerCpu  = "budget_per_cpu"
@@ -115,6 +129,8 @@ const (
 	SkbVarMatchMarkMask = "match_mark_mask"
 	SkbVarMatchNetns    = "match_netns"
 	SkbVarMatchPid      = "match_pid"
+	SkbVarNfStateArg    = "nf_state_arg"
+	SkbVarNftChainExit  = "nft_chain_exit"
 	SkbVarNoStart       = "no_start"
 	SkbVarNrCpus        = "nr_cpus"
 	SkbVarPairCalls     = "pair_calls"
@@ -180,13 +196,15 @@ type SkbProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type SkbMapSpecs struct {
-	Calls     *ebpf.MapSpec `ebpf:"calls"`
-	CpuStates *ebpf.MapSpec `ebpf:"cpu_states"`
-	Events    *ebpf.MapSpec `ebpf:"events"`
-	FilterBuf *ebpf.MapSpec `ebpf:"filter_buf"`
-	Heads     *ebpf.MapSpec `ebpf:"heads"`
-	Hints     *ebpf.MapSpec `ebpf:"hints"`
-	Tracked   *ebpf.MapSpec `ebpf:"tracked"`
+	Calls      *ebpf.MapSpec `ebpf:"calls"`
+	CpuStates  *ebpf.MapSpec `ebpf:"cpu_states"`
+	Events     *ebpf.MapSpec `ebpf:"events"`
+	FilterBuf  *ebpf.MapSpec `ebpf:"filter_buf"`
+	Heads      *ebpf.MapSpec `ebpf:"heads"`
+	Hints      *ebpf.MapSpec `ebpf:"hints"`
+	NftChains  *ebpf.MapSpec `ebpf:"nft_chains"`
+	NftScratch *ebpf.MapSpec `ebpf:"nft_scratch"`
+	Tracked    *ebpf.MapSpec `ebpf:"tracked"`
 }
 
 // SkbVariableSpecs contains global variables before they are loaded into the kernel.
@@ -212,6 +230,8 @@ type SkbVariableSpecs struct {
 	MatchMarkMask *ebpf.VariableSpec `ebpf:"match_mark_mask"`
 	MatchNetns    *ebpf.VariableSpec `ebpf:"match_netns"`
 	MatchPid      *ebpf.VariableSpec `ebpf:"match_pid"`
+	NfStateArg    *ebpf.VariableSpec `ebpf:"nf_state_arg"`
+	NftChainExit  *ebpf.VariableSpec `ebpf:"nft_chain_exit"`
 	NoStart       *ebpf.VariableSpec `ebpf:"no_start"`
 	NrCpus        *ebpf.VariableSpec `ebpf:"nr_cpus"`
 	PairCalls     *ebpf.VariableSpec `ebpf:"pair_calls"`
@@ -248,13 +268,15 @@ func (o *SkbObjects) Close() error {
 //
 // It can be passed to LoadSkbObjects or ebpf.CollectionSpec.LoadAndAssign.
 type SkbMaps struct {
-	Calls     *ebpf.Map `ebpf:"calls"`
-	CpuStates *ebpf.Map `ebpf:"cpu_states"`
-	Events    *ebpf.Map `ebpf:"events"`
-	FilterBuf *ebpf.Map `ebpf:"filter_buf"`
-	Heads     *ebpf.Map `ebpf:"heads"`
-	Hints     *ebpf.Map `ebpf:"hints"`
-	Tracked   *ebpf.Map `ebpf:"tracked"`
+	Calls      *ebpf.Map `ebpf:"calls"`
+	CpuStates  *ebpf.Map `ebpf:"cpu_states"`
+	Events     *ebpf.Map `ebpf:"events"`
+	FilterBuf  *ebpf.Map `ebpf:"filter_buf"`
+	Heads      *ebpf.Map `ebpf:"heads"`
+	Hints      *ebpf.Map `ebpf:"hints"`
+	NftChains  *ebpf.Map `ebpf:"nft_chains"`
+	NftScratch *ebpf.Map `ebpf:"nft_scratch"`
+	Tracked    *ebpf.Map `ebpf:"tracked"`
 }
 
 func (m *SkbMaps) Close() error {
@@ -265,6 +287,8 @@ func (m *SkbMaps) Close() error {
 		m.FilterBuf,
 		m.Heads,
 		m.Hints,
+		m.NftChains,
+		m.NftScratch,
 		m.Tracked,
 	)
 }
@@ -292,6 +316,8 @@ type SkbVariables struct {
 	MatchMarkMask *ebpf.Variable `ebpf:"match_mark_mask"`
 	MatchNetns    *ebpf.Variable `ebpf:"match_netns"`
 	MatchPid      *ebpf.Variable `ebpf:"match_pid"`
+	NfStateArg    *ebpf.Variable `ebpf:"nf_state_arg"`
+	NftChainExit  *ebpf.Variable `ebpf:"nft_chain_exit"`
 	NoStart       *ebpf.Variable `ebpf:"no_start"`
 	NrCpus        *ebpf.Variable `ebpf:"nr_cpus"`
 	PairCalls     *ebpf.Variable `ebpf:"pair_calls"`

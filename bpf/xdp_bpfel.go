@@ -84,6 +84,8 @@ const (
 	XdpVarMatchMarkMask = "match_mark_mask"
 	XdpVarMatchNetns    = "match_netns"
 	XdpVarMatchPid      = "match_pid"
+	XdpVarNfStateArg    = "nf_state_arg"
+	XdpVarNftChainExit  = "nft_chain_exit"
 	XdpVarNoStart       = "no_start"
 	XdpVarNrCpus        = "nr_cpus"
 	XdpVarPairCalls     = "pair_calls"
@@ -181,6 +183,8 @@ type XdpVariableSpecs struct {
 	MatchMarkMask *ebpf.VariableSpec `ebpf:"match_mark_mask"`
 	MatchNetns    *ebpf.VariableSpec `ebpf:"match_netns"`
 	MatchPid      *ebpf.VariableSpec `ebpf:"match_pid"`
+	NfStateArg    *ebpf.VariableSpec `ebpf:"nf_state_arg"`
+	NftChainExit  *ebpf.VariableSpec `ebpf:"nft_chain_exit"`
 	NoStart       *ebpf.VariableSpec `ebpf:"no_start"`
 	NrCpus        *ebpf.VariableSpec `ebpf:"nr_cpus"`
 	PairCalls     *ebpf.VariableSpec `ebpf:"pair_calls"`
@@ -261,6 +265,8 @@ type XdpVariables struct {
 	MatchMarkMask *ebpf.Variable `ebpf:"match_mark_mask"`
 	MatchNetns    *ebpf.Variable `ebpf:"match_netns"`
 	MatchPid      *ebpf.Variable `ebpf:"match_pid"`
+	NfStateArg    *ebpf.Variable `ebpf:"nf_state_arg"`
+	NftChainExit  *ebpf.Variable `ebpf:"nft_chain_exit"`
 	NoStart       *ebpf.Variable `ebpf:"no_start"`
 	NrCpus        *ebpf.Variable `ebpf:"nr_cpus"`
 	PairCalls     *ebpf.Variable `ebpf:"pair_calls"`

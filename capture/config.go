@@ -84,6 +84,11 @@ type Config struct {
 	// or a name (the program's name or its BTF function name). Empty
 	// means every tc program.
 	BPFPrograms []string
+	// NoNetfilter leaves out the exit of nftables' nft_do_chain, which a
+	// function backend otherwise hooks (fexit): its events carry the base
+	// chain that ran (table, chain) and its verdict, the netfilter hook
+	// and family (see capture/netfilter.go for what each kernel allows).
+	NoNetfilter bool
 
 	// Stack records the kernel stack of every event (Event.Stack), at most
 	// StackDepth frames (0 means DefaultStackDepth, at most MaxStackDepth).

@@ -44,6 +44,7 @@ const (
 	flagHasDev
 	flagHasRet
 	flagHasStack
+	flagHasNF
 )
 
 // recordSize is the size of the fixed part of a ring buffer record; the
@@ -135,8 +136,26 @@ type Event struct {
 	// from the function's return type; HasRetVal reports that it is set.
 	RetVal    int64
 	HasRetVal bool
+	// NF reports an event at a netfilter hook (Hook.NFState,
+	// Hook.NFTChain): NFHook is the hook's number (enum nf_inet_hooks
+	// and the like, see kmeta.NFHookName) and NFProto its protocol family
+	// (NFPROTO_*), each 0xff where the kernel did not say.
+	NF      bool
+	NFHook  uint8
+	NFProto uint8
+	// NFTFamily, NFTTable and NFTChain name the nftables base chain at
+	// nft_do_chain's exit (Hook.NFTChain; its verdict is RetVal): the
+	// table's family (NFPROTO_*) and name, and the chain's name. Empty
+	// where record could not read them (audit-safe mode).
+	NFTFamily uint8
+	NFTTable  string
+	NFTChain  string
 
 	reasons *DropReasons
+	// nftChain and nftHandle are the base chain's address and handle
+	// (low bits) at nft_do_chain's exit, for the Recorder to name it.
+	nftChain  uint64
+	nftHandle uint32
 }
 
 // CommString returns Comm up to its first NUL byte.
@@ -203,6 +222,15 @@ func (e *Event) decode(raw []byte, rec *bpf.SkbEvent, stackBytes int) error {
 	e.DropLocation = rec.DropLocation
 	e.Parent = rec.Parent
 	e.HasRetVal = rec.Flags&flagHasRet != 0
+	e.NF, e.NFHook, e.NFProto = false, 0, 0
+	e.NFTFamily, e.NFTTable, e.NFTChain = 0, "", ""
+	e.nftChain, e.nftHandle = 0, 0
+	if rec.Flags&flagHasNF != 0 {
+		// The drop fields carry the base chain at netfilter hooks.
+		e.NF, e.NFHook, e.NFProto = true, rec.NfHook, rec.NfPf
+		e.nftChain, e.nftHandle = rec.DropLocation, rec.DropReason
+		e.DropLocation, e.DropReason, e.HasDrop = 0, 0, false
+	}
 	e.Data = raw[start:end:end]
 	return nil
 }

@@ -154,6 +154,7 @@ func hookFromFunc(name string, proto *btf.FuncProto) (Hook, bool) {
 		// ones no tracepoint reports): its tracking entry ends.
 		Frees:   name == kmeta.HookMemoryFree,
 		NoStart: slices.Contains(noStartFunctions, name),
+		NFState: name == nfHookSlow,
 	}
 	for i, p := range proto.Params {
 		if i > maxFuncArg {

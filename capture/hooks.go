@@ -97,6 +97,13 @@ type Hook struct {
 	// nil for a kernel hook. Name is then the kernel's symbol of the
 	// program, bpf_prog_TAG_NAME, as stacks show it.
 	Prog *BPFProgram
+	// NFState reports a function whose argument after the skb is a
+	// struct nf_hook_state * (nf_hook_slow): its events carry the
+	// netfilter hook and family (Event.NF).
+	NFState bool
+	// NFTChain reports the exit of nft_do_chain (Config.Netfilter): its
+	// events carry the nftables base chain and its verdict.
+	NFTChain bool
 
 	// ret describes a function's return type, for sign extension.
 	ret retType

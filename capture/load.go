@@ -111,6 +111,15 @@ func (r *Recorder) open(cfg Config, cache *btf.Cache, kernel *btf.Spec, tab *btf
 	if r.calls, err = newMap(spec, bpf.SkbMapCalls, 0); err != nil {
 		return err
 	}
+	// The netfilter maps exist whether or not nft_do_chain is hooked:
+	// every load of the object needs them, and creating them once is
+	// cheaper than once per program.
+	if r.nft.chains, err = newMap(spec, bpf.SkbMapNftChains, 0); err != nil {
+		return err
+	}
+	if r.nft.scratch, err = newMap(spec, bpf.SkbMapNftScratch, 0); err != nil {
+		return err
+	}
 	knobs := hookKnobs{
 		snaplen:     uint32(cfg.Snaplen),
 		stackBytes:  uint32(r.stackBytes),
@@ -149,13 +158,15 @@ func (r *Recorder) open(cfg Config, cache *btf.Cache, kernel *btf.Spec, tab *btf
 		table:  tab,
 		opts: ebpf.CollectionOptions{
 			MapReplacements: map[string]*ebpf.Map{
-				bpf.SkbMapEvents:    r.events,
-				bpf.SkbMapTracked:   r.tracked,
-				bpf.SkbMapHeads:     r.heads,
-				bpf.SkbMapCpuStates: r.states,
-				bpf.SkbMapFilterBuf: r.buf,
-				bpf.SkbMapHints:     r.hints,
-				bpf.SkbMapCalls:     r.calls,
+				bpf.SkbMapEvents:     r.events,
+				bpf.SkbMapTracked:    r.tracked,
+				bpf.SkbMapHeads:      r.heads,
+				bpf.SkbMapCpuStates:  r.states,
+				bpf.SkbMapFilterBuf:  r.buf,
+				bpf.SkbMapHints:      r.hints,
+				bpf.SkbMapCalls:      r.calls,
+				bpf.SkbMapNftChains:  r.nft.chains,
+				bpf.SkbMapNftScratch: r.nft.scratch,
 			},
 			Programs: ebpf.ProgramOptions{KernelTypes: kernel},
 			Cache:    cache,
@@ -234,6 +245,7 @@ func (r *Recorder) open(cfg Config, cache *btf.Cache, kernel *btf.Spec, tab *btf
 	if err := r.attachPrograms(cfg, env); err != nil {
 		return err
 	}
+	r.attachNetfilter(cfg, env)
 
 	r.ring, err = newRing(r.events)
 	if err != nil {
@@ -388,6 +400,12 @@ func applyHook(vs *bpf.SkbVariableSpecs, h *Hook) error {
 	s.set(vs.LocationArg, int32(h.LocationArg))
 	s.set(vs.IsFreeHook, b32(h.Frees))
 	s.set(vs.NoStart, b32(h.NoStart))
+	nfState := -1
+	if h.NFState {
+		nfState = h.SKBArg + 1
+	}
+	s.set(vs.NfStateArg, int32(nfState))
+	s.set(vs.NftChainExit, b32(h.NFTChain))
 	return s.err
 }
 

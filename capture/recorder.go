@@ -61,6 +61,7 @@ type Recorder struct {
 	buf       *ebpf.Map
 	hints     *ebpf.Map
 	calls     *ebpf.Map
+	nft       nftState // names of nftables chains (nft_do_chain's exit)
 	progs     []*ebpf.Program
 	progKinds []HookKind // the kind of hook each of progs serves
 	links     []link.Link
@@ -275,6 +276,9 @@ func (r *Recorder) deliver(rd *reader, sample []byte, fn func(*Event) error) err
 		return fmt.Errorf("decode event: hook id %d out of range", raw.HookId)
 	}
 	ev.Hook = &r.hooks[raw.HookId]
+	if ev.nftChain != 0 && ev.Hook.NFTChain {
+		r.nft.name(ev, ev.nftChain, ev.nftHandle)
+	}
 	ev.RetVal = 0
 	if ev.HasRetVal {
 		ev.RetVal = ev.Hook.ret.extend(raw.Retval)
@@ -327,12 +331,13 @@ func (r *Recorder) Close() error {
 		errs = append(errs, r.ring.close())
 		r.ring = nil
 	}
-	for _, m := range []*ebpf.Map{r.events, r.tracked, r.heads, r.states, r.buf, r.hints, r.calls} {
+	for _, m := range []*ebpf.Map{r.events, r.tracked, r.heads, r.states, r.buf, r.hints, r.calls, r.nft.chains, r.nft.scratch} {
 		if m != nil {
 			errs = append(errs, m.Close())
 		}
 	}
 	r.events, r.tracked, r.heads, r.states, r.buf, r.hints, r.calls = nil, nil, nil, nil, nil, nil, nil
+	r.nft.chains, r.nft.scratch = nil, nil
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("close recorder: %w", err)
 	}

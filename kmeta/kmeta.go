@@ -121,6 +121,22 @@ type Event struct {
 	Prog     string
 	ProgID   uint32
 	ProgTag  string
+	// NFHook and NFFamily name the netfilter hook whose place the event
+	// is (nf_hook_slow, nft_do_chain's exit): the hook ("input",
+	// "prerouting", ...; NFHookName) and the protocol family ("ip",
+	// "ip6", ...; NFFamilyName). Empty elsewhere, or "" when the kernel
+	// did not say.
+	NFHook   string
+	NFFamily string
+	// NFTFamily, NFTTable and NFTChain name the nftables base chain that
+	// ran at nft_do_chain's exit: its table's family and name, and its
+	// name; NFVerdict is the chain's verdict (NFDrop, NFAccept, ...;
+	// NFVerdictName). Empty elsewhere; the names are empty where record
+	// could not read them (audit-safe mode).
+	NFTFamily string
+	NFTTable  string
+	NFTChain  string
+	NFVerdict string
 	// StackLost reports that a stack was asked for but the kernel could
 	// not capture it (stack=lost); StackErr is the kernel's error number
 	// (stack_err, negative errno; 0 when not known).
@@ -196,6 +212,30 @@ func AppendComment(dst []byte, e *Event) []byte {
 			dst = append(dst, " prog_tag="...)
 			dst = appendValue(dst, e.ProgTag)
 		}
+	}
+	if e.NFHook != "" {
+		dst = append(dst, " nf_hook="...)
+		dst = appendValue(dst, e.NFHook)
+	}
+	if e.NFFamily != "" {
+		dst = append(dst, " nf_pf="...)
+		dst = appendValue(dst, e.NFFamily)
+	}
+	if e.NFTFamily != "" {
+		dst = append(dst, " nft_family="...)
+		dst = appendValue(dst, e.NFTFamily)
+	}
+	if e.NFTTable != "" {
+		dst = append(dst, " nft_table="...)
+		dst = appendValue(dst, e.NFTTable)
+	}
+	if e.NFTChain != "" {
+		dst = append(dst, " nft_chain="...)
+		dst = appendValue(dst, e.NFTChain)
+	}
+	if e.NFVerdict != "" {
+		dst = append(dst, " nf_verdict="...)
+		dst = appendValue(dst, e.NFVerdict)
 	}
 	if e.HasRetVal {
 		dst = append(dst, " ret="...)
@@ -515,6 +555,18 @@ func (p *Parser) set(e *Event, key, val []byte) error {
 		e.ProgID, err = parseU32(val)
 	case "prog_tag":
 		e.ProgTag = p.intern(val)
+	case "nf_hook":
+		e.NFHook = p.intern(val)
+	case "nf_pf":
+		e.NFFamily = p.intern(val)
+	case "nft_family":
+		e.NFTFamily = p.intern(val)
+	case "nft_table":
+		e.NFTTable = p.intern(val)
+	case "nft_chain":
+		e.NFTChain = p.intern(val)
+	case "nf_verdict":
+		e.NFVerdict = p.intern(val)
 	case "cpu":
 		e.CPU, err = parseU32(val)
 	case "pid":

@@ -39,6 +39,9 @@ func TestRoundTrip(t *testing.T) {
 		{Kind: "fexit", Hook: "bpf_prog_3b185187f1855c4c_drop_flow", Comm: "ping", ProgType: kmeta.ProgTC,
 			Prog: "drop_flow", ProgID: 42, ProgTag: "3b185187f1855c4c", RetVal: 2, HasRetVal: true},
 		{Kind: "fentry", Hook: "bpf_prog_x_y", ProgType: kmeta.ProgXDP, Prog: "a b", ProgID: 4294967295},
+		{Kind: "kprobe", Hook: "nf_hook_slow", Comm: "ping", NFHook: "input", NFFamily: "ip"},
+		{Kind: "fexit", Hook: "nft_do_chain", Comm: "ping", NFHook: "prerouting", NFFamily: "ip6", NFTFamily: "inet",
+			NFTTable: "my table", NFTChain: "in\"put", NFVerdict: kmeta.NFDrop, RetVal: 0, HasRetVal: true},
 	}
 	p := kmeta.NewParser()
 	for i, want := range events {

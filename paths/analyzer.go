@@ -713,7 +713,67 @@ func socketKind(p *Packet, loc string) string {
 func classify(p *Packet) Outcome {
 	o := classifyHops(p)
 	byProgram(p, &o)
+	byNetfilter(p, &o)
 	return o
+}
+
+// netfilterReasons are the drop reasons kfree_skb gives an skb that a
+// netfilter hook dropped: NETFILTER_DROP (Linux 6.0+), NOT_SPECIFIED (5.17
+// to 5.19), none (before 5.17).
+var netfilterReasons = map[string]bool{"": true, "NOT_SPECIFIED": true, "NETFILTER_DROP": true}
+
+// byNetfilter names, in o, the netfilter hook and the nftables base chain
+// that dropped a Dropped packet: the last netfilter hop before the free
+// (nf_hook_slow, nft_do_chain's exit) when its verdict was drop (or, for
+// nf_hook_slow's entry, when no nftables chain said otherwise) and the
+// free's reason is one a netfilter drop has. It never changes the outcome's
+// kind: the kernel's free of the skb says dropped, the hops say who.
+func byNetfilter(p *Packet, o *Outcome) {
+	if o.Kind != Dropped || o.Clone != 0 || o.Program != "" || !netfilterReasons[o.Reason] {
+		return
+	}
+	free := -1
+	for i := len(p.Hops) - 1; i >= 0; i-- {
+		if p.Hops[i].Meta.Hook == kmeta.HookDrop {
+			free = i
+			break
+		}
+	}
+	if free < 0 {
+		return
+	}
+	chain, place := -1, -1
+	for i := free - 1; i >= 0; i-- {
+		m := &p.Hops[i].Meta
+		if m.NFVerdict != "" && chain < 0 && place < 0 {
+			if m.NFVerdict != kmeta.NFDrop {
+				// The last chain accepted: something else dropped.
+				return
+			}
+			chain = i
+		}
+		if m.NFHook != "" && m.NFVerdict == "" {
+			place = i
+			break
+		}
+	}
+	if chain < 0 && place < 0 {
+		return
+	}
+	if chain >= 0 {
+		m := &p.Hops[chain].Meta
+		o.NFTFamily, o.NFTTable, o.NFTChain = m.NFTFamily, m.NFTTable, m.NFTChain
+		o.NFFamily, o.NFHook = m.NFFamily, m.NFHook
+	}
+	if place >= 0 && o.NFHook == "" {
+		m := &p.Hops[place].Meta
+		o.NFFamily, o.NFHook = m.NFFamily, m.NFHook
+	}
+	if chain < 0 && o.Reason != "NETFILTER_DROP" {
+		// Without the kernel's reason and without a chain's verdict, a
+		// drop after entering a netfilter hook may be anyone's.
+		o.NFFamily, o.NFHook = "", ""
+	}
 }
 
 // tcShotReasons are the drop reasons kfree_skb gives an skb a tc program

@@ -97,6 +97,11 @@ type DropStat struct {
 	// ("tc program NAME", record --trace-tc), most frequent first; drops
 	// no program decided are not counted here.
 	Programs []Count
+	// Chains are the netfilter places that dropped these packets:
+	// "nftables table inet T chain C" (the base chain whose verdict was
+	// drop) or "netfilter hook ip input" where no chain is known, most
+	// frequent first; drops no netfilter place decided are not counted.
+	Chains []Count
 	// Stacks are the most frequent kernel stacks of the drops, at most
 	// Summary.DropStacks of them, most frequent first; StackLost counts
 	// the drops whose stack the kernel could not capture. Both only when
@@ -176,6 +181,7 @@ type dropAcc struct {
 	count     uint64
 	locs      map[string]uint64
 	progs     map[string]uint64 // "tc program NAME": drops it shot
+	chains    map[string]uint64 // "nftables table F T chain C": drops it decided
 	stacks    map[string]*stackAcc
 	stackLost uint64
 }
@@ -381,6 +387,17 @@ func (s *Summary) addOutcome(p *Packet) {
 			}
 			d.progs[name]++
 		}
+		if name := netfilterName(&p.Outcome); name != "" {
+			if _, ok := d.chains[name]; !ok && s.locations >= maxDistinctLocations {
+				name = otherName
+			} else if !ok {
+				s.locations++
+			}
+			if d.chains == nil {
+				d.chains = make(map[string]uint64)
+			}
+			d.chains[name]++
+		}
 		if s.DropStacks > 0 {
 			s.addDropStack(d, &p.Outcome)
 		}
@@ -410,6 +427,10 @@ func (s *Summary) Drops() []DropStat {
 			ds.Programs = append(ds.Programs, Count{prog, n})
 		}
 		sortCounts(ds.Programs)
+		for chain, n := range d.chains {
+			ds.Chains = append(ds.Chains, Count{chain, n})
+		}
+		sortCounts(ds.Chains)
 		if s.DropStacks > 0 {
 			ds.StackLost = d.stackLost
 			keys := make([]string, 0, len(d.stacks))
@@ -495,4 +516,24 @@ func sortCounts(c []Count) {
 		}
 		return strings.Compare(a.Name, b.Name)
 	})
+}
+
+// netfilterName names the netfilter place that dropped o for Drops:
+// "nftables table inet T chain C", "netfilter hook ip input", or "".
+func netfilterName(o *Outcome) string {
+	switch {
+	case o.NFTChain != "" || o.NFTTable != "":
+		name := "nftables table "
+		if o.NFTFamily != "" {
+			name += o.NFTFamily + " "
+		}
+		return name + o.NFTTable + " chain " + o.NFTChain
+	case o.NFHook != "":
+		name := "netfilter hook "
+		if o.NFFamily != "" {
+			name += o.NFFamily + " "
+		}
+		return name + o.NFHook
+	}
+	return ""
 }

@@ -96,6 +96,18 @@ type Outcome struct {
 	Program  string
 	ProgType string
 	Verdict  string
+	// NFTFamily, NFTTable and NFTChain name the nftables base chain whose
+	// drop verdict came last before a Dropped packet's skb was freed
+	// (record with a function backend hooks nft_do_chain's exit): the
+	// table's family and name, and the chain. NFFamily and NFHook name the
+	// netfilter hook where it dropped ("ip", "input"), also without
+	// nftables (nf_hook_slow's events). Empty otherwise. They only say
+	// who: the kernel's free of the skb says dropped.
+	NFTFamily string
+	NFTTable  string
+	NFTChain  string
+	NFFamily  string
+	NFHook    string
 	// Why says, for Unknown, why the recording does not show the fate:
 	// the recording ended while the packet was in flight, events were
 	// lost, or no hook saw it after its last hop.

@@ -66,6 +66,9 @@ func (d *Describer) Describe(ev *capture.Event, m *kmeta.Event) {
 	if p := ev.Hook.Prog; p != nil {
 		m.ProgType, m.Prog, m.ProgID, m.ProgTag = p.Type, p.Name, p.ID, p.Tag
 	}
+	if ev.NF {
+		describeNF(ev, m)
+	}
 	if ev.Ifindex != 0 && d.names != nil {
 		if name, ok := d.names.DeviceName(ev.NetNS, ev.Ifindex); ok {
 			m.Dev = name
@@ -116,4 +119,27 @@ func (d *Describer) location(addr uint64) string {
 		d.locations[addr] = s
 	}
 	return s
+}
+
+// describeNF fills m's netfilter keys from ev, an event at a netfilter
+// hook: the hook and family where the kernel said, and at nft_do_chain's
+// exit the base chain and its verdict.
+func describeNF(ev *capture.Event, m *kmeta.Event) {
+	const unknown = 0xff
+	if ev.NFProto != unknown {
+		m.NFFamily = kmeta.NFFamilyName(ev.NFProto)
+		if ev.NFHook != unknown {
+			m.NFHook = kmeta.NFHookName(ev.NFProto, ev.NFHook)
+		}
+	}
+	if !ev.Hook.NFTChain {
+		return
+	}
+	if ev.NFTFamily != 0 {
+		m.NFTFamily = kmeta.NFFamilyName(ev.NFTFamily)
+	}
+	m.NFTTable, m.NFTChain = ev.NFTTable, ev.NFTChain
+	if ev.HasRetVal {
+		m.NFVerdict = kmeta.NFVerdictName(uint32(ev.RetVal))
+	}
 }

@@ -69,6 +69,8 @@ type jsonOutcomeKey struct {
 	ownKind                     paths.OutcomeKind
 	ownReason, ownLocation      string
 	program, progType, verdict  string
+	nftFamily, nftTable         string
+	nftChain, nfFamily, nfHook  string
 }
 
 // Append appends p as one line of JSON followed by a newline. A nil
@@ -113,7 +115,8 @@ func (enc *JSONEncoder) Append(b []byte, p *paths.Packet) []byte {
 
 // appendOutcome appends the "outcome" member.
 func (enc *JSONEncoder) appendOutcome(b []byte, o *paths.Outcome) []byte {
-	k := jsonOutcomeKey{o.Kind, o.Reason, o.Location, o.Hook, o.Dev, o.NetNS, o.Socket, o.Process, o.Why, o.Clone, o.OwnKind, o.OwnReason, o.OwnLocation, o.Program, o.ProgType, o.Verdict}
+	k := jsonOutcomeKey{o.Kind, o.Reason, o.Location, o.Hook, o.Dev, o.NetNS, o.Socket, o.Process, o.Why, o.Clone, o.OwnKind, o.OwnReason, o.OwnLocation, o.Program, o.ProgType, o.Verdict,
+		o.NFTFamily, o.NFTTable, o.NFTChain, o.NFFamily, o.NFHook}
 	var e *jsonOutcomeEntry
 	if enc != nil {
 		e = &enc.outcomes[(int(k.kind)*7+len(k.hook)*3+len(k.location)+int(k.netns))&(len(enc.outcomes)-1)]
@@ -176,6 +179,20 @@ func (enc *JSONEncoder) appendOutcome(b []byte, o *paths.Outcome) []byte {
 		b = appendJSONString(b, o.ProgType)
 		b = append(b, `,"verdict":`...)
 		b = appendJSONString(b, o.Verdict)
+	}
+	if o.NFHook != "" {
+		b = append(b, `,"nf_family":`...)
+		b = appendJSONString(b, o.NFFamily)
+		b = append(b, `,"nf_hook":`...)
+		b = appendJSONString(b, o.NFHook)
+	}
+	if o.NFTChain != "" || o.NFTTable != "" {
+		b = append(b, `,"nft_family":`...)
+		b = appendJSONString(b, o.NFTFamily)
+		b = append(b, `,"nft_table":`...)
+		b = appendJSONString(b, o.NFTTable)
+		b = append(b, `,"nft_chain":`...)
+		b = appendJSONString(b, o.NFTChain)
 	}
 	if o.Why != "" {
 		b = append(b, `,"why":`...)
@@ -335,6 +352,24 @@ func (st *jsonState) appendHop(b []byte, p *paths.Packet, i int, t0 int64) []byt
 			b = append(b, `,"verdict":`...)
 			b = appendJSONString(b, kmeta.VerdictName(m.ProgType, m.RetVal))
 		}
+	}
+	if m.NFHook != "" {
+		b = append(b, `,"nf_family":`...)
+		b = appendJSONString(b, m.NFFamily)
+		b = append(b, `,"nf_hook":`...)
+		b = appendJSONString(b, m.NFHook)
+	}
+	if m.NFTChain != "" || m.NFTTable != "" {
+		b = append(b, `,"nft_family":`...)
+		b = appendJSONString(b, m.NFTFamily)
+		b = append(b, `,"nft_table":`...)
+		b = appendJSONString(b, m.NFTTable)
+		b = append(b, `,"nft_chain":`...)
+		b = appendJSONString(b, m.NFTChain)
+	}
+	if m.NFVerdict != "" {
+		b = append(b, `,"verdict":`...)
+		b = appendJSONString(b, m.NFVerdict)
 	}
 	if f := &h.Flow; f.Src.IsValid() {
 		b = st.appendFlow(b, f)

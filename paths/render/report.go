@@ -92,6 +92,15 @@ func appendOutcomeText(b []byte, o *paths.Outcome) []byte {
 			b = append(b, " ("...)
 			b = append(b, o.Verdict...)
 			b = append(b, ')')
+		case o.NFTChain != "" || o.NFTTable != "" || o.NFHook != "":
+			// "dropped (NETFILTER_DROP) by nftables table inet T chain C
+			// (hook ip input)"
+			if o.Reason != "" {
+				b = append(b, " ("...)
+				b = append(b, o.Reason...)
+				b = append(b, ')')
+			}
+			b = appendNetfilter(b, o)
 		case o.Reason == "":
 			// kfree_skb before Linux 5.17 passes no reason.
 			b = append(b, " (no reason on this kernel)"...)
@@ -159,6 +168,44 @@ func appendOutcomeText(b []byte, o *paths.Outcome) []byte {
 		b = append(b, ')')
 	}
 	return appendOwn(b, o)
+}
+
+// appendNetfilter appends " by nftables table FAMILY TABLE chain CHAIN
+// (hook FAMILY HOOK)" for the netfilter place that dropped o, or " in
+// netfilter hook FAMILY HOOK" where no chain is known.
+func appendNetfilter(b []byte, o *paths.Outcome) []byte {
+	if o.NFTChain == "" && o.NFTTable == "" {
+		b = append(b, " in netfilter hook "...)
+		return appendNFHook(b, o)
+	}
+	b = append(b, " by nftables"...)
+	if o.NFTTable != "" {
+		b = append(b, " table "...)
+		if o.NFTFamily != "" {
+			b = append(b, o.NFTFamily...)
+			b = append(b, ' ')
+		}
+		b = append(b, o.NFTTable...)
+	}
+	if o.NFTChain != "" {
+		b = append(b, " chain "...)
+		b = append(b, o.NFTChain...)
+	}
+	if o.NFHook != "" {
+		b = append(b, " (hook "...)
+		b = appendNFHook(b, o)
+		b = append(b, ')')
+	}
+	return b
+}
+
+// appendNFHook appends "FAMILY HOOK" ("ip input").
+func appendNFHook(b []byte, o *paths.Outcome) []byte {
+	if o.NFFamily != "" {
+		b = append(b, o.NFFamily...)
+		b = append(b, ' ')
+	}
+	return append(b, o.NFHook...)
 }
 
 // appendProgram appends "tc program NAME" for the program that decided o.
@@ -360,6 +407,10 @@ func WriteSummaryText(w io.Writer, s *paths.Summary, o TextOptions) error {
 			}
 			for _, pc := range d.Programs {
 				fmt.Fprintf(&b, "  %*s   %9d  by %s", rw, "", pc.Count, pc.Name)
+				line(&b, w, o)
+			}
+			for _, c := range d.Chains {
+				fmt.Fprintf(&b, "  %*s   %9d  by %s", rw, "", c.Count, c.Name)
 				line(&b, w, o)
 			}
 		}

@@ -55,6 +55,15 @@ type OutcomeJSON struct {
 	Program     string `json:"program,omitempty"`
 	ProgramType string `json:"program_type,omitempty"`
 	Verdict     string `json:"verdict,omitempty"`
+	// NFFamily and NFHook name the netfilter hook that dropped the packet
+	// ("ip", "input"); NFTFamily, NFTTable and NFTChain the nftables base
+	// chain whose drop verdict came before the free (record with a
+	// function backend).
+	NFFamily  string `json:"nf_family,omitempty"`
+	NFHook    string `json:"nf_hook,omitempty"`
+	NFTFamily string `json:"nft_family,omitempty"`
+	NFTTable  string `json:"nft_table,omitempty"`
+	NFTChain  string `json:"nft_chain,omitempty"`
 	// Why says, for unknown outcomes, why the recording does not show the
 	// fate.
 	Why string `json:"why,omitempty"`
@@ -101,6 +110,15 @@ type HopJSON struct {
 	// ("TC_ACT_SHOT", "TC_ACT_OK").
 	Program string `json:"program,omitempty"`
 	Verdict string `json:"verdict,omitempty"`
+	// NFFamily and NFHook: the netfilter hook of a netfilter hop
+	// (nf_hook_slow, nft_do_chain's exit); NFTFamily, NFTTable and
+	// NFTChain the nftables base chain at nft_do_chain's exit, whose
+	// verdict ("drop", "accept") is then Verdict.
+	NFFamily  string `json:"nf_family,omitempty"`
+	NFHook    string `json:"nf_hook,omitempty"`
+	NFTFamily string `json:"nft_family,omitempty"`
+	NFTTable  string `json:"nft_table,omitempty"`
+	NFTChain  string `json:"nft_chain,omitempty"`
 	// Parsed from the bytes: addresses (with Proto) when an IP header
 	// was found, ports when the transport has them.
 	Src   string  `json:"src,omitempty"`
@@ -160,6 +178,10 @@ type DropJSON struct {
 	// Programs are the traced BPF programs that shot these drops
 	// (record --trace-tc), most frequent first.
 	Programs []ProgramCountJSON `json:"programs,omitempty"`
+	// Chains are the netfilter places that dropped these packets, most
+	// frequent first: "nftables table inet T chain C" (the base chain
+	// whose verdict was drop) or "netfilter hook ip input".
+	Chains []ChainCountJSON `json:"chains,omitempty"`
 	// Stacks and StackLost are there with stats --stacks N only.
 	Stacks    []StackCountJSON `json:"stacks,omitzero"`
 	StackLost *uint64          `json:"stack_lost,omitempty"`
@@ -207,4 +229,11 @@ type DeviceJSON struct {
 	NetNS  uint32 `json:"netns"`
 	NSName string `json:"netns_name,omitempty"`
 	Events uint64 `json:"events"`
+}
+
+// ChainCountJSON is a netfilter place ("nftables table inet T chain C")
+// with the drops it decided.
+type ChainCountJSON struct {
+	Chain string `json:"chain"`
+	Count uint64 `json:"count"`
 }

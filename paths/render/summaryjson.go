@@ -78,6 +78,20 @@ func AppendSummaryJSON(b []byte, s *paths.Summary, topPaths int) []byte {
 			}
 			b = append(b, ']')
 		}
+		if len(d.Chains) > 0 {
+			b = append(b, `,"chains":[`...)
+			for j, c := range d.Chains {
+				if j > 0 {
+					b = append(b, ',')
+				}
+				b = append(b, `{"chain":`...)
+				b = appendJSONString(b, c.Name)
+				b = append(b, `,"count":`...)
+				b = strconv.AppendUint(b, c.Count, 10)
+				b = append(b, '}')
+			}
+			b = append(b, ']')
+		}
 		if s.DropStacks > 0 {
 			b = append(b, `,"stacks":[`...)
 			for j, st := range d.Stacks {
