@@ -49,6 +49,7 @@ char __license[] SEC("license") = "Dual MIT/GPL";
 #include "track.h"  // packets followed, their buffers, paired calls
 #include "locate.h" // where an skb's bytes and device are
 #include "filter.h" // the packet filter
+#include "netfilter.h" // names of nftables chains
 #include "record.h" // recording one hit
 
 #endif // PATHCAP_COMMON_H

@@ -19,7 +19,7 @@ volatile const __u32 exit_hook = 0;     // 1: function exit, pairs with its entr
 volatile const __u32 entry_hook = 0;    // exit_hook: the hook id of the paired entry
 volatile const __u32 pair_calls = 0;    // 1: an entry whose exit is hooked too: remember calls
 volatile const __s32 nf_state_arg = -1; // index of a struct nf_hook_state * (nf_hook_slow), or -1
-volatile const __u32 nft_chain_exit = 0; // 1: the exit of nft_do_chain (see skb.c)
+volatile const __u32 nft_chain = 0;     // 1: nft_do_chain's entry or exit: the skb is pkt->skb (skb.c)
 volatile const __u32 clone_hook = 0;    // 1: exit of skb_clone & co: the skb argument is
                                         // the original, the return value the clone
 volatile const __u32 snaplen = 256;     // bytes of packet data reserved per record

@@ -52,6 +52,16 @@ type KprobeFuncKey struct {
 	Kind uint64
 }
 
+type KprobeNftNames struct {
+	_         structs.HostLayout
+	Handle    uint64
+	Table     uint64
+	Family    uint32
+	Pad       uint32
+	TableName [64]int8
+	ChainName [64]int8
+}
+
 type KprobeTrackSet struct {
 	_    structs.HostLayout
 	Key  [4]uint64
@@ -77,6 +87,8 @@ const (
 	KprobeMapFuncCookies    = "func_cookies"
 	KprobeMapHeads          = "heads"
 	KprobeMapHints          = "hints"
+	KprobeMapNftChains      = "nft_chains"
+	KprobeMapNftScratch     = "nft_scratch"
 	KprobeMapSkbCopy        = "skb_copy"
 	KprobeMapTracked        = "tracked"
 	KprobeProgOnCloneEntry  = "on_clone_entry"
@@ -102,7 +114,7 @@ const (
 	KprobeVarMatchNetns     = "match_netns"
 	KprobeVarMatchPid       = "match_pid"
 	KprobeVarNfStateArg     = "nf_state_arg"
-	KprobeVarNftChainExit   = "nft_chain_exit"
+	KprobeVarNftChain       = "nft_chain"
 	KprobeVarNoStart        = "no_start"
 	KprobeVarNrCpus         = "nr_cpus"
 	KprobeVarPairCalls      = "pair_calls"
@@ -179,6 +191,8 @@ type KprobeMapSpecs struct {
 	FuncCookies *ebpf.MapSpec `ebpf:"func_cookies"`
 	Heads       *ebpf.MapSpec `ebpf:"heads"`
 	Hints       *ebpf.MapSpec `ebpf:"hints"`
+	NftChains   *ebpf.MapSpec `ebpf:"nft_chains"`
+	NftScratch  *ebpf.MapSpec `ebpf:"nft_scratch"`
 	SkbCopy     *ebpf.MapSpec `ebpf:"skb_copy"`
 	Tracked     *ebpf.MapSpec `ebpf:"tracked"`
 }
@@ -207,7 +221,7 @@ type KprobeVariableSpecs struct {
 	MatchNetns    *ebpf.VariableSpec `ebpf:"match_netns"`
 	MatchPid      *ebpf.VariableSpec `ebpf:"match_pid"`
 	NfStateArg    *ebpf.VariableSpec `ebpf:"nf_state_arg"`
-	NftChainExit  *ebpf.VariableSpec `ebpf:"nft_chain_exit"`
+	NftChain      *ebpf.VariableSpec `ebpf:"nft_chain"`
 	NoStart       *ebpf.VariableSpec `ebpf:"no_start"`
 	NrCpus        *ebpf.VariableSpec `ebpf:"nr_cpus"`
 	PairCalls     *ebpf.VariableSpec `ebpf:"pair_calls"`
@@ -253,6 +267,8 @@ type KprobeMaps struct {
 	FuncCookies *ebpf.Map `ebpf:"func_cookies"`
 	Heads       *ebpf.Map `ebpf:"heads"`
 	Hints       *ebpf.Map `ebpf:"hints"`
+	NftChains   *ebpf.Map `ebpf:"nft_chains"`
+	NftScratch  *ebpf.Map `ebpf:"nft_scratch"`
 	SkbCopy     *ebpf.Map `ebpf:"skb_copy"`
 	Tracked     *ebpf.Map `ebpf:"tracked"`
 }
@@ -267,6 +283,8 @@ func (m *KprobeMaps) Close() error {
 		m.FuncCookies,
 		m.Heads,
 		m.Hints,
+		m.NftChains,
+		m.NftScratch,
 		m.SkbCopy,
 		m.Tracked,
 	)
@@ -296,7 +314,7 @@ type KprobeVariables struct {
 	MatchNetns    *ebpf.Variable `ebpf:"match_netns"`
 	MatchPid      *ebpf.Variable `ebpf:"match_pid"`
 	NfStateArg    *ebpf.Variable `ebpf:"nf_state_arg"`
-	NftChainExit  *ebpf.Variable `ebpf:"nft_chain_exit"`
+	NftChain      *ebpf.Variable `ebpf:"nft_chain"`
 	NoStart       *ebpf.Variable `ebpf:"no_start"`
 	NrCpus        *ebpf.Variable `ebpf:"nr_cpus"`
 	PairCalls     *ebpf.Variable `ebpf:"pair_calls"`

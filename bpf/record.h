@@ -387,6 +387,10 @@ static __always_inline int record(void *ctx, struct hit *h, struct cpu_state *st
 			return 0;
 		paired = 1;
 		gone = known != id;
+		// nft_do_chain's exit: the base chain's names, once the call is
+		// known to be recorded (probe reads; none in audit-safe mode).
+		if (nft_chain && copy_bytes && h->nf_chain)
+			h->nf_handle = nft_chain_names(h->nf_chain);
 	}
 
 	if (!gone) {

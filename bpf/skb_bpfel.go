@@ -130,7 +130,7 @@ const (
 	SkbVarMatchNetns    = "match_netns"
 	SkbVarMatchPid      = "match_pid"
 	SkbVarNfStateArg    = "nf_state_arg"
-	SkbVarNftChainExit  = "nft_chain_exit"
+	SkbVarNftChain      = "nft_chain"
 	SkbVarNoStart       = "no_start"
 	SkbVarNrCpus        = "nr_cpus"
 	SkbVarPairCalls     = "pair_calls"
@@ -231,7 +231,7 @@ type SkbVariableSpecs struct {
 	MatchNetns    *ebpf.VariableSpec `ebpf:"match_netns"`
 	MatchPid      *ebpf.VariableSpec `ebpf:"match_pid"`
 	NfStateArg    *ebpf.VariableSpec `ebpf:"nf_state_arg"`
-	NftChainExit  *ebpf.VariableSpec `ebpf:"nft_chain_exit"`
+	NftChain      *ebpf.VariableSpec `ebpf:"nft_chain"`
 	NoStart       *ebpf.VariableSpec `ebpf:"no_start"`
 	NrCpus        *ebpf.VariableSpec `ebpf:"nr_cpus"`
 	PairCalls     *ebpf.VariableSpec `ebpf:"pair_calls"`
@@ -317,7 +317,7 @@ type SkbVariables struct {
 	MatchNetns    *ebpf.Variable `ebpf:"match_netns"`
 	MatchPid      *ebpf.Variable `ebpf:"match_pid"`
 	NfStateArg    *ebpf.Variable `ebpf:"nf_state_arg"`
-	NftChainExit  *ebpf.Variable `ebpf:"nft_chain_exit"`
+	NftChain      *ebpf.Variable `ebpf:"nft_chain"`
 	NoStart       *ebpf.Variable `ebpf:"no_start"`
 	NrCpus        *ebpf.Variable `ebpf:"nr_cpus"`
 	PairCalls     *ebpf.Variable `ebpf:"pair_calls"`

@@ -40,6 +40,16 @@ type XdpCpuState struct {
 	OverBudget  uint64
 }
 
+type XdpNftNames struct {
+	_         structs.HostLayout
+	Handle    uint64
+	Table     uint64
+	Family    uint32
+	Pad       uint32
+	TableName [64]int8
+	ChainName [64]int8
+}
+
 type XdpTrackSet struct {
 	_    structs.HostLayout
 	Key  [4]uint64
@@ -63,6 +73,8 @@ const (
 	XdpMapFilterBuf     = "filter_buf"
 	XdpMapHeads         = "heads"
 	XdpMapHints         = "hints"
+	XdpMapNftChains     = "nft_chains"
+	XdpMapNftScratch    = "nft_scratch"
 	XdpMapTracked       = "tracked"
 	XdpProgOnXdp        = "on_xdp"
 	XdpVarBudgetPerCpu  = "budget_per_cpu"
@@ -85,7 +97,7 @@ const (
 	XdpVarMatchNetns    = "match_netns"
 	XdpVarMatchPid      = "match_pid"
 	XdpVarNfStateArg    = "nf_state_arg"
-	XdpVarNftChainExit  = "nft_chain_exit"
+	XdpVarNftChain      = "nft_chain"
 	XdpVarNoStart       = "no_start"
 	XdpVarNrCpus        = "nr_cpus"
 	XdpVarPairCalls     = "pair_calls"
@@ -151,13 +163,15 @@ type XdpProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type XdpMapSpecs struct {
-	Calls     *ebpf.MapSpec `ebpf:"calls"`
-	CpuStates *ebpf.MapSpec `ebpf:"cpu_states"`
-	Events    *ebpf.MapSpec `ebpf:"events"`
-	FilterBuf *ebpf.MapSpec `ebpf:"filter_buf"`
-	Heads     *ebpf.MapSpec `ebpf:"heads"`
-	Hints     *ebpf.MapSpec `ebpf:"hints"`
-	Tracked   *ebpf.MapSpec `ebpf:"tracked"`
+	Calls      *ebpf.MapSpec `ebpf:"calls"`
+	CpuStates  *ebpf.MapSpec `ebpf:"cpu_states"`
+	Events     *ebpf.MapSpec `ebpf:"events"`
+	FilterBuf  *ebpf.MapSpec `ebpf:"filter_buf"`
+	Heads      *ebpf.MapSpec `ebpf:"heads"`
+	Hints      *ebpf.MapSpec `ebpf:"hints"`
+	NftChains  *ebpf.MapSpec `ebpf:"nft_chains"`
+	NftScratch *ebpf.MapSpec `ebpf:"nft_scratch"`
+	Tracked    *ebpf.MapSpec `ebpf:"tracked"`
 }
 
 // XdpVariableSpecs contains global variables before they are loaded into the kernel.
@@ -184,7 +198,7 @@ type XdpVariableSpecs struct {
 	MatchNetns    *ebpf.VariableSpec `ebpf:"match_netns"`
 	MatchPid      *ebpf.VariableSpec `ebpf:"match_pid"`
 	NfStateArg    *ebpf.VariableSpec `ebpf:"nf_state_arg"`
-	NftChainExit  *ebpf.VariableSpec `ebpf:"nft_chain_exit"`
+	NftChain      *ebpf.VariableSpec `ebpf:"nft_chain"`
 	NoStart       *ebpf.VariableSpec `ebpf:"no_start"`
 	NrCpus        *ebpf.VariableSpec `ebpf:"nr_cpus"`
 	PairCalls     *ebpf.VariableSpec `ebpf:"pair_calls"`
@@ -221,13 +235,15 @@ func (o *XdpObjects) Close() error {
 //
 // It can be passed to LoadXdpObjects or ebpf.CollectionSpec.LoadAndAssign.
 type XdpMaps struct {
-	Calls     *ebpf.Map `ebpf:"calls"`
-	CpuStates *ebpf.Map `ebpf:"cpu_states"`
-	Events    *ebpf.Map `ebpf:"events"`
-	FilterBuf *ebpf.Map `ebpf:"filter_buf"`
-	Heads     *ebpf.Map `ebpf:"heads"`
-	Hints     *ebpf.Map `ebpf:"hints"`
-	Tracked   *ebpf.Map `ebpf:"tracked"`
+	Calls      *ebpf.Map `ebpf:"calls"`
+	CpuStates  *ebpf.Map `ebpf:"cpu_states"`
+	Events     *ebpf.Map `ebpf:"events"`
+	FilterBuf  *ebpf.Map `ebpf:"filter_buf"`
+	Heads      *ebpf.Map `ebpf:"heads"`
+	Hints      *ebpf.Map `ebpf:"hints"`
+	NftChains  *ebpf.Map `ebpf:"nft_chains"`
+	NftScratch *ebpf.Map `ebpf:"nft_scratch"`
+	Tracked    *ebpf.Map `ebpf:"tracked"`
 }
 
 func (m *XdpMaps) Close() error {
@@ -238,6 +254,8 @@ func (m *XdpMaps) Close() error {
 		m.FilterBuf,
 		m.Heads,
 		m.Hints,
+		m.NftChains,
+		m.NftScratch,
 		m.Tracked,
 	)
 }
@@ -266,7 +284,7 @@ type XdpVariables struct {
 	MatchNetns    *ebpf.Variable `ebpf:"match_netns"`
 	MatchPid      *ebpf.Variable `ebpf:"match_pid"`
 	NfStateArg    *ebpf.Variable `ebpf:"nf_state_arg"`
-	NftChainExit  *ebpf.Variable `ebpf:"nft_chain_exit"`
+	NftChain      *ebpf.Variable `ebpf:"nft_chain"`
 	NoStart       *ebpf.Variable `ebpf:"no_start"`
 	NrCpus        *ebpf.Variable `ebpf:"nr_cpus"`
 	PairCalls     *ebpf.Variable `ebpf:"pair_calls"`

@@ -405,7 +405,7 @@ func applyHook(vs *bpf.SkbVariableSpecs, h *Hook) error {
 		nfState = h.SKBArg + 1
 	}
 	s.set(vs.NfStateArg, int32(nfState))
-	s.set(vs.NftChainExit, b32(h.NFTChain))
+	s.set(vs.NftChain, b32(h.NFTChain))
 	return s.err
 }
 

@@ -41,7 +41,7 @@ type nftChain struct {
 	chain  string
 }
 
-// attachNetfilter hooks the exit of nft_do_chain when a function backend
+// attachNetfilter hooks the entry and exit of nft_do_chain when a function backend
 // records (and Config.NoNetfilter does not say otherwise). It never fails
 // the recording: where the kernel does not allow it (no fentry, nf_tables
 // not loaded, no BTF for modules before Linux 5.11) a note says why.
@@ -58,7 +58,8 @@ func (r *Recorder) attachNetfilter(cfg Config, env *loadEnv) {
 	}
 }
 
-// hookNFTChain loads and attaches the fexit program of nft_do_chain.
+// hookNFTChain loads and attaches the fentry and fexit programs of
+// nft_do_chain.
 func (r *Recorder) hookNFTChain(env *loadEnv) error {
 	opts := env.opts
 	if _, err := env.kernel.AnyTypeByName("nft_pktinfo"); err != nil {
@@ -75,9 +76,8 @@ func (r *Recorder) hookNFTChain(env *loadEnv) error {
 	if err := haveBackend(BackendFentry, kmeta.HookMemoryFree, env.kernel); err != nil {
 		return err
 	}
-	h := r.addHook(Hook{
+	chain := Hook{
 		Name:        nftDoChain,
-		SKBArg:      0,
 		DevArg:      -1,
 		ReasonArg:   -1,
 		LocationArg: -1,
@@ -85,16 +85,39 @@ func (r *Recorder) hookNFTChain(env *loadEnv) error {
 		NoStart:     true,
 		NFTChain:    true,
 		ret:         retType{size: 4},
-	}, HookFexit)
-	k := env.knobs
-	k.retArg = 2
-	prog, err := loadHook(env.spec, h, opts, k)
-	if err == nil {
-		err = r.attachLoaded(h, prog)
 	}
-	if err != nil {
-		r.hooks = r.hooks[:len(r.hooks)-1]
-		return err
+	// Entry and exit, paired: where the kernel frees a dropped skb inside
+	// nft_do_chain (Linux 6.4+ passes the drop reason that way), the exit
+	// sees a freed skb and records the verdict under the entry's id.
+	entry := env.knobs
+	entry.pairCalls = true
+	exit := env.knobs
+	exit.exit = true
+	exit.retArg = 2
+	for i, kind := range []HookKind{HookFentry, HookFexit} {
+		if i == 1 {
+			// The exit is recorded when its entry was (pairing), also
+			// after the chain freed the skb.
+			chain.NoStart = false
+		}
+		h := r.addHook(chain, kind)
+		k := entry
+		if i == 1 {
+			k = exit
+			k.entryHook = h.ID - 1
+		}
+		prog, err := loadHook(env.spec, h, opts, k)
+		if err == nil {
+			err = r.attachLoaded(h, prog)
+		}
+		if err != nil {
+			r.hooks = r.hooks[:len(r.hooks)-1]
+			if i == 1 {
+				// Events of the entry could not be told from an exit's.
+				return fmt.Errorf("%w (its entry stays hooked)", err)
+			}
+			return err
+		}
 	}
 	return nil
 }

@@ -276,7 +276,7 @@ func (r *Recorder) deliver(rd *reader, sample []byte, fn func(*Event) error) err
 		return fmt.Errorf("decode event: hook id %d out of range", raw.HookId)
 	}
 	ev.Hook = &r.hooks[raw.HookId]
-	if ev.nftChain != 0 && ev.Hook.NFTChain {
+	if ev.nftChain != 0 && ev.Hook.NFTChain && ev.Hook.Kind == HookFexit {
 		r.nft.name(ev, ev.nftChain, ev.nftHandle)
 	}
 	ev.RetVal = 0

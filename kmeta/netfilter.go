@@ -52,9 +52,12 @@ func NFHookName(pf, hook uint8) string {
 const (
 	NFDrop   = "drop"
 	NFAccept = "accept"
+	// NFStolen: the hook took the skb. nft_do_chain returns it for a
+	// drop whose skb it freed itself (with the reason NETFILTER_DROP).
+	NFStolen = "stolen"
 )
 
-var nfVerdictNames = [...]string{NFDrop, NFAccept, "stolen", "queue", "repeat", "stop"}
+var nfVerdictNames = [...]string{NFDrop, NFAccept, NFStolen, "queue", "repeat", "stop"}
 
 // NFVerdictName returns the name of a netfilter verdict (the return value
 // of nft_do_chain or of a hook function): its low byte is NF_DROP (0),

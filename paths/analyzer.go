@@ -723,11 +723,19 @@ func classify(p *Packet) Outcome {
 var netfilterReasons = map[string]bool{"": true, "NOT_SPECIFIED": true, "NETFILTER_DROP": true}
 
 // byNetfilter names, in o, the netfilter hook and the nftables base chain
-// that dropped a Dropped packet: the last netfilter hop before the free
-// (nf_hook_slow, nft_do_chain's exit) when its verdict was drop (or, for
-// nf_hook_slow's entry, when no nftables chain said otherwise) and the
-// free's reason is one a netfilter drop has. It never changes the outcome's
-// kind: the kernel's free of the skb says dropped, the hops say who.
+// that dropped a Dropped packet, from the hops around its free (kfree_skb):
+//   - an exit of nft_do_chain after the free, paired with its entry before
+//     it: the chain freed the skb itself (verdict drop, or stolen where
+//     the kernel frees a dropped skb inside nft_do_chain, Linux 6.4+);
+//   - else the last exit of nft_do_chain before the free, if its verdict
+//     was drop (nf_hook_slow freed it); an accept there means someone
+//     else dropped the packet: nothing is named;
+//   - the hook from that exit, or from the last netfilter hop before the
+//     free (nf_hook_slow's entry), named alone only with the reason
+//     NETFILTER_DROP.
+// The free's reason must be one a netfilter drop has. It never changes the
+// outcome's kind: the kernel's free of the skb says dropped, the hops say
+// who.
 func byNetfilter(p *Packet, o *Outcome) {
 	if o.Kind != Dropped || o.Clone != 0 || o.Program != "" || !netfilterReasons[o.Reason] {
 		return
@@ -743,36 +751,39 @@ func byNetfilter(p *Packet, o *Outcome) {
 		return
 	}
 	chain, place := -1, -1
-	for i := free - 1; i >= 0; i-- {
-		m := &p.Hops[i].Meta
-		if m.NFVerdict != "" && chain < 0 && place < 0 {
-			if m.NFVerdict != kmeta.NFDrop {
-				// The last chain accepted: something else dropped.
-				return
-			}
+	for i := free + 1; i < len(p.Hops); i++ {
+		if v := p.Hops[i].Meta.NFVerdict; v == kmeta.NFDrop || v == kmeta.NFStolen {
 			chain = i
-		}
-		if m.NFHook != "" && m.NFVerdict == "" {
-			place = i
 			break
 		}
 	}
-	if chain < 0 && place < 0 {
-		return
+	for i := free - 1; i >= 0; i-- {
+		m := &p.Hops[i].Meta
+		if m.NFVerdict != "" {
+			if chain < 0 {
+				if m.NFVerdict != kmeta.NFDrop {
+					// The last chain accepted: something else dropped.
+					return
+				}
+				chain = i
+			}
+			continue
+		}
+		if m.NFHook != "" {
+			place = i
+			break
+		}
 	}
 	if chain >= 0 {
 		m := &p.Hops[chain].Meta
 		o.NFTFamily, o.NFTTable, o.NFTChain = m.NFTFamily, m.NFTTable, m.NFTChain
 		o.NFFamily, o.NFHook = m.NFFamily, m.NFHook
 	}
-	if place >= 0 && o.NFHook == "" {
+	if place >= 0 && o.NFHook == "" && (chain >= 0 || o.Reason == "NETFILTER_DROP") {
+		// Without a chain's verdict, a drop after entering a netfilter
+		// hook is the hook's only where the kernel's reason says so.
 		m := &p.Hops[place].Meta
 		o.NFFamily, o.NFHook = m.NFFamily, m.NFHook
-	}
-	if chain < 0 && o.Reason != "NETFILTER_DROP" {
-		// Without the kernel's reason and without a chain's verdict, a
-		// drop after entering a netfilter hook may be anyone's.
-		o.NFFamily, o.NFHook = "", ""
 	}
 }
 

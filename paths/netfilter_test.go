@@ -73,6 +73,31 @@ func TestOutcomeByNetfilter(t *testing.T) {
 	}
 }
 
+// TestOutcomeFreedInsideChain checks the kernels that free a dropped skb
+// inside nft_do_chain (Linux 6.4+): the chain's exit comes after the free,
+// paired with its entry, with the verdict stolen; the packet is dropped by
+// that chain, and an earlier chain's accept does not matter.
+func TestOutcomeFreedInsideChain(t *testing.T) {
+	p := &Packet{ID: 1, HasMeta: true}
+	add := func(m kmeta.Event) {
+		m.NetNS, m.Ifindex, m.Dev = 7, 2, "veth1"
+		p.Hops = append(p.Hops, Hop{Time: int64(len(p.Hops)+1) * 1000, Meta: m})
+	}
+	add(kmeta.Event{Kind: kmeta.KindTracepoint, Hook: "netif_receive_skb"})
+	add(kmeta.Event{Kind: kmeta.KindFentry, Hook: "nft_do_chain", NFHook: "prerouting", NFFamily: "ip"})
+	add(kmeta.Event{Kind: kmeta.KindFexit, Hook: "nft_do_chain", NFHook: "prerouting", NFFamily: "ip", NFTFamily: "ip", NFTTable: "nat", NFTChain: "pre", NFVerdict: kmeta.NFAccept, HasRetVal: true, RetVal: 1})
+	add(kmeta.Event{Kind: kmeta.KindKprobe, Hook: "ip_local_deliver"})
+	add(kmeta.Event{Kind: kmeta.KindKprobe, Hook: "nf_hook_slow", NFHook: "input", NFFamily: "ip"})
+	add(kmeta.Event{Kind: kmeta.KindFentry, Hook: "nft_do_chain", NFHook: "input", NFFamily: "ip"})
+	add(kmeta.Event{Kind: kmeta.KindTracepoint, Hook: "kfree_skb", HasDrop: true, Reason: "NETFILTER_DROP", Location: "nft_do_chain+0x4cf [nf_tables]"})
+	add(kmeta.Event{Kind: kmeta.KindFexit, Hook: "nft_do_chain", NFHook: "input", NFFamily: "ip", NFTFamily: "inet", NFTTable: "filter", NFTChain: "input", NFVerdict: kmeta.NFStolen, HasRetVal: true, RetVal: 0x10002})
+	p.Finish()
+	o := p.Outcome
+	if o.Kind != Dropped || o.Reason != "NETFILTER_DROP" || o.NFTFamily != "inet" || o.NFTTable != "filter" || o.NFTChain != "input" || o.NFHook != "input" || o.NFFamily != "ip" {
+		t.Errorf("outcome %s %q by %q %q %q at %q %q", o.Kind, o.Reason, o.NFTFamily, o.NFTTable, o.NFTChain, o.NFFamily, o.NFHook)
+	}
+}
+
 // TestStatsByChain checks that drops are counted by the chain that
 // decided them.
 func TestStatsByChain(t *testing.T) {

@@ -22,6 +22,7 @@ import (
 	"github.com/pathcap/pathcap/capture"
 	"github.com/pathcap/pathcap/internal/testenv"
 	"github.com/pathcap/pathcap/paths"
+	"github.com/pathcap/pathcap/paths/render"
 )
 
 // TestScenarios runs the suite on this host with the tracepoint backend
@@ -467,6 +468,27 @@ func nftDrop() *scenario {
 			oracleEq(t, "the rule's counter vs datagrams sent to :7001", counted, dropN)
 			expectOutcome(t, "UDP :7001 (oracle the nft rule's counter)", originals(ps, udpTo(dropDst)), "dropped NETFILTER_DROP", counted)
 			expectOutcome(t, "UDP :7002 (oracle datagrams read)", originals(ps, udpTo(passDst)), "delivered", read)
+			if suiteBackend == capture.BackendTracepoint {
+				t.Log("no chain named: tracepoints do not see nft_do_chain (function backends do)")
+				return
+			}
+			// Function backends hook nft_do_chain's exit: analyze names
+			// the base chain that dropped each packet.
+			var byChain int64
+			example := ""
+			for _, p := range originals(ps, udpTo(dropDst)) {
+				o := &p.Outcome
+				if o.NFTFamily == "inet" && o.NFTTable == table && o.NFTChain == "input" && o.NFFamily == "ip" && o.NFHook == "input" {
+					byChain++
+					example = render.OutcomeText(o)
+				} else {
+					t.Errorf("packet %d: the chain that dropped it is not named (%s):\n%s", p.ID, render.OutcomeText(o), p.Text)
+				}
+			}
+			t.Logf("UDP :7001: analyze puts %d drops on chain inet %s input (%q), the rule's counter +%d", byChain, table, example, counted)
+			if byChain != counted {
+				t.Errorf("UDP :7001: %d drops put on the chain, the rule's counter counted %d", byChain, counted)
+			}
 		}
 	}
 	return s

@@ -45,6 +45,7 @@ type options struct {
 	functions string   // --functions: regular expression, "" for the backend's default
 	fexit     bool     // --fexit: hook function exits too (fentry)
 	traceTC   bool     // --trace-tc: trace the host's tc BPF programs
+	noNF      bool     // --netfilter=false: leave nft_do_chain's exit out
 	traceXDP  bool     // --trace-xdp: trace the host's XDP programs
 	bpfProgs  []string // --bpf-prog: only these programs (ids or names)
 	hooks     []string
@@ -127,6 +128,7 @@ func newApp() *cli.App {
 			&cli.BoolFlag{Name: "fexit", Usage: "also hook every function's exit, for return values (fentry backend)"},
 			&cli.BoolFlag{Name: "trace-tc", Usage: "also attach fentry and fexit to the tc BPF programs (cls_bpf, tcx) loaded on the host: the packet as each sees it and its verdict (epb_verdict, frame.verdict.ebpf_tc); needs fentry on BPF programs (docs/BACKENDS.md)"},
 			&cli.BoolFlag{Name: "trace-xdp", Usage: "also attach fentry and fexit to the XDP programs loaded on the host: the frame as each sees it and its action (frame.verdict.ebpf_xdp); needs fentry on BPF programs"},
+			&cli.BoolFlag{Name: "netfilter", Value: true, Usage: "with a function backend, also hook the exit of nftables' nft_do_chain (fexit): the base chain that ran (table, chain) and its verdict, so that analyze names the chain that dropped a packet; needs fentry and, where nf_tables is a module, Linux 5.11+ (docs/BACKENDS.md)"},
 			&cli.StringSliceFlag{Name: "bpf-prog", Usage: "with --trace-tc or --trace-xdp: trace only the program with this `ID or NAME` (repeatable; bpftool prog list shows them)"},
 			&cli.StringFlag{Name: "hooks", Usage: "record only these comma-separated tracepoint `NAMES` (default: all)"},
 			&cli.BoolFlag{Name: "list", Aliases: []string{"D"}, Usage: "print the hooks this kernel offers (with --backend and --functions: what that would attach) and exit; tcpdump's -D lists devices, record's hooks, since every device is recorded unless --ifname says otherwise"},
@@ -161,6 +163,7 @@ func newApp() *cli.App {
 				functions: c.String("functions"),
 				fexit:     c.Bool("fexit"),
 				traceTC:   c.Bool("trace-tc"),
+				noNF:      !c.Bool("netfilter"),
 				traceXDP:  c.Bool("trace-xdp"),
 				bpfProgs:  c.StringSlice("bpf-prog"),
 				list:      c.Bool("list"),
@@ -353,6 +356,7 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 		Functions:      o.functions,
 		Exit:           o.fexit,
 		TraceTC:        o.traceTC,
+		NoNetfilter:    o.noNF,
 		TraceXDP:       o.traceXDP,
 		BPFPrograms:    o.bpfProgs,
 		Filter:         filter,
