@@ -733,6 +733,7 @@ var netfilterReasons = map[string]bool{"": true, "NOT_SPECIFIED": true, "NETFILT
 //   - the hook from that exit, or from the last netfilter hop before the
 //     free (nf_hook_slow's entry), named alone only with the reason
 //     NETFILTER_DROP.
+//
 // The free's reason must be one a netfilter drop has. It never changes the
 // outcome's kind: the kernel's free of the skb says dropped, the hops say
 // who.
