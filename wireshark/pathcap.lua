@@ -66,6 +66,13 @@ local f = {
     prog_id       = ProtoField.uint32("pathcap.prog_id", "BPF program id", base.DEC),
     prog_tag      = ProtoField.string("pathcap.prog_tag", "BPF program tag"),
     verdict       = ProtoField.string("pathcap.verdict", "BPF program verdict"),
+    -- Netfilter (nf_hook_slow, nft_do_chain with a function backend).
+    nf_hook       = ProtoField.string("pathcap.nf_hook", "Netfilter hook"),
+    nf_pf         = ProtoField.string("pathcap.nf_pf", "Netfilter family"),
+    nft_family    = ProtoField.string("pathcap.nft_family", "nftables table family"),
+    nft_table     = ProtoField.string("pathcap.nft_table", "nftables table"),
+    nft_chain     = ProtoField.string("pathcap.nft_chain", "nftables base chain"),
+    nf_verdict    = ProtoField.string("pathcap.nf_verdict", "nftables chain verdict"),
     parent        = ProtoField.uint64("pathcap.parent", "Cloned or copied from tracking id", base.DEC),
     cpu           = ProtoField.uint32("pathcap.cpu", "CPU", base.DEC),
     pid           = ProtoField.uint32("pathcap.pid", "Process id", base.DEC),
@@ -489,6 +496,12 @@ local event_schema = {
     { "prog", str, f.prog },
     { "prog_id", dec32, f.prog_id },
     { "prog_tag", str, f.prog_tag },
+    { "nf_hook", str, f.nf_hook },
+    { "nf_pf", str, f.nf_pf },
+    { "nft_family", str, f.nft_family },
+    { "nft_table", str, f.nft_table },
+    { "nft_chain", str, f.nft_chain },
+    { "nf_verdict", str, f.nf_verdict },
     { "ret", int64, f.ret },
     { "parent", dec64, f.parent },
     { "cpu", dec32, f.cpu },
@@ -511,6 +524,8 @@ local path_schema = {
     { "program", str, f.prog },
     { "program_type", str, f.prog_type },
     { "verdict", str, f.verdict },
+    { "nf_hook", str, f.nf_hook },
+    { "nft_chain", str, f.nft_chain },
     { "via_clone", dec64, f.via_clone },
     { "own", str, f.own },
     { "own_reason", str, f.own_reason },
@@ -529,6 +544,8 @@ local hop_schema = {
     { "loc", str, f.drop_location },
     { "program", str, f.prog },
     { "verdict", str, f.verdict },
+    { "nf_hook", str, f.nf_hook },
+    { "nft_chain", str, f.nft_chain },
     { "changed", str, f.changed },
     { "nat", str, f.nat },
     { "stack", stack_ref, f.stack_id },
@@ -682,6 +699,11 @@ local function add_path(tree, version, raw, conv)
         end
         if raw.via_clone then
             text = text .. " via clone " .. raw.via_clone
+        end
+        if raw.nft_chain then
+            text = text .. " by nftables " .. raw.nft_chain
+        elseif raw.nf_hook then
+            text = text .. " in netfilter hook " .. raw.nf_hook
         end
         if raw.socket then
             text = text .. " to " .. raw.socket .. " socket"

@@ -9,6 +9,7 @@ import (
 	"github.com/parquet-go/parquet-go"
 	"github.com/parquet-go/parquet-go/compress/zstd"
 
+	"github.com/pathcap/pathcap/kmeta"
 	"github.com/pathcap/pathcap/paths"
 )
 
@@ -41,6 +42,17 @@ type Row struct {
 	SrcPort  uint16 `parquet:"sport" json:"sport"`
 	DstPort  uint16 `parquet:"dport" json:"dport"`
 	Lost     uint64 `parquet:"lost_before" json:"lost_before"`
+	// Program is the traced BPF program whose entry or exit the event is
+	// (record --trace-tc, --trace-xdp); Verdict a verdict by name: the
+	// program's at its exit ("TC_ACT_SHOT", "XDP_DROP"), or an nftables
+	// base chain's at nft_do_chain's exit ("drop", "accept").
+	Program string `parquet:"program,dict" json:"program"`
+	Verdict string `parquet:"verdict,dict" json:"verdict"`
+	// NFHook is the netfilter hook of a netfilter event ("ip input");
+	// NFTChain the nftables base chain at nft_do_chain's exit, "FAMILY
+	// TABLE CHAIN" ("inet filter input").
+	NFHook   string `parquet:"nf_hook,dict" json:"nf_hook"`
+	NFTChain string `parquet:"nft_chain,dict" json:"nft_chain"`
 }
 
 // rowOf fills r from an event.
@@ -60,6 +72,21 @@ func rowOf(r *Row, ev *paths.Event) {
 	}
 	if m.HasDrop && ev.HasMeta {
 		r.Reason = m.Reason
+	}
+	if m.ProgType != "" {
+		r.Program = m.Prog
+		if m.HasRetVal {
+			r.Verdict = kmeta.VerdictName(m.ProgType, m.RetVal)
+		}
+	}
+	if m.NFVerdict != "" {
+		r.Verdict = m.NFVerdict
+	}
+	if m.NFHook != "" {
+		r.NFHook = joinNonEmpty(m.NFFamily, m.NFHook)
+	}
+	if m.NFTChain != "" || m.NFTTable != "" {
+		r.NFTChain = joinNonEmpty(m.NFTFamily, m.NFTTable, m.NFTChain)
 	}
 	if f.Src.IsValid() {
 		r.Src, r.Dst = f.Src.String(), f.Dst.String()
@@ -114,7 +141,28 @@ func appendRowJSON(b []byte, r *Row) []byte {
 	b = strconv.AppendUint(b, uint64(r.DstPort), 10)
 	b = append(b, `,"lost_before":`...)
 	b = strconv.AppendUint(b, r.Lost, 10)
+	for _, kv := range [...]struct{ k, v string }{{"program", r.Program}, {"verdict", r.Verdict}, {"nf_hook", r.NFHook}, {"nft_chain", r.NFTChain}} {
+		b = append(b, `,"`...)
+		b = append(b, kv.k...)
+		b = append(b, `":`...)
+		b = appendJSONString(b, kv.v)
+	}
 	return append(b, "}\n"...)
+}
+
+// joinNonEmpty joins the non-empty strings of parts with spaces.
+func joinNonEmpty(parts ...string) string {
+	s := ""
+	for _, p := range parts {
+		if p == "" {
+			continue
+		}
+		if s != "" {
+			s += " "
+		}
+		s += p
+	}
+	return s
 }
 
 // ExportFormat is an export file format.

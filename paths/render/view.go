@@ -131,6 +131,12 @@ func appendPathComment(b []byte, p *paths.Packet) []byte {
 		b = appendKV(b, "program_type", p.Outcome.ProgType)
 		b = appendKV(b, "verdict", p.Outcome.Verdict)
 	}
+	if o := &p.Outcome; o.NFHook != "" {
+		b = appendKV(b, "nf_hook", joinNonEmpty(o.NFFamily, o.NFHook))
+	}
+	if o := &p.Outcome; o.NFTChain != "" || o.NFTTable != "" {
+		b = appendKV(b, "nft_chain", joinNonEmpty(o.NFTFamily, o.NFTTable, o.NFTChain))
+	}
 	if p.Outcome.Clone != 0 {
 		b = appendKV(b, "via_clone", strconv.FormatUint(p.Outcome.Clone, 10))
 		b = appendKV(b, "own", p.Outcome.OwnKind.String())
@@ -169,6 +175,15 @@ func appendHopComment(b []byte, p *paths.Packet, i int, t0 int64) []byte {
 		if h.Meta.HasRetVal {
 			b = appendKV(b, "verdict", kmeta.VerdictName(h.Meta.ProgType, h.Meta.RetVal))
 		}
+	}
+	if m := &h.Meta; m.NFHook != "" {
+		b = appendKV(b, "nf_hook", joinNonEmpty(m.NFFamily, m.NFHook))
+	}
+	if m := &h.Meta; m.NFTChain != "" || m.NFTTable != "" {
+		b = appendKV(b, "nft_chain", joinNonEmpty(m.NFTFamily, m.NFTTable, m.NFTChain))
+	}
+	if h.Meta.NFVerdict != "" {
+		b = appendKV(b, "verdict", h.Meta.NFVerdict)
 	}
 	if h.Meta.Comm != "" {
 		b = appendKV(b, "comm", h.Meta.Comm)
