@@ -342,6 +342,10 @@ func (r *Recorder) attachTracing(h *Hook, k hookKnobs, env *loadEnv) error {
 func (r *Recorder) attachLoaded(h *Hook, prog *ebpf.Program) error {
 	r.progs = append(r.progs, prog)
 	r.progKinds = append(r.progKinds, h.Kind)
+	if r.hookProgs == nil {
+		r.hookProgs = make(map[int]*ebpf.Program)
+	}
+	r.hookProgs[h.ID] = prog
 	at := ebpf.AttachTraceRawTp
 	switch h.Kind {
 	case HookFentry:

@@ -14,6 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+
 	"github.com/pathcap/pathcap/capture"
 	"github.com/pathcap/pathcap/internal/testenv"
 	"github.com/pathcap/pathcap/internal/vmtest"
@@ -74,6 +77,7 @@ func TestInVMNetfilter(t *testing.T) {
 	p.Exec(t, p.NSB, rule[0], rule[1:]...)
 	p.Exec(t, p.NSA, "ping", "-c", "1", "-W", "2", p.IPB)
 
+	enableRunStats(t)
 	for _, backend := range []string{capture.BackendKprobe, capture.BackendFentry} {
 		t.Run(backend, func(t *testing.T) {
 			r, err := capture.NewRecorder(capture.Config{Backend: backend,
@@ -195,6 +199,7 @@ func TestInVMNetfilter(t *testing.T) {
 			if err := <-done; err != nil {
 				t.Fatal(err)
 			}
+			logRunCosts(t, r, backend, func(h *capture.Hook) bool { return h.NFTChain || h.NFState })
 			if err := w.Close(0, time.Now()); err != nil {
 				t.Fatal(err)
 			}
@@ -266,4 +271,34 @@ func TestInVMNetfilter(t *testing.T) {
 			}
 		})
 	}
+}
+
+// enableRunStats turns the kernel's BPF run statistics on until t ends
+// (each program run then costs two clock reads more).
+func enableRunStats(t *testing.T) {
+	t.Helper()
+	c, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
+	if err != nil {
+		t.Fatalf("enable BPF statistics: %v", err)
+	}
+	t.Cleanup(func() { c.Close() })
+}
+
+// logRunCosts logs the runs and mean ns per run of the programs of r's
+// hooks that pick selects (docs/BACKENDS.md quotes these lines).
+func logRunCosts(t *testing.T, r *capture.Recorder, what string, pick func(*capture.Hook) bool) {
+	t.Helper()
+	var parts []string
+	for _, h := range r.Hooks() {
+		if !pick(&h) {
+			continue
+		}
+		runs, total, ok := r.HookRuns(&h)
+		if !ok || runs == 0 {
+			parts = append(parts, fmt.Sprintf("%s:%s no runs counted", h.Kind, h.Name))
+			continue
+		}
+		parts = append(parts, fmt.Sprintf("%s:%s %d runs, %d ns/run", h.Kind, h.Name, runs, total.Nanoseconds()/int64(runs)))
+	}
+	t.Logf("cost on %s (%s): %s", os.Getenv(vmtest.EnvKernel), what, strings.Join(parts, "; "))
 }

@@ -64,6 +64,7 @@ type Recorder struct {
 	nft       nftState // names of nftables chains (nft_do_chain's exit)
 	progs     []*ebpf.Program
 	progKinds []HookKind // the kind of hook each of progs serves
+	hookProgs map[int]*ebpf.Program // by hook id, hooks with a program of their own
 	links     []link.Link
 	ring      *ring
 	clock     clock
@@ -300,6 +301,24 @@ func (r *Recorder) deliver(rd *reader, sample []byte, fn func(*Event) error) err
 	return fn(ev)
 }
 
+// HookRuns returns how often the BPF program of hook h has run and for how
+// long in all, as the kernel counts them while BPF statistics are on
+// (sysctl kernel.bpf_stats_enabled, or ebpf.EnableStats): the program's
+// own time, without the trampoline or kprobe that called it. ok is false
+// for hooks without a program of their own (kprobes share one) and when
+// the kernel does not say.
+func (r *Recorder) HookRuns(h *Hook) (runs uint64, total time.Duration, ok bool) {
+	p := r.hookProgs[h.ID]
+	if p == nil {
+		return 0, 0, false
+	}
+	st, err := p.Stats()
+	if err != nil {
+		return 0, 0, false
+	}
+	return st.RunCount, st.Runtime, true
+}
+
 // Stats returns the counts so far. It may be called while Run runs.
 func (r *Recorder) Stats() (Stats, error) {
 	s := Stats{Events: r.read.Load()}
@@ -327,6 +346,7 @@ func (r *Recorder) Close() error {
 	}
 	r.progs = nil
 	r.progKinds = nil
+	r.hookProgs = nil
 	if r.ring != nil {
 		errs = append(errs, r.ring.close())
 		r.ring = nil

@@ -69,6 +69,7 @@ func TestInVMTraceTC(t *testing.T) {
 	// Neighbour resolution first, so that only the datagrams cross.
 	p.Exec(t, p.NSA, "ping", "-c", "1", "-W", "2", p.IPB)
 
+	enableRunStats(t)
 	r, err := capture.NewRecorder(capture.Config{Backend: capture.BackendTracepoint, TraceTC: true, BPFPrograms: []string{fmt.Sprint(id)}})
 	if err != nil {
 		t.Fatalf("record with TraceTC: %v", err)
@@ -256,6 +257,7 @@ func TestInVMTraceTC(t *testing.T) {
 	if fileShot != int(drops) {
 		t.Errorf("the file has %d TC_ACT_SHOT verdicts, the qdisc dropped %d", fileShot, drops)
 	}
+	logRunCosts(t, r, "tc program", func(h *capture.Hook) bool { return h.Prog != nil })
 	printRecording("PATHCAP-TC", capture.VerdictCounts{Exits: fileExits, Dropped: fileShot, OracleDrops: int(drops)}, file.Bytes())
 }
 

@@ -61,6 +61,7 @@ func TestInVMTraceXDP(t *testing.T) {
 	id, _ := info.ID()
 	p.Exec(t, p.NSA, "ping", "-c", "1", "-W", "2", p.IPB)
 
+	enableRunStats(t)
 	r, err := capture.NewRecorder(capture.Config{Backend: capture.BackendTracepoint, TraceXDP: true, BPFPrograms: []string{fmt.Sprint(id)}})
 	if err != nil {
 		t.Fatalf("record with TraceXDP: %v", err)
@@ -231,6 +232,7 @@ func TestInVMTraceXDP(t *testing.T) {
 	if fileDrops != int(dropped) {
 		t.Errorf("the file has %d XDP_DROP verdicts, the program dropped %d", fileDrops, dropped)
 	}
+	logRunCosts(t, r, "XDP program", func(h *capture.Hook) bool { return h.Prog != nil })
 	printRecording("PATHCAP-XDP", capture.VerdictCounts{Exits: fileExits, Dropped: fileDrops, OracleDrops: int(dropped)}, file.Bytes())
 }
 
