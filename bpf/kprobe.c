@@ -197,9 +197,7 @@ int on_kprobe(struct pt_regs *ctx)
 
 		// Helpers: two probe reads, at nf_hook_slow only, for hits that
 		// passed the filter: the netfilter hook and family.
-		h.has_nf = 1;
-		h.nf_hook = BPF_CORE_READ(st, hook);
-		h.nf_pf = BPF_CORE_READ(st, pf);
+		h.reason = NF_PLACE(0, BPF_CORE_READ(st, hook), BPF_CORE_READ(st, pf));
 	}
 	return record(ctx, &h, state);
 }

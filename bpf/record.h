@@ -3,6 +3,16 @@
 #ifndef PATHCAP_RECORD_H
 #define PATHCAP_RECORD_H
 
+// Whether a program can describe a netfilter place (struct hit's nf_*
+// fields): for BTF-typed programs a load-time constant, so that the
+// branch is dead code for every other hook; kprobe programs learn it from
+// each function's cookie.
+#if BTF_READS
+#define NF_PLACES (nf_state_arg >= 0 || nft_chain)
+#else
+#define NF_PLACES 1
+#endif
+
 // One hook hit, as the programs' entry points describe it.
 struct hit {
 	struct sk_buff *skb;    // fields are read from here (see the top)
@@ -10,19 +20,28 @@ struct hit {
 	__u64 key;              // the skb's address
 	__u64 parent;           // a clone: the original's packet id, else 0
 	__u64 retval;           // has_ret: the function's return value
-	__u64 reason;           // drop reason, where reason_arg >= 0
-	__u64 location;         // free location, where location_arg >= 0
+	__u64 reason;           // drop reason, where reason_arg >= 0; at a netfilter
+	                        // place (NF_PLACES) the place, see NF_PLACE
+	__u64 location;         // free location, where location_arg >= 0; at
+	                        // nft_do_chain the base chain's address
 	__u16 hook;             // id of the hook in user space's table
 	__u8 has_ret;
 	__u8 frees;             // the skb is freed here (kprobe: from the cookie)
 	__u8 wanted;            // the entry point has filtered it and kept it
 	__u8 nostart;           // the hook never starts following a packet (kprobe: cookie)
-	__u8 has_nf;            // nf_hook and nf_pf are set (a netfilter hook's place)
-	__u8 nf_hook;           // enum nf_inet_hooks
-	__u8 nf_pf;             // NFPROTO_*
-	__u32 nf_handle;        // nft_do_chain: the base chain's handle (low bits)
-	__u64 nf_chain;         // nft_do_chain: the base chain's address, else 0
 };
+
+// A netfilter place packed into struct hit's reason (netfilter hooks have
+// no drop reason; a larger struct hit costs the verifier more states at
+// every hook): the base chain's handle (low 32 bits, nft_do_chain), the
+// hook (enum nf_inet_hooks, ...) and family (NFPROTO_*), and a bit that
+// says the place is set.
+#define NF_PLACE(handle, hook, pf) ((__u64)(__u32)(handle) | (__u64)(__u8)(hook) << 32 | \
+				    (__u64)(__u8)(pf) << 40 | 1ULL << 48)
+#define NF_PLACE_SET(r) (((r) >> 48) & 1)
+#define NF_PLACE_HANDLE(r) ((__u32)(r))
+#define NF_PLACE_HOOK(r) ((__u8)((r) >> 32))
+#define NF_PLACE_PF(r) ((__u8)((r) >> 40))
 
 // Fills the task fields of ev: the current task's ids and comm. Helper
 // calls with BTF_READS where the kernel has it (task_btf):
@@ -215,15 +234,15 @@ static __always_inline void describe(void *ctx, struct event *ev, struct hit *h,
 		ev->drop_location = h->location;
 	ev->nf_hook = 0;
 	ev->nf_pf = 0;
-	if (h->has_nf) {
+	if (NF_PLACES && NF_PLACE_SET(h->reason)) {
 		// Netfilter hooks have no drop reason or free location: their
 		// fields carry the base chain (user space names it, see
 		// capture/netfilter.go).
 		ev->flags |= FLAG_HAS_NF;
-		ev->nf_hook = h->nf_hook;
-		ev->nf_pf = h->nf_pf;
-		ev->drop_location = h->nf_chain;
-		ev->drop_reason = h->nf_handle;
+		ev->nf_hook = NF_PLACE_HOOK(h->reason);
+		ev->nf_pf = NF_PLACE_PF(h->reason);
+		ev->drop_location = h->location;
+		ev->drop_reason = NF_PLACE_HANDLE(h->reason);
 	}
 
 	ev->stack_len = 0;
@@ -389,8 +408,8 @@ static __always_inline int record(void *ctx, struct hit *h, struct cpu_state *st
 		gone = known != id;
 		// nft_do_chain's exit: the base chain's names, once the call is
 		// known to be recorded (probe reads; none in audit-safe mode).
-		if (nft_chain && copy_bytes && h->nf_chain)
-			h->nf_handle = nft_chain_names(h->nf_chain);
+		if (nft_chain && copy_bytes && h->location)
+			h->reason |= nft_chain_names(h->location);
 	}
 
 	if (!gone) {

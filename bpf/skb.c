@@ -90,26 +90,25 @@ static __always_inline struct sk_buff *nft_skb(void *ctx)
 static __always_inline void nf_place(void *ctx, struct hit *h)
 {
 	const struct nf_hook_state *st = NULL;
+	// 0xff: not known (the kernel's pktinfo has no state).
+	__u8 hook = 0xff, pf = 0xff;
 
 	if (nft_chain) {
 		struct nft_pktinfo *pkt = (struct nft_pktinfo *)load_arg(ctx, 0);
 
 		if (bpf_core_field_exists(pkt->state))
 			st = pkt->state;
-		h->nf_chain = load_arg(ctx, 1);
+		h->location = load_arg(ctx, 1);
 	} else {
 		st = (const struct nf_hook_state *)load_arg(ctx, nf_state_arg);
 	}
-	h->has_nf = 1;
-	// 0xff: not known (the kernel's pktinfo has no state).
-	h->nf_hook = 0xff;
-	h->nf_pf = 0xff;
 	if (st) {
 		// The hook was an unsigned int before Linux 5.12: read with its
 		// size in the running kernel.
-		h->nf_hook = BPF_CORE_READ_BITFIELD(st, hook);
-		h->nf_pf = BPF_CORE_READ_BITFIELD(st, pf);
+		hook = BPF_CORE_READ_BITFIELD(st, hook);
+		pf = BPF_CORE_READ_BITFIELD(st, pf);
 	}
+	h->reason = NF_PLACE(0, hook, pf);
 }
 
 // The entry point of tracepoint, fentry and fexit hooks; user space sets

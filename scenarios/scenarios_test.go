@@ -479,6 +479,9 @@ func nftDrop() *scenario {
 			for _, p := range originals(ps, udpTo(dropDst)) {
 				o := &p.Outcome
 				if o.NFTFamily == "inet" && o.NFTTable == table && o.NFTChain == "input" && o.NFFamily == "ip" && o.NFHook == "input" {
+					if byChain == 0 {
+						t.Logf("analyze's report of the first:\n%s", p.Text)
+					}
 					byChain++
 					example = render.OutcomeText(o)
 				} else {
