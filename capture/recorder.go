@@ -63,7 +63,7 @@ type Recorder struct {
 	calls     *ebpf.Map
 	nft       nftState // names of nftables chains (nft_do_chain's exit)
 	progs     []*ebpf.Program
-	progKinds []HookKind // the kind of hook each of progs serves
+	progKinds []HookKind            // the kind of hook each of progs serves
 	hookProgs map[int]*ebpf.Program // by hook id, hooks with a program of their own
 	links     []link.Link
 	ring      *ring
