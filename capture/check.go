@@ -52,6 +52,10 @@ type Check struct {
 	// AutoBackend is the function backend that BackendAuto would attach
 	// with the default function set ("tracepoint" for none).
 	AutoBackend string
+	// Netfilter is nil if a function backend can also name nftables
+	// chains (nft_do_chain's entry and exit, Config.NoNetfilter), else
+	// why not.
+	Netfilter error
 }
 
 // BackendCheck is one function backend's availability.
@@ -152,6 +156,12 @@ func RunCheck() (*Check, error) {
 	sym := probeFunction(kernel)
 	for _, b := range []string{BackendKprobeMulti, BackendKprobe, BackendFentry} {
 		c.Backends = append(c.Backends, BackendCheck{Name: b, Err: haveBackend(b, sym, kernel)})
+	}
+	c.Netfilter = netfilterSupport(kernel)
+	for _, bc := range c.Backends {
+		if bc.Name == BackendFentry && bc.Err != nil {
+			c.Netfilter = fmt.Errorf("no fentry: %w", bc.Err)
+		}
 	}
 	c.AutoBackend = BackendTracepoint
 	for _, b := range autoOrder(plan{}) {

@@ -62,16 +62,13 @@ func (r *Recorder) attachNetfilter(cfg Config, env *loadEnv) {
 // nft_do_chain.
 func (r *Recorder) hookNFTChain(env *loadEnv) error {
 	opts := env.opts
-	if _, err := env.kernel.AnyTypeByName("nft_pktinfo"); err != nil {
-		// nf_tables is a module: its types are in the module's BTF.
-		mod, err := btf.LoadKernelModuleSpec(nfTablesModule)
-		if err != nil {
-			if errors.Is(err, os.ErrNotExist) {
-				return fmt.Errorf("nf_tables is not loaded, or this kernel has no BTF for modules (Linux 5.11+ with CONFIG_DEBUG_INFO_BTF_MODULES)")
-			}
-			return fmt.Errorf("read the BTF of nf_tables: %w", err)
-		}
-		opts.Programs.ExtraRelocationTargets = append(opts.Programs.ExtraRelocationTargets[:len(opts.Programs.ExtraRelocationTargets):len(opts.Programs.ExtraRelocationTargets)], mod)
+	mod, err := nfTablesBTF(env.kernel)
+	if err != nil {
+		return err
+	}
+	if mod != nil {
+		targets := opts.Programs.ExtraRelocationTargets
+		opts.Programs.ExtraRelocationTargets = append(targets[:len(targets):len(targets)], mod)
 	}
 	if err := haveBackend(BackendFentry, kmeta.HookMemoryFree, env.kernel); err != nil {
 		return err
@@ -120,6 +117,30 @@ func (r *Recorder) hookNFTChain(env *loadEnv) error {
 		}
 	}
 	return nil
+}
+
+// nfTablesBTF returns the BTF of the nf_tables module, or nil where
+// nf_tables is built into vmlinux (kernel has its types), or why neither
+// is available.
+func nfTablesBTF(kernel *btf.Spec) (*btf.Spec, error) {
+	if _, err := kernel.AnyTypeByName("nft_pktinfo"); err == nil {
+		return nil, nil
+	}
+	mod, err := btf.LoadKernelModuleSpec(nfTablesModule)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("nf_tables is not loaded, or this kernel has no BTF for modules (Linux 5.11+ with CONFIG_DEBUG_INFO_BTF_MODULES)")
+		}
+		return nil, fmt.Errorf("read the BTF of nf_tables: %w", err)
+	}
+	return mod, nil
+}
+
+// netfilterSupport says why nft_do_chain cannot be hooked here (see
+// nfTablesBTF), or nil.
+func netfilterSupport(kernel *btf.Spec) error {
+	_, err := nfTablesBTF(kernel)
+	return err
 }
 
 // name fills the chain names of ev, an event of nft_do_chain's exit whose

@@ -86,6 +86,7 @@ func printCheck(w io.Writer, c *capture.Check) {
 			fmt.Fprintf(tw, "--trace-tc, --trace-xdp\t%s\n", yesNo(b.Err))
 		}
 	}
+	fmt.Fprintf(tw, "nftables chains (--netfilter)\t%s\n", yesNo(c.Netfilter))
 	for _, f := range c.Features {
 		switch {
 		case f.Err != nil:

@@ -19,7 +19,7 @@ func TestRecordCheck(t *testing.T) {
 		t.Fatalf("record check: %v\n%s", err, out)
 	}
 	for _, want := range []string{"kernel ", "privileges ", "BTF ", "ring buffer ", "tracepoints ", "backend kprobe-multi ", "backend kprobe ",
-		"backend fentry ", "--trace-tc, --trace-xdp ", "bpf_get_current_task_btf (5.11) ", "bpf_get_attach_cookie (5.15) ", "drop reasons at kfree_skb (5.17) ",
+		"backend fentry ", "--trace-tc, --trace-xdp ", "nftables chains (--netfilter) ", "bpf_get_current_task_btf (5.11) ", "bpf_get_attach_cookie (5.15) ", "drop reasons at kfree_skb (5.17) ",
 		"SELinux ", "bpf_probe_read_kernel ", "audit flood ", "record will: attach "} {
 		if !strings.Contains(string(out), "\n"+want) && !strings.HasPrefix(string(out), want) {
 			t.Errorf("record check lacks %q:\n%s", want, out)
