@@ -300,5 +300,14 @@ func logRunCosts(t *testing.T, r *capture.Recorder, what string, pick func(*capt
 		}
 		parts = append(parts, fmt.Sprintf("%s:%s %d runs, %d ns/run", h.Kind, h.Name, runs, total.Nanoseconds()/int64(runs)))
 	}
+	// For scale (the VMs emulate the CPU, so only ratios mean something):
+	// the program of a tracepoint every received packet passes.
+	for _, h := range r.Hooks() {
+		if h.Kind == capture.HookTracepoint && h.Name == "netif_receive_skb" {
+			if runs, total, ok := r.HookRuns(&h); ok && runs > 0 {
+				parts = append(parts, fmt.Sprintf("for scale tp:netif_receive_skb %d runs, %d ns/run", runs, total.Nanoseconds()/int64(runs)))
+			}
+		}
+	}
 	t.Logf("cost on %s (%s): %s", os.Getenv(vmtest.EnvKernel), what, strings.Join(parts, "; "))
 }
