@@ -91,6 +91,20 @@ func TestInVMNetfilter(t *testing.T) {
 				hooked = hooked || h.NFTChain
 			}
 			t.Logf("notes: %q; nft_do_chain's exit hooked: %v", r.Notes(), hooked)
+			// bpf_probe_read_kernel call sites in what the kernel runs
+			// (docs/BACKENDS.md): nft_do_chain's exit reads the chain's
+			// handle and table and, once per chain, its names.
+			if sites, err := r.ProbeReadSites(); err != nil {
+				t.Error(err)
+			} else {
+				t.Logf("bpf_probe_read_kernel call sites per program kind: %v", sites)
+				if named && sites[capture.HookFexit] != 1+2+5 {
+					t.Errorf("fexit programs: %d call sites, want 8 (the bytes, the chain's handle and table, its names once)", sites[capture.HookFexit])
+				}
+				if backend == capture.BackendKprobe && sites[capture.HookKprobe] != 1+4+1+2 {
+					t.Errorf("kprobe program: %d call sites, want 8 (the skb, the device, the bytes, nf_hook_slow's hook state)", sites[capture.HookKprobe])
+				}
+			}
 			if hooked != named {
 				t.Fatalf("nft_do_chain's exit hooked: %v, want %v on Linux %s", hooked, named, os.Getenv(vmtest.EnvKernel))
 			}

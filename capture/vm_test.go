@@ -292,6 +292,9 @@ func testBackend(t *testing.T, backend string) {
 		Exit:      backend == BackendFentry,
 		Hooks:     []string{"net_dev_queue", "netif_receive_skb", "kfree_skb", "consume_skb"},
 		Stack:     true,
+		// The netfilter places (their own probe reads) are
+		// TestInVMNetfilter's.
+		NoNetfilter: true,
 	}
 	start := time.Now()
 	r, err := NewRecorder(cfg)
