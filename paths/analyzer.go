@@ -86,6 +86,9 @@ type openPacket struct {
 	// were in time order then, so that Finish would find the same.
 	own                      *Outcome // kept across reuses, as Hops
 	settledKnown, ownInOrder bool
+	// disordered says a hop came with an earlier time than the hop
+	// before it (!inTimeOrder(Hops), known without reading them again).
+	disordered bool
 	// why is what ended the packet's analysis, for an unknown outcome.
 	why string
 	// unfinished says the output goroutine completes it (complete)
@@ -248,6 +251,9 @@ func (a *Analyzer) add(ev *Event, flow Flow) error {
 			p.Hops = make([]Hop, 1, 8)
 		default:
 			p.Hops = append(p.Hops, Hop{})
+		}
+		if n > 0 && ev.Time < p.Hops[n-1].Time {
+			p.disordered = true
 		}
 		h := &p.Hops[n]
 		if ev.HasMeta {
@@ -412,7 +418,7 @@ func (p *openPacket) waits() bool {
 			p.own = new(Outcome)
 		}
 		*p.own = classify(&p.Packet)
-		p.ownInOrder = inTimeOrder(p.Hops)
+		p.ownInOrder = !p.disordered
 		p.settledKnown = true
 	}
 	return p.own.Kind != Delivered
@@ -422,7 +428,13 @@ func (p *openPacket) waits() bool {
 // the same hops in the same order.
 func (p *openPacket) finish() {
 	if !p.settledKnown || !p.ownInOrder {
-		p.Packet.Finish()
+		if p.disordered {
+			p.Packet.Finish()
+			return
+		}
+		// Packet.Finish, without looking at the hops' order again.
+		p.markChanges()
+		p.Outcome = withClones(classify(&p.Packet), p.Clones)
 		return
 	}
 	p.markChanges()
