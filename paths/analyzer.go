@@ -89,6 +89,8 @@ type openPacket struct {
 	// disordered says a hop came with an earlier time than the hop
 	// before it (!inTimeOrder(Hops), known without reading them again).
 	disordered bool
+	// fold is classify's view of its hops, folded in as they came.
+	fold hookFold
 	// why is what ended the packet's analysis, for an unknown outcome.
 	why string
 	// unfinished says the output goroutine completes it (complete)
@@ -263,6 +265,7 @@ func (a *Analyzer) add(ev *Event, flow Flow) error {
 			*h = Hop{Time: ev.Time, Meta: kmeta.Event{Dev: ev.IfName}, CapLen: uint32(len(ev.Data)), OrigLen: ev.OrigLen,
 				Flow: flow, Frame: ev.Frame, File: ev.File, Lost: ev.Lost}
 		}
+		p.fold.add(n, &h.Meta)
 		p.settledKnown = false
 	}
 	if a.opts.Filter != nil && !p.FilterMatched && a.opts.Filter(ev.Data) {
@@ -417,7 +420,7 @@ func (p *openPacket) waits() bool {
 		if p.own == nil {
 			p.own = new(Outcome)
 		}
-		*p.own = classify(&p.Packet)
+		*p.own = classifyFolded(&p.Packet, &p.fold)
 		p.ownInOrder = !p.disordered
 		p.settledKnown = true
 	}
@@ -434,7 +437,7 @@ func (p *openPacket) finish() {
 		}
 		// Packet.Finish, without looking at the hops' order again.
 		p.markChanges()
-		p.Outcome = withClones(classify(&p.Packet), p.Clones)
+		p.Outcome = withClones(classifyFolded(&p.Packet, &p.fold), p.Clones)
 		return
 	}
 	p.markChanges()
@@ -723,9 +726,68 @@ func socketKind(p *Packet, loc string) string {
 
 // classify decides how the packet's path ended.
 func classify(p *Packet) Outcome {
-	o := classifyHops(p)
-	byProgram(p, &o)
+	var f hookFold
+	for i := range p.Hops {
+		f.add(i, &p.Hops[i].Meta)
+	}
+	return classifyFolded(p, &f)
+}
+
+// classifyFolded is classify with what it learns from the hooks, f,
+// folded over p.Hops in their order already.
+func classifyFolded(p *Packet, f *hookFold) Outcome {
+	o := classifyHops(p, f)
+	byProgram(p, &o, int(f.lastProg)-1)
 	return o
+}
+
+// hookFold is what classify learns from a packet's hooks, one hop after
+// the other, as indexes plus one (0: none). The Analyzer folds each hop in
+// as it arrives, while the hop is still in the cache, so that a packet
+// whose hops came in time order is classified without reading them all
+// again.
+type hookFold struct {
+	deliveredAt, freedAt, memFreedAt, lastTx, lastRx, tcpQueued int32
+	// lastProg is the last exit of a traced BPF program with its
+	// return value (byProgram).
+	lastProg int32
+}
+
+// add folds in hop i, whose metadata is m.
+func (f *hookFold) add(i int, m *kmeta.Event) {
+	at := int32(i) + 1
+	if m.ProgType != "" && m.Kind == kmeta.KindFexit && m.HasRetVal {
+		f.lastProg = at
+	}
+	h := m.Hook
+	if isDeliveryHook(h) || isDeliveryFunction(h) {
+		f.deliveredAt = at
+		return
+	}
+	switch h {
+	case "tcp_queue_rcv", "tcp_data_queue":
+		f.tcpQueued = at
+	case "kfree_skb_partial":
+		// TCP merged the segment's data into the skb before it in
+		// the socket's receive queue and frees what is left: its
+		// data reached the socket.
+		if f.tcpQueued > 0 {
+			f.deliveredAt = at
+			return
+		}
+	}
+	switch kmeta.ClassOf(h) {
+	case kmeta.ClassMemoryFree:
+		// Says the memory went, not why: kfree_skb or consume_skb
+		// before it decide, when they were recorded.
+		f.memFreedAt = at
+	case kmeta.ClassFree:
+		f.freedAt = at
+	case kmeta.ClassTransmit:
+		f.lastTx = at
+	case kmeta.ClassReceive:
+		f.lastRx = at
+	}
 }
 
 // tcShotReasons are the drop reasons kfree_skb gives an skb a tc program
@@ -740,16 +802,12 @@ var tcShotReasons = map[string]bool{"": true, "NOT_SPECIFIED": true, "TC_INGRESS
 // Other verdicts (TC_ACT_OK, TC_ACT_UNSPEC, ...) decide nothing: a packet
 // is never called dropped by a program's verdict alone, only by the
 // kernel's free of its skb.
-func byProgram(p *Packet, o *Outcome) {
+//
+// last is the index of the last hop that is a program's exit with its
+// return value (hookFold.lastProg), -1 when none is.
+func byProgram(p *Packet, o *Outcome, last int) {
 	if o.Clone != 0 {
 		return
-	}
-	last := -1
-	for i := range p.Hops {
-		m := &p.Hops[i].Meta
-		if m.ProgType != "" && m.Kind == kmeta.KindFexit && m.HasRetVal {
-			last = i
-		}
 	}
 	if last < 0 {
 		return
@@ -813,43 +871,13 @@ func byXDP(p *Packet, o *Outcome, m *kmeta.Event, last int) {
 	}
 }
 
-// classifyHops classifies p's outcome by its hooks.
-func classifyHops(p *Packet) Outcome {
+// classifyHops classifies p's outcome by its hooks, folded into f.
+func classifyHops(p *Packet, f *hookFold) Outcome {
 	if !p.HasMeta || len(p.Hops) == 0 {
 		return Outcome{Kind: Unknown}
 	}
-	var deliveredAt, freedAt, memFreedAt, lastTx, lastRx, tcpQueued = -1, -1, -1, -1, -1, -1
-	for i := range p.Hops {
-		h := p.Hops[i].Meta.Hook
-		if isDeliveryHook(h) || isDeliveryFunction(h) {
-			deliveredAt = i
-			continue
-		}
-		switch h {
-		case "tcp_queue_rcv", "tcp_data_queue":
-			tcpQueued = i
-		case "kfree_skb_partial":
-			// TCP merged the segment's data into the skb before it in
-			// the socket's receive queue and frees what is left: its
-			// data reached the socket.
-			if tcpQueued >= 0 {
-				deliveredAt = i
-				continue
-			}
-		}
-		switch kmeta.ClassOf(h) {
-		case kmeta.ClassMemoryFree:
-			// Says the memory went, not why: kfree_skb or consume_skb
-			// before it decide, when they were recorded.
-			memFreedAt = i
-		case kmeta.ClassFree:
-			freedAt = i
-		case kmeta.ClassTransmit:
-			lastTx = i
-		case kmeta.ClassReceive:
-			lastRx = i
-		}
-	}
+	deliveredAt, freedAt, memFreedAt := int(f.deliveredAt)-1, int(f.freedAt)-1, int(f.memFreedAt)-1
+	lastTx, lastRx := int(f.lastTx)-1, int(f.lastRx)-1
 	at := func(i int, kind OutcomeKind) Outcome {
 		h := &p.Hops[i]
 		return Outcome{Kind: kind, Hook: h.Meta.Hook, Dev: h.Meta.Dev, NetNS: h.Meta.NetNS, Location: h.Meta.Location,
