@@ -155,6 +155,7 @@ func (a *Analyzer) add(ev *Event, flow Flow) error {
 	if ev.Time > a.now {
 		a.now = ev.Time
 	}
+	class := kmeta.ClassOf(ev.Meta.Hook)
 	var key packetKey
 	if ev.HasID {
 		key = packetKey{ev.Recording, ev.ID}
@@ -265,18 +266,24 @@ func (a *Analyzer) add(ev *Event, flow Flow) error {
 			*h = Hop{Time: ev.Time, Meta: kmeta.Event{Dev: ev.IfName}, CapLen: uint32(len(ev.Data)), OrigLen: ev.OrigLen,
 				Flow: flow, Frame: ev.Frame, File: ev.File, Lost: ev.Lost}
 		}
-		p.fold.add(n, &h.Meta)
+		// From the event, not the hop just written: its memory
+		// may not be in the cache yet.
+		if ev.HasMeta {
+			p.fold.add(n, &ev.Meta, class)
+		} else {
+			p.fold.add(n, &h.Meta, kmeta.ClassOf(h.Meta.Hook))
+		}
 		p.settledKnown = false
 	}
 	if a.opts.Filter != nil && !p.FilterMatched && a.opts.Filter(ev.Data) {
 		p.FilterMatched = true
 	}
-	if ev.HasMeta && kmeta.ClassOf(ev.Meta.Hook) == kmeta.ClassMemoryFree && kmeta.IsFunctionKind(ev.Meta.Kind) {
+	if ev.HasMeta && class == kmeta.ClassMemoryFree && kmeta.IsFunctionKind(ev.Meta.Kind) {
 		// A function backend saw the skb's memory go: nothing later
 		// can be this packet.
 		p.memFreed = ev.Time
 	}
-	if !p.freed && (!ev.HasID || ev.HasMeta && kmeta.ClassOf(ev.Meta.Hook).EndsTracking()) {
+	if !p.freed && (!ev.HasID || ev.HasMeta && class.EndsTracking()) {
 		// The skb is gone (or, without tracking ids, nothing else will
 		// join this packet): complete it once the grace period for
 		// out-of-order events has passed.
@@ -728,7 +735,7 @@ func socketKind(p *Packet, loc string) string {
 func classify(p *Packet) Outcome {
 	var f hookFold
 	for i := range p.Hops {
-		f.add(i, &p.Hops[i].Meta)
+		f.add(i, &p.Hops[i].Meta, kmeta.ClassOf(p.Hops[i].Meta.Hook))
 	}
 	return classifyFolded(p, &f)
 }
@@ -753,8 +760,9 @@ type hookFold struct {
 	lastProg int32
 }
 
-// add folds in hop i, whose metadata is m.
-func (f *hookFold) add(i int, m *kmeta.Event) {
+// add folds in hop i, whose metadata is m and its hook's class
+// kmeta.ClassOf(m.Hook).
+func (f *hookFold) add(i int, m *kmeta.Event, class kmeta.HookClass) {
 	at := int32(i) + 1
 	if m.ProgType != "" && m.Kind == kmeta.KindFexit && m.HasRetVal {
 		f.lastProg = at
@@ -776,7 +784,7 @@ func (f *hookFold) add(i int, m *kmeta.Event) {
 			return
 		}
 	}
-	switch kmeta.ClassOf(h) {
+	switch class {
 	case kmeta.ClassMemoryFree:
 		// Says the memory went, not why: kfree_skb or consume_skb
 		// before it decide, when they were recorded.
