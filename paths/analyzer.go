@@ -30,6 +30,10 @@ type Options struct {
 	// Filter, when set, is run on every event's bytes; a packet with one
 	// accepted hop gets Packet.FilterMatched.
 	Filter func(data []byte) bool
+	// NoChanges leaves every Hop.Changed zero, for callers that do not
+	// read it (statistics): marking the changes reads every hop back
+	// once more when its packet completes.
+	NoChanges bool
 }
 
 func (o Options) withDefaults() Options {
@@ -345,7 +349,7 @@ func (a *Analyzer) emitOne(p *openPacket) error {
 		p.unfinished = true
 		return a.hand(p)
 	}
-	p.complete()
+	p.complete(!a.opts.NoChanges)
 	if p.Parent != 0 {
 		// A clone: its outcome goes to its packet, if that is still open
 		// and waiting for it, and it is handed over after its packet.
@@ -361,8 +365,9 @@ func (a *Analyzer) emitOne(p *openPacket) error {
 
 // complete finishes a packet (hop order, changes, outcome) and says why
 // its outcome is unknown, when it is.
-func (p *openPacket) complete() {
-	p.finish()
+// With changes false, Hop.Changed is left as it is (zero).
+func (p *openPacket) complete(changes bool) {
+	p.finish(changes)
 	if p.Outcome.Kind == Unknown {
 		p.Outcome.Why = p.why
 		if p.Outcome.Why == "" {
@@ -435,19 +440,24 @@ func (p *openPacket) waits() bool {
 }
 
 // finish is Packet.Finish, without classifying again when waits did on
-// the same hops in the same order.
-func (p *openPacket) finish() {
+// the same hops in the same order; without marking the changes unless
+// changes is set.
+func (p *openPacket) finish(changes bool) {
 	if !p.settledKnown || !p.ownInOrder {
 		if p.disordered {
-			p.Packet.Finish()
+			p.Packet.finish(changes)
 			return
 		}
 		// Packet.Finish, without looking at the hops' order again.
-		p.markChanges()
+		if changes {
+			p.markChanges()
+		}
 		p.Outcome = withClones(classifyFolded(&p.Packet, &p.fold), p.Clones)
 		return
 	}
-	p.markChanges()
+	if changes {
+		p.markChanges()
+	}
 	p.Outcome = withClones(*p.own, p.Clones)
 }
 
@@ -538,7 +548,7 @@ func (a *Analyzer) Close() error {
 
 // emitAsync makes a run emit on a goroutine of its own, overlapping with
 // the analysis; Close (or stopOutput) waits for it.
-func (a *Analyzer) emitAsync() { a.out = newHandoff(a.emit) }
+func (a *Analyzer) emitAsync() { a.out = newHandoff(a.emit, !a.opts.NoChanges) }
 
 // stopOutput waits until every packet handed over was emitted and ends
 // the output goroutine, if there is one; it returns the output's error.
@@ -557,13 +567,18 @@ func (a *Analyzer) Open() int { return a.open.len() }
 // Finish orders the hops by time, marks what changed from hop to hop and
 // classifies the outcome: what the Analyzer does to every packet before
 // handing it over, for packets built by hand (tests, other tools).
-func (p *Packet) Finish() {
+func (p *Packet) Finish() { p.finish(true) }
+
+// finish is Finish, marking the changes only when changes is set.
+func (p *Packet) finish(changes bool) {
 	// Hops nearly always arrive in order: check before sorting (the
 	// check looks at times only; hops are large to move around).
 	if !inTimeOrder(p.Hops) {
 		slices.SortStableFunc(p.Hops, func(x, y Hop) int { return cmp.Compare(x.Time, y.Time) })
 	}
-	p.markChanges()
+	if changes {
+		p.markChanges()
+	}
 	p.Outcome = classify(p)
 	p.Outcome = withClones(p.Outcome, p.Clones)
 }

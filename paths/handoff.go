@@ -10,14 +10,15 @@ package paths
 // After the callback's first error it is not called again; the error
 // reaches the Analyzer with the next batch that comes back, or at close.
 type handoff struct {
-	emit  func(*Packet) error
-	cur   []*openPacket      // the batch being filled
-	full  chan []*openPacket // to the output goroutine
-	back  chan handoffReturn // batches emitted, back to the Analyzer
-	done  chan error         // the output goroutine's first error, at its end
-	out   int                // batches sent and not back yet
-	spare [][]*openPacket    // batches back, to fill again
-	err   error              // the first error the Analyzer has seen
+	emit    func(*Packet) error
+	changes bool               // mark the hops' changes (complete)
+	cur     []*openPacket      // the batch being filled
+	full    chan []*openPacket // to the output goroutine
+	back    chan handoffReturn // batches emitted, back to the Analyzer
+	done    chan error         // the output goroutine's first error, at its end
+	out     int                // batches sent and not back yet
+	spare   [][]*openPacket    // batches back, to fill again
+	err     error              // the first error the Analyzer has seen
 }
 
 type handoffReturn struct {
@@ -30,12 +31,13 @@ const (
 	handoffInFlight = 4   // batches queued for or held by the output goroutine
 )
 
-func newHandoff(emit func(*Packet) error) *handoff {
+func newHandoff(emit func(*Packet) error, changes bool) *handoff {
 	h := &handoff{
-		emit: emit,
-		full: make(chan []*openPacket, handoffInFlight),
-		back: make(chan handoffReturn, handoffInFlight+2),
-		done: make(chan error, 1),
+		emit:    emit,
+		changes: changes,
+		full:    make(chan []*openPacket, handoffInFlight),
+		back:    make(chan handoffReturn, handoffInFlight+2),
+		done:    make(chan error, 1),
 	}
 	go h.run()
 	return h
@@ -49,7 +51,7 @@ func (h *handoff) run() {
 		if err == nil {
 			for _, p := range b {
 				if p.unfinished {
-					p.complete()
+					p.complete(h.changes)
 				}
 				if err = h.emit(&p.Packet); err != nil {
 					break
