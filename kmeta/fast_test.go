@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -194,8 +196,10 @@ func TestSWARNumbers(t *testing.T) {
 // general scanner gives.
 func TestMemoAcrossComments(t *testing.T) {
 	p := NewParser()
+	long := `pathcap/1 hook=tp:kfree_skb dev=veth1 comm=` + strings.Repeat("x", memoMaxLen)
+	cases := append(slices.Clone(fastCases), long, long[:memoMaxLen], long[:memoMaxLen+1])
 	for round := 0; round < 2; round++ {
-		for _, s := range fastCases {
+		for _, s := range cases {
 			g := NewParser()
 			g.generic = true
 			var em, eg Event

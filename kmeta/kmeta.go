@@ -343,7 +343,7 @@ func (p *Parser) Parse(comment []byte, e *Event) error {
 		return nil
 	}
 	err := p.parse(comment, e)
-	if err == nil {
+	if err == nil && slot != nil {
 		slot.keep(comment, e)
 	}
 	return err

@@ -20,15 +20,21 @@ import "hash/maphash"
 // more; 1,024: 90-91 %), in about 1 MB.
 const memoBits = 11
 
-// commentMemo is the table: a slot holds a comment (a copy, in a buffer
-// the slot reuses) and its event.
+// memoMaxLen is the longest comment the memo keeps (the recorder's are
+// 100 to 200 bytes long).
+const memoMaxLen = 232
+
+// commentMemo is the table: a slot holds a comment (a copy, in the slot
+// itself, next to its event: one place in memory to look at) and its
+// event.
 type commentMemo struct {
 	seed  maphash.Seed
 	slots [1 << memoBits]memoSlot
 }
 
 type memoSlot struct {
-	comment []byte
+	n       int // the comment's length; 0: none
+	comment [memoMaxLen]byte
 	ev      Event
 }
 
@@ -44,15 +50,19 @@ func (m *commentMemo) slot(comment []byte) *memoSlot {
 // find returns the event of comment if the memo holds it, else nil and
 // the slot to keep it in once parsed.
 func (m *commentMemo) find(comment []byte) (*Event, *memoSlot) {
+	if len(comment) > memoMaxLen {
+		return nil, nil
+	}
 	s := m.slot(comment)
-	if len(s.comment) == len(comment) && string(s.comment) == string(comment) {
+	if s.n == len(comment) && string(s.comment[:s.n]) == string(comment) {
 		return &s.ev, nil
 	}
 	return nil, s
 }
 
-// keep makes s remember comment and its event.
+// keep makes s remember comment (at most memoMaxLen bytes long) and its
+// event.
 func (s *memoSlot) keep(comment []byte, e *Event) {
-	s.comment = append(s.comment[:0], comment...)
+	s.n = copy(s.comment[:], comment)
 	s.ev = *e
 }
