@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -86,6 +88,19 @@ func parseBoth(t *testing.T, s string) {
 		}
 	case ef != es:
 		t.Fatalf("%q: fast path\n%+v\ngeneral scanner\n%+v", s, ef, es)
+	}
+	// Again, from the memo when it parsed: the same event or error.
+	em := Event{Hook: "stale", Len: 1}
+	errM := fast.Parse([]byte(s), &em)
+	switch {
+	case (errM == nil) != (errF == nil):
+		t.Fatalf("%q: parsed again, error %v, first %v", s, errM, errF)
+	case errM != nil:
+		if errM.Error() != errF.Error() {
+			t.Fatalf("%q: parsed again, error %q, first %q", s, errM, errF)
+		}
+	case em != ef:
+		t.Fatalf("%q: parsed again\n%+v\nfirst\n%+v", s, em, ef)
 	}
 }
 
@@ -172,6 +187,27 @@ func TestSWARNumbers(t *testing.T) {
 		hs := fmt.Sprintf("%08x", hv)
 		if got, ok := hex8(binary.LittleEndian.Uint64([]byte(hs))); !ok || got != hv {
 			t.Fatalf("hex8(%q) = %x, %v", hs, got, ok)
+		}
+	}
+}
+
+// TestMemoAcrossComments parses every case twice through one Parser, so
+// that the memo holds many comments: each must still give what the
+// general scanner gives.
+func TestMemoAcrossComments(t *testing.T) {
+	p := NewParser()
+	long := `pathcap/1 hook=tp:kfree_skb dev=veth1 comm=` + strings.Repeat("x", memoMaxLen)
+	cases := append(slices.Clone(fastCases), long, long[:memoMaxLen], long[:memoMaxLen+1])
+	for round := 0; round < 2; round++ {
+		for _, s := range cases {
+			g := NewParser()
+			g.generic = true
+			var em, eg Event
+			errM := p.Parse([]byte(s), &em)
+			errG := g.Parse([]byte(s), &eg)
+			if (errM == nil) != (errG == nil) || errM != nil && errM.Error() != errG.Error() || em != eg {
+				t.Fatalf("round %d, %q: %+v, %v; general scanner %+v, %v", round, s, em, errM, eg, errG)
+			}
 		}
 	}
 }

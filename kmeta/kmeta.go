@@ -335,8 +335,10 @@ type Parser struct {
 	bare [1 << bareCacheBits]bareEntry
 	// next is the fast path's guess of the next key (fast.go).
 	next uint8
-	// generic turns the fast path off (tests compare the two).
+	// generic turns the fast path and the memo off (tests compare).
 	generic bool
+	// memo remembers recent comments and their events (memo.go).
+	memo *commentMemo
 }
 
 // NewParser returns a Parser.
@@ -369,6 +371,26 @@ func (p *Parser) intern(b []byte) string {
 // *SyntaxError for one that is but is malformed. Keys it does not know are
 // ignored.
 func (p *Parser) Parse(comment []byte, e *Event) error {
+	if p.generic || len(comment) == 0 {
+		return p.parse(comment, e)
+	}
+	if p.memo == nil {
+		p.memo = newCommentMemo()
+	}
+	ev, slot := p.memo.find(comment)
+	if ev != nil {
+		*e = *ev
+		return nil
+	}
+	err := p.parse(comment, e)
+	if err == nil && slot != nil {
+		slot.keep(comment, e)
+	}
+	return err
+}
+
+// parse is Parse without the memo (memo.go).
+func (p *Parser) parse(comment []byte, e *Event) error {
 	*e = Event{}
 	const prefix = "pathcap/"
 	if len(comment) < len(prefix) || string(comment[:len(prefix)]) != prefix {

@@ -30,6 +30,10 @@ type Options struct {
 	// Filter, when set, is run on every event's bytes; a packet with one
 	// accepted hop gets Packet.FilterMatched.
 	Filter func(data []byte) bool
+	// NoChanges leaves every Hop.Changed zero, for callers that do not
+	// read it (statistics): marking the changes reads every hop back
+	// once more when its packet completes.
+	NoChanges bool
 }
 
 func (o Options) withDefaults() Options {
@@ -86,6 +90,11 @@ type openPacket struct {
 	// were in time order then, so that Finish would find the same.
 	own                      *Outcome // kept across reuses, as Hops
 	settledKnown, ownInOrder bool
+	// disordered says a hop came with an earlier time than the hop
+	// before it (!inTimeOrder(Hops), known without reading them again).
+	disordered bool
+	// fold is classify's view of its hops, folded in as they came.
+	fold hookFold
 	// why is what ended the packet's analysis, for an unknown outcome.
 	why string
 	// unfinished says the output goroutine completes it (complete)
@@ -150,6 +159,7 @@ func (a *Analyzer) add(ev *Event, flow Flow) error {
 	if ev.Time > a.now {
 		a.now = ev.Time
 	}
+	class := kmeta.ClassOf(ev.Meta.Hook)
 	var key packetKey
 	if ev.HasID {
 		key = packetKey{ev.Recording, ev.ID}
@@ -249,6 +259,9 @@ func (a *Analyzer) add(ev *Event, flow Flow) error {
 		default:
 			p.Hops = append(p.Hops, Hop{})
 		}
+		if n > 0 && ev.Time < p.Hops[n-1].Time {
+			p.disordered = true
+		}
 		h := &p.Hops[n]
 		if ev.HasMeta {
 			*h = Hop{Time: ev.Time, Meta: ev.Meta, NSName: ev.NSName, CapLen: uint32(len(ev.Data)), OrigLen: ev.OrigLen,
@@ -257,17 +270,24 @@ func (a *Analyzer) add(ev *Event, flow Flow) error {
 			*h = Hop{Time: ev.Time, Meta: kmeta.Event{Dev: ev.IfName}, CapLen: uint32(len(ev.Data)), OrigLen: ev.OrigLen,
 				Flow: flow, Frame: ev.Frame, File: ev.File, Lost: ev.Lost}
 		}
+		// From the event, not the hop just written: its memory
+		// may not be in the cache yet.
+		if ev.HasMeta {
+			p.fold.add(n, &ev.Meta, class)
+		} else {
+			p.fold.add(n, &h.Meta, kmeta.ClassOf(h.Meta.Hook))
+		}
 		p.settledKnown = false
 	}
 	if a.opts.Filter != nil && !p.FilterMatched && a.opts.Filter(ev.Data) {
 		p.FilterMatched = true
 	}
-	if ev.HasMeta && kmeta.ClassOf(ev.Meta.Hook) == kmeta.ClassMemoryFree && kmeta.IsFunctionKind(ev.Meta.Kind) {
+	if ev.HasMeta && class == kmeta.ClassMemoryFree && kmeta.IsFunctionKind(ev.Meta.Kind) {
 		// A function backend saw the skb's memory go: nothing later
 		// can be this packet.
 		p.memFreed = ev.Time
 	}
-	if !p.freed && (!ev.HasID || ev.HasMeta && kmeta.ClassOf(ev.Meta.Hook).EndsTracking()) {
+	if !p.freed && (!ev.HasID || ev.HasMeta && class.EndsTracking()) {
 		// The skb is gone (or, without tracking ids, nothing else will
 		// join this packet): complete it once the grace period for
 		// out-of-order events has passed.
@@ -329,7 +349,7 @@ func (a *Analyzer) emitOne(p *openPacket) error {
 		p.unfinished = true
 		return a.hand(p)
 	}
-	p.complete()
+	p.complete(!a.opts.NoChanges)
 	if p.Parent != 0 {
 		// A clone: its outcome goes to its packet, if that is still open
 		// and waiting for it, and it is handed over after its packet.
@@ -345,8 +365,9 @@ func (a *Analyzer) emitOne(p *openPacket) error {
 
 // complete finishes a packet (hop order, changes, outcome) and says why
 // its outcome is unknown, when it is.
-func (p *openPacket) complete() {
-	p.finish()
+// With changes false, Hop.Changed is left as it is (zero).
+func (p *openPacket) complete(changes bool) {
+	p.finish(changes)
 	if p.Outcome.Kind == Unknown {
 		p.Outcome.Why = p.why
 		if p.Outcome.Why == "" {
@@ -411,21 +432,32 @@ func (p *openPacket) waits() bool {
 		if p.own == nil {
 			p.own = new(Outcome)
 		}
-		*p.own = classify(&p.Packet)
-		p.ownInOrder = inTimeOrder(p.Hops)
+		*p.own = classifyFolded(&p.Packet, &p.fold)
+		p.ownInOrder = !p.disordered
 		p.settledKnown = true
 	}
 	return p.own.Kind != Delivered
 }
 
 // finish is Packet.Finish, without classifying again when waits did on
-// the same hops in the same order.
-func (p *openPacket) finish() {
+// the same hops in the same order; without marking the changes unless
+// changes is set.
+func (p *openPacket) finish(changes bool) {
 	if !p.settledKnown || !p.ownInOrder {
-		p.Packet.Finish()
+		if p.disordered {
+			p.Packet.finish(changes)
+			return
+		}
+		// Packet.Finish, without looking at the hops' order again.
+		if changes {
+			p.markChanges()
+		}
+		p.Outcome = withClones(classifyFolded(&p.Packet, &p.fold), p.Clones)
 		return
 	}
-	p.markChanges()
+	if changes {
+		p.markChanges()
+	}
 	p.Outcome = withClones(*p.own, p.Clones)
 }
 
@@ -516,7 +548,7 @@ func (a *Analyzer) Close() error {
 
 // emitAsync makes a run emit on a goroutine of its own, overlapping with
 // the analysis; Close (or stopOutput) waits for it.
-func (a *Analyzer) emitAsync() { a.out = newHandoff(a.emit) }
+func (a *Analyzer) emitAsync() { a.out = newHandoff(a.emit, !a.opts.NoChanges) }
 
 // stopOutput waits until every packet handed over was emitted and ends
 // the output goroutine, if there is one; it returns the output's error.
@@ -535,13 +567,18 @@ func (a *Analyzer) Open() int { return a.open.len() }
 // Finish orders the hops by time, marks what changed from hop to hop and
 // classifies the outcome: what the Analyzer does to every packet before
 // handing it over, for packets built by hand (tests, other tools).
-func (p *Packet) Finish() {
+func (p *Packet) Finish() { p.finish(true) }
+
+// finish is Finish, marking the changes only when changes is set.
+func (p *Packet) finish(changes bool) {
 	// Hops nearly always arrive in order: check before sorting (the
 	// check looks at times only; hops are large to move around).
 	if !inTimeOrder(p.Hops) {
 		slices.SortStableFunc(p.Hops, func(x, y Hop) int { return cmp.Compare(x.Time, y.Time) })
 	}
-	p.markChanges()
+	if changes {
+		p.markChanges()
+	}
 	p.Outcome = classify(p)
 	p.Outcome = withClones(p.Outcome, p.Clones)
 }
@@ -711,10 +748,70 @@ func socketKind(p *Packet, loc string) string {
 
 // classify decides how the packet's path ended.
 func classify(p *Packet) Outcome {
-	o := classifyHops(p)
-	byProgram(p, &o)
+	var f hookFold
+	for i := range p.Hops {
+		f.add(i, &p.Hops[i].Meta, kmeta.ClassOf(p.Hops[i].Meta.Hook))
+	}
+	return classifyFolded(p, &f)
+}
+
+// classifyFolded is classify with what it learns from the hooks, f,
+// folded over p.Hops in their order already.
+func classifyFolded(p *Packet, f *hookFold) Outcome {
+	o := classifyHops(p, f)
+	byProgram(p, &o, int(f.lastProg)-1)
 	byNetfilter(p, &o)
 	return o
+}
+
+// hookFold is what classify learns from a packet's hooks, one hop after
+// the other, as indexes plus one (0: none). The Analyzer folds each hop in
+// as it arrives, while the hop is still in the cache, so that a packet
+// whose hops came in time order is classified without reading them all
+// again.
+type hookFold struct {
+	deliveredAt, freedAt, memFreedAt, lastTx, lastRx, tcpQueued int32
+	// lastProg is the last exit of a traced BPF program with its
+	// return value (byProgram).
+	lastProg int32
+}
+
+// add folds in hop i, whose metadata is m and its hook's class
+// kmeta.ClassOf(m.Hook).
+func (f *hookFold) add(i int, m *kmeta.Event, class kmeta.HookClass) {
+	at := int32(i) + 1
+	if m.ProgType != "" && m.Kind == kmeta.KindFexit && m.HasRetVal {
+		f.lastProg = at
+	}
+	h := m.Hook
+	if isDeliveryHook(h) || isDeliveryFunction(h) {
+		f.deliveredAt = at
+		return
+	}
+	switch h {
+	case "tcp_queue_rcv", "tcp_data_queue":
+		f.tcpQueued = at
+	case "kfree_skb_partial":
+		// TCP merged the segment's data into the skb before it in
+		// the socket's receive queue and frees what is left: its
+		// data reached the socket.
+		if f.tcpQueued > 0 {
+			f.deliveredAt = at
+			return
+		}
+	}
+	switch class {
+	case kmeta.ClassMemoryFree:
+		// Says the memory went, not why: kfree_skb or consume_skb
+		// before it decide, when they were recorded.
+		f.memFreedAt = at
+	case kmeta.ClassFree:
+		f.freedAt = at
+	case kmeta.ClassTransmit:
+		f.lastTx = at
+	case kmeta.ClassReceive:
+		f.lastRx = at
+	}
 }
 
 // netfilterReasons are the drop reasons kfree_skb gives an skb that a
@@ -800,16 +897,12 @@ var tcShotReasons = map[string]bool{"": true, "NOT_SPECIFIED": true, "TC_INGRESS
 // Other verdicts (TC_ACT_OK, TC_ACT_UNSPEC, ...) decide nothing: a packet
 // is never called dropped by a program's verdict alone, only by the
 // kernel's free of its skb.
-func byProgram(p *Packet, o *Outcome) {
+//
+// last is the index of the last hop that is a program's exit with its
+// return value (hookFold.lastProg), -1 when none is.
+func byProgram(p *Packet, o *Outcome, last int) {
 	if o.Clone != 0 {
 		return
-	}
-	last := -1
-	for i := range p.Hops {
-		m := &p.Hops[i].Meta
-		if m.ProgType != "" && m.Kind == kmeta.KindFexit && m.HasRetVal {
-			last = i
-		}
 	}
 	if last < 0 {
 		return
@@ -873,43 +966,13 @@ func byXDP(p *Packet, o *Outcome, m *kmeta.Event, last int) {
 	}
 }
 
-// classifyHops classifies p's outcome by its hooks.
-func classifyHops(p *Packet) Outcome {
+// classifyHops classifies p's outcome by its hooks, folded into f.
+func classifyHops(p *Packet, f *hookFold) Outcome {
 	if !p.HasMeta || len(p.Hops) == 0 {
 		return Outcome{Kind: Unknown}
 	}
-	var deliveredAt, freedAt, memFreedAt, lastTx, lastRx, tcpQueued = -1, -1, -1, -1, -1, -1
-	for i := range p.Hops {
-		h := p.Hops[i].Meta.Hook
-		if isDeliveryHook(h) || isDeliveryFunction(h) {
-			deliveredAt = i
-			continue
-		}
-		switch h {
-		case "tcp_queue_rcv", "tcp_data_queue":
-			tcpQueued = i
-		case "kfree_skb_partial":
-			// TCP merged the segment's data into the skb before it in
-			// the socket's receive queue and frees what is left: its
-			// data reached the socket.
-			if tcpQueued >= 0 {
-				deliveredAt = i
-				continue
-			}
-		}
-		switch kmeta.ClassOf(h) {
-		case kmeta.ClassMemoryFree:
-			// Says the memory went, not why: kfree_skb or consume_skb
-			// before it decide, when they were recorded.
-			memFreedAt = i
-		case kmeta.ClassFree:
-			freedAt = i
-		case kmeta.ClassTransmit:
-			lastTx = i
-		case kmeta.ClassReceive:
-			lastRx = i
-		}
-	}
+	deliveredAt, freedAt, memFreedAt := int(f.deliveredAt)-1, int(f.freedAt)-1, int(f.memFreedAt)-1
+	lastTx, lastRx := int(f.lastTx)-1, int(f.lastRx)-1
 	at := func(i int, kind OutcomeKind) Outcome {
 		h := &p.Hops[i]
 		return Outcome{Kind: kind, Hook: h.Meta.Hook, Dev: h.Meta.Dev, NetNS: h.Meta.NetNS, Location: h.Meta.Location,

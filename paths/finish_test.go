@@ -135,3 +135,39 @@ func TestProcessStopsAtOutputError(t *testing.T) {
 		}
 	}
 }
+
+// TestNoChanges: Options.NoChanges gives the same packets, in the same
+// order, with every Hop.Changed zero, and statistics that are the same.
+func TestNoChanges(t *testing.T) {
+	changed := 0
+	for _, files := range finishFiles(t) {
+		want := analyze(t, Options{}, nil, files...)
+		got := analyze(t, Options{NoChanges: true}, nil, files...)
+		if len(got) != len(want) {
+			t.Fatalf("%s: %d packets, want %d", files[0], len(got), len(want))
+		}
+		sg, sw := NewSummary(), NewSummary()
+		for i, p := range want {
+			sw.Add(p)
+			sg.Add(got[i])
+			for j := range p.Hops {
+				if p.Hops[j].Changed != 0 {
+					changed++
+				}
+				if got[i].Hops[j].Changed != 0 {
+					t.Fatalf("%s: packet %d: hop %d has changes %v", files[0], p.ID, j, got[i].Hops[j].Changed)
+				}
+				p.Hops[j].Changed = 0
+			}
+			if !reflect.DeepEqual(got[i], p) {
+				t.Fatalf("%s: packet %d: NoChanges %+v, want %+v", files[0], p.ID, got[i], p)
+			}
+		}
+		if !reflect.DeepEqual(sg, sw) {
+			t.Fatalf("%s: statistics differ with NoChanges", files[0])
+		}
+	}
+	if changed == 0 {
+		t.Fatal("no hop changed anything: the test checks nothing")
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"reflect"
 	"testing"
 )
 
@@ -61,6 +62,21 @@ func FuzzAnalyze(f *testing.F) {
 			}
 			for i := range p.Hops {
 				_ = p.Derived(i)
+			}
+			// The Analyzer's finish (hooks folded as they came, the
+			// order known as they came) is Packet.Finish's.
+			g := clonePacket(p)
+			g.Outcome = Outcome{}
+			for i := range g.Hops {
+				g.Hops[i].Changed = 0
+			}
+			g.Finish()
+			got := p.Outcome
+			if got.Kind == Unknown {
+				got.Why = ""
+			}
+			if !reflect.DeepEqual(got, g.Outcome) || !reflect.DeepEqual(p.Hops, g.Hops) {
+				t.Fatalf("packet %d: Analyzer %+v, Finish %+v", p.ID, got, g.Outcome)
 			}
 			return nil
 		})

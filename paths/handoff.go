@@ -10,14 +10,16 @@ package paths
 // After the callback's first error it is not called again; the error
 // reaches the Analyzer with the next batch that comes back, or at close.
 type handoff struct {
-	emit  func(*Packet) error
-	cur   []*openPacket      // the batch being filled
-	full  chan []*openPacket // to the output goroutine
-	back  chan handoffReturn // batches emitted, back to the Analyzer
-	done  chan error         // the output goroutine's first error, at its end
-	out   int                // batches sent and not back yet
-	spare [][]*openPacket    // batches back, to fill again
-	err   error              // the first error the Analyzer has seen
+	emit    func(*Packet) error
+	changes bool               // mark the hops' changes (complete)
+	touched int64              // touch's sum, kept so that its loads stay
+	cur     []*openPacket      // the batch being filled
+	full    chan []*openPacket // to the output goroutine
+	back    chan handoffReturn // batches emitted, back to the Analyzer
+	done    chan error         // the output goroutine's first error, at its end
+	out     int                // batches sent and not back yet
+	spare   [][]*openPacket    // batches back, to fill again
+	err     error              // the first error the Analyzer has seen
 }
 
 type handoffReturn struct {
@@ -30,12 +32,13 @@ const (
 	handoffInFlight = 4   // batches queued for or held by the output goroutine
 )
 
-func newHandoff(emit func(*Packet) error) *handoff {
+func newHandoff(emit func(*Packet) error, changes bool) *handoff {
 	h := &handoff{
-		emit: emit,
-		full: make(chan []*openPacket, handoffInFlight),
-		back: make(chan handoffReturn, handoffInFlight+2),
-		done: make(chan error, 1),
+		emit:    emit,
+		changes: changes,
+		full:    make(chan []*openPacket, handoffInFlight),
+		back:    make(chan handoffReturn, handoffInFlight+2),
+		done:    make(chan error, 1),
 	}
 	go h.run()
 	return h
@@ -47,9 +50,10 @@ func (h *handoff) run() {
 	var err error
 	for b := range h.full {
 		if err == nil {
+			h.touch(b)
 			for _, p := range b {
 				if p.unfinished {
-					p.complete()
+					p.complete(h.changes)
 				}
 				if err = h.emit(&p.Packet); err != nil {
 					break
@@ -126,4 +130,21 @@ func (h *handoff) close(a *Analyzer) error {
 		h.err = err
 	}
 	return h.err
+}
+
+// touch reads a word of every cache line of the hops of a batch's packets
+// before they are finished and emitted: written 50 ms before or more, the
+// hops are out of the cache, and independent loads in a loop fetch many
+// lines at once, where the finish and the output, reading one hop after
+// the other, would wait for each in turn.
+func (h *handoff) touch(b []*openPacket) {
+	var sum int64
+	for _, p := range b {
+		for i := range p.Hops {
+			x := &p.Hops[i]
+			sum += x.Time + int64(x.Meta.Len) + int64(len(x.Meta.Comm)) + int64(len(x.Meta.ProgType)) +
+				int64(x.Meta.StackErr) + int64(x.OrigLen) + int64(x.Flow.SrcPort) + x.Frame
+		}
+	}
+	h.touched += sum
 }

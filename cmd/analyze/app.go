@@ -313,6 +313,8 @@ func runReport(c *cli.Context, summaryOnly bool) error {
 	}
 	defer cleanup()
 	summaryOnly = summaryOnly || c.Bool("summary-only")
+	// The summary does not read what changed from hop to hop.
+	opts.NoChanges = summaryOnly
 	to := textOptions(c)
 	w := bufio.NewWriterSize(c.App.Writer, 256<<10)
 	sum := paths.NewSummary()
@@ -358,6 +360,8 @@ func runStatsJSON(c *cli.Context) error {
 	if sum.DropStacks = c.Int("stacks"); sum.DropStacks < 0 {
 		return usagef("--stacks %d: want a count of 0 or more", sum.DropStacks)
 	}
+	// The summary does not read what changed from hop to hop.
+	opts.NoChanges = true
 	if err := paths.Process(in, opts, sel, func(p *paths.Packet) error {
 		sum.Add(p)
 		return nil
