@@ -256,6 +256,21 @@ func (t *TextWriter) WritePacket(p *paths.Packet) error {
 			t.buf = append(t.buf, "verdict "...)
 			t.buf = append(t.buf, kmeta.VerdictName(h.Meta.ProgType, h.Meta.RetVal)...)
 		}
+		if m := &h.Meta; m.NFVerdict != "" {
+			// The exit of nft_do_chain: the base chain's verdict.
+			extra()
+			t.buf = append(t.buf, "verdict "...)
+			t.buf = append(t.buf, m.NFVerdict...)
+			if m.NFTChain != "" || m.NFTTable != "" {
+				t.buf = append(t.buf, " by chain "...)
+				t.buf = append(t.buf, joinNonEmpty(m.NFTFamily, m.NFTTable, m.NFTChain)...)
+			}
+		} else if m.NFHook != "" {
+			// A netfilter hook's entry (nf_hook_slow, nft_do_chain).
+			extra()
+			t.buf = append(t.buf, "hook "...)
+			t.buf = append(t.buf, joinNonEmpty(m.NFFamily, m.NFHook)...)
+		}
 		if h.Meta.Location != "" {
 			extra()
 			t.buf = append(t.buf, "at "...)
