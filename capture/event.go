@@ -44,6 +44,8 @@ const (
 	flagHasDev
 	flagHasRet
 	flagHasStack
+	_ // 16: not used here
+	flagBytesSame
 )
 
 // recordSize is the size of the fixed part of a ring buffer record; the
@@ -105,6 +107,11 @@ type Event struct {
 	// that the Recorder reuses for the next event: valid only during the
 	// callback.
 	Data []byte
+	// BytesSame reports an event without bytes (Data is empty) because
+	// they are those of the previous event of the same PacketID that had
+	// any (Config.BytesChanged). Data empty without it means the event
+	// has no bytes at all.
+	BytesSame bool
 	// LostBefore is the number of events lost on this CPU (the ring buffer
 	// was full) since the previous event delivered from this CPU.
 	LostBefore uint64
@@ -203,6 +210,7 @@ func (e *Event) decode(raw []byte, rec *bpf.SkbEvent, stackBytes int) error {
 	e.DropLocation = rec.DropLocation
 	e.Parent = rec.Parent
 	e.HasRetVal = rec.Flags&flagHasRet != 0
+	e.BytesSame = rec.Flags&flagBytesSame != 0
 	e.Data = raw[start:end:end]
 	return nil
 }
