@@ -96,10 +96,15 @@ type Event struct {
 	PktType uint8
 	Mark    uint32
 	Header  HeaderStart
-	CPU     uint32
-	PID     uint32
-	TID     uint32
-	Comm    string
+	// BytesSame says the event carries no packet bytes because they are
+	// the bytes of the previous event of the same tracking id that carried
+	// any (key bytes=same; record --bytes changed). Readers carry those
+	// forward (docs/FORMAT.md).
+	BytesSame bool
+	CPU       uint32
+	PID       uint32
+	TID       uint32
+	Comm      string
 	// HasDrop says the event is a drop; Reason is the drop reason's name
 	// without its SKB_DROP_REASON_ prefix, Location where it happened as
 	// "function+0xoffset".
@@ -149,7 +154,7 @@ func PktTypeName(t uint8) string {
 
 // AppendComment appends the comment for e to dst and returns the result.
 // Zero values of optional keys (dev, mark, data_len, the mac header start,
-// parent, drop fields, stack fields) are left out; StackLost wins over
+// bytes, parent, drop fields, stack fields) are left out; StackLost wins over
 // Stack.
 func AppendComment(dst []byte, e *Event) []byte {
 	dst = append(dst, Prefix...)
@@ -184,6 +189,9 @@ func AppendComment(dst []byte, e *Event) []byte {
 	if e.Header != HeaderMAC {
 		dst = append(dst, " hdr="...)
 		dst = append(dst, e.Header.String()...)
+	}
+	if e.BytesSame {
+		dst = append(dst, " bytes=same"...)
 	}
 	if e.ProgType != "" {
 		dst = append(dst, " prog_type="...)
@@ -502,6 +510,11 @@ func (p *Parser) set(e *Event, key, val []byte) error {
 		default:
 			err = fmt.Errorf("unknown hdr %q", val)
 		}
+	case "bytes":
+		if string(val) != "same" {
+			err = fmt.Errorf("unknown bytes %q", val)
+		}
+		e.BytesSame = err == nil
 	case "ret":
 		e.RetVal, err = strconv.ParseInt(string(val), 10, 64)
 		e.HasRetVal = err == nil
