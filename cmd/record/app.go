@@ -41,6 +41,7 @@ type options struct {
 	count     uint64
 	duration  time.Duration
 	snaplen   int
+	bytes     string // --bytes: all, changed or auto (bytesMode decides)
 	backend   string
 	functions string   // --functions: regular expression, "" for the backend's default
 	fexit     bool     // --fexit: hook function exits too (fentry)
@@ -122,6 +123,7 @@ func newApp() *cli.App {
 			&cli.DurationFlag{Name: "stop-after", Value: 2 * time.Second, Usage: "with --stop-on: keep recording for `D` after the trigger (0: stop at once)"},
 
 			&cli.IntFlag{Name: "snaplen", Aliases: []string{"s"}, Value: capture.DefaultSnaplen, Usage: "record at most `N` bytes of each packet", EnvVars: []string{"PATHCAP_SNAPLEN"}},
+			&cli.StringFlag{Name: "bytes", Value: bytesAuto, Usage: "`MODE` of recording packet bytes: all (at every hit), changed (at a packet's first hit and where they may have changed, metadata only elsewhere: analyze carries them forward; docs/FORMAT.md), auto (changed unless --backend tracepoint)", EnvVars: []string{"PATHCAP_BYTES"}},
 			&cli.StringFlag{Name: "backend", Value: capture.BackendAuto, Usage: "how kernel functions are hooked, besides the tracepoints: `KIND` auto, tracepoint (none), kprobe-multi, kprobe or fentry (see docs/BACKENDS.md)", EnvVars: []string{"PATHCAP_BACKEND"}},
 			&cli.StringFlag{Name: "functions", Usage: "hook the kernel functions taking an skb whose names match `REGEX` (default: all for kprobe-multi, a built-in set for kprobe and fentry)", EnvVars: []string{"PATHCAP_FUNCTIONS"}},
 			&cli.BoolFlag{Name: "fexit", Usage: "also hook every function's exit, for return values (fentry backend)"},
@@ -157,6 +159,7 @@ func newApp() *cli.App {
 				count:     c.Uint64("count"),
 				duration:  c.Duration("duration"),
 				snaplen:   c.Int("snaplen"),
+				bytes:     c.String("bytes"),
 				backend:   c.String("backend"),
 				functions: c.String("functions"),
 				fexit:     c.Bool("fexit"),
@@ -202,12 +205,40 @@ func newApp() *cli.App {
 	}
 }
 
+// Values of --bytes.
+const (
+	bytesAll     = "all"
+	bytesChanged = "changed"
+	bytesAuto    = "auto"
+)
+
+// bytesChanged reports whether packet bytes are recorded only where they
+// may have changed (--bytes changed). auto, the default, is changed except
+// with --backend tracepoint: with functions a packet is seen at ~50 hooks
+// and its bytes change at a handful (docs/BENCHMARKS.md, bytes per followed
+// packet), and the same answers come out of analyze (the VM scenarios
+// compare the two); with tracepoints only a packet is seen at a few hooks,
+// most of which change the device or the length anyway, so the saving is
+// small and every hit would pay the fingerprint's read for little.
+func (o options) bytesChanged() bool {
+	switch o.bytes {
+	case bytesChanged:
+		return true
+	case bytesAuto, "":
+		return o.backend != capture.BackendTracepoint
+	}
+	return false
+}
+
 func (o options) validate() error {
 	if o.snaplen < 1 || o.snaplen > capture.MaxSnaplen {
 		return usagef("snap length %d out of range 1..%d", o.snaplen, capture.MaxSnaplen)
 	}
 	if o.duration < 0 {
 		return usagef("negative duration %v", o.duration)
+	}
+	if !slices.Contains([]string{bytesAll, bytesChanged, bytesAuto, ""}, o.bytes) {
+		return usagef("unknown --bytes %q (want %s, %s or %s)", o.bytes, bytesAll, bytesChanged, bytesAuto)
 	}
 	if !slices.Contains(capture.Backends(), o.backend) {
 		return usagef("unknown backend %q (want %s)", o.backend, strings.Join(capture.Backends(), ", "))
@@ -315,6 +346,8 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 		Comments:    []string{sectionComment()},
 		Snaplen:     o.snaplen,
 		Recording:   recording.NewRecordingID(),
+		// Decided before anything is loaded: the file comment says it.
+		BytesChanged: o.bytesChanged(),
 	}
 	printing := o.output == ""
 	var (
@@ -358,6 +391,7 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 		Filter:         filter,
 		Match:          match,
 		NoTrack:        !o.track,
+		BytesChanged:   info.BytesChanged,
 
 		Stack:      o.stack,
 		StackDepth: o.stackDepth,
