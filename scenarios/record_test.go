@@ -61,8 +61,8 @@ func startRecording(t testing.TB, backend string, changed bool) *session {
 		t.Fatal(err)
 	}
 	w, err := recording.NewWriter(f, recording.Info{
-		Hardware:    "x86_64",
-		OS:          "Linux",
+		Hardware:     "x86_64",
+		OS:           "Linux",
 		Application:  "pathcap scenarios (backend " + rec.Backend() + ")",
 		Snaplen:      128,
 		Recording:    recording.NewRecordingID(),
