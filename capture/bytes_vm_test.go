@@ -113,6 +113,11 @@ func testBytesChanged(t *testing.T, backend string) {
 		recs[i] = r
 	}
 	hits := make([][]bytesHit, 2)
+	// Only the hits both recorders saw: after both attached, before the
+	// end of the pings (the first recorder is attached earlier, and each
+	// goes on recording until it is closed).
+	var from, until time.Time
+	var window sync.Mutex
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	errs := make([]error, 2)
@@ -121,7 +126,10 @@ func testBytesChanged(t *testing.T, backend string) {
 		go func() {
 			defer wg.Done()
 			errs[i] = r.Run(ctx, func(e *Event) error {
-				if inodes[e.NetNS] {
+				window.Lock()
+				in := !from.IsZero() && e.Time.After(from) && (until.IsZero() || e.Time.Before(until))
+				window.Unlock()
+				if in && inodes[e.NetNS] {
 					hits[i] = append(hits[i], bytesHit{e.Hook.Name, e.Hook.Kind, e.SKB, e.PacketID, e.BytesSame, bytes.Clone(e.Data)})
 				}
 				return nil
@@ -129,8 +137,15 @@ func testBytesChanged(t *testing.T, backend string) {
 		}()
 	}
 	time.Sleep(200 * time.Millisecond)
+	window.Lock()
+	from = time.Now()
+	window.Unlock()
 	run(t, "ip", "netns", "exec", nsA, "ping", "-c", "5", "-i", "0.2", "-W", "2", ipB)
 	time.Sleep(500 * time.Millisecond)
+	window.Lock()
+	until = time.Now()
+	window.Unlock()
+	time.Sleep(200 * time.Millisecond)
 	cancel()
 	wg.Wait()
 	for i, err := range errs {
