@@ -233,13 +233,20 @@ static __always_inline __u64 fp_mix(__u64 h, __u64 v)
 }
 
 // The fingerprint of the bytes a record of this hit would carry
-// (bytes_changed mode): where they are (the buffer's address, the offset
-// and kind of the first captured byte, how many there are), the skb's
-// length, linear part and device, and a hash of the first FP_WINDOW
-// captured bytes (Ethernet, IP and transport headers: NAT, a TTL
-// decrement, a checksum update all land there). Bytes past FP_WINDOW that
-// change in place while nothing else does are not seen (a documented
-// limit: payload rewrites). Never 0 (0: no fingerprint).
+// (bytes_changed mode). Those bytes are the caplen bytes at head + start:
+// they are a function of where they are (the buffer's address, the offset
+// and kind of the first captured byte, how many there are) and of what that
+// memory holds. The fingerprint takes the first three exactly and hashes
+// the first FP_WINDOW bytes of the last (Ethernet, IP and transport
+// headers: NAT, a TTL decrement, a checksum update all land there). A new
+// buffer (pskb_expand_head, a linearized or copied skb), a pushed or pulled
+// header that moves the start, a trimmed tail: all change it. What does not
+// change the bytes is left out on purpose: skb->len and data_len (a pull
+// past the captured start, or fragments outside the linear area), the
+// device and namespace (every veth crossing); the event carries them
+// anyway. Bytes past FP_WINDOW that change in place while nothing else
+// does are not seen (a documented limit: payload rewrites). Never 0 (0: no
+// fingerprint).
 //
 // Helper: one bpf_probe_read_kernel of at most FP_WINDOW bytes into this
 // CPU's window (packet data is not reachable through BTF-typed loads). The
@@ -247,7 +254,7 @@ static __always_inline __u64 fp_mix(__u64 h, __u64 v)
 // byte is read at all). A hit whose bytes changed then pays a second read,
 // the copy into the record; one whose bytes did not pays this one only,
 // of fewer bytes than the copy it saves.
-static __always_inline __u64 fingerprint(struct cpu_state *state, struct where *w, __u32 len, __u32 data_len)
+static __always_inline __u64 fingerprint(struct cpu_state *state, struct where *w)
 {
 	__u64 h = 0x2545F4914F6CDD1DULL, n, limit = FP_WINDOW;
 
@@ -265,8 +272,6 @@ static __always_inline __u64 fingerprint(struct cpu_state *state, struct where *
 	// a pointer.
 	h = fp_mix(h, address_of(state, w->head));
 	h = fp_mix(h, ((__u64)w->start << 32) | ((__u64)w->caplen << 8) | w->header);
-	h = fp_mix(h, ((__u64)len << 32) | data_len);
-	h = fp_mix(h, ((__u64)w->netns << 32) | w->ifindex);
 	for (int i = 0; i < FP_WORDS; i++)
 		h = fp_mix(h, state->window[i]);
 	return h | 1;
@@ -467,7 +472,7 @@ static __always_inline int record(void *ctx, struct hit *h, struct cpu_state *st
 	// function's exit, an empty linear area) neither uses nor changes the
 	// fingerprint: "same" always means "as the last record with bytes".
 	if (bytes_changed && copy_bytes && !gone && w.caplen) {
-		fp = fingerprint(state, &w, skb->len, skb->data_len);
+		fp = fingerprint(state, &w);
 		if (known && !h->parent)
 			same = fp_swap(h->key, fp);
 	}

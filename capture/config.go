@@ -103,8 +103,8 @@ type Config struct {
 	NoTrack bool
 	// BytesChanged records a followed packet's bytes only at its first hit
 	// and where they may have changed since the last hit that recorded
-	// them (a fingerprint of where they are, the skb's length and device,
-	// and a hash of the first 128 captured bytes differs); the other hits
+	// them (a fingerprint of where they are, how many there are and a hash
+	// of the first 128 of them differs); the other hits
 	// carry no bytes and have [Event.BytesSame] set, and take no room for
 	// bytes in the ring buffer. Readers carry the earlier bytes forward
 	// (docs/FORMAT.md). Without it every hit carries its bytes. It has no
