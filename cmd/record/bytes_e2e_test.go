@@ -124,43 +124,60 @@ func TestRecordBytesChanged(t *testing.T) {
 	// tshark reads the file without a complaint; bytes=same blocks have
 	// no bytes but the packet's length.
 	out := tshark(t, "-r", changed.file, "-T", "fields", "-E", "separator=|",
-		"-e", "frame.cap_len", "-e", "frame.len", "-e", "frame.interface_name", "-e", "ip.ttl", "-e", "icmp.type", "-e", "frame.comment")
-	var same, withBytes int
-	ttl := map[string]map[string]bool{} // device: TTLs of echo requests with bytes
+		"-e", "frame.packet_id", "-e", "frame.cap_len", "-e", "frame.len", "-e", "frame.interface_name",
+		"-e", "ip.ttl", "-e", "icmp.type", "-e", "frame.comment")
+	var same, withBytes, ttl63 int
+	// What each packet's bytes say, carried forward as a reader does:
+	// ICMP type and TTL.
+	type carried struct{ icmp, ttl string }
+	last := map[string]carried{}
+	ttl := map[string]map[string]bool{} // device: TTLs of echo requests there
 	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
-		f := strings.SplitN(line, "|", 6)
-		if len(f) != 6 {
+		f := strings.SplitN(line, "|", 7)
+		if len(f) != 7 {
 			t.Fatalf("tshark line %q", line)
 		}
-		capLen, _ := strconv.Atoi(f[0])
-		origLen, _ := strconv.Atoi(f[1])
-		if strings.Contains(f[5], " bytes=same") {
+		capLen, _ := strconv.Atoi(f[1])
+		origLen, _ := strconv.Atoi(f[2])
+		c := carried{f[5], f[4]}
+		if strings.Contains(f[6], " bytes=same") {
 			same++
 			if capLen != 0 || origLen == 0 {
 				t.Errorf("a bytes=same block with captured length %d, length %d: %s", capLen, origLen, line)
 			}
-			continue
-		}
-		withBytes++
-		if capLen == 0 {
-			t.Errorf("a block without bytes=same and without bytes: %s", line)
-		}
-		if f[4] == "8" {
-			if ttl[f[2]] == nil {
-				ttl[f[2]] = map[string]bool{}
+			var ok bool
+			if c, ok = last[f[0]]; !ok {
+				t.Errorf("a bytes=same block of packet %s before any block of it with bytes: %s", f[0], line)
 			}
-			ttl[f[2]][f[3]] = true
+		} else {
+			withBytes++
+			if capLen == 0 {
+				t.Errorf("a block without bytes=same and without bytes: %s", line)
+			}
+			last[f[0]] = c
+			if c.icmp == "8" && c.ttl == "63" {
+				ttl63++
+			}
+		}
+		if c.icmp == "8" {
+			if ttl[f[3]] == nil {
+				ttl[f[3]] = map[string]bool{}
+			}
+			ttl[f[3]][c.ttl] = true
 		}
 	}
 	if same == 0 {
 		t.Errorf("no block with bytes=same among %d", withBytes)
 	}
-	t.Logf("--bytes changed: %d blocks with bytes, %d without (bytes=same)", withBytes, same)
+	t.Logf("--bytes changed: %d blocks with bytes, %d without (bytes=same); %d echo requests recorded with TTL 63", withBytes, same, ttl63)
 	// The echo requests leave A with TTL 64 and reach B with 63: R's
 	// forwarding changed the bytes, and they were recorded again.
+	if ttl63 < pings {
+		t.Errorf("%d blocks with bytes of echo requests with TTL 63, want at least one per ping (%d)", ttl63, pings)
+	}
 	for dev, want := range map[string]string{r.devA: "64", r.devR1: "64", r.devR2: "63", r.devB: "63"} {
 		if got := ttl[dev]; len(got) != 1 || !got[want] {
-			t.Errorf("echo requests on %s: TTLs %v in the blocks with bytes, want only %s", dev, got, want)
+			t.Errorf("echo requests on %s: TTLs %v (carried forward), want only %s", dev, got, want)
 		}
 	}
 
