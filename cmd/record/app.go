@@ -123,7 +123,7 @@ func newApp() *cli.App {
 			&cli.DurationFlag{Name: "stop-after", Value: 2 * time.Second, Usage: "with --stop-on: keep recording for `D` after the trigger (0: stop at once)"},
 
 			&cli.IntFlag{Name: "snaplen", Aliases: []string{"s"}, Value: capture.DefaultSnaplen, Usage: "record at most `N` bytes of each packet", EnvVars: []string{"PATHCAP_SNAPLEN"}},
-			&cli.StringFlag{Name: "bytes", Value: bytesAuto, Usage: "`MODE` of recording packet bytes: all (at every hit), changed (at a packet's first hit and where they may have changed, metadata only elsewhere: analyze carries them forward; docs/FORMAT.md), auto (changed unless --backend tracepoint)", EnvVars: []string{"PATHCAP_BYTES"}},
+			&cli.StringFlag{Name: "bytes", Value: bytesAuto, Usage: "`MODE` of recording packet bytes: all (at every hit), changed (at a packet's first hit and where they may have changed, metadata only elsewhere: analyze carries them forward; docs/FORMAT.md), auto (changed when kernel functions are hooked: a function --backend, or auto on a kernel with kprobe-multi or kprobes)", EnvVars: []string{"PATHCAP_BYTES"}},
 			&cli.StringFlag{Name: "backend", Value: capture.BackendAuto, Usage: "how kernel functions are hooked, besides the tracepoints: `KIND` auto, tracepoint (none), kprobe-multi, kprobe or fentry (see docs/BACKENDS.md)", EnvVars: []string{"PATHCAP_BACKEND"}},
 			&cli.StringFlag{Name: "functions", Usage: "hook the kernel functions taking an skb whose names match `REGEX` (default: all for kprobe-multi, a built-in set for kprobe and fentry)", EnvVars: []string{"PATHCAP_FUNCTIONS"}},
 			&cli.BoolFlag{Name: "fexit", Usage: "also hook every function's exit, for return values (fentry backend)"},
@@ -213,19 +213,21 @@ const (
 )
 
 // bytesChanged reports whether packet bytes are recorded only where they
-// may have changed (--bytes changed). auto, the default, is changed except
-// with --backend tracepoint: with functions a packet is seen at ~50 hooks
-// and its bytes change at a handful (docs/BENCHMARKS.md, bytes per followed
-// packet), and the same answers come out of analyze (the VM scenarios
-// compare the two); with tracepoints only a packet is seen at a few hooks,
-// most of which change the device or the length anyway, so the saving is
-// small and every hit would pay the fingerprint's read for little.
+// may have changed (--bytes changed). auto, the default, is changed when
+// the recording will hook kernel functions (capture.FunctionsLikely:
+// decided before the output is created, since its file comment says it):
+// there a packet is seen at ~40 hooks and its bytes change at a handful
+// (docs/BENCHMARKS.md, bytes per followed packet), and analyze gives the
+// same answers (the VM scenarios run both modes). With tracepoints only a
+// packet is seen at ~5 hooks and the saving is small, while files with
+// every frame's bytes stay readable as they are by tools that carry no
+// bytes forward (tcpdump, stock Wireshark): all.
 func (o options) bytesChanged() bool {
 	switch o.bytes {
 	case bytesChanged:
 		return true
 	case bytesAuto, "":
-		return o.backend != capture.BackendTracepoint
+		return capture.FunctionsLikely(o.backend)
 	}
 	return false
 }
