@@ -30,7 +30,7 @@ fi
 work=$(mktemp -d "${TMPDIR:-/tmp}/pathcap-bytes.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/bin"
-CGO_ENABLED=0 go build -o "$work/bin/" ./cmd/record ./cmd/analyze
+go build -o "$work/bin/" ./cmd/record ./cmd/analyze
 
 cat >"$work/inner.sh" <<'EOF'
 #!/bin/sh
@@ -83,7 +83,8 @@ chmod 755 "$work/inner.sh"
 
 echo "bytes-vm: $(basename "$kdir"), ping -f for $secs s per row, filter 'host 10.88.0.2'"
 # shellcheck disable=SC2086
-out=$(PATH="$work/bin:$PATH" scripts/vm/run.sh -t 1200 -x record -x analyze -x ping "$kdir" "$work/inner.sh" "$secs" $backends)
+# Under the VM lock internal/vmtest takes: one emulated VM at a time.
+out=$(PATH="$work/bin:$PATH" flock "$cache/.vm.lock" scripts/vm/run.sh -t 1200 -x record -x analyze -x ping "$kdir" "$work/inner.sh" "$secs" $backends)
 printf '| backend | --bytes | round trips in %s s | events written | lost | file bytes | followed packets | file bytes per followed packet |\n' "$secs"
 printf '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n'
 printf '%s\n' "$out" | awk '/^ROW / { per = ($8 > 0) ? sprintf("%.0f", $7 / $8) : "-"; printf "| %s | %s | %s | %s | %s | %s | %s | %s |\n", $2, $3, $4, $5, $6, $7, $8, per }'
