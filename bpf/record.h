@@ -474,7 +474,7 @@ static __always_inline int record(void *ctx, struct hit *h, struct cpu_state *st
 	if (bytes_changed && copy_bytes && !gone && w.caplen) {
 		fp = fingerprint(state, &w);
 		if (known && !h->parent)
-			same = fp_swap(h->key, fp);
+			same = fp_same(h->key, fp);
 	}
 
 	// Helper: reserve the record in place, so the packet bytes and the
@@ -489,16 +489,21 @@ static __always_inline int record(void *ctx, struct hit *h, struct cpu_state *st
 			ev->caplen = 0;
 	} else {
 		ev = bpf_ringbuf_reserve(&events, sizeof(*ev) + stack_bytes + snaplen, 0);
-		if (ev)
+		if (ev) {
 			copy_packet(ev, &w);
+			// The fingerprint is stored only once its bytes are in
+			// a record: a lost record or a failed copy leaves the
+			// previous one, which still describes the last bytes
+			// recorded. A new packet's goes in with its entry.
+			if (!ev->caplen)
+				fp = 0;
+			else if (fp && known && !h->parent)
+				fp_store(h->key, fp);
+		}
 	}
 	if (!ev) {
 		// Never silent: the next record from this CPU carries the count.
 		state->lost++;
-		// The bytes remembered by fp_swap above were not recorded: forget
-		// them, so that the next hit records its bytes.
-		if (fp && known && !h->parent && !same)
-			fp_swap(h->key, 0);
 		// The skb is gone after a free hook even if we could not record it.
 		if (known && frees)
 			end_tracking(state, h, known);

@@ -234,33 +234,41 @@ static __always_inline void track_insert(__u64 key, __u64 id, __u64 now, __u64 h
 	set->key[way] = key;
 }
 
-// Swaps the fingerprint remembered for the followed skb at key for fp, and
-// reports whether it was fp already: the bytes of this hit are those last
-// recorded for the packet. An skb whose entry is gone (evicted, torn)
-// reports 0: its bytes are recorded. fp 0 forgets the fingerprint (a record
-// that carried new bytes was lost). Helper: one array lookup, inlined.
-static __always_inline int fp_swap(__u64 key, __u64 fp)
+// The fingerprint remembered for the followed skb at key, or NULL if it
+// has no entry (evicted, torn): then its bytes are recorded. Helper: one
+// array lookup, inlined.
+static __always_inline __u64 *fp_of(__u64 key)
 {
 	__u32 index = track_set_of(key);
 	struct tracked_set *ts;
-	__u64 old;
-	int way = -1;
 
 	ts = bpf_map_lookup_elem(&tracked, &index);
 	if (!ts)
-		return 0;
+		return NULL;
 	for (int i = 0; i < TRACK_WAYS; i++) {
-		if (ts->s.key[i] == key) {
-			way = i;
-			break;
-		}
+		if (ts->s.key[i] == key)
+			return &ts->fp[i];
 	}
-	if (way < 0)
-		return 0;
-	way &= TRACK_WAYS - 1;
-	old = ts->fp[way];
-	ts->fp[way] = fp;
-	return old == fp && fp != 0;
+	return NULL;
+}
+
+// Reports whether fp is the fingerprint remembered for the followed skb at
+// key: the bytes of this hit are those last recorded for the packet.
+static __always_inline int fp_same(__u64 key, __u64 fp)
+{
+	__u64 *old = fp_of(key);
+
+	return old && fp && *old == fp;
+}
+
+// Remembers fp as the fingerprint of the bytes last recorded for the
+// followed skb at key.
+static __always_inline void fp_store(__u64 key, __u64 fp)
+{
+	__u64 *old = fp_of(key);
+
+	if (old)
+		*old = fp;
 }
 
 // Stops following the skb at key, which is freed: its address may be
