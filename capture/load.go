@@ -112,20 +112,20 @@ func (r *Recorder) open(cfg Config, cache *btf.Cache, kernel *btf.Spec, tab *btf
 		return err
 	}
 	knobs := hookKnobs{
-		snaplen:      uint32(cfg.Snaplen),
-		stackBytes:   uint32(r.stackBytes),
-		ncpu:         uint32(ncpu),
-		wakeupBytes:  uint64(cfg.wakeupBytes),
-		trackSets:    sets,
-		match:        cfg.Match,
-		track:        !cfg.NoTrack,
-		probeRead:    cfg.probeRead,
-		retArg:       -1,
-		taskBTF:      r.compat.taskBTF,
-		copyBytes:    !r.compat.auditSafe,
-		budget:       r.compat.perCPU,
-		linkClones:   !cfg.NoTrack,
-		bytesChanged: cfg.BytesChanged,
+		snaplen:     uint32(cfg.Snaplen),
+		stackBytes:  uint32(r.stackBytes),
+		ncpu:        uint32(ncpu),
+		wakeupBytes: uint64(cfg.wakeupBytes),
+		trackSets:   sets,
+		match:       cfg.Match,
+		track:       !cfg.NoTrack,
+		probeRead:   cfg.probeRead,
+		retArg:      -1,
+		taskBTF:     r.compat.taskBTF,
+		copyBytes:   !r.compat.auditSafe,
+		budget:      r.compat.perCPU,
+		linkClones:  !cfg.NoTrack,
+		onlyChanged: cfg.BytesChanged,
 	}
 	bufSize := 64
 	switch {
@@ -294,27 +294,27 @@ func newMap(spec *ebpf.CollectionSpec, name string, maxEntries uint32) (*ebpf.Ma
 // hookKnobs are the load-time constants of a program: those the same for
 // every hook, and those of a hook kind (exit, clone, untrackOnly, retArg).
 type hookKnobs struct {
-	snaplen      uint32
-	stackBytes   uint32
-	ncpu         uint32
-	wakeupBytes  uint64
-	trackSets    uint32 // sets of the tracked table, a power of two
-	match        Match
-	track        bool
-	filter       asm.Instructions // nil: keep every packet Match matches
-	window       uint32           // packet bytes copied for filter
-	probeRead    bool             // copy them with bpf_probe_read_kernel
-	untrackOnly  bool             // only end tracking (a free hook not asked for)
-	exit         bool             // a function exit, paired with its entry
-	entryHook    int              // exit: the hook id of the paired entry
-	pairCalls    bool             // an entry whose exit is hooked too
-	clone        bool             // the exit of a clone function
-	retArg       int              // argument index of the return value, or -1
-	taskBTF      bool             // bpf_get_current_task_btf exists
-	copyBytes    bool             // record packet bytes (a probe read per event)
-	budget       uint64           // events per second per CPU, 0: no limit
-	linkClones   bool             // link clones by their buffer (heads)
-	bytesChanged bool             // record bytes only where they changed
+	snaplen     uint32
+	stackBytes  uint32
+	ncpu        uint32
+	wakeupBytes uint64
+	trackSets   uint32 // sets of the tracked table, a power of two
+	match       Match
+	track       bool
+	filter      asm.Instructions // nil: keep every packet Match matches
+	window      uint32           // packet bytes copied for filter
+	probeRead   bool             // copy them with bpf_probe_read_kernel
+	untrackOnly bool             // only end tracking (a free hook not asked for)
+	exit        bool             // a function exit, paired with its entry
+	entryHook   int              // exit: the hook id of the paired entry
+	pairCalls   bool             // an entry whose exit is hooked too
+	clone       bool             // the exit of a clone function
+	retArg      int              // argument index of the return value, or -1
+	taskBTF     bool             // bpf_get_current_task_btf exists
+	copyBytes   bool             // record packet bytes (a probe read per event)
+	budget      uint64           // events per second per CPU, 0: no limit
+	linkClones  bool             // link clones by their buffer (heads)
+	onlyChanged bool             // record bytes only where they may have changed (Config.BytesChanged)
 }
 
 // knobSpecs returns the load-time settings of spec as bpf2go's typed
@@ -376,7 +376,7 @@ func (k hookKnobs) apply(vs *bpf.SkbVariableSpecs) error {
 	s.set(vs.CopyBytes, b32(k.copyBytes))
 	s.set(vs.BudgetPerCpu, k.budget)
 	s.set(vs.LinkClones, b32(k.linkClones))
-	s.set(vs.BytesChanged, b32(k.bytesChanged))
+	s.set(vs.BytesChanged, b32(k.onlyChanged))
 	return s.err
 }
 
