@@ -96,15 +96,10 @@ type Event struct {
 	PktType uint8
 	Mark    uint32
 	Header  HeaderStart
-	// BytesSame says the event carries no packet bytes because they are
-	// the bytes of the previous event of the same tracking id that carried
-	// any (key bytes=same; record --bytes changed). Readers carry those
-	// forward (docs/FORMAT.md).
-	BytesSame bool
-	CPU       uint32
-	PID       uint32
-	TID       uint32
-	Comm      string
+	CPU     uint32
+	PID     uint32
+	TID     uint32
+	Comm    string
 	// HasDrop says the event is a drop; Reason is the drop reason's name
 	// without its SKB_DROP_REASON_ prefix, Location where it happened as
 	// "function+0xoffset".
@@ -139,6 +134,11 @@ type Event struct {
 	// its previous event because the in-kernel rate limit (record
 	// --max-rate) was reached (key skipped=N; 0: none).
 	Skipped uint64
+	// BytesSame says the event carries no packet bytes because they are
+	// the bytes of the previous event of the same tracking id that carried
+	// any (key bytes=same, written after hdr; record --bytes changed).
+	// Readers carry those forward (docs/FORMAT.md).
+	BytesSame bool
 }
 
 // pktTypeNames names skb->pkt_type values (include/uapi/linux/if_packet.h).
