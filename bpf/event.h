@@ -27,6 +27,18 @@
 #define FLAG_HAS_NF 16   // nf_hook and nf_pf hold a netfilter hook's place;
                          // at nft_do_chain's exit drop_location is the base
                          // chain's address and drop_reason its handle's low bits
+// FLAG_BYTES_SAME: the record
+// carries no packet bytes (caplen 0) because they are the bytes of this
+// packet's previous record that carried any (bytes_changed mode, see
+// fingerprint in record.h). Distinct from caplen 0 without the flag, which
+// means no bytes at all (audit-safe mode, an skb gone at a function's exit).
+#define FLAG_BYTES_SAME 32
+
+// Bytes of the packet (from where the captured bytes start) that the
+// fingerprint of bytes_changed mode hashes: an Ethernet header, an IPv6
+// header and a TCP header with the most options fit (14 + 40 + 60 = 114).
+#define FP_WINDOW 128
+#define FP_WORDS (FP_WINDOW / 8)
 
 // ARPHRD_* device types whose link-layer header is a 14-byte Ethernet header.
 #define ARPHRD_ETHER 1
@@ -88,6 +100,7 @@ struct cpu_state {
 	__u64 budget_start; // budget_per_cpu: start of the current second
 	__u64 budget_used;  // budget_per_cpu: events recorded in it
 	__u64 over_budget;  // hits not recorded because the budget was spent
+	__u64 window[FP_WORDS]; // bytes_changed: the packet bytes fingerprint() hashes
 };
 
 struct {

@@ -32,6 +32,8 @@ volatile const __u32 task_btf = 1;      // 1: bpf_get_current_task_btf exists (L
 volatile const __u32 copy_bytes = 1;    // 0: record no packet bytes, so that a recorded hit
                                         // makes no bpf_probe_read_kernel call (audit-safe mode)
 volatile const __u64 budget_per_cpu = 0; // most events recorded per second on one CPU, 0: no limit
+volatile const __u32 bytes_changed = 0; // 1: record a followed packet's bytes only where their
+                                        // fingerprint changed (record --bytes changed)
 
 // Filter knobs: conditions a packet not yet followed must meet to be
 // recorded, ANDed. A zero value means "any" (a mask of 0 ignores the mark).

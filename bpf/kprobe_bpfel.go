@@ -44,6 +44,7 @@ type KprobeCpuState struct {
 	BudgetStart uint64
 	BudgetUsed  uint64
 	OverBudget  uint64
+	Window      [16]uint64
 }
 
 type KprobeFuncKey struct {
@@ -75,6 +76,12 @@ type KprobeTrackedHint struct {
 	Count [4096]uint32
 }
 
+type KprobeTrackedSet struct {
+	_  structs.HostLayout
+	S  KprobeTrackSet
+	Fp [4]uint64
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
@@ -95,6 +102,7 @@ const (
 	KprobeProgOnCloneReturn = "on_clone_return"
 	KprobeProgOnKprobe      = "on_kprobe"
 	KprobeVarBudgetPerCpu   = "budget_per_cpu"
+	KprobeVarBytesChanged   = "bytes_changed"
 	KprobeVarCloneHook      = "clone_hook"
 	KprobeVarCopyBytes      = "copy_bytes"
 	KprobeVarDevArg         = "dev_arg"
@@ -202,6 +210,7 @@ type KprobeMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type KprobeVariableSpecs struct {
 	BudgetPerCpu  *ebpf.VariableSpec `ebpf:"budget_per_cpu"`
+	BytesChanged  *ebpf.VariableSpec `ebpf:"bytes_changed"`
 	CloneHook     *ebpf.VariableSpec `ebpf:"clone_hook"`
 	CopyBytes     *ebpf.VariableSpec `ebpf:"copy_bytes"`
 	DevArg        *ebpf.VariableSpec `ebpf:"dev_arg"`
@@ -295,6 +304,7 @@ func (m *KprobeMaps) Close() error {
 // It can be passed to LoadKprobeObjects or ebpf.CollectionSpec.LoadAndAssign.
 type KprobeVariables struct {
 	BudgetPerCpu  *ebpf.Variable `ebpf:"budget_per_cpu"`
+	BytesChanged  *ebpf.Variable `ebpf:"bytes_changed"`
 	CloneHook     *ebpf.Variable `ebpf:"clone_hook"`
 	CopyBytes     *ebpf.Variable `ebpf:"copy_bytes"`
 	DevArg        *ebpf.Variable `ebpf:"dev_arg"`

@@ -257,7 +257,64 @@ static __always_inline void describe(void *ctx, struct event *ev, struct hit *h,
 	}
 }
 
+// One step of the fingerprint's hash: mixes v into h. Both the multiply
+// by an odd constant and the xor-shift are invertible, so two inputs that
+// differ in one word only (a TTL, a checksum, an address, a length) always
+// give different fingerprints; inputs that differ in several words collide
+// with a chance of about 2^-64.
+static __always_inline __u64 fp_mix(__u64 h, __u64 v)
+{
+	h = (h ^ v) * 0x9E3779B97F4A7C15ULL;
+	return h ^ (h >> 29);
+}
+
+// The fingerprint of the bytes a record of this hit would carry
+// (bytes_changed mode). Those bytes are the caplen bytes at head + start:
+// they are a function of where they are (the buffer's address, the offset
+// and kind of the first captured byte, how many there are) and of what that
+// memory holds. The fingerprint takes the first three exactly and hashes
+// the first FP_WINDOW bytes of the last (Ethernet, IP and transport
+// headers: NAT, a TTL decrement, a checksum update all land there). A new
+// buffer (pskb_expand_head, a linearized or copied skb), a pushed or pulled
+// header that moves the start, a trimmed tail: all change it. What does not
+// change the bytes is left out on purpose: skb->len and data_len (a pull
+// past the captured start, or fragments outside the linear area), the
+// device and namespace (every veth crossing); the event carries them
+// anyway. Bytes past FP_WINDOW that change in place while nothing else
+// does are not seen (a documented limit: payload rewrites). Never 0 (0: no
+// fingerprint).
+//
+// Helper: one bpf_probe_read_kernel of at most FP_WINDOW bytes into this
+// CPU's window (packet data is not reachable through BTF-typed loads). The
+// caller never calls it when copy_bytes is 0 (audit-safe mode: no packet
+// byte is read at all). A hit whose bytes changed then pays a second read,
+// the copy into the record; one whose bytes did not pays this one only,
+// of fewer bytes than the copy it saves.
+static __always_inline __u64 fingerprint(struct cpu_state *state, struct where *w)
+{
+	__u64 h = 0x2545F4914F6CDD1DULL, n, limit = FP_WINDOW;
+
+	n = w->caplen;
+	asm volatile("if %[n] <= %[limit] goto +1\n\t"
+		     "%[n] = %[limit]"
+		     : [n] "+r"(n) : [limit] "r"(limit));
+	// Zeroed first: the hash reads whole words, and bytes past n must not
+	// be whatever an earlier hit left there (n itself is hashed below).
+	for (int i = 0; i < FP_WORDS; i++)
+		state->window[i] = 0;
+	if (n && bpf_probe_read_kernel(state->window, n, w->head + w->start) < 0)
+		return 0;
+	// The buffer as a number (see address_of): the verifier refuses xor on
+	// a pointer.
+	h = fp_mix(h, address_of(state, w->head));
+	h = fp_mix(h, ((__u64)w->start << 32) | ((__u64)w->caplen << 8) | w->header);
+	for (int i = 0; i < FP_WORDS; i++)
+		h = fp_mix(h, state->window[i]);
+	return h | 1;
+}
+
 // Copies the packet's linear bytes located in w into ev, after the stack.
+// ev must have been reserved with room for snaplen bytes there.
 static __always_inline void copy_packet(struct event *ev, struct where *w)
 {
 	__u64 n, limit;
@@ -289,7 +346,7 @@ static __always_inline void copy_packet(struct event *ev, struct where *w)
 // frees it). A followed skb freed here is forgotten; the buffer of a
 // followed packet is remembered for its clones.
 static __always_inline __u64 update_tracking(struct cpu_state *state, struct hit *h, struct where *w,
-					     __u64 known, __u64 now, __u32 cpu, __u32 frees, __u32 gone)
+					     __u64 known, __u64 now, __u32 cpu, __u32 frees, __u32 gone, __u64 fp)
 {
 	__u64 id = known, head;
 
@@ -305,7 +362,7 @@ static __always_inline __u64 update_tracking(struct cpu_state *state, struct hit
 		head = 0;
 		if (link_clones && !gone)
 			head = address_of(state, w->head);
-		track_insert(h->key, id, now, head);
+		track_insert(h->key, id, now, head, fp);
 		if (head)
 			head_remember(head, id, now);
 		return id;
@@ -348,13 +405,16 @@ static __always_inline void remember_call(struct hit *h, __u64 id, struct where 
 // its last check (shares are small enough that all CPUs together stay
 // well below the ring's size). User space also polls on a timer for quiet
 // streams.
-static __always_inline void submit(struct event *ev, struct cpu_state *state)
+static __always_inline void submit(struct event *ev, struct cpu_state *state, __u32 same)
 {
 	__u64 flags = BPF_RB_NO_WAKEUP;
 
 	if (wakeup_bytes) {
-		// This record's share of the ring: 8-byte header, data padded to 8.
-		state->unchecked += ((sizeof(*ev) + stack_bytes + snaplen + 7) & ~7ULL) + 8;
+		// This record's share of the ring: 8-byte header, data padded to
+		// 8; no room for packet bytes in a record of unchanged bytes.
+		__u64 data = same ? 0 : snaplen;
+
+		state->unchecked += ((sizeof(*ev) + stack_bytes + data + 7) & ~7ULL) + 8;
 		if (state->unchecked >= wakeup_bytes / 4 / nr_cpus) {
 			state->unchecked = 0;
 			// Helper: unread bytes, including this reserved record.
@@ -374,8 +434,8 @@ static __always_inline int record(void *ctx, struct hit *h, struct cpu_state *st
 	struct sk_buff *skb = h->skb;
 	struct event *ev;
 	struct where w;
-	__u64 known = 0, id, now = 0;
-	__u32 cpu, paired = 0, gone = 0;
+	__u64 known = 0, id, now = 0, fp = 0;
+	__u32 cpu, paired = 0, gone = 0, same = 0;
 	// Whether the hook frees the skb, without a branch: "||" would split
 	// every later path in two for the verifier where h->frees is not a
 	// constant (kprobes).
@@ -443,10 +503,44 @@ static __always_inline int record(void *ctx, struct hit *h, struct cpu_state *st
 		return 0;
 	}
 
+	// bytes_changed: are this hit's bytes those last recorded for the
+	// packet? Decided before the reservation, so that a record without
+	// bytes takes no room for them in the ring. Only a followed packet
+	// (not a clone, whose entry is new) has bytes recorded before; its
+	// first hit records them and remembers their fingerprint
+	// (update_tracking). A hit with no bytes to copy (an skb gone at a
+	// function's exit, an empty linear area) neither uses nor changes the
+	// fingerprint: "same" always means "as the last record with bytes".
+	if (bytes_changed && copy_bytes && !gone && w.caplen) {
+		fp = fingerprint(state, &w);
+		if (known && !h->parent)
+			same = fp_same(h->key, fp);
+	}
+
 	// Helper: reserve the record in place, so the packet bytes and the
 	// stack are written once, straight into the ring. The size is made of
-	// load-time constants, as the verifier requires.
-	ev = bpf_ringbuf_reserve(&events, sizeof(*ev) + stack_bytes + snaplen, 0);
+	// load-time constants, as the verifier requires: two reservations, one
+	// with room for the bytes and one without (bytes unchanged). The copy
+	// happens in the branch of the one with room, where the verifier knows
+	// the record's size.
+	if (same) {
+		ev = bpf_ringbuf_reserve(&events, sizeof(*ev) + stack_bytes, 0);
+		if (ev)
+			ev->caplen = 0;
+	} else {
+		ev = bpf_ringbuf_reserve(&events, sizeof(*ev) + stack_bytes + snaplen, 0);
+		if (ev) {
+			copy_packet(ev, &w);
+			// The fingerprint is stored only once its bytes are in
+			// a record: a lost record or a failed copy leaves the
+			// previous one, which still describes the last bytes
+			// recorded. A new packet's goes in with its entry.
+			if (!ev->caplen)
+				fp = 0;
+			else if (fp && known && !h->parent)
+				fp_store(h->key, fp);
+		}
+	}
 	if (!ev) {
 		// Never silent: the next record from this CPU carries the count.
 		state->lost++;
@@ -465,15 +559,16 @@ static __always_inline int record(void *ctx, struct hit *h, struct cpu_state *st
 	cpu = bpf_get_smp_processor_id();
 	ev->cpu = cpu;
 	describe(ctx, ev, h, &w, state, gone);
-	copy_packet(ev, &w);
+	if (same)
+		ev->flags |= FLAG_BYTES_SAME;
 	// A function's exit carries the entry's id; tracking is the entries'
 	// and the free hooks' business.
 	if (!paired)
-		id = update_tracking(state, h, &w, known, now, cpu, frees, gone);
+		id = update_tracking(state, h, &w, known, now, cpu, frees, gone, fp);
 	ev->packet_id = id;
 	if (pair_calls)
 		remember_call(h, id, &w);
-	submit(ev, state);
+	submit(ev, state, same);
 	return 0;
 }
 

@@ -38,6 +38,7 @@ type SkbCpuState struct {
 	BudgetStart uint64
 	BudgetUsed  uint64
 	OverBudget  uint64
+	Window      [16]uint64
 }
 
 type SkbEvent struct {
@@ -96,6 +97,12 @@ type SkbTrackedHint struct {
 	Count [4096]uint32
 }
 
+type SkbTrackedSet struct {
+	_  structs.HostLayout
+	S  SkbTrackSet
+	Fp [4]uint64
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
@@ -111,6 +118,7 @@ const (
 	SkbMapTracked       = "tracked"
 	SkbProgOnSkb        = "on_skb"
 	SkbVarBudgetPerCpu  = "budget_per_cpu"
+	SkbVarBytesChanged  = "bytes_changed"
 	SkbVarCloneHook     = "clone_hook"
 	SkbVarCopyBytes     = "copy_bytes"
 	SkbVarDevArg        = "dev_arg"
@@ -212,6 +220,7 @@ type SkbMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type SkbVariableSpecs struct {
 	BudgetPerCpu  *ebpf.VariableSpec `ebpf:"budget_per_cpu"`
+	BytesChanged  *ebpf.VariableSpec `ebpf:"bytes_changed"`
 	CloneHook     *ebpf.VariableSpec `ebpf:"clone_hook"`
 	CopyBytes     *ebpf.VariableSpec `ebpf:"copy_bytes"`
 	DevArg        *ebpf.VariableSpec `ebpf:"dev_arg"`
@@ -298,6 +307,7 @@ func (m *SkbMaps) Close() error {
 // It can be passed to LoadSkbObjects or ebpf.CollectionSpec.LoadAndAssign.
 type SkbVariables struct {
 	BudgetPerCpu  *ebpf.Variable `ebpf:"budget_per_cpu"`
+	BytesChanged  *ebpf.Variable `ebpf:"bytes_changed"`
 	CloneHook     *ebpf.Variable `ebpf:"clone_hook"`
 	CopyBytes     *ebpf.Variable `ebpf:"copy_bytes"`
 	DevArg        *ebpf.Variable `ebpf:"dev_arg"`

@@ -30,11 +30,19 @@ struct track_set {
 	__u64 head[TRACK_WAYS]; // tracked: the buffer last remembered in heads for the entry
 };
 
+// A set of the tracked table: a track_set and, per entry, the fingerprint
+// of the bytes last recorded for the packet (bytes_changed; 0: none, so the
+// next hit records its bytes). The heads table keeps plain track_sets.
+struct tracked_set {
+	struct track_set s;
+	__u64 fp[TRACK_WAYS];
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1 << 14); // sets; replaced by user space (a power of two)
 	__type(key, __u32);
-	__type(value, struct track_set);
+	__type(value, struct tracked_set);
 } tracked SEC(".maps");
 
 volatile const __u32 track_set_mask = (1 << 14) - 1; // sets in tracked (and heads), minus one
@@ -159,7 +167,7 @@ static __always_inline __u64 followed_id(__u64 key)
 
 	if (!count || !*count)
 		return 0;
-	set = bpf_map_lookup_elem(&tracked, &index);
+	set = bpf_map_lookup_elem(&tracked, &index); // struct tracked_set: s comes first
 	if (!set)
 		return 0;
 	for (int i = 0; i < TRACK_WAYS; i++) {
@@ -176,21 +184,24 @@ static __always_inline __u64 followed_id(__u64 key)
 
 // Follows the skb at key (not followed: a new packet, or a clone) under id
 // from now on; head is its buffer's address as remembered for clones (0:
-// none). ids beyond TRACK_ID_BITS are not followed. Helper calls: two array
+// none), fp the fingerprint of the bytes recorded at this hit (0: none).
+// ids beyond TRACK_ID_BITS are not followed. Helper calls: two array
 // lookups, inlined by the verifier.
-static __always_inline void track_insert(__u64 key, __u64 id, __u64 now, __u64 head)
+static __always_inline void track_insert(__u64 key, __u64 id, __u64 now, __u64 head, __u64 fp)
 {
 	__u32 index = track_set_of(key);
 	__u32 *count = track_count(index);
+	struct tracked_set *ts;
 	struct track_set *set;
 	int way = 0, empty = 0;
 	__u64 oldest = ~0ULL;
 
 	if (!count || id > TRACK_ID_MASK)
 		return;
-	set = bpf_map_lookup_elem(&tracked, &index);
-	if (!set)
+	ts = bpf_map_lookup_elem(&tracked, &index);
+	if (!ts)
 		return;
+	set = &ts->s;
 	// The key's own entry if it has one (a torn one, or a stale one under
 	// a clone), else an empty entry, else the oldest.
 	for (int i = 0; i < TRACK_WAYS; i++) {
@@ -219,7 +230,45 @@ static __always_inline void track_insert(__u64 key, __u64 id, __u64 now, __u64 h
 	set->tag[way] = id | track_check(key);
 	set->when[way] = now;
 	set->head[way] = head;
+	ts->fp[way] = fp;
 	set->key[way] = key;
+}
+
+// The fingerprint remembered for the followed skb at key, or NULL if it
+// has no entry (evicted, torn): then its bytes are recorded. Helper: one
+// array lookup, inlined.
+static __always_inline __u64 *fp_of(__u64 key)
+{
+	__u32 index = track_set_of(key);
+	struct tracked_set *ts;
+
+	ts = bpf_map_lookup_elem(&tracked, &index);
+	if (!ts)
+		return NULL;
+	for (int i = 0; i < TRACK_WAYS; i++) {
+		if (ts->s.key[i] == key)
+			return &ts->fp[i];
+	}
+	return NULL;
+}
+
+// Reports whether fp is the fingerprint remembered for the followed skb at
+// key: the bytes of this hit are those last recorded for the packet.
+static __always_inline int fp_same(__u64 key, __u64 fp)
+{
+	__u64 *old = fp_of(key);
+
+	return old && fp && *old == fp;
+}
+
+// Remembers fp as the fingerprint of the bytes last recorded for the
+// followed skb at key.
+static __always_inline void fp_store(__u64 key, __u64 fp)
+{
+	__u64 *old = fp_of(key);
+
+	if (old)
+		*old = fp;
 }
 
 // Stops following the skb at key, which is freed: its address may be

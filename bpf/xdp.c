@@ -147,6 +147,6 @@ int on_xdp(void *ctx)
 		// Helper: this run's entry, for its exit (one LRU hash update).
 		bpf_map_update_elem(&calls, &call, &info, BPF_ANY);
 	}
-	submit(ev, state);
+	submit(ev, state, 0);
 	return 0;
 }

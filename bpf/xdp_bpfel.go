@@ -38,6 +38,7 @@ type XdpCpuState struct {
 	BudgetStart uint64
 	BudgetUsed  uint64
 	OverBudget  uint64
+	Window      [16]uint64
 }
 
 type XdpNftNames struct {
@@ -63,6 +64,12 @@ type XdpTrackedHint struct {
 	Count [4096]uint32
 }
 
+type XdpTrackedSet struct {
+	_  structs.HostLayout
+	S  XdpTrackSet
+	Fp [4]uint64
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
@@ -78,6 +85,7 @@ const (
 	XdpMapTracked       = "tracked"
 	XdpProgOnXdp        = "on_xdp"
 	XdpVarBudgetPerCpu  = "budget_per_cpu"
+	XdpVarBytesChanged  = "bytes_changed"
 	XdpVarCloneHook     = "clone_hook"
 	XdpVarCopyBytes     = "copy_bytes"
 	XdpVarDevArg        = "dev_arg"
@@ -179,6 +187,7 @@ type XdpMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type XdpVariableSpecs struct {
 	BudgetPerCpu  *ebpf.VariableSpec `ebpf:"budget_per_cpu"`
+	BytesChanged  *ebpf.VariableSpec `ebpf:"bytes_changed"`
 	CloneHook     *ebpf.VariableSpec `ebpf:"clone_hook"`
 	CopyBytes     *ebpf.VariableSpec `ebpf:"copy_bytes"`
 	DevArg        *ebpf.VariableSpec `ebpf:"dev_arg"`
@@ -265,6 +274,7 @@ func (m *XdpMaps) Close() error {
 // It can be passed to LoadXdpObjects or ebpf.CollectionSpec.LoadAndAssign.
 type XdpVariables struct {
 	BudgetPerCpu  *ebpf.Variable `ebpf:"budget_per_cpu"`
+	BytesChanged  *ebpf.Variable `ebpf:"bytes_changed"`
 	CloneHook     *ebpf.Variable `ebpf:"clone_hook"`
 	CopyBytes     *ebpf.Variable `ebpf:"copy_bytes"`
 	DevArg        *ebpf.Variable `ebpf:"dev_arg"`

@@ -106,6 +106,22 @@ func (p plan) cloneFuncs() []Hook {
 	return out
 }
 
+// FunctionsLikely reports whether recording with backend (Config.Backend)
+// will hook kernel functions, as far as cheap probes tell before anything
+// is loaded: a function backend asked for by name will (or the recorder
+// fails); BackendAuto will if the kernel has kprobe-multi links or kprobes
+// (a kernel with fentry only is taken not to: that probe loads a program
+// against the kernel's BTF). It needs the privileges of recording.
+func FunctionsLikely(backend string) bool {
+	switch backend {
+	case BackendTracepoint:
+		return false
+	case BackendAuto, "":
+		return haveBackend(BackendKprobeMulti, "", nil) == nil || haveBackend(BackendKprobe, "", nil) == nil
+	}
+	return true
+}
+
 // haveBackend reports whether the kernel allows backend b, with the reason
 // if not, attaching a trivial program to probe where no cheaper check
 // exists. sym is a traceable function to probe with.

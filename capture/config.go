@@ -106,6 +106,15 @@ type Config struct {
 	// followed. By default a packet that matched once is recorded at every
 	// later hook, whatever its bytes become (NAT, encapsulation).
 	NoTrack bool
+	// BytesChanged records a followed packet's bytes only at its first hit
+	// and where they may have changed since the last hit that recorded
+	// them (a fingerprint of where they are, how many there are and a hash
+	// of the first 128 of them differs); the other hits
+	// carry no bytes and have [Event.BytesSame] set, and take no room for
+	// bytes in the ring buffer. Readers carry the earlier bytes forward
+	// (docs/FORMAT.md). Without it every hit carries its bytes. It has no
+	// effect when no bytes are recorded at all (audit-safe mode).
+	BytesChanged bool
 
 	// ProbeReads says whether the programs may call
 	// bpf_probe_read_kernel at every hit: ProbeReadsAuto ("" too) unless

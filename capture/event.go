@@ -45,6 +45,7 @@ const (
 	flagHasRet
 	flagHasStack
 	flagHasNF
+	flagBytesSame
 )
 
 // recordSize is the size of the fixed part of a ring buffer record; the
@@ -106,6 +107,11 @@ type Event struct {
 	// that the Recorder reuses for the next event: valid only during the
 	// callback.
 	Data []byte
+	// BytesSame reports an event without bytes (Data is empty) because
+	// they are those of the previous event of the same PacketID that had
+	// any (Config.BytesChanged). Data empty without it means the event
+	// has no bytes at all.
+	BytesSame bool
 	// LostBefore is the number of events lost on this CPU (the ring buffer
 	// was full) since the previous event delivered from this CPU.
 	LostBefore uint64
@@ -231,6 +237,7 @@ func (e *Event) decode(raw []byte, rec *bpf.SkbEvent, stackBytes int) error {
 		e.nftChain, e.nftHandle = rec.DropLocation, rec.DropReason
 		e.DropLocation, e.DropReason, e.HasDrop = 0, 0, false
 	}
+	e.BytesSame = rec.Flags&flagBytesSame != 0
 	e.Data = raw[start:end:end]
 	return nil
 }

@@ -134,6 +134,7 @@ func (r *Recorder) open(cfg Config, cache *btf.Cache, kernel *btf.Spec, tab *btf
 		copyBytes:   !r.compat.auditSafe,
 		budget:      r.compat.perCPU,
 		linkClones:  !cfg.NoTrack,
+		onlyChanged: cfg.BytesChanged,
 	}
 	bufSize := 64
 	switch {
@@ -325,6 +326,7 @@ type hookKnobs struct {
 	copyBytes   bool             // record packet bytes (a probe read per event)
 	budget      uint64           // events per second per CPU, 0: no limit
 	linkClones  bool             // link clones by their buffer (heads)
+	onlyChanged bool             // record bytes only where they may have changed (Config.BytesChanged)
 }
 
 // knobSpecs returns the load-time settings of spec as bpf2go's typed
@@ -386,6 +388,7 @@ func (k hookKnobs) apply(vs *bpf.SkbVariableSpecs) error {
 	s.set(vs.CopyBytes, b32(k.copyBytes))
 	s.set(vs.BudgetPerCpu, k.budget)
 	s.set(vs.LinkClones, b32(k.linkClones))
+	s.set(vs.BytesChanged, b32(k.onlyChanged))
 	return s.err
 }
 

@@ -68,17 +68,20 @@ func TestVerifierCost(t *testing.T) {
 		name          string
 		copied, links bool
 		cookie        bool
+		changed       bool // Config.BytesChanged: the fingerprint, two reservations
 	}
 	modes := []mode{
 		{name: "in place, clone links", links: true, cookie: true},
 		{name: "copied, no cookies", copied: true, links: true},
+		{name: "in place, bytes changed", links: true, cookie: true, changed: true},
+		{name: "copied, bytes changed", copied: true, links: true, changed: true},
 	}
 	opts := ebpf.CollectionOptions{Programs: ebpf.ProgramOptions{KernelTypes: kernel, LogLevel: ebpf.LogLevelStats}}
 	worst := 0
 	for _, expr := range costlyFilters {
 		for _, m := range modes {
 			k := hookKnobs{snaplen: 256, ncpu: 2, trackSets: 1 << 14, track: true, retArg: -1,
-				taskBTF: true, copyBytes: true, probeRead: m.copied, linkClones: m.links}
+				taskBTF: true, copyBytes: true, probeRead: m.copied, linkClones: m.links, onlyChanged: m.changed}
 			bufSize := 64
 			if expr != "" {
 				f, err := CompileFilter(expr)

@@ -34,6 +34,7 @@ const (
 	keyMark   = 0x6b72616d         // "mark"
 	keyNetNS  = 0x736e74656e       // "netns"
 	keyProto  = 0x6f746f7270       // "proto"
+	keyBytes  = 0x7365747962       // "bytes"
 	keyStack  = 0x6b63617473       // "stack"
 	keyReason = 0x6e6f73616572     // "reason"
 	keyParent = 0x746e65726170     // "parent"
@@ -267,6 +268,7 @@ const (
 	kProto
 	kMark
 	kHdr
+	kBytes
 	kParent
 	kCPU
 	kPID
@@ -300,6 +302,8 @@ func keyID(w uint64, klen int) int {
 		return kMark
 	case keyHdr:
 		return kHdr
+	case keyBytes:
+		return kBytes
 	case keyParent:
 		return kParent
 	case keyCPU:
@@ -329,7 +333,7 @@ type fastKey struct {
 
 var fastKeys = func() (t [nFastKeys]fastKey) {
 	for id, k := range [nFastKeys]string{"hook=", "dev=", "netns=", "ifindex=", "skb=", "len=", "data_len=",
-		"proto=", "mark=", "hdr=", "parent=", "cpu=", "pid=", "tid=", "comm=", "reason=", "loc=", "stack="} {
+		"proto=", "mark=", "hdr=", "bytes=", "parent=", "cpu=", "pid=", "tid=", "comm=", "reason=", "loc=", "stack="} {
 		var b [8]byte
 		n := copy(b[:], k)
 		t[id] = fastKey{binary.LittleEndian.Uint64(b[:]), 1<<(8*n) - 1, len(k)}
@@ -497,6 +501,12 @@ func (p *Parser) fastPair(comment []byte, i int, e *Event) (end int, hook bool) 
 			return 0, false
 		}
 		return j, false
+	case kBytes:
+		if vs+4 <= len(comment) && string(comment[vs:vs+4]) == "same" && (vs+4 == len(comment) || comment[vs+4] == ' ') {
+			e.BytesSame = true
+			return vs + 4, false
+		}
+		return 0, false
 	}
 	return 0, false
 }

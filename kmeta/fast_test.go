@@ -40,6 +40,16 @@ var fastCases = []string{
 	`pathcap/1 hook=tp:x proto=0x86dd mark=0x100000000`,
 	`pathcap/1 hook=tp:x hdr=mac hdr=data`,
 	`pathcap/1 hook=tp:x hdr=eth`,
+	`pathcap/1 hook=tp:x len=84 proto=0x0800 hdr=net bytes=same cpu=1`,
+	`pathcap/1 hook=tp:x len=84 proto=0x0800 bytes=same parent=3 cpu=1`,
+	`pathcap/1 hook=tp:x bytes=same`,
+	`pathcap/1 hook=tp:x bytes=samex`,
+	`pathcap/1 hook=tp:x bytes=sam`,
+	`pathcap/1 hook=tp:x bytes=all`,
+	`pathcap/1 hook=tp:x bytes=`,
+	`pathcap/1 hook=tp:x bytes="same"`,
+	`pathcap/1 hook=tp:x bytes=same` + "\x01",
+	`pathcap/1 hook=tp:x bytes\x00=same`,
 	`pathcap/1 hook=tp:x dev="a b" comm=""`,
 	`pathcap/1 hook=tp:x dev=a"b`,
 	`pathcap/1 hook=tp:x dev=a` + "\x7f",
@@ -68,7 +78,7 @@ var fastCases = []string{
 	`pathcap/1 hook=tp:x skb=0xffff8881000g0100`,
 	`pathcap/1 hook=tp:x skb=0xffff888100000100` + "\x01",
 	`pathcap/1 hook=tp:x data_len=12 data_len=`,
-	`pathcap/1 hook=tp:x dev=a netns=1 ifindex=2 skb=0x1 len=3 data_len=4 proto=0x5 mark=0x6 hdr=data parent=7 cpu=8 pid=9 tid=10 comm=c reason=R loc=l stack=11`,
+	`pathcap/1 hook=tp:x dev=a netns=1 ifindex=2 skb=0x1 len=3 data_len=4 proto=0x5 mark=0x6 hdr=data bytes=same parent=7 cpu=8 pid=9 tid=10 comm=c reason=R loc=l stack=11`,
 	`pathcap/1 stack=1 loc=l reason=R comm=c tid=10 pid=9 cpu=8 parent=7 hdr=data mark=0x6 proto=0x5 data_len=4 len=3 skb=0x1 ifindex=2 netns=1 dev=a hook=tp:x`,
 }
 
@@ -115,7 +125,7 @@ func TestKeyConstants(t *testing.T) {
 		"dev": keyDev, "len": keyLen, "cpu": keyCPU, "pid": keyPID, "tid": keyTID, "skb": keySKB,
 		"loc": keyLoc, "hdr": keyHdr, "hook": keyHook, "comm": keyComm, "mark": keyMark,
 		"netns": keyNetNS, "proto": keyProto, "stack": keyStack, "reason": keyReason,
-		"parent": keyParent, "ifindex": keyIfidx, "data_len": keyDLen,
+		"parent": keyParent, "ifindex": keyIfidx, "data_len": keyDLen, "bytes": keyBytes,
 	} {
 		var b [8]byte
 		copy(b[:], k)

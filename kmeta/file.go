@@ -31,6 +31,11 @@ type FileComment struct {
 	Recording string
 	// Part is the file's number in the recording, from 1.
 	Part uint64
+	// BytesChanged says the recording was made with record --bytes
+	// changed (key bytes=changed): its events may have the key bytes=same
+	// (Event.BytesSame), and a reader keeps each tracking id's last bytes
+	// to carry them forward.
+	BytesChanged bool
 }
 
 // IsFileComment reports whether comment starts like a file comment.
@@ -43,7 +48,11 @@ func IsFileComment(comment []byte) bool {
 func AppendFileComment(dst []byte, c *FileComment) []byte {
 	dst = append(dst, FilePrefix...)
 	dst = AppendPair(dst, "recording", c.Recording)
-	return AppendUintPair(dst, "part", c.Part)
+	dst = AppendUintPair(dst, "part", c.Part)
+	if c.BytesChanged {
+		dst = AppendPair(dst, "bytes", "changed")
+	}
+	return dst
 }
 
 // ParseFileComment decodes a file comment into c (which is reset first).
@@ -75,6 +84,8 @@ func ParseFileComment(comment []byte, c *FileComment) error {
 		switch string(key) {
 		case "recording":
 			c.Recording = string(val)
+		case "bytes":
+			c.BytesChanged = string(val) == "changed"
 		case "part":
 			v, err := parseDec64(val)
 			if err == nil && v == 0 {

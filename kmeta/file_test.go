@@ -17,6 +17,14 @@ func TestFileCommentRoundTrip(t *testing.T) {
 	if err := kmeta.ParseFileComment(b, &out); err != nil || out != in {
 		t.Fatalf("ParseFileComment(%q) = %+v, %v; want %+v", b, out, err, in)
 	}
+	in.BytesChanged = true
+	b = kmeta.AppendFileComment(nil, &in)
+	if got, want := string(b), "pathcap-file/1 recording=5f0c9a3e2b7d4e61 part=12 bytes=changed"; got != want {
+		t.Fatalf("AppendFileComment = %q, want %q", got, want)
+	}
+	if err := kmeta.ParseFileComment(b, &out); err != nil || out != in {
+		t.Fatalf("ParseFileComment(%q) = %+v, %v; want %+v", b, out, err, in)
+	}
 	// Unknown keys are ignored.
 	if err := kmeta.ParseFileComment([]byte("pathcap-file/1 part=2 new=x recording=ab"), &out); err != nil || out.Recording != "ab" || out.Part != 2 {
 		t.Errorf("with an unknown key: %+v, %v", out, err)

@@ -150,6 +150,11 @@ type Event struct {
 	// its previous event because the in-kernel rate limit (record
 	// --max-rate) was reached (key skipped=N; 0: none).
 	Skipped uint64
+	// BytesSame says the event carries no packet bytes because they are
+	// the bytes of the previous event of the same tracking id that carried
+	// any (key bytes=same, written after hdr; record --bytes changed).
+	// Readers carry those forward (docs/FORMAT.md).
+	BytesSame bool
 }
 
 // pktTypeNames names skb->pkt_type values (include/uapi/linux/if_packet.h).
@@ -165,7 +170,7 @@ func PktTypeName(t uint8) string {
 
 // AppendComment appends the comment for e to dst and returns the result.
 // Zero values of optional keys (dev, mark, data_len, the mac header start,
-// parent, drop fields, stack fields) are left out; StackLost wins over
+// bytes, parent, drop fields, stack fields) are left out; StackLost wins over
 // Stack.
 func AppendComment(dst []byte, e *Event) []byte {
 	dst = append(dst, Prefix...)
@@ -200,6 +205,9 @@ func AppendComment(dst []byte, e *Event) []byte {
 	if e.Header != HeaderMAC {
 		dst = append(dst, " hdr="...)
 		dst = append(dst, e.Header.String()...)
+	}
+	if e.BytesSame {
+		dst = append(dst, " bytes=same"...)
 	}
 	if e.ProgType != "" {
 		dst = append(dst, " prog_type="...)
@@ -564,6 +572,11 @@ func (p *Parser) set(e *Event, key, val []byte) error {
 		default:
 			err = fmt.Errorf("unknown hdr %q", val)
 		}
+	case "bytes":
+		if string(val) != "same" {
+			err = fmt.Errorf("unknown bytes %q", val)
+		}
+		e.BytesSame = err == nil
 	case "ret":
 		e.RetVal, err = strconv.ParseInt(string(val), 10, 64)
 		e.HasRetVal = err == nil

@@ -76,8 +76,13 @@ type fileInput struct {
 	ev        *Event
 	own       Event
 	recording int // of the current section
-	frame     int64
-	done      bool
+	// carry: the current section is of a --bytes changed recording;
+	// carryPending: the pending event's bytes are still to be carried
+	// (byteCarry.apply), which happens when it is delivered, in the merged
+	// order, after the events of earlier parts.
+	carry, carryPending bool
+	frame               int64
+	done                bool
 
 	// Whether the current section ended cleanly: a section of record
 	// that described interfaces ends with their statistics.
@@ -115,7 +120,8 @@ type Input struct {
 	current    *fileInput
 	stacks     stackTable
 	ifNames    ifNames
-	err        error // sticky
+	carry      byteCarry // the last bytes of ids of --bytes changed recordings
+	err        error     // sticky
 	// Strict makes a pathcap comment that does not parse an error; by
 	// default such an event is kept without metadata.
 	Strict bool
@@ -265,6 +271,7 @@ func (in *Input) advance(f *fileInput) error {
 				in.recordings[key] = id
 			}
 			f.recording = id
+			f.carry = bytesChanged(s)
 			f.byRecord = strings.HasPrefix(s.UserApplication, recordPrefix)
 			f.ifaces = false
 		case typ == pcapng.BlockInterfaceDescription:
@@ -277,6 +284,18 @@ func (in *Input) advance(f *fileInput) error {
 			return nil
 		}
 	}
+}
+
+// bytesChanged reports whether s is a section of a recording made with
+// record --bytes changed (its file comment has bytes=changed).
+func bytesChanged(s *pcapng.Section) bool {
+	var fc kmeta.FileComment
+	for _, c := range s.Comments {
+		if kmeta.ParseFileComment([]byte(c), &fc) == nil {
+			return fc.BytesChanged
+		}
+	}
+	return false
 }
 
 // recordingKey returns what the section headers of one recording's files
@@ -326,6 +345,7 @@ func (in *Input) decode(f *fileInput, p *pcapng.Packet) error {
 	in.LostEvents += ev.Lost
 	ev.HasMeta = false
 	ev.Stack = nil
+	f.carryPending = f.carry && ev.HasID
 	f.stackComments, f.stackPending = nil, false
 	for i, c := range p.Options.Comments {
 		if !kmeta.IsMetadata(c) {
@@ -389,6 +409,10 @@ func (in *Input) Next() (*Event, error) {
 			return nil, err
 		}
 	}
+	if f.carryPending {
+		f.carryPending = false
+		in.carry.apply(f.ev)
+	}
 	return f.ev, nil
 }
 
@@ -420,6 +444,10 @@ func (in *Input) Peek() (*Event, error) {
 		if err := in.resolveStack(f); err != nil {
 			return nil, err
 		}
+	}
+	if f.carryPending {
+		f.carryPending = false
+		in.carry.apply(f.ev)
 	}
 	return f.ev, nil
 }

@@ -58,6 +58,7 @@ func (d *Describer) Describe(ev *capture.Event, m *kmeta.Event) {
 		TID:     ev.TID,
 		Comm:    d.comm(&ev.Comm),
 
+		BytesSame: ev.BytesSame,
 		Parent:    ev.Parent,
 		RetVal:    ev.RetVal,
 		HasRetVal: ev.HasRetVal,

@@ -56,6 +56,11 @@ type Info struct {
 	// header then also gets a kmeta.FileComment with it and the file's
 	// part number.
 	Recording string
+	// BytesChanged says the events may carry no bytes because they are
+	// those of the packet's previous event with bytes (capture's
+	// Config.BytesChanged): the file comment says so (bytes=changed), for
+	// readers to carry bytes forward. Needs Recording.
+	BytesChanged bool
 }
 
 type ifaceKey struct{ netns, ifindex uint32 }
@@ -133,7 +138,7 @@ func NewWriter(w io.Writer, info Info, bufSize int, names DeviceNamer, symbols S
 func (w *Writer) section() *pcapng.Section {
 	comments := w.info.Comments
 	if w.info.Recording != "" {
-		fc := kmeta.FileComment{Recording: w.info.Recording, Part: w.part}
+		fc := kmeta.FileComment{Recording: w.info.Recording, Part: w.part, BytesChanged: w.info.BytesChanged}
 		comments = append(slices.Clip(comments), string(kmeta.AppendFileComment(nil, &fc)))
 	}
 	return &pcapng.Section{
@@ -253,7 +258,13 @@ func (w *Writer) WriteEvent(ev *capture.Event) error {
 	p.Timestamp = ev.Time
 	data := ev.Data
 	orig := ev.Len
-	if ev.Header != capture.HeaderMAC {
+	if ev.BytesSame {
+		// No bytes: a packet block of captured length 0 whose original
+		// length is what a block with the bytes would have had.
+		if ev.Header != capture.HeaderMAC {
+			orig += ethHeaderLen
+		}
+	} else if ev.Header != capture.HeaderMAC {
 		// Synthesize an Ethernet header so that every interface has the
 		// same link type and the bytes dissect as the protocol they are.
 		w.frame = append(w.frame[:0], make([]byte, 12)...)

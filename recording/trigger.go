@@ -27,6 +27,53 @@ type Trigger struct {
 	Expr  string
 	match *pcapfilter.Matcher
 	frame []byte
+	// With Expr: the last bytes of each packet id, for the events without
+	// bytes of their own (capture.Event.BytesSame), in two generations:
+	// an id not seen for two is forgotten.
+	last, older map[uint64][]byte
+}
+
+// triggerGeneration is how many packet ids a Trigger keeps bytes for
+// before it starts a new generation.
+const triggerGeneration = 1 << 14
+
+// carry returns the bytes ev stands for: its own, or for an event with
+// BytesSame those of the previous event of its packet that had any; it
+// remembers them for the next.
+func (t *Trigger) carry(ev *capture.Event) []byte {
+	id := ev.PacketID
+	if ev.BytesSame {
+		b, ok := t.last[id]
+		if !ok {
+			b = t.older[id]
+		}
+		if ev.Hook != nil && ev.Hook.Frees {
+			// The skb is gone: its id is not used again (b stays
+			// valid: delete drops the map's reference only).
+			delete(t.last, id)
+			delete(t.older, id)
+		}
+		return b
+	}
+	if len(ev.Data) == 0 {
+		return ev.Data
+	}
+	if t.last == nil || len(t.last) >= triggerGeneration {
+		t.older, t.last = t.last, make(map[uint64][]byte)
+	}
+	b := t.last[id]
+	if b == nil {
+		b = t.older[id]
+		delete(t.older, id)
+	}
+	b = append(b[:0], ev.Data...)
+	if ev.Hook != nil && ev.Hook.Frees {
+		// The skb is gone: its id is not used again.
+		delete(t.last, id)
+		return b
+	}
+	t.last[id] = b
+	return b
 }
 
 // ParseTrigger parses a trigger: comma-separated key=value conditions
@@ -108,6 +155,11 @@ func (t *Trigger) String() string {
 // device names (nil: a dev condition never holds). It is not safe for
 // concurrent use.
 func (t *Trigger) Match(ev *capture.Event, names DeviceNamer) bool {
+	var data []byte
+	if t.match != nil {
+		// Before any condition can return: every event's bytes count.
+		data = t.carry(ev)
+	}
 	if t.Reason != "" && (!ev.HasDrop || ev.DropReasonName() != t.Reason) {
 		return false
 	}
@@ -127,7 +179,6 @@ func (t *Trigger) Match(ev *capture.Event, names DeviceNamer) bool {
 		}
 	}
 	if t.match != nil {
-		data := ev.Data
 		if ev.Header != capture.HeaderMAC {
 			// The frame as the file has it: a synthesized Ethernet header.
 			t.frame = append(t.frame[:0], make([]byte, 12)...)

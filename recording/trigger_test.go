@@ -70,3 +70,34 @@ func TestTrigger(t *testing.T) {
 		t.Errorf("String: %v", tr)
 	}
 }
+
+// TestTriggerCarriesBytes: with --bytes changed, a drop without bytes of
+// its own (BytesSame) is matched against its packet's earlier bytes.
+func TestTriggerCarriesBytes(t *testing.T) {
+	if !pcapfilter.Available() {
+		t.Skip("no libpcap")
+	}
+	tr, err := ParseTrigger("reason=REASON_2,filter=udp port 53", 256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := &capture.Event{Hook: &capture.Hook{Name: "ip_rcv"}, PacketID: 9,
+		Header: capture.HeaderNetwork, Protocol: 0x0800, Data: udp4(53)}
+	drop := &capture.Event{Hook: &capture.Hook{Name: "kfree_skb", Frees: true}, PacketID: 9, HasDrop: true, DropReason: 2,
+		Header: capture.HeaderNetwork, Protocol: 0x0800, BytesSame: true}
+	if tr.Match(first, nil) {
+		t.Error("the first event (no drop) matched")
+	}
+	if !tr.Match(drop, nil) {
+		t.Error("the drop without bytes of its own did not match its packet's bytes")
+	}
+	// Freed: the id's bytes are forgotten.
+	if tr.Match(drop, nil) {
+		t.Error("a second drop of a freed id matched")
+	}
+	other := *drop
+	other.PacketID = 10
+	if tr.Match(&other, nil) {
+		t.Error("a drop of an id never seen with bytes matched")
+	}
+}

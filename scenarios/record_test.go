@@ -23,6 +23,7 @@ import (
 	"github.com/pathcap/pathcap/kmeta"
 	"github.com/pathcap/pathcap/paths"
 	"github.com/pathcap/pathcap/paths/render"
+	"github.com/pathcap/pathcap/pcapng"
 	"github.com/pathcap/pathcap/recording"
 )
 
@@ -38,9 +39,9 @@ type session struct {
 
 // startRecording attaches the recorder (every tracepoint, and the
 // backend's functions) and starts writing; it returns once events flow.
-func startRecording(t testing.TB, backend string) *session {
+func startRecording(t testing.TB, backend string, changed bool) *session {
 	t.Helper()
-	rec, err := capture.NewRecorder(capture.Config{Backend: backend, Snaplen: 128})
+	rec, err := capture.NewRecorder(capture.Config{Backend: backend, Snaplen: 128, BytesChanged: changed})
 	if err != nil {
 		t.Fatalf("recorder (backend %s): %v", backend, err)
 	}
@@ -60,10 +61,12 @@ func startRecording(t testing.TB, backend string) *session {
 		t.Fatal(err)
 	}
 	w, err := recording.NewWriter(f, recording.Info{
-		Hardware:    "x86_64",
-		OS:          "Linux",
-		Application: "pathcap scenarios (backend " + rec.Backend() + ")",
-		Snaplen:     128,
+		Hardware:     "x86_64",
+		OS:           "Linux",
+		Application:  "pathcap scenarios (backend " + rec.Backend() + ")",
+		Snaplen:      128,
+		Recording:    recording.NewRecordingID(),
+		BytesChanged: changed,
 	}, 64<<10, names, symbols{table})
 	if err != nil {
 		f.Close()
@@ -425,3 +428,78 @@ func describe(ps []*pkt) string {
 
 // suiteMu serialises suites within a process: each attaches every hook.
 var suiteMu sync.Mutex
+
+// volume is what a recording cost, for the comparison of --bytes all and
+// changed (docs/BENCHMARKS.md, bytes per followed packet).
+type volume struct {
+	fileBytes int64 // the file's size
+	events    int   // packet blocks
+	same      int   // of which bytes=same (captured length 0)
+	captured  int64 // captured bytes, all blocks together
+	followed  int   // distinct tracking ids
+}
+
+// measureVolume reads a recording's packet blocks.
+func measureVolume(t testing.TB, file string) volume {
+	t.Helper()
+	f, err := os.Open(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := volume{fileBytes: st.Size()}
+	r, err := pcapng.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := map[uint64]bool{}
+	parser := kmeta.NewParser()
+	var m kmeta.Event
+	for {
+		typ, err := r.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("read %s: %v", file, err)
+		}
+		if !typ.IsPacket() {
+			continue
+		}
+		p := r.Packet()
+		v.events++
+		v.captured += int64(len(p.Data))
+		if p.Options.HasPacketID {
+			ids[p.Options.PacketID] = true
+		}
+		if len(p.Options.Comments) > 0 && parser.Parse(p.Options.Comments[0], &m) == nil && m.BytesSame {
+			if len(p.Data) != 0 {
+				t.Errorf("a bytes=same block with %d captured bytes", len(p.Data))
+			}
+			v.same++
+		}
+	}
+	v.followed = len(ids)
+	return v
+}
+
+// logVolume logs what the recording cost per followed packet: file bytes,
+// captured bytes, and ring buffer bytes reserved (a record of 128 bytes,
+// and the snap length of 128 unless the bytes were the same; 8 bytes of
+// ring header each).
+func logVolume(t testing.TB, file string) volume {
+	t.Helper()
+	v := measureVolume(t, file)
+	if v.followed == 0 {
+		t.Fatalf("no packet followed in %s", file)
+	}
+	ring := int64(v.events)*(128+8) + int64(v.events-v.same)*128
+	n := float64(v.followed)
+	t.Logf("volume: %d events (%d without bytes, bytes=same), %d packets followed; per followed packet: %.0f file bytes, %.0f captured bytes, %.0f ring bytes reserved, %.1f events",
+		v.events, v.same, v.followed, float64(v.fileBytes)/n, float64(v.captured)/n, float64(ring)/n, float64(v.events)/n)
+	return v
+}

@@ -91,9 +91,23 @@ func mac(t *testing.T, n *netns, dev string) string {
 	return links[0].Address
 }
 
-// runSuite sets every scenario up, records their traffic with backend,
-// analyzes the recording and checks each scenario.
+// runSuite runs the suite twice with backend: with every hit's bytes
+// (record --bytes all) and with bytes only where they may have changed
+// (--bytes changed). Both must meet the same oracles: analyze's answers
+// do not depend on the mode. Each logs its bytes per followed packet.
 func runSuite(t *testing.T, backend string) {
+	for _, mode := range []struct {
+		name    string
+		changed bool
+	}{{"bytes=all", false}, {"bytes=changed", true}} {
+		t.Run(mode.name, func(t *testing.T) { runSuiteMode(t, backend, mode.changed) })
+	}
+}
+
+// runSuiteMode sets every scenario up, records their traffic with backend
+// (changed: Config.BytesChanged), analyzes the recording and checks each
+// scenario.
+func runSuiteMode(t *testing.T, backend string, changed bool) {
 	suiteMu.Lock()
 	defer suiteMu.Unlock()
 	suiteBackend = backend
@@ -115,7 +129,7 @@ func runSuite(t *testing.T, backend string) {
 	for _, s := range all {
 		s.setup(t)
 	}
-	sess := startRecording(t, backend)
+	sess := startRecording(t, backend, changed)
 	checks := make([]func(*testing.T, []*pkt), len(all))
 	for i, s := range all {
 		checks[i] = s.traffic(t)
@@ -123,6 +137,7 @@ func runSuite(t *testing.T, backend string) {
 	sess.stop(t)
 	ps := analyze(t, sess.file)
 	t.Logf("%d packets analyzed", len(ps))
+	logVolume(t, sess.file)
 	for i, s := range all {
 		t.Run(s.name, func(t *testing.T) {
 			// A packet is the scenario's if it or one of its clones went

@@ -17,7 +17,7 @@ func TestVMScenarios(t *testing.T) {
 		t.Run(k.Series, func(t *testing.T) {
 			out := vmtest.RunTestWith(t, k, "github.com/pathcap/pathcap/scenarios", "^TestInVMScenarios$", vmtest.Options{
 				Tools:   []string{"nft", "tc", "ping"},
-				Timeout: 10 * time.Minute,
+				Timeout: 25 * time.Minute, // the suite runs twice: --bytes all and changed
 			})
 			t.Logf("in-VM output:\n%s", out)
 		})

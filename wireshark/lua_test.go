@@ -218,7 +218,7 @@ func sampleEvents() []kmeta.Event {
 		// 2: quoted device and task names, every optional key.
 		{Kind: "tp", Hook: "net_dev_queue", Dev: "veth 0", NetNS: 4026531840, Ifindex: 7,
 			SKB: 0xffff888100000000, Len: 1500, DataLen: 1000, Proto: 0x86dd, PktType: 4,
-			Mark: 0x2a, Header: kmeta.HeaderNetwork, Parent: 12345678901234567890,
+			Mark: 0x2a, Header: kmeta.HeaderNetwork, BytesSame: true, Parent: 12345678901234567890,
 			CPU: 3, PID: 4242, TID: 4243, Comm: `ping "x" \ y`},
 		// 3: no device, a return value, a numeric packet type, control
 		// bytes and non-ASCII in the task name.
@@ -317,6 +317,8 @@ func TestEventFilters(t *testing.T) {
 		{`pathcap.mark`, []int{2, 4}},
 		{`pathcap.hdr == "net"`, []int{2}},
 		{`pathcap.hdr`, []int{2, 3}},
+		{`pathcap.bytes == "same"`, []int{2}},
+		{`pathcap && !pathcap.bytes`, []int{1, 3, 4, 5}},
 		{`pathcap.ret == -22`, []int{3}},
 		{`pathcap.ret < 0`, []int{3, 5}},
 		{`pathcap.parent == 12345678901234567890`, []int{2}},

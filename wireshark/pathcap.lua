@@ -59,6 +59,7 @@ local f = {
     pkt_type      = ProtoField.string("pathcap.pkt_type", "Packet type"),
     mark          = ProtoField.uint32("pathcap.mark", "Mark", base.HEX),
     hdr           = ProtoField.string("pathcap.hdr", "Bytes start at (after a synthesized Ethernet header)"),
+    bytes         = ProtoField.string("pathcap.bytes", "Packet bytes (same: none here, as at this packet's previous frame with bytes)"),
     ret           = ProtoField.int64("pathcap.ret", "Return value", base.DEC),
     -- Traced tc and XDP programs (record --trace-tc, --trace-xdp).
     prog_type     = ProtoField.string("pathcap.prog_type", "BPF program kind"),
@@ -492,6 +493,7 @@ local event_schema = {
     { "pkt_type", pkt_type, f.pkt_type },
     { "mark", hex(32), f.mark },
     { "hdr", hdr, f.hdr },
+    { "bytes", str, f.bytes },
     { "prog_type", str, f.prog_type },
     { "prog", str, f.prog },
     { "prog_id", dec32, f.prog_id },

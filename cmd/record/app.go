@@ -41,6 +41,7 @@ type options struct {
 	count     uint64
 	duration  time.Duration
 	snaplen   int
+	bytes     string // --bytes: all, changed or auto (bytesMode decides)
 	backend   string
 	functions string   // --functions: regular expression, "" for the backend's default
 	fexit     bool     // --fexit: hook function exits too (fentry)
@@ -123,6 +124,7 @@ func newApp() *cli.App {
 			&cli.DurationFlag{Name: "stop-after", Value: 2 * time.Second, Usage: "with --stop-on: keep recording for `D` after the trigger (0: stop at once)"},
 
 			&cli.IntFlag{Name: "snaplen", Aliases: []string{"s"}, Value: capture.DefaultSnaplen, Usage: "record at most `N` bytes of each packet", EnvVars: []string{"PATHCAP_SNAPLEN"}},
+			&cli.StringFlag{Name: "bytes", Value: bytesAuto, Usage: "`MODE` of recording packet bytes: all (at every hit), changed (at a packet's first hit and where they may have changed, metadata only elsewhere: analyze carries them forward; docs/FORMAT.md), auto (changed when kernel functions are hooked: a function --backend, or auto on a kernel with kprobe-multi or kprobes)", EnvVars: []string{"PATHCAP_BYTES"}},
 			&cli.StringFlag{Name: "backend", Value: capture.BackendAuto, Usage: "how kernel functions are hooked, besides the tracepoints: `KIND` auto, tracepoint (none), kprobe-multi, kprobe or fentry (see docs/BACKENDS.md)", EnvVars: []string{"PATHCAP_BACKEND"}},
 			&cli.StringFlag{Name: "functions", Usage: "hook the kernel functions taking an skb whose names match `REGEX` (default: all for kprobe-multi, a built-in set for kprobe and fentry)", EnvVars: []string{"PATHCAP_FUNCTIONS"}},
 			&cli.BoolFlag{Name: "fexit", Usage: "also hook every function's exit, for return values (fentry backend)"},
@@ -159,6 +161,7 @@ func newApp() *cli.App {
 				count:     c.Uint64("count"),
 				duration:  c.Duration("duration"),
 				snaplen:   c.Int("snaplen"),
+				bytes:     c.String("bytes"),
 				backend:   c.String("backend"),
 				functions: c.String("functions"),
 				fexit:     c.Bool("fexit"),
@@ -205,12 +208,42 @@ func newApp() *cli.App {
 	}
 }
 
+// Values of --bytes.
+const (
+	bytesAll     = "all"
+	bytesChanged = "changed"
+	bytesAuto    = "auto"
+)
+
+// bytesChanged reports whether packet bytes are recorded only where they
+// may have changed (--bytes changed). auto, the default, is changed when
+// the recording will hook kernel functions (capture.FunctionsLikely:
+// decided before the output is created, since its file comment says it):
+// there a packet is seen at ~40 hooks and its bytes change at a handful
+// (docs/BENCHMARKS.md, bytes per followed packet), and analyze gives the
+// same answers (the VM scenarios run both modes). With tracepoints only a
+// packet is seen at ~5 hooks and the saving is small, while files with
+// every frame's bytes stay readable as they are by tools that carry no
+// bytes forward (tcpdump, stock Wireshark): all.
+func (o options) bytesChanged() bool {
+	switch o.bytes {
+	case bytesChanged:
+		return true
+	case bytesAuto, "":
+		return capture.FunctionsLikely(o.backend)
+	}
+	return false
+}
+
 func (o options) validate() error {
 	if o.snaplen < 1 || o.snaplen > capture.MaxSnaplen {
 		return usagef("snap length %d out of range 1..%d", o.snaplen, capture.MaxSnaplen)
 	}
 	if o.duration < 0 {
 		return usagef("negative duration %v", o.duration)
+	}
+	if !slices.Contains([]string{bytesAll, bytesChanged, bytesAuto, ""}, o.bytes) {
+		return usagef("unknown --bytes %q (want %s, %s or %s)", o.bytes, bytesAll, bytesChanged, bytesAuto)
 	}
 	if !slices.Contains(capture.Backends(), o.backend) {
 		return usagef("unknown backend %q (want %s)", o.backend, strings.Join(capture.Backends(), ", "))
@@ -318,6 +351,8 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 		Comments:    []string{sectionComment()},
 		Snaplen:     o.snaplen,
 		Recording:   recording.NewRecordingID(),
+		// Decided before anything is loaded: the file comment says it.
+		BytesChanged: o.bytesChanged(),
 	}
 	printing := o.output == ""
 	var (
@@ -362,6 +397,7 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 		Filter:         filter,
 		Match:          match,
 		NoTrack:        !o.track,
+		BytesChanged:   info.BytesChanged,
 
 		Stack:      o.stack,
 		StackDepth: o.stackDepth,

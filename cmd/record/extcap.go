@@ -136,7 +136,10 @@ func extcapCapture(r extcap.Request) error {
 	defer fifo.Close()
 
 	log := io.Discard
-	argv := []string{"record", "--write", "-"}
+	// Every frame with its bytes: Wireshark shows the frames as they come,
+	// and carries no bytes forward (--bytes changed would leave most
+	// frames empty there).
+	argv := []string{"record", "--write", "-", "--bytes", "all"}
 	for _, o := range r.Options {
 		switch {
 		case o.Call == extcapLogFile:
