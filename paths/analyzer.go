@@ -637,9 +637,11 @@ func fateRank(k OutcomeKind) int {
 // diff says what changed from hop a to hop b.
 func diff(a, b *Hop) Change {
 	var c Change
-	if b.Meta.Kind == kmeta.KindFexit && b.Meta.Len == 0 && b.Meta.Proto == 0 && b.CapLen == 0 {
+	if b.Meta.Kind == kmeta.KindFexit && b.Meta.Len == 0 && b.Meta.Proto == 0 {
 		// The exit of a function that freed the skb (record pairs it
-		// with its entry): it carries no packet, nothing to compare.
+		// with its entry): it carries no packet (len 0, no protocol;
+		// its bytes are only the synthesized Ethernet header), nothing
+		// to compare.
 		return 0
 	}
 	if a.Meta.Dev != b.Meta.Dev || a.Meta.Ifindex != b.Meta.Ifindex {

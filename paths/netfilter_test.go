@@ -81,6 +81,9 @@ func TestOutcomeFreedInsideChain(t *testing.T) {
 	p := &Packet{ID: 1, HasMeta: true}
 	add := func(m kmeta.Event) {
 		m.NetNS, m.Ifindex, m.Dev = 7, 2, "veth1"
+		if m.Hook != "nft_do_chain" || m.Kind != kmeta.KindFexit || m.NFVerdict != kmeta.NFStolen {
+			m.Len, m.Proto = 60, 0x0800
+		}
 		p.Hops = append(p.Hops, Hop{Time: int64(len(p.Hops)+1) * 1000, Meta: m})
 	}
 	add(kmeta.Event{Kind: kmeta.KindTracepoint, Hook: "netif_receive_skb"})
@@ -95,6 +98,10 @@ func TestOutcomeFreedInsideChain(t *testing.T) {
 	o := p.Outcome
 	if o.Kind != Dropped || o.Reason != "NETFILTER_DROP" || o.NFTFamily != "inet" || o.NFTTable != "filter" || o.NFTChain != "input" || o.NFHook != "input" || o.NFFamily != "ip" {
 		t.Errorf("outcome %s %q by %q %q %q at %q %q", o.Kind, o.Reason, o.NFTFamily, o.NFTTable, o.NFTChain, o.NFFamily, o.NFHook)
+	}
+	// The exit after the free carries no packet: no change is claimed.
+	if c := p.Hops[len(p.Hops)-1].Changed; c != 0 {
+		t.Errorf("the exit after the free: changed %v", c)
 	}
 }
 
