@@ -3,14 +3,13 @@
 #ifndef PATHCAP_RECORD_H
 #define PATHCAP_RECORD_H
 
-// Whether a program can describe a netfilter place (struct hit's nf_*
-// fields): for BTF-typed programs a load-time constant, so that the
-// branch is dead code for every other hook; kprobe programs learn it from
-// each function's cookie.
+// Whether a program can describe a netfilter place (NF_PLACE in struct
+// hit's reason): a load-time constant of BTF-typed programs, so that the
+// branch is dead code for every other hook; never the kprobe program.
 #if BTF_READS
 #define NF_PLACES (nf_state_arg >= 0 || nft_chain)
 #else
-#define NF_PLACES 1
+#define NF_PLACES 0
 #endif
 
 // One hook hit, as the programs' entry points describe it.

@@ -67,9 +67,6 @@ func hookCookie(h *Hook) uint64 {
 	if h.NoStart {
 		c |= 1 << 25
 	}
-	if h.NFState {
-		c |= 1 << 26
-	}
 	return c
 }
 

@@ -52,7 +52,7 @@ func nftDropCount(t *testing.T, p *testenv.VethPair, ns, table string) int {
 // a socket on 9999 that reads nothing) and the datagrams read. Where the kernel allows fexit on
 // nf_tables (Linux 5.11+ with BTF for modules) the exits of nft_do_chain
 // carry the chain's names and verdicts: drop exactly as often as the
-// counter counted, accept for every datagram read; everywhere, the
+// counter counted, accept for every datagram read; everywhere, fentry's
 // entries of nf_hook_slow carry the input hook and family ip. analyze
 // says "by nftables table inet pathcap_nf chain input (hook ip input)" for
 // exactly the counted drops, and names no chain where the kernel gives
@@ -100,9 +100,6 @@ func TestInVMNetfilter(t *testing.T) {
 				t.Logf("bpf_probe_read_kernel call sites per program kind: %v", sites)
 				if named && sites[capture.HookFexit] != 1+2+5 {
 					t.Errorf("fexit programs: %d call sites, want 8 (the bytes, the chain's handle and table, its names once)", sites[capture.HookFexit])
-				}
-				if backend == capture.BackendKprobe && sites[capture.HookKprobe] < 1+4+1+2 {
-					t.Errorf("kprobe program: %d call sites, want at least 8 (the skb, the device, the bytes, nf_hook_slow's hook state)", sites[capture.HookKprobe])
 				}
 			}
 			if hooked != named {
@@ -161,7 +158,7 @@ func TestInVMNetfilter(t *testing.T) {
 						case kmeta.NFAccept:
 							s.accept++
 						}
-					case e.Hook.NFState && (port == dropPort || port == passPort):
+					case e.Hook.NFState && e.Hook.Kind == capture.HookFentry && (port == dropPort || port == passPort):
 						if !e.NF || e.NFHook != 1 || e.NFProto != 2 {
 							t.Errorf("nf_hook_slow: netfilter fields %v hook %d pf %d, want hook 1 (input) pf 2 (ip)", e.NF, e.NFHook, e.NFProto)
 						}
@@ -238,7 +235,9 @@ func TestInVMNetfilter(t *testing.T) {
 			if counted != dropN || read != passN {
 				t.Fatalf("oracles disagree with what was sent: counter %d of %d, read %d of %d", counted, dropN, read, passN)
 			}
-			if hookHits < dropN+passN {
+			// The kprobe program does not read nf_hook_slow's hook state
+			// (docs/BACKENDS.md); fentry's nf_hook_slow carries it.
+			if backend == capture.BackendFentry && hookHits < dropN+passN {
 				t.Errorf("%d nf_hook_slow events of the datagrams carry the input hook, want %d", hookHits, dropN+passN)
 			}
 			if named && (chainDrops != counted || chainAccepts != read) {

@@ -326,13 +326,17 @@ func TestRecordLeavesNoBPFObjects(t *testing.T) {
 
 // halfWayLimit returns an open-file limit under which record, with every
 // tracepoint, loads its programs and then runs out of descriptors while
-// attaching them (the number depends on the kernel's tracepoints): it
-// tries limits from 48 up in steps of 16 (the attachments need one
-// descriptor per hook, more than 16 in all).
+// attaching them (the number depends on the kernel's tracepoints and on
+// how many maps each concurrent load clones for a moment): it tries
+// limits from 48 up in steps of 4. The window between the loads' peak and
+// what the attachments need is narrower than it looks (one descriptor
+// per hook, but the concurrent loads hold clones of the shared maps at
+// their peak): steps of 16 stepped over it once the netfilter and
+// fingerprint maps were added.
 func halfWayLimit(t *testing.T, bash, bin string) int {
 	t.Helper()
 	var last string
-	for n := 48; n <= 512; n += 16 {
+	for n := 48; n <= 512; n += 4 {
 		out, err := exec.Command(bash, "-c", fmt.Sprintf(`ulimit -n %d && exec "$@"`, n), "bash", bin, "--backend", "tracepoint", "-w", "/dev/null", "--duration", "1ms").CombinedOutput()
 		if err == nil {
 			break
