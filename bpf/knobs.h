@@ -29,6 +29,8 @@ volatile const __u64 wakeup_bytes = 0;  // wake the reader at multiples of this 
 
 // Kernel compatibility and host safety knobs (see docs/BACKENDS.md).
 volatile const __u32 task_btf = 1;      // 1: bpf_get_current_task_btf exists (Linux 5.11+)
+volatile const __u32 rdonly_cast = 0;   // 1: the kfunc bpf_rdonly_cast exists (Linux 6.2+): skb.c
+                                        // walks the skb through an untrusted pointer
 volatile const __u32 copy_bytes = 1;    // 0: record no packet bytes, so that a recorded hit
                                         // makes no bpf_probe_read_kernel call (audit-safe mode)
 volatile const __u64 budget_per_cpu = 0; // most events recorded per second on one CPU, 0: no limit

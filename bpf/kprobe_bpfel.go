@@ -126,6 +126,7 @@ const (
 	KprobeVarNoStart        = "no_start"
 	KprobeVarNrCpus         = "nr_cpus"
 	KprobeVarPairCalls      = "pair_calls"
+	KprobeVarRdonlyCast     = "rdonly_cast"
 	KprobeVarReasonArg      = "reason_arg"
 	KprobeVarRetArg         = "ret_arg"
 	KprobeVarSkbArg         = "skb_arg"
@@ -234,6 +235,7 @@ type KprobeVariableSpecs struct {
 	NoStart       *ebpf.VariableSpec `ebpf:"no_start"`
 	NrCpus        *ebpf.VariableSpec `ebpf:"nr_cpus"`
 	PairCalls     *ebpf.VariableSpec `ebpf:"pair_calls"`
+	RdonlyCast    *ebpf.VariableSpec `ebpf:"rdonly_cast"`
 	ReasonArg     *ebpf.VariableSpec `ebpf:"reason_arg"`
 	RetArg        *ebpf.VariableSpec `ebpf:"ret_arg"`
 	SkbArg        *ebpf.VariableSpec `ebpf:"skb_arg"`
@@ -328,6 +330,7 @@ type KprobeVariables struct {
 	NoStart       *ebpf.Variable `ebpf:"no_start"`
 	NrCpus        *ebpf.Variable `ebpf:"nr_cpus"`
 	PairCalls     *ebpf.Variable `ebpf:"pair_calls"`
+	RdonlyCast    *ebpf.Variable `ebpf:"rdonly_cast"`
 	ReasonArg     *ebpf.Variable `ebpf:"reason_arg"`
 	RetArg        *ebpf.Variable `ebpf:"ret_arg"`
 	SkbArg        *ebpf.Variable `ebpf:"skb_arg"`

@@ -142,6 +142,7 @@ const (
 	SkbVarNoStart       = "no_start"
 	SkbVarNrCpus        = "nr_cpus"
 	SkbVarPairCalls     = "pair_calls"
+	SkbVarRdonlyCast    = "rdonly_cast"
 	SkbVarReasonArg     = "reason_arg"
 	SkbVarRetArg        = "ret_arg"
 	SkbVarSkbArg        = "skb_arg"
@@ -244,6 +245,7 @@ type SkbVariableSpecs struct {
 	NoStart       *ebpf.VariableSpec `ebpf:"no_start"`
 	NrCpus        *ebpf.VariableSpec `ebpf:"nr_cpus"`
 	PairCalls     *ebpf.VariableSpec `ebpf:"pair_calls"`
+	RdonlyCast    *ebpf.VariableSpec `ebpf:"rdonly_cast"`
 	ReasonArg     *ebpf.VariableSpec `ebpf:"reason_arg"`
 	RetArg        *ebpf.VariableSpec `ebpf:"ret_arg"`
 	SkbArg        *ebpf.VariableSpec `ebpf:"skb_arg"`
@@ -331,6 +333,7 @@ type SkbVariables struct {
 	NoStart       *ebpf.Variable `ebpf:"no_start"`
 	NrCpus        *ebpf.Variable `ebpf:"nr_cpus"`
 	PairCalls     *ebpf.Variable `ebpf:"pair_calls"`
+	RdonlyCast    *ebpf.Variable `ebpf:"rdonly_cast"`
 	ReasonArg     *ebpf.Variable `ebpf:"reason_arg"`
 	RetArg        *ebpf.Variable `ebpf:"ret_arg"`
 	SkbArg        *ebpf.Variable `ebpf:"skb_arg"`

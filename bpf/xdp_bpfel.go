@@ -109,6 +109,7 @@ const (
 	XdpVarNoStart       = "no_start"
 	XdpVarNrCpus        = "nr_cpus"
 	XdpVarPairCalls     = "pair_calls"
+	XdpVarRdonlyCast    = "rdonly_cast"
 	XdpVarReasonArg     = "reason_arg"
 	XdpVarRetArg        = "ret_arg"
 	XdpVarSkbArg        = "skb_arg"
@@ -211,6 +212,7 @@ type XdpVariableSpecs struct {
 	NoStart       *ebpf.VariableSpec `ebpf:"no_start"`
 	NrCpus        *ebpf.VariableSpec `ebpf:"nr_cpus"`
 	PairCalls     *ebpf.VariableSpec `ebpf:"pair_calls"`
+	RdonlyCast    *ebpf.VariableSpec `ebpf:"rdonly_cast"`
 	ReasonArg     *ebpf.VariableSpec `ebpf:"reason_arg"`
 	RetArg        *ebpf.VariableSpec `ebpf:"ret_arg"`
 	SkbArg        *ebpf.VariableSpec `ebpf:"skb_arg"`
@@ -298,6 +300,7 @@ type XdpVariables struct {
 	NoStart       *ebpf.Variable `ebpf:"no_start"`
 	NrCpus        *ebpf.Variable `ebpf:"nr_cpus"`
 	PairCalls     *ebpf.Variable `ebpf:"pair_calls"`
+	RdonlyCast    *ebpf.Variable `ebpf:"rdonly_cast"`
 	ReasonArg     *ebpf.Variable `ebpf:"reason_arg"`
 	RetArg        *ebpf.Variable `ebpf:"ret_arg"`
 	SkbArg        *ebpf.Variable `ebpf:"skb_arg"`

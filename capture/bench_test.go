@@ -323,3 +323,19 @@ func meanRunTime(b *testing.B, prog *ebpf.Program) (float64, uint64) {
 	}
 	return float64(s.Runtime.Nanoseconds()) / float64(s.RunCount), s.RunCount
 }
+
+// BenchmarkNewRecorder loads and closes a recorder on every skb tracepoint
+// (the default configuration): the part of record's start-up this package
+// owns. Profile it with -cpuprofile; run it with -benchtime=5x.
+func BenchmarkNewRecorder(b *testing.B) {
+	requireRoot(b)
+	for range b.N {
+		r, err := NewRecorder(Config{Backend: BackendTracepoint})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		r.Close()
+		b.StartTimer()
+	}
+}

@@ -131,6 +131,7 @@ func (r *Recorder) open(cfg Config, cache *btf.Cache, kernel *btf.Spec, tab *btf
 		probeRead:   cfg.probeRead,
 		retArg:      -1,
 		taskBTF:     r.compat.taskBTF,
+		rdonlyCast:  r.compat.rdonlyCast,
 		copyBytes:   !r.compat.auditSafe,
 		budget:      r.compat.perCPU,
 		linkClones:  !cfg.NoTrack,
@@ -323,6 +324,7 @@ type hookKnobs struct {
 	clone       bool             // the exit of a clone function
 	retArg      int              // argument index of the return value, or -1
 	taskBTF     bool             // bpf_get_current_task_btf exists
+	rdonlyCast  bool             // the kfunc bpf_rdonly_cast exists (skb.c walks untrusted pointers)
 	copyBytes   bool             // record packet bytes (a probe read per event)
 	budget      uint64           // events per second per CPU, 0: no limit
 	linkClones  bool             // link clones by their buffer (heads)
@@ -385,6 +387,7 @@ func (k hookKnobs) apply(vs *bpf.SkbVariableSpecs) error {
 	s.set(vs.CloneHook, b32(k.clone))
 	s.set(vs.RetArg, int32(k.retArg))
 	s.set(vs.TaskBtf, b32(k.taskBTF))
+	s.set(vs.RdonlyCast, b32(k.rdonlyCast))
 	s.set(vs.CopyBytes, b32(k.copyBytes))
 	s.set(vs.BudgetPerCpu, k.budget)
 	s.set(vs.LinkClones, b32(k.linkClones))

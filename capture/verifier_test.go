@@ -81,7 +81,7 @@ func TestVerifierCost(t *testing.T) {
 	for _, expr := range costlyFilters {
 		for _, m := range modes {
 			k := hookKnobs{snaplen: 256, ncpu: 2, trackSets: 1 << 14, track: true, retArg: -1,
-				taskBTF: true, copyBytes: true, probeRead: m.copied, linkClones: m.links, onlyChanged: m.changed}
+				taskBTF: true, copyBytes: true, probeRead: m.copied, linkClones: m.links, onlyChanged: m.changed, rdonlyCast: haveKfunc(kernel, "bpf_rdonly_cast")}
 			bufSize := 64
 			if expr != "" {
 				f, err := CompileFilter(expr)
