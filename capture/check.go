@@ -147,6 +147,10 @@ func RunCheck() (*Check, error) {
 		Name: "drop reasons at kfree_skb", Since: "5.17", Have: reasons,
 		Without: "drops carry the freeing code location only; analyze reports \"dropped (no reason on this kernel)\"",
 	})
+	c.Features = append(c.Features, FeatureCheck{
+		Name: "kfunc bpf_rdonly_cast", Since: "6.2", Have: haveKfunc(kernel, "bpf_rdonly_cast"),
+		Without: "the same programs, verified more slowly (a longer start)",
+	})
 	direct, err := probeDirectRead(kernel, hook.Name)
 	c.Features = append(c.Features, FeatureCheck{
 		Name: "packet loads in place", Since: "after 6.12", Have: direct, Err: err,
