@@ -114,15 +114,16 @@ func FunctionsLikely(backend string) bool {
 	case BackendTracepoint:
 		return false
 	case BackendAuto, "":
-		return haveBackend(BackendKprobeMulti, "", nil) == nil || haveBackend(BackendKprobe, "", nil) == nil
+		return haveBackend(BackendKprobeMulti, "", nil, nil) == nil || haveBackend(BackendKprobe, "", nil, nil) == nil
 	}
 	return true
 }
 
 // haveBackend reports whether the kernel allows backend b, with the reason
 // if not, attaching a trivial program to probe where no cheaper check
-// exists. sym is a traceable function to probe with.
-func haveBackend(b, sym string, kernel *btf.Spec) error {
+// exists. sym is a traceable function to probe with; cache is the
+// recorder's BTF cache, or nil.
+func haveBackend(b, sym string, kernel *btf.Spec, cache *btf.Cache) error {
 	if (b == BackendKprobe || b == BackendKprobeMulti) && runtime.GOARCH != "amd64" {
 		// bpf/kprobe.c reads the arguments from x86-64's struct pt_regs
 		// at fixed offsets.
@@ -147,11 +148,11 @@ func haveBackend(b, sym string, kernel *btf.Spec) error {
 		}
 		return fmt.Errorf("no kprobe PMU or kprobe_events: %w", ebpf.ErrNotSupported)
 	case BackendFentry:
-		prog, err := ebpf.NewProgramWithOptions(&ebpf.ProgramSpec{
+		prog, err := newProbeProgram(&ebpf.ProgramSpec{
 			Name: "probe_fentry", Type: ebpf.Tracing, AttachType: ebpf.AttachTraceFEntry,
 			AttachTo: sym, License: "GPL",
 			Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 0), asm.Return()},
-		}, ebpf.ProgramOptions{KernelTypes: kernel})
+		}, ebpf.ProgramOptions{KernelTypes: kernel}, cache)
 		if err != nil {
 			// Tracepoints loaded, so EPERM here is the kernel's policy
 			// (lockdown), not missing privileges.
@@ -236,7 +237,7 @@ func (r *Recorder) attachFunctions(cfg Config, env *loadEnv) error {
 		fns := p.functions(b)
 		if len(fns) == 0 {
 			err = fmt.Errorf("no traceable function matches %q: %w", cfg.Functions, ErrNoHooks)
-		} else if err = haveBackend(b, fns[0].Name, env.kernel); err == nil {
+		} else if err = haveBackend(b, fns[0].Name, env.kernel, env.opts.Cache); err == nil {
 			err = r.attachBackend(b, fns, p, env)
 		}
 		if err == nil {

@@ -209,7 +209,7 @@ func (r *Recorder) attachPrograms(cfg Config, env *loadEnv) error {
 		}
 		return fmt.Errorf("trace %s programs: %w: %s", what, ErrNoHooks, why)
 	}
-	if err := haveBackend(BackendFentry, kmeta.HookMemoryFree, env.kernel); err != nil {
+	if err := haveBackend(BackendFentry, kmeta.HookMemoryFree, env.kernel, env.opts.Cache); err != nil {
 		return fmt.Errorf("trace %s programs: %w: %w", what, ErrBackend, err)
 	}
 	for _, c := range sel {
@@ -295,7 +295,7 @@ func CheckProgramTracing() error {
 	if err != nil {
 		return err
 	}
-	if err := haveBackend(BackendFentry, kmeta.HookMemoryFree, kernel); err != nil {
+	if err := haveBackend(BackendFentry, kmeta.HookMemoryFree, kernel, nil); err != nil {
 		return fmt.Errorf("%w: %w", ErrBackend, err)
 	}
 	return nil

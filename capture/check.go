@@ -127,7 +127,7 @@ func RunCheck() (*Check, error) {
 		return c, nil
 	}
 
-	taskBTF, err := probeTaskBTF(kernel, hook.Name)
+	taskBTF, err := probeTaskBTF(kernel, nil, hook.Name)
 	c.Features = append(c.Features, FeatureCheck{
 		Name: "bpf_get_current_task_btf", Since: "5.11", Have: taskBTF, Err: err,
 		Without: "task ids and name come from two helper calls per event",
@@ -151,7 +151,7 @@ func RunCheck() (*Check, error) {
 		Name: "kfunc bpf_rdonly_cast", Since: "6.2", Have: haveKfunc(kernel, "bpf_rdonly_cast"),
 		Without: "the same programs, verified more slowly (a longer start)",
 	})
-	direct, err := probeDirectRead(kernel, hook.Name)
+	direct, err := probeDirectRead(kernel, nil, hook.Name)
 	c.Features = append(c.Features, FeatureCheck{
 		Name: "packet loads in place", Since: "after 6.12", Have: direct, Err: err,
 		Without: "a filter expression copies the packet's first bytes with bpf_probe_read_kernel (one call per filtered hit)",
@@ -159,7 +159,7 @@ func RunCheck() (*Check, error) {
 
 	sym := probeFunction(kernel)
 	for _, b := range []string{BackendKprobeMulti, BackendKprobe, BackendFentry} {
-		c.Backends = append(c.Backends, BackendCheck{Name: b, Err: haveBackend(b, sym, kernel)})
+		c.Backends = append(c.Backends, BackendCheck{Name: b, Err: haveBackend(b, sym, kernel, nil)})
 	}
 	c.Netfilter = netfilterSupport(kernel)
 	for _, bc := range c.Backends {
@@ -230,7 +230,7 @@ func probeTracepoint(kernel *btf.Spec, hook string) error {
 // probeDirectRead reports whether tracing programs may load packet bytes
 // through skb->head, by loading one that loads the first byte on hook
 // (whose first argument is the skb).
-func probeDirectRead(kernel *btf.Spec, hook string) (bool, error) {
+func probeDirectRead(kernel *btf.Spec, cache *btf.Cache, hook string) (bool, error) {
 	var skb *btf.Struct
 	if err := kernel.TypeByName("sk_buff", &skb); err != nil {
 		return false, fmt.Errorf("find struct sk_buff: %w", err)
@@ -244,7 +244,7 @@ func probeDirectRead(kernel *btf.Spec, hook string) (bool, error) {
 	if off < 0 {
 		return false, errors.New("find sk_buff.head: no such member")
 	}
-	prog, err := ebpf.NewProgramWithOptions(&ebpf.ProgramSpec{
+	prog, err := newProbeProgram(&ebpf.ProgramSpec{
 		Name: "pathcap_probe", Type: ebpf.Tracing, AttachType: ebpf.AttachTraceRawTp,
 		AttachTo: hook, License: "GPL",
 		Instructions: asm.Instructions{
@@ -256,7 +256,7 @@ func probeDirectRead(kernel *btf.Spec, hook string) (bool, error) {
 			asm.Mov.Imm(asm.R0, 0).WithSymbol("out"),
 			asm.Return(),
 		},
-	}, ebpf.ProgramOptions{KernelTypes: kernel})
+	}, ebpf.ProgramOptions{KernelTypes: kernel}, cache)
 	if err != nil {
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {

@@ -25,11 +25,11 @@ type compat struct {
 
 // decideCompat probes the kernel for the features the programs use and
 // decides, from cfg, whether to record in audit-safe mode.
-func decideCompat(cfg Config, kernel *btf.Spec, hooks []Hook, ncpu int) (compat, error) {
+func decideCompat(cfg Config, kernel *btf.Spec, cache *btf.Cache, hooks []Hook, ncpu int) (compat, error) {
 	c := compat{release: kernelRelease()}
 	var err error
 	if len(hooks) > 0 {
-		if c.taskBTF, err = probeTaskBTF(kernel, hooks[0].Name); err != nil {
+		if c.taskBTF, err = probeTaskBTF(kernel, cache, hooks[0].Name); err != nil {
 			return c, err
 		}
 	}

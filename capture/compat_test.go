@@ -103,7 +103,7 @@ func TestLoadErrorOneLine(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A helper number no kernel knows.
-	ok, err := probeTracingHelper(kernel, "netif_receive_skb", asm.BuiltinFunc(100000))
+	ok, err := probeTracingHelper(kernel, nil, "netif_receive_skb", asm.BuiltinFunc(100000))
 	if ok || err != nil {
 		t.Fatalf("probe of an unknown helper: %v, %v; want false, nil", ok, err)
 	}

@@ -39,15 +39,34 @@ type Features struct {
 // probeTaskBTF reports whether tracing programs may call
 // bpf_get_current_task_btf, by loading one that does on a tracepoint the
 // recorder attaches to anyway (kernel holds its BTF).
-func probeTaskBTF(kernel *btf.Spec, hook string) (bool, error) {
-	return probeTracingHelper(kernel, hook, asm.FnGetCurrentTaskBtf)
+func probeTaskBTF(kernel *btf.Spec, cache *btf.Cache, hook string) (bool, error) {
+	return probeTracingHelper(kernel, cache, hook, asm.FnGetCurrentTaskBtf)
+}
+
+// newProbeProgram loads a probe program like ebpf.NewProgramWithOptions,
+// but finds its attach target through cache, the recorder's BTF cache
+// (nil: a new one). ebpf.NewProgramWithOptions decodes the kernel's BTF
+// again for every program with a target: about 40 ms on the host and
+// 0.3 s under software emulation, per probe.
+func newProbeProgram(spec *ebpf.ProgramSpec, opts ebpf.ProgramOptions, cache *btf.Cache) (*ebpf.Program, error) {
+	if cache == nil {
+		cache = btf.NewCache()
+	}
+	coll, err := ebpf.NewCollectionWithOptions(&ebpf.CollectionSpec{
+		Programs: map[string]*ebpf.ProgramSpec{"probe": spec},
+	}, ebpf.CollectionOptions{Programs: opts, Cache: cache})
+	if err != nil {
+		return nil, err
+	}
+	defer coll.Close()
+	return coll.DetachProgram("probe"), nil
 }
 
 // probeTracingHelper loads a tp_btf program on hook that calls fn, and
 // reports whether the verifier knows fn. A refusal for another reason is
 // returned as an error.
-func probeTracingHelper(kernel *btf.Spec, hook string, fn asm.BuiltinFunc) (bool, error) {
-	prog, err := ebpf.NewProgramWithOptions(&ebpf.ProgramSpec{
+func probeTracingHelper(kernel *btf.Spec, cache *btf.Cache, hook string, fn asm.BuiltinFunc) (bool, error) {
+	prog, err := newProbeProgram(&ebpf.ProgramSpec{
 		Name:       "pathcap_probe",
 		Type:       ebpf.Tracing,
 		AttachType: ebpf.AttachTraceRawTp,
@@ -58,7 +77,7 @@ func probeTracingHelper(kernel *btf.Spec, hook string, fn asm.BuiltinFunc) (bool
 			asm.Mov.Imm(asm.R0, 0),
 			asm.Return(),
 		},
-	}, ebpf.ProgramOptions{KernelTypes: kernel, LogLevel: ebpf.LogLevelBranch})
+	}, ebpf.ProgramOptions{KernelTypes: kernel, LogLevel: ebpf.LogLevelBranch}, cache)
 	if err == nil {
 		prog.Close()
 		return true, nil

@@ -62,7 +62,7 @@ func (r *Recorder) attachNetfilter(cfg Config, env *loadEnv) {
 // nft_do_chain.
 func (r *Recorder) hookNFTChain(env *loadEnv) error {
 	opts := env.opts
-	mod, err := nfTablesBTF(env.kernel)
+	mod, err := nfTablesBTF(env.kernel, env.opts.Cache)
 	if err != nil {
 		return err
 	}
@@ -70,7 +70,7 @@ func (r *Recorder) hookNFTChain(env *loadEnv) error {
 		targets := opts.Programs.ExtraRelocationTargets
 		opts.Programs.ExtraRelocationTargets = append(targets[:len(targets):len(targets)], mod)
 	}
-	if err := haveBackend(BackendFentry, kmeta.HookMemoryFree, env.kernel); err != nil {
+	if err := haveBackend(BackendFentry, kmeta.HookMemoryFree, env.kernel, env.opts.Cache); err != nil {
 		return err
 	}
 	chain := Hook{
@@ -122,11 +122,16 @@ func (r *Recorder) hookNFTChain(env *loadEnv) error {
 // nfTablesBTF returns the BTF of the nf_tables module, or nil where
 // nf_tables is built into vmlinux (kernel has its types), or why neither
 // is available.
-func nfTablesBTF(kernel *btf.Spec) (*btf.Spec, error) {
+func nfTablesBTF(kernel *btf.Spec, cache *btf.Cache) (*btf.Spec, error) {
 	if _, err := kernel.AnyTypeByName("nft_pktinfo"); err == nil {
 		return nil, nil
 	}
-	mod, err := btf.LoadKernelModuleSpec(nfTablesModule)
+	if cache == nil {
+		cache = btf.NewCache()
+	}
+	// Through the recorder's cache: the module's BTF is split BTF whose
+	// base is the kernel's, decoded once for both.
+	mod, err := cache.Module(nfTablesModule)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("nf_tables is not loaded, or this kernel has no BTF for modules (Linux 5.11+ with CONFIG_DEBUG_INFO_BTF_MODULES)")
@@ -139,7 +144,7 @@ func nfTablesBTF(kernel *btf.Spec) (*btf.Spec, error) {
 // netfilterSupport says why nft_do_chain cannot be hooked here (see
 // nfTablesBTF), or nil.
 func netfilterSupport(kernel *btf.Spec) error {
-	_, err := nfTablesBTF(kernel)
+	_, err := nfTablesBTF(kernel, nil)
 	return err
 }
 

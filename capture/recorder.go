@@ -127,7 +127,7 @@ func NewRecorder(cfg Config) (*Recorder, error) {
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return nil, fmt.Errorf("raise memlock limit: %w", permissionError(err))
 	}
-	if r.compat, err = decideCompat(cfg, kernel, hooks, ncpu); err != nil {
+	if r.compat, err = decideCompat(cfg, kernel, cache, hooks, ncpu); err != nil {
 		return nil, err
 	}
 	if err := r.open(cfg, cache, kernel, tab, ncpu); err != nil {

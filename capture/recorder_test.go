@@ -56,7 +56,7 @@ func TestBackendUnavailable(t *testing.T) {
 		t.Skip("the VM kernels allow function backends")
 	}
 	for _, b := range []string{BackendKprobeMulti, BackendKprobe, BackendFentry} {
-		if err := haveBackend(b, "ip_rcv", nil); err == nil {
+		if err := haveBackend(b, "ip_rcv", nil, nil); err == nil {
 			t.Skipf("this kernel allows %s", b)
 		}
 	}

@@ -258,7 +258,7 @@ func requireVM(t *testing.T) {
 func vmBackends(t *testing.T) []string {
 	t.Helper()
 	bs := []string{BackendFentry, BackendKprobe}
-	if err := haveBackend(BackendKprobeMulti, "", nil); err == nil {
+	if err := haveBackend(BackendKprobeMulti, "", nil, nil); err == nil {
 		bs = append(bs, BackendKprobeMulti)
 	} else if strings.HasPrefix(os.Getenv(vmtest.EnvKernel), "6.12") {
 		t.Errorf("kprobe-multi not available on %s: %v", os.Getenv(vmtest.EnvKernel), err)
@@ -503,7 +503,7 @@ func TestInVMFilterSubset(t *testing.T) {
 	requireVM(t)
 	filters := vmFilters(t)
 	backend := BackendKprobe
-	if haveBackend(BackendKprobeMulti, "", nil) == nil {
+	if haveBackend(BackendKprobeMulti, "", nil, nil) == nil {
 		backend = BackendKprobeMulti
 	}
 	p := newVethPair(t)
