@@ -2,6 +2,7 @@ package capture
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -86,7 +87,8 @@ func ListFunctions() ([]Hook, error) {
 	if err != nil {
 		return nil, err
 	}
-	return discoverFunctions(spec, kernelTable(spec), traceableFunctions())
+	tab := kernelTable(spec)
+	return discoverFunctions(spec, tab, traceableFunctions(tab))
 }
 
 // discoverFunctions finds every function in spec that takes a struct
@@ -98,18 +100,7 @@ func discoverFunctions(spec *btf.Spec, tab *btfscan.Table, traceable map[string]
 	seen := make(map[string]bool)
 	var fns []Hook
 	err := eachType(spec, tab, func(id uint32) bool {
-		if tab.Kind(id) != btfscan.KindFunc {
-			return false
-		}
-		for i, p := range tab.Params(tab.Ref(id)) {
-			if i > maxFuncArg {
-				break
-			}
-			if tab.PointsToStruct(p, "sk_buff") {
-				return true
-			}
-		}
-		return false
+		return takesSKB(tab, id)
 	}, func(typ btf.Type) {
 		fn, ok := typ.(*btf.Func)
 		if !ok || seen[fn.Name] {
@@ -176,6 +167,23 @@ func hookFromFunc(name string, proto *btf.FuncProto) (Hook, bool) {
 	return h, h.SKBArg >= 0
 }
 
+// takesSKB reports whether type id of tab is a function with a struct
+// sk_buff pointer among its first arguments.
+func takesSKB(tab *btfscan.Table, id uint32) bool {
+	if tab.Kind(id) != btfscan.KindFunc {
+		return false
+	}
+	for i, p := range tab.Params(tab.Ref(id)) {
+		if i > maxFuncArg {
+			break
+		}
+		if tab.PointsToStruct(p, "sk_buff") {
+			return true
+		}
+	}
+	return false
+}
+
 // filterFunctionsPaths are where tracefs lists the functions that ftrace
 // (and so kprobes on function entries, kprobe-multi and fentry) can
 // attach to.
@@ -187,22 +195,36 @@ var filterFunctionsPaths = []string{
 // traceableFunctions returns the names of vmlinux functions that ftrace can
 // attach to, or nil when the list is not readable (the caller then tries
 // every function and skips those that fail to attach). Module functions
-// are left out: only vmlinux BTF is searched.
-func traceableFunctions() map[string]bool {
+// are left out: only vmlinux BTF is searched. With tab, the kernel's raw
+// type table, it keeps only the functions that take an skb (takesSKB):
+// the list has tens of thousands of names, and a map of all of them cost
+// 40 ms on the host and 0.4 s under software emulation at every start.
+func traceableFunctions(tab *btfscan.Table) map[string]bool {
+	var want map[string]bool
+	if tab != nil {
+		want = make(map[string]bool)
+		for id := uint32(1); id <= uint32(tab.Len()); id++ {
+			if takesSKB(tab, id) {
+				want[tab.Name(id)] = true
+			}
+		}
+	}
 	for _, p := range filterFunctionsPaths {
 		f, err := os.Open(p)
 		if err != nil {
 			continue
 		}
-		names := make(map[string]bool)
+		names := make(map[string]bool, len(want))
 		sc := bufio.NewScanner(f)
 		for sc.Scan() {
-			line := sc.Text()
-			if strings.Contains(line, "[") {
+			line := sc.Bytes()
+			if bytes.IndexByte(line, '[') >= 0 {
 				continue // a module's function
 			}
-			if name, _, _ := strings.Cut(line, " "); name != "" {
-				names[name] = true
+			name, _, _ := bytes.Cut(line, []byte{' '})
+			// want[string(name)] does not allocate.
+			if len(name) > 0 && (want == nil || want[string(name)]) {
+				names[string(name)] = true
 			}
 		}
 		err = sc.Err()

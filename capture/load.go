@@ -431,11 +431,40 @@ func setKnobs(spec *ebpf.CollectionSpec, h *Hook, k hookKnobs) error {
 	return nil
 }
 
+// copyForLoad copies what one load of spec changes or may change: its
+// programs, its load-time settings (variables) and the maps not replaced
+// by shared ones. Its BTF types are shared with spec: loading only reads
+// them (each program's instructions point at them in both copies), and
+// ebpf.CollectionSpec.Copy, which copies every type as well, was an eighth
+// of record's start-up CPU under software emulation.
+func copyForLoad(spec *ebpf.CollectionSpec, replaced map[string]*ebpf.Map) *ebpf.CollectionSpec {
+	cp := *spec
+	cp.Maps = make(map[string]*ebpf.MapSpec, len(spec.Maps))
+	for name, m := range spec.Maps {
+		if _, ok := replaced[name]; ok {
+			cp.Maps[name] = m
+			continue
+		}
+		cp.Maps[name] = m.Copy()
+	}
+	cp.Programs = make(map[string]*ebpf.ProgramSpec, len(spec.Programs))
+	for name, p := range spec.Programs {
+		cp.Programs[name] = p.Copy()
+	}
+	if spec.Variables != nil {
+		cp.Variables = make(map[string]*ebpf.VariableSpec, len(spec.Variables))
+		for name, v := range spec.Variables {
+			cp.Variables[name] = v.Copy()
+		}
+	}
+	return &cp
+}
+
 // loadHook loads the BTF-typed program for h (a tracepoint, fentry or fexit
 // hook, by h.Kind) from a copy of spec, with h's argument positions and k
 // set as constants and the shared maps in opts.
 func loadHook(spec *ebpf.CollectionSpec, h *Hook, opts ebpf.CollectionOptions, k hookKnobs) (*ebpf.Program, error) {
-	spec = spec.Copy()
+	spec = copyForLoad(spec, opts.MapReplacements)
 	if err := setKnobs(spec, h, k); err != nil {
 		return nil, err
 	}
