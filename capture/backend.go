@@ -202,7 +202,7 @@ func (r *Recorder) attachFunctions(cfg Config, env *loadEnv) error {
 	if err != nil {
 		return err
 	}
-	all, err := discoverFunctions(env.kernel, env.table, traceableFunctions(env.table))
+	all, err := env.functions()
 	if err != nil {
 		if cfg.Backend == BackendAuto {
 			r.backend = BackendTracepoint

@@ -76,6 +76,11 @@ type loadEnv struct {
 	table  *btfscan.Table // kernel's raw type table, or nil (kernelTable)
 	opts   ebpf.CollectionOptions
 	knobs  hookKnobs
+	// functions returns the kernel functions a backend may attach to
+	// (discoverFunctions), found while the tracepoint programs load: the
+	// traceable list and the BTF are read on a CPU the loads leave idle
+	// (under software emulation, a second of start-up).
+	functions func() ([]Hook, error)
 }
 
 // open creates the shared maps, loads one program per tracepoint, attaches
@@ -174,6 +179,23 @@ func (r *Recorder) open(cfg Config, cache *btf.Cache, kernel *btf.Spec, tab *btf
 			Cache:    cache,
 		},
 		knobs: knobs,
+	}
+
+	env.functions = func() ([]Hook, error) { return nil, nil }
+	if cfg.Backend != BackendTracepoint {
+		done := make(chan struct{})
+		var (
+			fns []Hook
+			err error
+		)
+		go func() {
+			defer close(done)
+			fns, err = discoverFunctions(env.kernel, env.table, traceableFunctions(env.table))
+		}()
+		env.functions = func() ([]Hook, error) {
+			<-done
+			return fns, err
+		}
 	}
 
 	tracepoints := len(r.hooks) + len(r.untrack)
