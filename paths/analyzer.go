@@ -104,6 +104,9 @@ type openPacket struct {
 	// are handed over right after it, so that a packet comes before its
 	// clones in the output.
 	held []*openPacket
+	// metas holds the metadata of its hops that is not shared (hopMeta);
+	// kept across reuses, as Hops.
+	metas []kmeta.Event
 }
 
 // freedEntry is a packet waiting in the freed queue; gen tells whether the
@@ -133,6 +136,8 @@ type Analyzer struct {
 	lastGen uint64
 	// out, when set, runs emit on a goroutine of its own (Process).
 	out *handoff
+	// bare is the metadata of the latest event without any (hopMeta).
+	bare *kmeta.Event
 }
 
 // NewAnalyzer returns an Analyzer that calls emit for every completed
@@ -159,7 +164,8 @@ func (a *Analyzer) add(ev *Event, flow Flow) error {
 	if ev.Time > a.now {
 		a.now = ev.Time
 	}
-	class := kmeta.ClassOf(ev.Meta.Hook)
+	meta := ev.metadata()
+	class := kmeta.ClassOf(meta.Hook)
 	var key packetKey
 	if ev.HasID {
 		key = packetKey{ev.Recording, ev.ID}
@@ -221,9 +227,9 @@ func (a *Analyzer) add(ev *Event, flow Flow) error {
 		if a.opts.KeepData {
 			p.Data = append(p.Data[:0], ev.Data...)
 		}
-		if ev.HasMeta && ev.Meta.Parent != 0 {
-			p.Parent = ev.Meta.Parent
-			if parent := a.open.get(packetKey{ev.Recording, ev.Meta.Parent}); parent != nil && !a.done(parent) && mayBeCopyOf(flow, &parent.Packet) {
+		if ev.HasMeta && meta.Parent != 0 {
+			p.Parent = meta.Parent
+			if parent := a.open.get(packetKey{ev.Recording, meta.Parent}); parent != nil && !a.done(parent) && mayBeCopyOf(flow, &parent.Packet) {
 				parent.Children = append(parent.Children, p.ID)
 				parent.openChildren++
 				p.Attached = true
@@ -262,27 +268,22 @@ func (a *Analyzer) add(ev *Event, flow Flow) error {
 		if n > 0 && ev.Time < p.Hops[n-1].Time {
 			p.disordered = true
 		}
+		meta = a.hopMeta(ev, p)
 		h := &p.Hops[n]
 		if ev.HasMeta {
-			*h = Hop{Time: ev.Time, Meta: ev.Meta, NSName: ev.NSName, CapLen: uint32(len(ev.Data)), OrigLen: ev.OrigLen,
+			*h = Hop{Time: ev.Time, Meta: meta, NSName: ev.NSName, CapLen: uint32(len(ev.Data)), OrigLen: ev.OrigLen,
 				Flow: flow, Frame: ev.Frame, File: ev.File, Lost: ev.Lost, Stack: ev.Stack}
 		} else {
-			*h = Hop{Time: ev.Time, Meta: kmeta.Event{Dev: ev.IfName}, CapLen: uint32(len(ev.Data)), OrigLen: ev.OrigLen,
+			*h = Hop{Time: ev.Time, Meta: meta, CapLen: uint32(len(ev.Data)), OrigLen: ev.OrigLen,
 				Flow: flow, Frame: ev.Frame, File: ev.File, Lost: ev.Lost}
 		}
-		// From the event, not the hop just written: its memory
-		// may not be in the cache yet.
-		if ev.HasMeta {
-			p.fold.add(n, &ev.Meta, class)
-		} else {
-			p.fold.add(n, &h.Meta, kmeta.ClassOf(h.Meta.Hook))
-		}
+		p.fold.add(n, meta, class)
 		p.settledKnown = false
 	}
 	if a.opts.Filter != nil && !p.FilterMatched && a.opts.Filter(ev.Data) {
 		p.FilterMatched = true
 	}
-	if ev.HasMeta && class == kmeta.ClassMemoryFree && kmeta.IsFunctionKind(ev.Meta.Kind) {
+	if ev.HasMeta && class == kmeta.ClassMemoryFree && kmeta.IsFunctionKind(meta.Kind) {
 		// A function backend saw the skb's memory go: nothing later
 		// can be this packet.
 		p.memFreed = ev.Time
@@ -301,6 +302,27 @@ func (a *Analyzer) add(ev *Event, flow Flow) error {
 		return a.sweep(false)
 	}
 	return nil
+}
+
+// hopMeta returns the metadata of ev's hop in p, which the hop keeps a
+// pointer to: the event's shared metadata (Process, a comment that
+// repeats), else a copy of Meta in p's own, or for an event without
+// metadata one that names only its device.
+func (a *Analyzer) hopMeta(ev *Event, p *openPacket) *kmeta.Event {
+	if ev.meta != nil {
+		return ev.meta
+	}
+	if !ev.HasMeta {
+		if a.bare == nil || a.bare.Dev != ev.IfName {
+			a.bare = &kmeta.Event{Dev: ev.IfName}
+		}
+		return a.bare
+	}
+	// Appending may move the slice: the hops before keep pointing into
+	// the old array, whose events do not change (the array is reused
+	// only with the struct, once its hops are gone).
+	p.metas = append(p.metas, ev.Meta)
+	return &p.metas[len(p.metas)-1]
 }
 
 // completeFreed emits the freed packets whose grace period is over (all of
@@ -394,6 +416,9 @@ func (a *Analyzer) hand(p *openPacket) error {
 		err = a.out.put(a, p)
 	} else {
 		err = a.emit(&p.Packet)
+		// What the hops point to (metadata shared in blocks, stacks)
+		// is not kept alive by the pool.
+		clear(p.Hops)
 		a.free = append(a.free, p)
 	}
 	for _, c := range held {
@@ -408,9 +433,13 @@ func (a *Analyzer) newPacket() *openPacket {
 	if n := len(a.free); n > 0 {
 		p := a.free[n-1]
 		a.free = a.free[:n-1]
-		hops, children, clones, data, held, gen, own := p.Hops[:0], p.Children[:0], p.Clones[:0], p.Data[:0], p.held[:0], p.gen, p.own
+		hops, children, clones, data, held, gen, own, metas := p.Hops[:0], p.Children[:0], p.Clones[:0], p.Data[:0], p.held[:0], p.gen, p.own, p.metas[:0]
+		if cap(metas) > 8 {
+			// A long path's: not kept for every later packet.
+			metas = nil
+		}
 		*p = openPacket{}
-		p.Hops, p.Children, p.Clones, p.Data, p.held, p.gen, p.own = hops, children, clones, data, held, gen, own
+		p.Hops, p.Children, p.Clones, p.Data, p.held, p.gen, p.own, p.metas = hops, children, clones, data, held, gen, own, metas
 		return p
 	}
 	return &openPacket{}
@@ -757,7 +786,7 @@ func socketKind(p *Packet, loc string) string {
 func classify(p *Packet) Outcome {
 	var f hookFold
 	for i := range p.Hops {
-		f.add(i, &p.Hops[i].Meta, kmeta.ClassOf(p.Hops[i].Meta.Hook))
+		f.add(i, p.Hops[i].Meta, kmeta.ClassOf(p.Hops[i].Meta.Hook))
 	}
 	return classifyFolded(p, &f)
 }
@@ -863,7 +892,7 @@ func byNetfilter(p *Packet, o *Outcome) {
 		}
 	}
 	for i := free - 1; i >= 0; i-- {
-		m := &p.Hops[i].Meta
+		m := p.Hops[i].Meta
 		if m.NFVerdict != "" {
 			if chain < 0 {
 				if m.NFVerdict != kmeta.NFDrop {
@@ -880,14 +909,14 @@ func byNetfilter(p *Packet, o *Outcome) {
 		}
 	}
 	if chain >= 0 {
-		m := &p.Hops[chain].Meta
+		m := p.Hops[chain].Meta
 		o.NFTFamily, o.NFTTable, o.NFTChain = m.NFTFamily, m.NFTTable, m.NFTChain
 		o.NFFamily, o.NFHook = m.NFFamily, m.NFHook
 	}
 	if place >= 0 && o.NFHook == "" && (chain >= 0 || o.Reason == "NETFILTER_DROP") {
 		// Without a chain's verdict, a drop after entering a netfilter
 		// hook is the hook's only where the kernel's reason says so.
-		m := &p.Hops[place].Meta
+		m := p.Hops[place].Meta
 		o.NFFamily, o.NFHook = m.NFFamily, m.NFHook
 	}
 }
@@ -914,7 +943,7 @@ func byProgram(p *Packet, o *Outcome, last int) {
 	if last < 0 {
 		return
 	}
-	m := &p.Hops[last].Meta
+	m := p.Hops[last].Meta
 	if m.ProgType == kmeta.ProgXDP {
 		byXDP(p, o, m, last)
 		return
@@ -989,7 +1018,7 @@ func classifyHops(p *Packet, f *hookFold) Outcome {
 		// The task is the reader only at hops in its recvmsg (not in the
 		// softirq that queued the packet).
 		if deliveredAt >= 0 {
-			if h := &p.Hops[deliveredAt].Meta; isDeliveryHook(h.Hook) || isDeliveryFunction(h.Hook) {
+			if h := p.Hops[deliveredAt].Meta; isDeliveryHook(h.Hook) || isDeliveryFunction(h.Hook) {
 				o.Process = h.Comm
 			}
 		}

@@ -58,6 +58,9 @@ func (h *handoff) run() {
 				if err = h.emit(&p.Packet); err != nil {
 					break
 				}
+				// What the hops point to (metadata shared in
+				// blocks, stacks) is not kept alive by the pool.
+				clear(p.Hops)
 			}
 		}
 		h.back <- handoffReturn{b, err}
