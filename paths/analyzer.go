@@ -84,12 +84,10 @@ type openPacket struct {
 	// openChildren counts its clones still open: a packet waits for them
 	// (within the window), since a clone's fate can decide its outcome.
 	openChildren int
-	// own caches, when settledKnown, the outcome of its own skb
-	// (classify, before the clones): when delivered, no clone can change
-	// it and the packet does not wait for them. ownInOrder says its hops
-	// were in time order then, so that Finish would find the same.
-	own                      *Outcome // kept across reuses, as Hops
-	settledKnown, ownInOrder bool
+	// ownDelivered caches, when settledKnown, whether its own skb was
+	// delivered (the kind classify gives it before the clones): then no
+	// clone can change its outcome and it does not wait for them.
+	settledKnown, ownDelivered bool
 	// disordered says a hop came with an earlier time than the hop
 	// before it (!inTimeOrder(Hops), known without reading them again).
 	disordered bool
@@ -408,7 +406,9 @@ func (p *openPacket) complete(changes bool) {
 // returns their structs to the pool.
 func (a *Analyzer) hand(p *openPacket) error {
 	held := p.held
-	p.held = nil
+	// The slice stays with the struct (it is reused with it); nothing
+	// appends to it before the struct comes back from the pool.
+	p.held = held[:0]
 	p.gen++
 	var err error
 	if a.out != nil {
@@ -426,6 +426,7 @@ func (a *Analyzer) hand(p *openPacket) error {
 			err = e
 		}
 	}
+	clear(held)
 	return err
 }
 
@@ -433,13 +434,13 @@ func (a *Analyzer) newPacket() *openPacket {
 	if n := len(a.free); n > 0 {
 		p := a.free[n-1]
 		a.free = a.free[:n-1]
-		hops, children, clones, data, held, gen, own, metas := p.Hops[:0], p.Children[:0], p.Clones[:0], p.Data[:0], p.held[:0], p.gen, p.own, p.metas[:0]
+		hops, children, clones, data, held, gen, metas := p.Hops[:0], p.Children[:0], p.Clones[:0], p.Data[:0], p.held[:0], p.gen, p.metas[:0]
 		if cap(metas) > 8 {
 			// A long path's: not kept for every later packet.
 			metas = nil
 		}
 		*p = openPacket{}
-		p.Hops, p.Children, p.Clones, p.Data, p.held, p.gen, p.own, p.metas = hops, children, clones, data, held, gen, own, metas
+		p.Hops, p.Children, p.Clones, p.Data, p.held, p.gen, p.metas = hops, children, clones, data, held, gen, metas
 		return p
 	}
 	return &openPacket{}
@@ -458,36 +459,47 @@ func (p *openPacket) waits() bool {
 		return false
 	}
 	if !p.settledKnown {
-		if p.own == nil {
-			p.own = new(Outcome)
-		}
-		*p.own = classifyFolded(&p.Packet, &p.fold)
-		p.ownInOrder = !p.disordered
+		p.ownDelivered = p.foldDelivered()
 		p.settledKnown = true
 	}
-	return p.own.Kind != Delivered
+	return !p.ownDelivered
 }
 
-// finish is Packet.Finish, without classifying again when waits did on
-// the same hops in the same order; without marking the changes unless
-// changes is set.
+// foldDelivered reports whether classifyFolded(&p.Packet, &p.fold) says
+// Delivered, reading only the hop of the free (the whole classification
+// is left to the finish, on the output goroutine for most packets):
+// classifyHops's cases that give Delivered (byProgram and byNetfilter
+// never change the kind, byXDP only that of an unknown outcome;
+// TestFoldDelivered compares).
+func (p *openPacket) foldDelivered() bool {
+	if !p.HasMeta || len(p.Hops) == 0 {
+		return false
+	}
+	if p.fold.deliveredAt > 0 {
+		return true
+	}
+	at := p.fold.freedAt
+	if at == 0 {
+		at = p.fold.memFreedAt
+	}
+	if at == 0 {
+		return false
+	}
+	m := p.Hops[at-1].Meta
+	return m.Hook != kmeta.HookDrop && !m.HasDrop && deliveredFreeFunctions[LocationFunction(m.Location)]
+}
+
+// finish is Packet.Finish, without looking at the hops' order again when
+// they came in order; without marking the changes unless changes is set.
 func (p *openPacket) finish(changes bool) {
-	if !p.settledKnown || !p.ownInOrder {
-		if p.disordered {
-			p.Packet.finish(changes)
-			return
-		}
-		// Packet.Finish, without looking at the hops' order again.
-		if changes {
-			p.markChanges()
-		}
-		p.Outcome = withClones(classifyFolded(&p.Packet, &p.fold), p.Clones)
+	if p.disordered {
+		p.Packet.finish(changes)
 		return
 	}
 	if changes {
 		p.markChanges()
 	}
-	p.Outcome = withClones(*p.own, p.Clones)
+	p.Outcome = withClones(classifyFolded(&p.Packet, &p.fold), p.Clones)
 }
 
 // inTimeOrder reports whether hops are ordered by time.
