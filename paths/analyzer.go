@@ -105,6 +105,10 @@ type openPacket struct {
 	// metas holds the metadata of its hops that is not shared (hopMeta);
 	// kept across reuses, as Hops.
 	metas []kmeta.Event
+	// deferred are its clones whose outcomes the output goroutine
+	// completes before it completes this packet (Clones[i].Outcome is
+	// deferred[i]'s), when there is one; kept across reuses.
+	deferred []*openPacket
 }
 
 // freedEntry is a packet waiting in the freed queue; gen tells whether the
@@ -361,25 +365,33 @@ func (a *Analyzer) completeFreed(final bool) error {
 }
 
 // emitOne completes one packet, hands it to emit and returns its struct to
-// the pool. With an output goroutine, a packet that is not a clone is
-// finished there (its outcome matters to no other packet): that work, on
-// hops mostly out of the cache by now, leaves the analysis.
+// the pool. With an output goroutine, a packet is finished there unless
+// another packet finished here needs its outcome: that work, on hops mostly
+// out of the cache by now, leaves the analysis. A clone whose packet is
+// finished there is finished there too, just before its packet.
 func (a *Analyzer) emitOne(p *openPacket) error {
-	if p.Parent == 0 && a.out != nil {
-		p.unfinished = true
-		return a.hand(p)
-	}
-	p.complete(!a.opts.NoChanges)
 	if p.Parent != 0 {
 		// A clone: its outcome goes to its packet, if that is still open
 		// and waiting for it, and it is handed over after its packet.
 		if parent := a.open.get(packetKey{p.key.recording, p.Parent}); parent != nil && parent.openChildren > 0 && slices.Contains(parent.Children, p.ID) {
-			parent.Clones = append(parent.Clones, CloneOutcome{ID: p.ID, Outcome: p.Outcome})
 			parent.openChildren--
 			parent.held = append(parent.held, p)
+			if parent.Parent == 0 && a.out != nil {
+				p.unfinished = true
+				parent.Clones = append(parent.Clones, CloneOutcome{ID: p.ID})
+				parent.deferred = append(parent.deferred, p)
+				return nil
+			}
+			p.complete(!a.opts.NoChanges)
+			parent.Clones = append(parent.Clones, CloneOutcome{ID: p.ID, Outcome: p.Outcome})
 			return nil
 		}
 	}
+	if a.out != nil {
+		p.unfinished = true
+		return a.hand(p)
+	}
+	p.complete(!a.opts.NoChanges)
 	return a.hand(p)
 }
 
@@ -434,13 +446,13 @@ func (a *Analyzer) newPacket() *openPacket {
 	if n := len(a.free); n > 0 {
 		p := a.free[n-1]
 		a.free = a.free[:n-1]
-		hops, children, clones, data, held, gen, metas := p.Hops[:0], p.Children[:0], p.Clones[:0], p.Data[:0], p.held[:0], p.gen, p.metas[:0]
+		hops, children, clones, data, held, gen, metas, deferred := p.Hops[:0], p.Children[:0], p.Clones[:0], p.Data[:0], p.held[:0], p.gen, p.metas[:0], p.deferred[:0]
 		if cap(metas) > 8 {
 			// A long path's: not kept for every later packet.
 			metas = nil
 		}
 		*p = openPacket{}
-		p.Hops, p.Children, p.Clones, p.Data, p.held, p.gen, p.metas = hops, children, clones, data, held, gen, metas
+		p.Hops, p.Children, p.Clones, p.Data, p.held, p.gen, p.metas, p.deferred = hops, children, clones, data, held, gen, metas, deferred
 		return p
 	}
 	return &openPacket{}
