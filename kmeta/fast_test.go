@@ -112,6 +112,27 @@ func parseBoth(t *testing.T, s string) {
 	case em != ef:
 		t.Fatalf("%q: parsed again\n%+v\nfirst\n%+v", s, em, ef)
 	}
+	// Shared, three times (the second and third from the memo, the third
+	// the same shared event): the same event or error.
+	var first *Event
+	for i := range 3 {
+		own := Event{Hook: "stale", Len: 2}
+		es, errSh := fast.ParseShared([]byte(s), &own)
+		if i == 2 && es != &own && es != first {
+			t.Fatalf("%q: ParseShared gave %p, then %p", s, first, es)
+		}
+		first = es
+		switch {
+		case (errSh == nil) != (errF == nil):
+			t.Fatalf("%q: ParseShared error %v, Parse %v", s, errSh, errF)
+		case errSh != nil:
+			if errSh.Error() != errF.Error() || es != nil {
+				t.Fatalf("%q: ParseShared error %q (event %v), Parse %q", s, errSh, es, errF)
+			}
+		case *es != ef:
+			t.Fatalf("%q: ParseShared\n%+v\nParse\n%+v", s, *es, ef)
+		}
+	}
 }
 
 func TestFastPathMatchesGeneral(t *testing.T) {

@@ -385,9 +385,9 @@ func (p *Parser) Parse(comment []byte, e *Event) error {
 	if p.memo == nil {
 		p.memo = newCommentMemo()
 	}
-	ev, slot := p.memo.find(comment)
-	if ev != nil {
-		*e = *ev
+	slot, hit := p.memo.find(comment)
+	if hit {
+		*e = slot.ev
 		return nil
 	}
 	err := p.parse(comment, e)
@@ -395,6 +395,36 @@ func (p *Parser) Parse(comment []byte, e *Event) error {
 		slot.keep(comment, e)
 	}
 	return err
+}
+
+// ParseShared is Parse for callers that keep many events: for a comment
+// seen shortly before (one that repeats: most of a real recording's) it
+// returns an Event shared with the other calls that parse that comment,
+// which the caller must not change and may keep as long as it likes,
+// without copying it into e; otherwise it decodes comment into e, as Parse
+// does, and returns e. The result is e or shared, and nil on an error.
+func (p *Parser) ParseShared(comment []byte, e *Event) (*Event, error) {
+	var slot *memoSlot
+	if !p.generic && len(comment) > 0 {
+		if p.memo == nil {
+			p.memo = newCommentMemo()
+		}
+		var hit bool
+		if slot, hit = p.memo.find(comment); hit {
+			if slot.shared == nil {
+				c := slot.ev
+				slot.shared = &c
+			}
+			return slot.shared, nil
+		}
+	}
+	if err := p.parse(comment, e); err != nil {
+		return nil, err
+	}
+	if slot != nil {
+		slot.keep(comment, e)
+	}
+	return e, nil
 }
 
 // parse is Parse without the memo (memo.go).

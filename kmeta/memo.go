@@ -36,6 +36,10 @@ type memoSlot struct {
 	n       int // the comment's length; 0: none
 	comment [memoMaxLen]byte
 	ev      Event
+	// shared is a copy of ev for ParseShared, made when the comment
+	// comes again; never changed, it stays valid after the slot keeps
+	// another comment.
+	shared *Event
 }
 
 func newCommentMemo() *commentMemo {
@@ -47,17 +51,14 @@ func (m *commentMemo) slot(comment []byte) *memoSlot {
 	return &m.slots[maphash.Bytes(m.seed, comment)&(1<<memoBits-1)]
 }
 
-// find returns the event of comment if the memo holds it, else nil and
-// the slot to keep it in once parsed.
-func (m *commentMemo) find(comment []byte) (*Event, *memoSlot) {
+// find returns the slot holding comment, if the memo holds it (hit), else
+// the slot to keep it in once parsed (nil when too long).
+func (m *commentMemo) find(comment []byte) (s *memoSlot, hit bool) {
 	if len(comment) > memoMaxLen {
-		return nil, nil
+		return nil, false
 	}
-	s := m.slot(comment)
-	if s.n == len(comment) && string(s.comment[:s.n]) == string(comment) {
-		return &s.ev, nil
-	}
-	return nil, s
+	s = m.slot(comment)
+	return s, s.n == len(comment) && string(s.comment[:s.n]) == string(comment)
 }
 
 // keep makes s remember comment (at most memoMaxLen bytes long) and its
@@ -65,4 +66,5 @@ func (m *commentMemo) find(comment []byte) (*Event, *memoSlot) {
 func (s *memoSlot) keep(comment []byte, e *Event) {
 	s.n = copy(s.comment[:], comment)
 	s.ev = *e
+	s.shared = nil
 }

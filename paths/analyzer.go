@@ -84,12 +84,10 @@ type openPacket struct {
 	// openChildren counts its clones still open: a packet waits for them
 	// (within the window), since a clone's fate can decide its outcome.
 	openChildren int
-	// own caches, when settledKnown, the outcome of its own skb
-	// (classify, before the clones): when delivered, no clone can change
-	// it and the packet does not wait for them. ownInOrder says its hops
-	// were in time order then, so that Finish would find the same.
-	own                      *Outcome // kept across reuses, as Hops
-	settledKnown, ownInOrder bool
+	// ownDelivered caches, when settledKnown, whether its own skb was
+	// delivered (the kind classify gives it before the clones): then no
+	// clone can change its outcome and it does not wait for them.
+	settledKnown, ownDelivered bool
 	// disordered says a hop came with an earlier time than the hop
 	// before it (!inTimeOrder(Hops), known without reading them again).
 	disordered bool
@@ -104,6 +102,13 @@ type openPacket struct {
 	// are handed over right after it, so that a packet comes before its
 	// clones in the output.
 	held []*openPacket
+	// metas holds the metadata of its hops that is not shared (hopMeta);
+	// kept across reuses, as Hops.
+	metas []kmeta.Event
+	// deferred are its clones whose outcomes the output goroutine
+	// completes before it completes this packet (Clones[i].Outcome is
+	// deferred[i]'s), when there is one; kept across reuses.
+	deferred []*openPacket
 }
 
 // freedEntry is a packet waiting in the freed queue; gen tells whether the
@@ -133,6 +138,8 @@ type Analyzer struct {
 	lastGen uint64
 	// out, when set, runs emit on a goroutine of its own (Process).
 	out *handoff
+	// bare is the metadata of the latest event without any (hopMeta).
+	bare *kmeta.Event
 }
 
 // NewAnalyzer returns an Analyzer that calls emit for every completed
@@ -159,7 +166,8 @@ func (a *Analyzer) add(ev *Event, flow Flow) error {
 	if ev.Time > a.now {
 		a.now = ev.Time
 	}
-	class := kmeta.ClassOf(ev.Meta.Hook)
+	meta := ev.metadata()
+	class := kmeta.ClassOf(meta.Hook)
 	var key packetKey
 	if ev.HasID {
 		key = packetKey{ev.Recording, ev.ID}
@@ -221,9 +229,9 @@ func (a *Analyzer) add(ev *Event, flow Flow) error {
 		if a.opts.KeepData {
 			p.Data = append(p.Data[:0], ev.Data...)
 		}
-		if ev.HasMeta && ev.Meta.Parent != 0 {
-			p.Parent = ev.Meta.Parent
-			if parent := a.open.get(packetKey{ev.Recording, ev.Meta.Parent}); parent != nil && !a.done(parent) && mayBeCopyOf(flow, &parent.Packet) {
+		if ev.HasMeta && meta.Parent != 0 {
+			p.Parent = meta.Parent
+			if parent := a.open.get(packetKey{ev.Recording, meta.Parent}); parent != nil && !a.done(parent) && mayBeCopyOf(flow, &parent.Packet) {
 				parent.Children = append(parent.Children, p.ID)
 				parent.openChildren++
 				p.Attached = true
@@ -262,27 +270,22 @@ func (a *Analyzer) add(ev *Event, flow Flow) error {
 		if n > 0 && ev.Time < p.Hops[n-1].Time {
 			p.disordered = true
 		}
+		meta = a.hopMeta(ev, p)
 		h := &p.Hops[n]
 		if ev.HasMeta {
-			*h = Hop{Time: ev.Time, Meta: ev.Meta, NSName: ev.NSName, CapLen: uint32(len(ev.Data)), OrigLen: ev.OrigLen,
+			*h = Hop{Time: ev.Time, Meta: meta, NSName: ev.NSName, CapLen: uint32(len(ev.Data)), OrigLen: ev.OrigLen,
 				Flow: flow, Frame: ev.Frame, File: ev.File, Lost: ev.Lost, Stack: ev.Stack}
 		} else {
-			*h = Hop{Time: ev.Time, Meta: kmeta.Event{Dev: ev.IfName}, CapLen: uint32(len(ev.Data)), OrigLen: ev.OrigLen,
+			*h = Hop{Time: ev.Time, Meta: meta, CapLen: uint32(len(ev.Data)), OrigLen: ev.OrigLen,
 				Flow: flow, Frame: ev.Frame, File: ev.File, Lost: ev.Lost}
 		}
-		// From the event, not the hop just written: its memory
-		// may not be in the cache yet.
-		if ev.HasMeta {
-			p.fold.add(n, &ev.Meta, class)
-		} else {
-			p.fold.add(n, &h.Meta, kmeta.ClassOf(h.Meta.Hook))
-		}
+		p.fold.add(n, meta, class)
 		p.settledKnown = false
 	}
 	if a.opts.Filter != nil && !p.FilterMatched && a.opts.Filter(ev.Data) {
 		p.FilterMatched = true
 	}
-	if ev.HasMeta && class == kmeta.ClassMemoryFree && kmeta.IsFunctionKind(ev.Meta.Kind) {
+	if ev.HasMeta && class == kmeta.ClassMemoryFree && kmeta.IsFunctionKind(meta.Kind) {
 		// A function backend saw the skb's memory go: nothing later
 		// can be this packet.
 		p.memFreed = ev.Time
@@ -301,6 +304,27 @@ func (a *Analyzer) add(ev *Event, flow Flow) error {
 		return a.sweep(false)
 	}
 	return nil
+}
+
+// hopMeta returns the metadata of ev's hop in p, which the hop keeps a
+// pointer to: the event's shared metadata (Process, a comment that
+// repeats), else a copy of Meta in p's own, or for an event without
+// metadata one that names only its device.
+func (a *Analyzer) hopMeta(ev *Event, p *openPacket) *kmeta.Event {
+	if ev.meta != nil {
+		return ev.meta
+	}
+	if !ev.HasMeta {
+		if a.bare == nil || a.bare.Dev != ev.IfName {
+			a.bare = &kmeta.Event{Dev: ev.IfName}
+		}
+		return a.bare
+	}
+	// Appending may move the slice: the hops before keep pointing into
+	// the old array, whose events do not change (the array is reused
+	// only with the struct, once its hops are gone).
+	p.metas = append(p.metas, ev.Meta)
+	return &p.metas[len(p.metas)-1]
 }
 
 // completeFreed emits the freed packets whose grace period is over (all of
@@ -341,25 +365,33 @@ func (a *Analyzer) completeFreed(final bool) error {
 }
 
 // emitOne completes one packet, hands it to emit and returns its struct to
-// the pool. With an output goroutine, a packet that is not a clone is
-// finished there (its outcome matters to no other packet): that work, on
-// hops mostly out of the cache by now, leaves the analysis.
+// the pool. With an output goroutine, a packet is finished there unless
+// another packet finished here needs its outcome: that work, on hops mostly
+// out of the cache by now, leaves the analysis. A clone whose packet is
+// finished there is finished there too, just before its packet.
 func (a *Analyzer) emitOne(p *openPacket) error {
-	if p.Parent == 0 && a.out != nil {
-		p.unfinished = true
-		return a.hand(p)
-	}
-	p.complete(!a.opts.NoChanges)
 	if p.Parent != 0 {
 		// A clone: its outcome goes to its packet, if that is still open
 		// and waiting for it, and it is handed over after its packet.
 		if parent := a.open.get(packetKey{p.key.recording, p.Parent}); parent != nil && parent.openChildren > 0 && slices.Contains(parent.Children, p.ID) {
-			parent.Clones = append(parent.Clones, CloneOutcome{ID: p.ID, Outcome: p.Outcome})
 			parent.openChildren--
 			parent.held = append(parent.held, p)
+			if parent.Parent == 0 && a.out != nil {
+				p.unfinished = true
+				parent.Clones = append(parent.Clones, CloneOutcome{ID: p.ID})
+				parent.deferred = append(parent.deferred, p)
+				return nil
+			}
+			p.complete(!a.opts.NoChanges)
+			parent.Clones = append(parent.Clones, CloneOutcome{ID: p.ID, Outcome: p.Outcome})
 			return nil
 		}
 	}
+	if a.out != nil {
+		p.unfinished = true
+		return a.hand(p)
+	}
+	p.complete(!a.opts.NoChanges)
 	return a.hand(p)
 }
 
@@ -386,7 +418,9 @@ func (p *openPacket) complete(changes bool) {
 // returns their structs to the pool.
 func (a *Analyzer) hand(p *openPacket) error {
 	held := p.held
-	p.held = nil
+	// The slice stays with the struct (it is reused with it); nothing
+	// appends to it before the struct comes back from the pool.
+	p.held = held[:0]
 	p.gen++
 	var err error
 	if a.out != nil {
@@ -394,6 +428,9 @@ func (a *Analyzer) hand(p *openPacket) error {
 		err = a.out.put(a, p)
 	} else {
 		err = a.emit(&p.Packet)
+		// What the hops point to (metadata shared in blocks, stacks)
+		// is not kept alive by the pool.
+		clear(p.Hops)
 		a.free = append(a.free, p)
 	}
 	for _, c := range held {
@@ -401,6 +438,7 @@ func (a *Analyzer) hand(p *openPacket) error {
 			err = e
 		}
 	}
+	clear(held)
 	return err
 }
 
@@ -408,9 +446,13 @@ func (a *Analyzer) newPacket() *openPacket {
 	if n := len(a.free); n > 0 {
 		p := a.free[n-1]
 		a.free = a.free[:n-1]
-		hops, children, clones, data, held, gen, own := p.Hops[:0], p.Children[:0], p.Clones[:0], p.Data[:0], p.held[:0], p.gen, p.own
+		hops, children, clones, data, held, gen, metas, deferred := p.Hops[:0], p.Children[:0], p.Clones[:0], p.Data[:0], p.held[:0], p.gen, p.metas[:0], p.deferred[:0]
+		if cap(metas) > 8 {
+			// A long path's: not kept for every later packet.
+			metas = nil
+		}
 		*p = openPacket{}
-		p.Hops, p.Children, p.Clones, p.Data, p.held, p.gen, p.own = hops, children, clones, data, held, gen, own
+		p.Hops, p.Children, p.Clones, p.Data, p.held, p.gen, p.metas, p.deferred = hops, children, clones, data, held, gen, metas, deferred
 		return p
 	}
 	return &openPacket{}
@@ -429,36 +471,47 @@ func (p *openPacket) waits() bool {
 		return false
 	}
 	if !p.settledKnown {
-		if p.own == nil {
-			p.own = new(Outcome)
-		}
-		*p.own = classifyFolded(&p.Packet, &p.fold)
-		p.ownInOrder = !p.disordered
+		p.ownDelivered = p.foldDelivered()
 		p.settledKnown = true
 	}
-	return p.own.Kind != Delivered
+	return !p.ownDelivered
 }
 
-// finish is Packet.Finish, without classifying again when waits did on
-// the same hops in the same order; without marking the changes unless
-// changes is set.
+// foldDelivered reports whether classifyFolded(&p.Packet, &p.fold) says
+// Delivered, reading only the hop of the free (the whole classification
+// is left to the finish, on the output goroutine for most packets):
+// classifyHops's cases that give Delivered (byProgram and byNetfilter
+// never change the kind, byXDP only that of an unknown outcome;
+// TestFoldDelivered compares).
+func (p *openPacket) foldDelivered() bool {
+	if !p.HasMeta || len(p.Hops) == 0 {
+		return false
+	}
+	if p.fold.deliveredAt > 0 {
+		return true
+	}
+	at := p.fold.freedAt
+	if at == 0 {
+		at = p.fold.memFreedAt
+	}
+	if at == 0 {
+		return false
+	}
+	m := p.Hops[at-1].Meta
+	return m.Hook != kmeta.HookDrop && !m.HasDrop && deliveredFreeFunctions[LocationFunction(m.Location)]
+}
+
+// finish is Packet.Finish, without looking at the hops' order again when
+// they came in order; without marking the changes unless changes is set.
 func (p *openPacket) finish(changes bool) {
-	if !p.settledKnown || !p.ownInOrder {
-		if p.disordered {
-			p.Packet.finish(changes)
-			return
-		}
-		// Packet.Finish, without looking at the hops' order again.
-		if changes {
-			p.markChanges()
-		}
-		p.Outcome = withClones(classifyFolded(&p.Packet, &p.fold), p.Clones)
+	if p.disordered {
+		p.Packet.finish(changes)
 		return
 	}
 	if changes {
 		p.markChanges()
 	}
-	p.Outcome = withClones(*p.own, p.Clones)
+	p.Outcome = withClones(classifyFolded(&p.Packet, &p.fold), p.Clones)
 }
 
 // inTimeOrder reports whether hops are ordered by time.
@@ -757,7 +810,7 @@ func socketKind(p *Packet, loc string) string {
 func classify(p *Packet) Outcome {
 	var f hookFold
 	for i := range p.Hops {
-		f.add(i, &p.Hops[i].Meta, kmeta.ClassOf(p.Hops[i].Meta.Hook))
+		f.add(i, p.Hops[i].Meta, kmeta.ClassOf(p.Hops[i].Meta.Hook))
 	}
 	return classifyFolded(p, &f)
 }
@@ -863,7 +916,7 @@ func byNetfilter(p *Packet, o *Outcome) {
 		}
 	}
 	for i := free - 1; i >= 0; i-- {
-		m := &p.Hops[i].Meta
+		m := p.Hops[i].Meta
 		if m.NFVerdict != "" {
 			if chain < 0 {
 				if m.NFVerdict != kmeta.NFDrop {
@@ -880,14 +933,14 @@ func byNetfilter(p *Packet, o *Outcome) {
 		}
 	}
 	if chain >= 0 {
-		m := &p.Hops[chain].Meta
+		m := p.Hops[chain].Meta
 		o.NFTFamily, o.NFTTable, o.NFTChain = m.NFTFamily, m.NFTTable, m.NFTChain
 		o.NFFamily, o.NFHook = m.NFFamily, m.NFHook
 	}
 	if place >= 0 && o.NFHook == "" && (chain >= 0 || o.Reason == "NETFILTER_DROP") {
 		// Without a chain's verdict, a drop after entering a netfilter
 		// hook is the hook's only where the kernel's reason says so.
-		m := &p.Hops[place].Meta
+		m := p.Hops[place].Meta
 		o.NFFamily, o.NFHook = m.NFFamily, m.NFHook
 	}
 }
@@ -914,7 +967,7 @@ func byProgram(p *Packet, o *Outcome, last int) {
 	if last < 0 {
 		return
 	}
-	m := &p.Hops[last].Meta
+	m := p.Hops[last].Meta
 	if m.ProgType == kmeta.ProgXDP {
 		byXDP(p, o, m, last)
 		return
@@ -989,7 +1042,7 @@ func classifyHops(p *Packet, f *hookFold) Outcome {
 		// The task is the reader only at hops in its recvmsg (not in the
 		// softirq that queued the packet).
 		if deliveredAt >= 0 {
-			if h := &p.Hops[deliveredAt].Meta; isDeliveryHook(h.Hook) || isDeliveryFunction(h.Hook) {
+			if h := p.Hops[deliveredAt].Meta; isDeliveryHook(h.Hook) || isDeliveryFunction(h.Hook) {
 				o.Process = h.Comm
 			}
 		}

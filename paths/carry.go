@@ -30,7 +30,7 @@ type byteCarry struct {
 func (c *byteCarry) apply(ev *Event) {
 	k := carryKey{ev.Recording, ev.ID}
 	switch {
-	case ev.HasMeta && ev.Meta.BytesSame && len(ev.Data) == 0:
+	case ev.HasMeta && ev.metadata().BytesSame && len(ev.Data) == 0:
 		b, ok := c.cur[k]
 		if !ok {
 			if b, ok = c.old[k]; ok {
@@ -52,7 +52,7 @@ func (c *byteCarry) apply(ev *Event) {
 		}
 		c.keep(k, append(b[:0], ev.Data...))
 	}
-	if ev.HasMeta && kmeta.ClassOf(ev.Meta.Hook).EndsTracking() {
+	if ev.HasMeta && kmeta.ClassOf(ev.metadata().Hook).EndsTracking() {
 		// Its skb is gone: the id is not used again. The bytes stay
 		// valid for this event (delete keeps the slice).
 		delete(c.cur, k)

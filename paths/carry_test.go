@@ -77,7 +77,10 @@ func TestBytesCarriedForward(t *testing.T) {
 		for _, p := range pkts {
 			// The one difference there is: the key itself.
 			for i := range p.Hops {
-				p.Hops[i].Meta.BytesSame = false
+				// (A copy: a hop's metadata is shared.)
+				m := *p.Hops[i].Meta
+				m.BytesSame = false
+				p.Hops[i].Meta = &m
 			}
 		}
 		if got := dump(pkts); got != want {

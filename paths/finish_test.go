@@ -4,14 +4,16 @@ import (
 	"errors"
 	"io"
 	"reflect"
+	"slices"
 	"testing"
 
 	"github.com/pathcap/pathcap/internal/testrec"
+	"github.com/pathcap/pathcap/kmeta"
 )
 
 // finishFiles are recordings with clones that decide their packets'
-// outcomes (ping's echo replies), on which the Analyzer's finish reuses
-// the outcome waits computed.
+// outcomes (ping's echo replies), on which the Analyzer decides from
+// its fold whether a packet waits for its clones.
 func finishFiles(t *testing.T) [][]string {
 	files := [][]string{{testrec.Crafted(t, "scenario.pcapng")}}
 	for _, n := range []string{"host-veth", "host-veth-stacks", "vm-5.10-fentry", "vm-6.1-kprobe", "vm-6.12-kprobe-multi"} {
@@ -169,5 +171,36 @@ func TestNoChanges(t *testing.T) {
 	}
 	if changed == 0 {
 		t.Fatal("no hop changed anything: the test checks nothing")
+	}
+}
+
+// TestFoldDelivered: the Analyzer's test of whether a packet's own skb was
+// delivered (which decides whether it waits for its clones) says what the
+// full classification says, for the packets of every recording under
+// testdata/, their hops folded in time order and in reverse.
+func TestFoldDelivered(t *testing.T) {
+	delivered := 0
+	for _, files := range finishFiles(t) {
+		for _, p := range analyze(t, Options{}, nil, files...) {
+			for _, rev := range []bool{false, true} {
+				op := &openPacket{Packet: *clonePacket(p)}
+				if rev {
+					slices.Reverse(op.Hops)
+				}
+				for i := range op.Hops {
+					op.fold.add(i, op.Hops[i].Meta, kmeta.ClassOf(op.Hops[i].Meta.Hook))
+				}
+				want := classifyFolded(&op.Packet, &op.fold).Kind == Delivered
+				if got := op.foldDelivered(); got != want {
+					t.Fatalf("%s: packet %d (reversed %v): foldDelivered %v, classification %v", files[0], p.ID, rev, got, want)
+				}
+				if want {
+					delivered++
+				}
+			}
+		}
+	}
+	if delivered == 0 {
+		t.Error("no packet delivered: the test tests nothing")
 	}
 }

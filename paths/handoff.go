@@ -53,11 +53,21 @@ func (h *handoff) run() {
 			h.touch(b)
 			for _, p := range b {
 				if p.unfinished {
+					// Its clones' outcomes first: its own
+					// depends on them.
+					for i, c := range p.deferred {
+						c.complete(h.changes)
+						c.unfinished = false
+						p.Clones[i].Outcome = c.Outcome
+					}
 					p.complete(h.changes)
 				}
 				if err = h.emit(&p.Packet); err != nil {
 					break
 				}
+				// What the hops point to (metadata shared in
+				// blocks, stacks) is not kept alive by the pool.
+				clear(p.Hops)
 			}
 		}
 		h.back <- handoffReturn{b, err}

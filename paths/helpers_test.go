@@ -535,6 +535,11 @@ func scenarioWant() []want {
 func clonePacket(p *Packet) *Packet {
 	c := *p
 	c.Hops = slices.Clone(p.Hops)
+	for i := range c.Hops {
+		// The metadata may be the Analyzer's, reused with the packet.
+		m := *c.Hops[i].Meta
+		c.Hops[i].Meta = &m
+	}
 	c.Children = slices.Clone(p.Children)
 	c.Clones = slices.Clone(p.Clones)
 	c.Data = slices.Clone(p.Data)
@@ -595,9 +600,9 @@ func dump(ps []*Packet) string {
 		q.Hops, q.Outcome.Stack = nil, nil
 		fmt.Fprintf(&b, "%+v outcome stack %s\n", q, stack(p.Outcome.Stack))
 		for _, h := range p.Hops {
-			st := h.Stack
-			h.File, h.Frame, h.Stack = 0, 0, nil
-			fmt.Fprintf(&b, "  %+v stack %s\n", h, stack(st))
+			st, m := h.Stack, h.Meta
+			h.File, h.Frame, h.Stack, h.Meta = 0, 0, nil, nil
+			fmt.Fprintf(&b, "  %+v meta %+v stack %s\n", h, *m, stack(st))
 		}
 	}
 	return b.String()

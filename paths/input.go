@@ -24,6 +24,10 @@ type Event struct {
 	// Meta is the pathcap metadata; HasMeta says the block had it.
 	Meta    kmeta.Event
 	HasMeta bool
+	// meta, in the events of Process's reading stage, is the metadata
+	// when it is shared with other events (kmeta.Parser.ParseShared; read
+	// only), and then Meta is not set; nil otherwise.
+	meta *kmeta.Event
 	// Stack is the event's kernel stack (Meta.Stack), nil when it has
 	// none or its frames are not in the input.
 	Stack *Stack
@@ -48,6 +52,15 @@ type Event struct {
 	File      int
 	Frame     int64
 	Recording int
+}
+
+// metadata returns the event's metadata: the shared one when there is
+// one, else Meta.
+func (e *Event) metadata() *kmeta.Event {
+	if e.meta != nil {
+		return e.meta
+	}
+	return &e.Meta
 }
 
 // InputError is an error in one input file.
@@ -122,6 +135,10 @@ type Input struct {
 	ifNames    ifNames
 	carry      byteCarry // the last bytes of ids of --bytes changed recordings
 	err        error     // sticky
+	// shareMeta makes decode leave the metadata of comments that repeat
+	// shared (Event.meta) instead of copying it into Meta: Process's
+	// reading stage, whose hops keep a pointer to it.
+	shareMeta bool
 	// Strict makes a pathcap comment that does not parse an error; by
 	// default such an event is kept without metadata.
 	Strict bool
@@ -344,6 +361,7 @@ func (in *Input) decode(f *fileInput, p *pcapng.Packet) error {
 	ev.Lost = p.Options.DropCount
 	in.LostEvents += ev.Lost
 	ev.HasMeta = false
+	ev.meta = nil
 	ev.Stack = nil
 	f.carryPending = f.carry && ev.HasID
 	f.stackComments, f.stackPending = nil, false
@@ -351,10 +369,18 @@ func (in *Input) decode(f *fileInput, p *pcapng.Packet) error {
 		if !kmeta.IsMetadata(c) {
 			continue
 		}
-		err := f.parser.Parse(c, &ev.Meta)
+		var err error
+		if in.shareMeta {
+			var m *kmeta.Event
+			if m, err = f.parser.ParseShared(c, &ev.Meta); m != &ev.Meta {
+				ev.meta = m
+			}
+		} else {
+			err = f.parser.Parse(c, &ev.Meta)
+		}
 		if err == nil {
 			ev.HasMeta = true
-			if ev.Meta.Stack != 0 {
+			if ev.metadata().Stack != 0 {
 				f.stackComments, f.stackPending = p.Options.Comments[i+1:], true
 			}
 			break
@@ -372,7 +398,7 @@ func (in *Input) decode(f *fileInput, p *pcapng.Packet) error {
 		// comment's may show through.
 		ev.Meta = kmeta.Event{}
 	}
-	in.SkippedEvents += ev.Meta.Skipped
+	in.SkippedEvents += ev.metadata().Skipped
 	return nil
 }
 
@@ -380,7 +406,7 @@ func (in *Input) decode(f *fileInput, p *pcapng.Packet) error {
 // and the stacks read before.
 func (in *Input) resolveStack(f *fileInput) error {
 	ev := f.ev
-	s, err := in.stacks.stackFor(ev.Recording, ev.Meta.Stack, f.stackComments)
+	s, err := in.stacks.stackFor(ev.Recording, ev.metadata().Stack, f.stackComments)
 	f.stackComments, f.stackPending = nil, false
 	if err != nil {
 		in.BadComments++

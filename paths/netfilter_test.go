@@ -14,7 +14,7 @@ func nfHops(chains []string, tail ...[2]string) *Packet {
 	p := &Packet{ID: 1, HasMeta: true}
 	add := func(m kmeta.Event) {
 		m.NetNS, m.Ifindex, m.Dev = 7, 2, "veth1"
-		p.Hops = append(p.Hops, Hop{Time: int64(len(p.Hops)+1) * 1000, Meta: m})
+		p.Hops = append(p.Hops, Hop{Time: int64(len(p.Hops)+1) * 1000, Meta: &m})
 	}
 	add(kmeta.Event{Kind: kmeta.KindTracepoint, Hook: "netif_receive_skb"})
 	add(kmeta.Event{Kind: kmeta.KindKprobe, Hook: "ip_rcv"})
@@ -84,7 +84,7 @@ func TestOutcomeFreedInsideChain(t *testing.T) {
 		if m.Hook != "nft_do_chain" || m.Kind != kmeta.KindFexit || m.NFVerdict != kmeta.NFStolen {
 			m.Len, m.Proto = 60, 0x0800
 		}
-		p.Hops = append(p.Hops, Hop{Time: int64(len(p.Hops)+1) * 1000, Meta: m})
+		p.Hops = append(p.Hops, Hop{Time: int64(len(p.Hops)+1) * 1000, Meta: &m})
 	}
 	add(kmeta.Event{Kind: kmeta.KindTracepoint, Hook: "netif_receive_skb"})
 	add(kmeta.Event{Kind: kmeta.KindFentry, Hook: "nft_do_chain", NFHook: "prerouting", NFFamily: "ip"})

@@ -13,7 +13,7 @@ func progHops(ret int64, tail ...[2]string) *Packet {
 	p := &Packet{ID: 1, HasMeta: true}
 	add := func(m kmeta.Event) {
 		m.NetNS, m.Ifindex, m.Dev = 7, 2, "veth1"
-		p.Hops = append(p.Hops, Hop{Time: int64(len(p.Hops)+1) * 1000, Meta: m})
+		p.Hops = append(p.Hops, Hop{Time: int64(len(p.Hops)+1) * 1000, Meta: &m})
 	}
 	add(kmeta.Event{Kind: kmeta.KindTracepoint, Hook: "netif_receive_skb"})
 	prog := kmeta.Event{Hook: "bpf_prog_3b185187f1855c4c_drop_flow", ProgType: kmeta.ProgTC, Prog: "drop_flow", ProgID: 9}
@@ -78,7 +78,7 @@ func xdpHops(ret int64) *Packet {
 	entry, exit := prog, prog
 	entry.Kind = kmeta.KindFentry
 	exit.Kind, exit.RetVal, exit.HasRetVal = kmeta.KindFexit, ret, true
-	p.Hops = []Hop{{Time: 1000, Meta: entry}, {Time: 2000, Meta: exit}}
+	p.Hops = []Hop{{Time: 1000, Meta: &entry}, {Time: 2000, Meta: &exit}}
 	p.Finish()
 	return p
 }

@@ -86,6 +86,8 @@ func Process(in *Input, opts Options, sel *Selector, fn func(*Packet) error) err
 	})
 	// The output runs beside the analysis, as the reading does.
 	a.emitAsync()
+	// Events keep their metadata shared: a hop holds a pointer to it.
+	in.shareMeta = true
 
 	// A batch holds events and a copy of their bytes: event i's are
 	// data[off[i]:off[i+1]].

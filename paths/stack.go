@@ -224,7 +224,7 @@ func (p *Packet) hasFunctionHooks() bool {
 // hops at function hooks.
 func (p *Packet) isFunctionHook(fn string) bool {
 	for i := range p.Hops {
-		m := &p.Hops[i].Meta
+		m := p.Hops[i].Meta
 		if m.Hook == fn && kmeta.IsFunctionKind(m.Kind) {
 			return true
 		}

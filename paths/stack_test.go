@@ -141,7 +141,9 @@ func TestDerived(t *testing.T) {
 	if d := q.Derived(2); d != nil {
 		t.Errorf("same stack: derived %q", d)
 	}
-	q.Hops[0].Meta.Kind, q.Hops[0].Meta.Hook = "kprobe", "ip_rcv"
+	m := *q.Hops[0].Meta // shared with p's hop
+	m.Kind, m.Hook = "kprobe", "ip_rcv"
+	q.Hops[0].Meta = &m
 	if d := q.Derived(4); !slices.Equal(d, derivedDrop[1:]) {
 		t.Errorf("with a kprobe hop at ip_rcv: derived %q", d)
 	}

@@ -206,8 +206,12 @@ type Hop struct {
 	// Time is the event's time in nanoseconds since the epoch.
 	Time int64
 	// Meta is the kernel metadata (Meta.Hook is empty for packets of
-	// captures without pathcap metadata).
-	Meta kmeta.Event
+	// captures without pathcap metadata). It may be shared with other
+	// hops (equal comments give the same Event): read only, never nil in
+	// the hops of an Analyzer's packets, and like the Packet it is reused
+	// once the Analyzer's callback returns (a copy of a hop kept longer
+	// needs a copy of its Meta).
+	Meta *kmeta.Event
 	// NSName is the network namespace's name as the recording's
 	// interface description gives it ("" if unknown).
 	NSName string

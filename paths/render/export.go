@@ -283,7 +283,7 @@ func ExportPackets(in *paths.Input, w io.Writer, format ExportFormat, opts paths
 
 // rowOfHop fills r from one hop of a packet.
 func rowOfHop(r *Row, p *paths.Packet, h *paths.Hop) {
-	m := &h.Meta
+	m := h.Meta
 	f := &h.Flow
 	*r = Row{
 		File: int32(h.File), Frame: h.Frame, ID: p.ID, TS: h.Time,

@@ -27,7 +27,7 @@ func benchPacket() *paths.Packet {
 		if i == 6 {
 			m.Location = "icmp_rcv+0x259"
 		}
-		p.Hops = append(p.Hops, paths.Hop{Time: t, Meta: m, NSName: ns, CapLen: 128, OrigLen: 98, Frame: int64(i + 1),
+		p.Hops = append(p.Hops, paths.Hop{Time: t, Meta: &m, NSName: ns, CapLen: 128, OrigLen: 98, Frame: int64(i + 1),
 			Flow: paths.Flow{EtherType: 0x0800, Proto: 1, Src: netip.AddrFrom4([4]byte{10, 231, 0, 1}), Dst: netip.AddrFrom4([4]byte{10, 231, 0, 2})}})
 		t += 700
 	}

@@ -320,7 +320,7 @@ func appendDigits6(b []byte, v uint32) []byte {
 
 func (st *jsonState) appendHop(b []byte, p *paths.Packet, i int, t0 int64) []byte {
 	h := &p.Hops[i]
-	m := &h.Meta
+	m := h.Meta
 	b = st.enc.appendHookStart(b, h)
 	b = st.appendTime(b, h.Time)
 	b = append(b, `,"dt_ns":`...)

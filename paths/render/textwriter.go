@@ -256,7 +256,7 @@ func (t *TextWriter) WritePacket(p *paths.Packet) error {
 			t.buf = append(t.buf, "verdict "...)
 			t.buf = append(t.buf, kmeta.VerdictName(h.Meta.ProgType, h.Meta.RetVal)...)
 		}
-		if m := &h.Meta; m.NFVerdict != "" {
+		if m := h.Meta; m.NFVerdict != "" {
 			// The exit of nft_do_chain: the base chain's verdict.
 			extra()
 			t.buf = append(t.buf, "verdict "...)

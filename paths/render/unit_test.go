@@ -81,7 +81,7 @@ func TestFormatDuration(t *testing.T) {
 
 // hop is a hop at time t on dev with metadata of hook hook.
 func hop(t int64, hook, dev string, flow paths.Flow) paths.Hop {
-	return paths.Hop{Time: t, Meta: kmeta.Event{Kind: kmeta.KindTracepoint, Hook: hook, Dev: dev, NetNS: 7, Len: 60, Comm: "x"}, CapLen: 74, Flow: flow}
+	return paths.Hop{Time: t, Meta: &kmeta.Event{Kind: kmeta.KindTracepoint, Hook: hook, Dev: dev, NetNS: 7, Len: 60, Comm: "x"}, CapLen: 74, Flow: flow}
 }
 
 func flow(src, dst string, sport, dport uint16, proto uint8) paths.Flow {
@@ -133,7 +133,7 @@ func TestPacketsByHand(t *testing.T) {
 	}
 
 	// A frame of another tool's capture: kind and hook "capture".
-	c := &paths.Packet{ID: 1, Hops: []paths.Hop{{Time: 5, OrigLen: 60, CapLen: 60}}}
+	c := &paths.Packet{ID: 1, Hops: []paths.Hop{{Time: 5, OrigLen: 60, CapLen: 60, Meta: &kmeta.Event{}}}}
 	c.Hops[0].Meta.Dev = "eth0"
 	c.Finish()
 	if line := string(AppendJSON(nil, c)); !strings.Contains(line, `{"hook":"capture","kind":"capture","ts":5,"dt_ns":0,"dev":"eth0","netns":0,"ifindex":0,"len":60,"caplen":60}`) {
@@ -209,7 +209,7 @@ func TestProgramJSONIsTheSchema(t *testing.T) {
 	entry.Kind = kmeta.KindFentry
 	exit.Kind, exit.RetVal, exit.HasRetVal = kmeta.KindFexit, kmeta.TCActShot, true
 	free := kmeta.Event{Kind: kmeta.KindTracepoint, Hook: "kfree_skb", NetNS: 7, Ifindex: 2, HasDrop: true, Reason: "TC_INGRESS", Location: "tcf_classify+0x1"}
-	p.Hops = []paths.Hop{{Time: 1000, Meta: entry}, {Time: 2000, Meta: exit}, {Time: 3000, Meta: free}}
+	p.Hops = []paths.Hop{{Time: 1000, Meta: &entry}, {Time: 2000, Meta: &exit}, {Time: 3000, Meta: &free}}
 	p.Finish()
 	var enc JSONEncoder
 	b := enc.Append(nil, p)

@@ -176,10 +176,10 @@ func appendHopComment(b []byte, p *paths.Packet, i int, t0 int64) []byte {
 			b = appendKV(b, "verdict", kmeta.VerdictName(h.Meta.ProgType, h.Meta.RetVal))
 		}
 	}
-	if m := &h.Meta; m.NFHook != "" {
+	if m := h.Meta; m.NFHook != "" {
 		b = appendKV(b, "nf_hook", joinNonEmpty(m.NFFamily, m.NFHook))
 	}
-	if m := &h.Meta; m.NFTChain != "" || m.NFTTable != "" {
+	if m := h.Meta; m.NFTChain != "" || m.NFTTable != "" {
 		b = appendKV(b, "nft_chain", joinNonEmpty(m.NFTFamily, m.NFTTable, m.NFTChain))
 	}
 	if h.Meta.NFVerdict != "" {

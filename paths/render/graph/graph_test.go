@@ -174,7 +174,7 @@ func TestFunctionGraphCollapses(t *testing.T) {
 
 // hop makes a hop at time t.
 func hop(t int64, hook, dev string, netns uint32) paths.Hop {
-	return paths.Hop{Time: t, Meta: kmeta.Event{Kind: kmeta.KindTracepoint, Hook: hook, Dev: dev, NetNS: netns, Len: 60}}
+	return paths.Hop{Time: t, Meta: &kmeta.Event{Kind: kmeta.KindTracepoint, Hook: hook, Dev: dev, NetNS: netns, Len: 60}}
 }
 
 // packet makes a finished packet of hops at 1 µs intervals.

@@ -19,7 +19,7 @@ func tcShotPackets(n int) []*paths.Packet {
 		p := &paths.Packet{ID: uint64(i + 1), HasMeta: true}
 		mk := func(t int64, m kmeta.Event) paths.Hop {
 			m.Dev, m.NetNS, m.Ifindex, m.Len = "veth1", 7, 2, 60
-			return paths.Hop{Time: 1_000_000_000 + int64(i)*10_000 + t, Meta: m}
+			return paths.Hop{Time: 1_000_000_000 + int64(i)*10_000 + t, Meta: &m}
 		}
 		prog := kmeta.Event{Hook: "bpf_prog_3b185187f1855c4c_drop_flow", ProgType: kmeta.ProgTC, Prog: "drop_flow", ProgID: 9}
 		entry, exit := prog, prog

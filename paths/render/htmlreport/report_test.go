@@ -155,7 +155,7 @@ func hostilePackets() []*paths.Packet {
 		p := &paths.Packet{ID: uint64(i + 1), HasMeta: true, Children: []uint64{uint64(100 + i)}}
 		mk := func(t int64, hook string) paths.Hop {
 			h := paths.Hop{Time: 1_000_000_000 + int64(i)*1000 + t, NSName: s,
-				Meta: kmeta.Event{Kind: kmeta.KindTracepoint, Hook: hook, Dev: s, NetNS: uint32(i + 1), Comm: s, Len: 60}}
+				Meta: &kmeta.Event{Kind: kmeta.KindTracepoint, Hook: hook, Dev: s, NetNS: uint32(i + 1), Comm: s, Len: 60}}
 			h.Flow = paths.Flow{EtherType: 0x0800, Proto: 17, Src: netip.MustParseAddr("10.0.0.1"), Dst: netip.MustParseAddr("10.0.0.2"), SrcPort: 1, DstPort: 2, HasPorts: true}
 			return h
 		}
@@ -240,7 +240,7 @@ func TestSampling(t *testing.T) {
 			if i%1000 == 999 {
 				dt *= 100 // the slowest
 			}
-			hop := paths.Hop{Time: t0 + dt, Meta: kmeta.Event{Kind: kmeta.KindTracepoint, Hook: h, Dev: "eth0", NetNS: 1}}
+			hop := paths.Hop{Time: t0 + dt, Meta: &kmeta.Event{Kind: kmeta.KindTracepoint, Hook: h, Dev: "eth0", NetNS: 1}}
 			if h == "consume_skb" && reason != "" {
 				hop.Meta.Hook, hop.Meta.HasDrop, hop.Meta.Reason = "kfree_skb", true, reason
 			}
@@ -259,8 +259,8 @@ func TestSampling(t *testing.T) {
 		if withClone {
 			id++
 			c := &paths.Packet{ID: id, Parent: p.ID, Attached: true, HasMeta: true, Hops: []paths.Hop{
-				{Time: t0 + 100, Meta: kmeta.Event{Kind: kmeta.KindTracepoint, Hook: "skb_copy_datagram_iovec", Dev: "eth0", NetNS: 1}},
-				{Time: t0 + 200, Meta: kmeta.Event{Kind: kmeta.KindTracepoint, Hook: "consume_skb", Dev: "eth0", NetNS: 1}}}}
+				{Time: t0 + 100, Meta: &kmeta.Event{Kind: kmeta.KindTracepoint, Hook: "skb_copy_datagram_iovec", Dev: "eth0", NetNS: 1}},
+				{Time: t0 + 200, Meta: &kmeta.Event{Kind: kmeta.KindTracepoint, Hook: "consume_skb", Dev: "eth0", NetNS: 1}}}}
 			c.Finish()
 			r.Add(c)
 		}
@@ -510,7 +510,7 @@ func TestPageBoundedOnHugeGraph(t *testing.T) {
 	mk := func(id uint64, hooks ...string) *paths.Packet {
 		p := &paths.Packet{ID: id, HasMeta: true}
 		for i, h := range hooks {
-			p.Hops = append(p.Hops, paths.Hop{Time: int64(id)*1_000_000 + int64(i)*100, Meta: kmeta.Event{Kind: kmeta.KindTracepoint, Hook: h, Dev: "eth0", NetNS: 1}})
+			p.Hops = append(p.Hops, paths.Hop{Time: int64(id)*1_000_000 + int64(i)*100, Meta: &kmeta.Event{Kind: kmeta.KindTracepoint, Hook: h, Dev: "eth0", NetNS: 1}})
 		}
 		p.Finish()
 		return p
