@@ -425,9 +425,6 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	if filter != nil || match != (capture.Match{}) {
 		fmt.Fprintf(stderr, "record: filtering in the kernel: %s\n", describeFilter(filter, match, o.track))
 	}
-	if symErr := syms.wait(); symErr != nil {
-		fmt.Fprintf(stderr, "record: drop locations stay addresses: %v\n", symErr)
-	}
 	if o.stack {
 		fmt.Fprintf(stderr, "record: recording kernel stacks, at most %d frames\n", o.stackDepth)
 	}
@@ -439,6 +436,14 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 			}
 			return fmt.Errorf("create ready file: %w", err)
 		}
+	}
+	// /proc/kallsyms may still be loading (it takes a few hundred
+	// milliseconds of CPU, beside the program loads): the ready file does
+	// not wait for it, the first symbol looked up does. Its load ends
+	// before privileges are dropped (older kernels check the reader's
+	// credentials as it reads).
+	if symErr := syms.wait(); symErr != nil {
+		fmt.Fprintf(stderr, "record: drop locations stay addresses: %v\n", symErr)
 	}
 	if err := pre.dropPrivileges(stderr); err != nil {
 		return err

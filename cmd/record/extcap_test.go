@@ -311,15 +311,24 @@ func TestExtcapInWireshark(t *testing.T) {
 	})
 
 	t.Run("invalid filter", func(t *testing.T) {
-		cmd := u.command(tshark, "-i", "pathcap", "-f", "tcp port 80 and", "-a", "duration:30", "-w", filepath.Join(u.home, "bad.pcapng"))
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		start(t, cmd)
-		err := wait(cmd, 60*time.Second)
-		t.Logf("tshark -f 'tcp port 80 and': %v\n%s", err, stderr.String())
-		if !strings.Contains(stderr.String(), "Error by extcap pipe: record: filter expression \"tcp port 80 and\": can't parse filter expression") {
-			t.Errorf("tshark does not report the extcap's filter error")
+		// Up to three tries: on a loaded machine tshark (Wireshark 4.0)
+		// now and then ends with an empty "tshark: " line before it has
+		// read the extcap's stderr (seen once in a run beside VM tests;
+		// the next try showed the message). A record that never reports
+		// the error fails all three.
+		const want = "Error by extcap pipe: record: filter expression \"tcp port 80 and\": can't parse filter expression"
+		for try := 1; try <= 3; try++ {
+			cmd := u.command(tshark, "-i", "pathcap", "-f", "tcp port 80 and", "-a", "duration:30", "-w", filepath.Join(u.home, "bad.pcapng"))
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			start(t, cmd)
+			err := wait(cmd, 60*time.Second)
+			t.Logf("try %d: tshark -f 'tcp port 80 and': %v\n%s", try, err, stderr.String())
+			if strings.Contains(stderr.String(), want) {
+				return
+			}
 		}
+		t.Errorf("tshark does not report the extcap's filter error (three tries)")
 	})
 }
 
