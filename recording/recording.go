@@ -95,6 +95,7 @@ type Writer struct {
 	// Reused for every event.
 	pkt          pcapng.Packet
 	meta         kmeta.Event
+	cc           kmeta.CommentCache
 	comments     [2][]byte
 	comment      []byte
 	stackComment []byte
@@ -251,7 +252,7 @@ func (w *Writer) WriteEvent(ev *capture.Event) error {
 	if ev.Stack != nil || ev.StackLost {
 		stackComment = w.stack(ev, m)
 	}
-	w.comment = kmeta.AppendComment(w.comment[:0], m)
+	w.comment = w.cc.Append(w.comment[:0], m)
 
 	p := &w.pkt
 	p.InterfaceID = ifc.id
