@@ -8,19 +8,33 @@ package kmeta
 // again. The zero value is ready to use. It is not safe for concurrent
 // use.
 type CommentCache struct {
-	heads [cacheSlots]headSlot // by hook, device, namespace and ifindex
-	tasks [cacheSlots]taskSlot // by CPU and task
+	heads [cacheSets]headSet // by hook, device, namespace and ifindex
+	tasks [cacheSets]taskSet // by CPU and task
 }
 
-// cacheSlots is the number of slots of each part: a direct-mapped table,
-// a colliding key takes the slot over. A ping flood across a veth pair
-// has about 30 distinct heads and a handful of tasks per CPU.
-const cacheSlots = 128
+// The caches are set-associative: cacheSets sets of two slots each, the
+// less recently used slot of a set taken over by a new key. On a ping
+// flood across a veth pair recorded by record (30 distinct heads, a dozen
+// tasks), only the first event of each head and task misses.
+const (
+	cacheSetBits = 8
+	cacheSets    = 1 << cacheSetBits
+)
+
+type headSet struct {
+	slot [2]headSlot
+	next uint8 // the slot to take over
+}
 
 type headSlot struct {
 	kind, hook, dev string
 	netns, ifindex  uint32
 	text            []byte // appendHead's output; nil: empty slot
+}
+
+type taskSet struct {
+	slot [2]taskSlot
+	next uint8
 }
 
 type taskSlot struct {
@@ -32,34 +46,59 @@ type taskSlot struct {
 // Append appends the comment for e to dst and returns the result: the
 // same bytes as AppendComment(dst, e).
 func (c *CommentCache) Append(dst []byte, e *Event) []byte {
-	h := &c.heads[headHash(e)%cacheSlots]
-	if h.text == nil || h.netns != e.NetNS || h.ifindex != e.Ifindex || h.hook != e.Hook || h.dev != e.Dev || h.kind != e.Kind {
-		h.kind, h.hook, h.dev, h.netns, h.ifindex = e.Kind, e.Hook, e.Dev, e.NetNS, e.Ifindex
-		h.text = appendHead(h.text[:0], e)
-	}
-	dst = append(dst, h.text...)
+	dst = append(dst, c.head(e)...)
 	dst = appendPacket(dst, e)
-	t := &c.tasks[taskHash(e)%cacheSlots]
-	if t.text == nil || t.pid != e.PID || t.tid != e.TID || t.cpu != e.CPU || t.comm != e.Comm {
-		t.comm, t.cpu, t.pid, t.tid = e.Comm, e.CPU, e.PID, e.TID
-		t.text = appendTask(t.text[:0], e)
-	}
-	dst = append(dst, t.text...)
+	dst = append(dst, c.task(e)...)
 	return appendTail(dst, e)
 }
 
-// headHash mixes what tells the heads of one host apart cheaply: the
-// namespace, the ifindex and the hook name's length and last bytes.
-func headHash(e *Event) uint32 {
-	x := e.NetNS*0x9e3779b1 ^ e.Ifindex*0x85ebca6b ^ uint32(len(e.Hook))*0xc2b2ae35 ^ uint32(len(e.Dev))<<7
-	if n := len(e.Hook); n >= 2 {
-		x ^= (uint32(e.Hook[n-1]) | uint32(e.Hook[n-2])<<8) * 0x27d4eb2f
+// head returns appendHead's text for e.
+func (c *CommentCache) head(e *Event) []byte {
+	set := &c.heads[headHash(e)]
+	for i := range set.slot {
+		h := &set.slot[i]
+		if h.text != nil && h.netns == e.NetNS && h.ifindex == e.Ifindex && h.hook == e.Hook && h.dev == e.Dev && h.kind == e.Kind {
+			set.next = uint8(i ^ 1)
+			return h.text
+		}
 	}
-	return x ^ x>>15 ^ x>>22
+	h := &set.slot[set.next]
+	set.next ^= 1
+	h.kind, h.hook, h.dev, h.netns, h.ifindex = e.Kind, e.Hook, e.Dev, e.NetNS, e.Ifindex
+	h.text = appendHead(h.text[:0], e)
+	return h.text
 }
 
-// taskHash mixes the CPU, pid and tid.
+// task returns appendTask's text for e.
+func (c *CommentCache) task(e *Event) []byte {
+	set := &c.tasks[taskHash(e)]
+	for i := range set.slot {
+		t := &set.slot[i]
+		if t.text != nil && t.pid == e.PID && t.tid == e.TID && t.cpu == e.CPU && t.comm == e.Comm {
+			set.next = uint8(i ^ 1)
+			return t.text
+		}
+	}
+	t := &set.slot[set.next]
+	set.next ^= 1
+	t.comm, t.cpu, t.pid, t.tid = e.Comm, e.CPU, e.PID, e.TID
+	t.text = appendTask(t.text[:0], e)
+	return t.text
+}
+
+// headHash returns the set of e's head, from what tells the heads of one
+// host apart cheaply: the namespace, the ifindex, the lengths of the hook
+// and device names and three bytes of the hook's.
+func headHash(e *Event) uint32 {
+	x := e.NetNS ^ e.Ifindex<<16 ^ uint32(len(e.Hook))<<8 ^ uint32(len(e.Dev))<<24
+	if n := len(e.Hook); n >= 2 {
+		x += uint32(e.Hook[n-1]) | uint32(e.Hook[n-2])<<8 | uint32(e.Hook[n/2])<<16
+	}
+	return (x * 0x9e3779b1) >> (32 - cacheSetBits)
+}
+
+// taskHash returns the set of e's task, from its CPU, pid and tid.
 func taskHash(e *Event) uint32 {
-	x := e.PID*0x9e3779b1 ^ e.TID*0x85ebca6b ^ e.CPU*0xc2b2ae35
-	return x ^ x>>15 ^ x>>22
+	x := e.PID ^ e.TID<<12 ^ e.CPU<<24
+	return (x * 0x9e3779b1) >> (32 - cacheSetBits)
 }
