@@ -209,6 +209,7 @@ func run(ctx context.Context, src Source, o output, opts RunOptions) (Summary, e
 		}
 		return o.Rotate(st, now)
 	}
+	var flushDue atomic.Bool // a flush is due: the event loop takes it
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -234,6 +235,15 @@ func run(ctx context.Context, src Source, o output, opts RunOptions) (Summary, e
 			case <-stop:
 				return
 			case now := <-flush.C:
+				// While events come, the event loop flushes (it takes
+				// flushDue): the lock is then not held by this goroutine,
+				// which may run at a lower priority than the loop
+				// (record --reader-boost), while it writes. Only when
+				// the loop has not taken the last tick's flush, it is
+				// done here.
+				if !flushDue.Swap(true) {
+					continue
+				}
 				mu.Lock()
 				if writeErr == nil && o.dueAt(func() time.Time { return now }) {
 					writeErr = rotate(now)
@@ -275,6 +285,10 @@ func run(ctx context.Context, src Source, o output, opts RunOptions) (Summary, e
 		}
 		if err == nil {
 			err = w.WriteEvent(ev)
+		}
+		if err == nil && flushDue.Load() {
+			flushDue.Store(false)
+			err = w.Flush()
 		}
 		writeErr = err
 		n, size := w.Events(), o.Size()
