@@ -19,7 +19,7 @@ out=${BENCH_OUT:-bench/out}
 secs=${SECONDS_PER_RUN:-4}
 mkdir -p "$out/bin"
 go build -o "$out/bin/" ./cmd/record ./bench/emptyhooks
-rec=$out/bin/record
+rec=${RECORD:-$out/bin/record} # RECORD: another build to measure, e.g. main's
 A=pcdemoA
 B=pcdemoB
 trap 'scripts/scenario.sh teardown; pkill -f "iperf3 -s" 2>/dev/null || true' EXIT

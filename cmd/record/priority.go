@@ -8,14 +8,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// defaultReaderBoost is --reader-boost's default: how many nice levels
-// the thread that reads the ring buffer and writes the output runs above
-// record's own. 5 levels are about three times the CPU share of a task at
-// record's own level (the kernel's weights grow by 1.25x per level): under
-// a flood that shares the CPUs with other jobs, the reader gets the
-// fraction of a CPU it needs before the ring buffer overflows. It can take
-// no more than one CPU (one thread), and only while events come.
-const defaultReaderBoost = 5
+// defaultReaderBoost is --reader-boost's default: none. A boost of 5
+// levels gives the thread that reads the ring buffer and writes the output
+// about three times the CPU share of a task at record's own level (the
+// kernel's weights grow by 1.25x per level); it lost no fewer events than
+// no boost in floods with a CPU-bound job beside (bench/loss.sh), and it
+// took CPU time from the flood itself (docs/BENCHMARKS.md, Loss).
+const defaultReaderBoost = 0
 
 // boostReader locks the calling goroutine to its OS thread and runs that
 // thread boost nice levels above its current level (at most at -20), for
