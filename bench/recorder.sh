@@ -23,7 +23,9 @@ rec=${RECORD:-$out/bin/record} # RECORD: another build to measure, e.g. main's
 A=pcdemoA
 B=pcdemoB
 # The iperf3 server is stopped by its pid, not by name: other iperf3 servers may run.
-trap 'scripts/scenario.sh teardown; [ -s "$out/iperf3.pid" ] && kill "$(cat "$out/iperf3.pid")" 2>/dev/null; rm -f "$out/iperf3.pid"' EXIT
+# (An absolute path: iperf3 -D changes to / before it writes the file.)
+pidf=$(realpath "$out")/iperf3.pid
+trap 'scripts/scenario.sh teardown; [ -s "$pidf" ] && kill "$(cat "$pidf")" 2>/dev/null; rm -f "$pidf"' EXIT
 scripts/scenario.sh setup
 ip netns exec $A ping -c 1 -W 1 10.231.0.2 >/dev/null
 
@@ -123,8 +125,8 @@ fi
 
 if command -v iperf3 >/dev/null; then
 	echo "== TCP stream (iperf3) across veth, $secs s per run"
-	rm -f "$out/iperf3.pid"
-	ip netns exec $B iperf3 -s -D -I "$out/iperf3.pid" >/dev/null
+	rm -f "$pidf"
+	ip netns exec $B iperf3 -s -D -I "$pidf" >/dev/null
 	sleep 0.3
 	tbase=$(tcp_rate)
 	with_reference -- tcp_rate >"$out/tr"
