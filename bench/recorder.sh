@@ -25,7 +25,7 @@ B=pcdemoB
 # The iperf3 server is stopped by its pid, not by name: other iperf3 servers may run.
 # (An absolute path: iperf3 -D changes to / before it writes the file.)
 pidf=$(realpath "$out")/iperf3.pid
-trap 'scripts/scenario.sh teardown; [ -s "$pidf" ] && kill "$(cat "$pidf")" 2>/dev/null; rm -f "$pidf"' EXIT
+trap 'scripts/scenario.sh teardown; [ -s "$pidf" ] && kill "$(cat "$pidf")" 2>/dev/null; rm -f "$pidf"; true' EXIT
 scripts/scenario.sh setup
 ip netns exec $A ping -c 1 -W 1 10.231.0.2 >/dev/null
 
