@@ -19,10 +19,13 @@ out=${BENCH_OUT:-bench/out}
 secs=${SECONDS_PER_RUN:-4}
 mkdir -p "$out/bin"
 go build -o "$out/bin/" ./cmd/record ./bench/emptyhooks
-rec=$out/bin/record
+rec=${RECORD:-$out/bin/record} # RECORD: another build to measure, e.g. main's
 A=pcdemoA
 B=pcdemoB
-trap 'scripts/scenario.sh teardown; pkill -f "iperf3 -s" 2>/dev/null || true' EXIT
+# The iperf3 server is stopped by its pid, not by name: other iperf3 servers may run.
+# (An absolute path: iperf3 -D changes to / before it writes the file.)
+pidf=$(realpath "$out")/iperf3.pid
+trap 'scripts/scenario.sh teardown; [ -s "$pidf" ] && kill "$(cat "$pidf")" 2>/dev/null; rm -f "$pidf"; true' EXIT
 scripts/scenario.sh setup
 ip netns exec $A ping -c 1 -W 1 10.231.0.2 >/dev/null
 
@@ -122,7 +125,8 @@ fi
 
 if command -v iperf3 >/dev/null; then
 	echo "== TCP stream (iperf3) across veth, $secs s per run"
-	ip netns exec $B iperf3 -s -D >/dev/null
+	rm -f "$pidf"
+	ip netns exec $B iperf3 -s -D -I "$pidf" >/dev/null
 	sleep 0.3
 	tbase=$(tcp_rate)
 	with_reference -- tcp_rate >"$out/tr"

@@ -14,8 +14,10 @@ const (
 	// MaxSnaplen is the largest snap length the BPF program accepts.
 	MaxSnaplen = 65535
 	// DefaultRingBufferSize is the ring buffer size used when
-	// Config.RingBufferSize is 0.
-	DefaultRingBufferSize = 32 << 20
+	// Config.RingBufferSize is 0: 64 MiB, about 170,000 records at the
+	// default snap length, room for the reader to be kept off the CPU
+	// for 0.12 s of a 1.4 M events/s flood (docs/BENCHMARKS.md, Loss).
+	DefaultRingBufferSize = 64 << 20
 	// DefaultTrackedPackets is the number of packets followed at once
 	// when Config.TrackedPackets is 0.
 	DefaultTrackedPackets = 1 << 16

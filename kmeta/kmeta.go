@@ -30,6 +30,8 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math/bits"
+	"slices"
 	"strconv"
 	"unicode/utf8"
 )
@@ -173,6 +175,19 @@ func PktTypeName(t uint8) string {
 // bytes, parent, drop fields, stack fields) are left out; StackLost wins over
 // Stack.
 func AppendComment(dst []byte, e *Event) []byte {
+	dst = appendHead(dst, e)
+	dst = appendPacket(dst, e)
+	dst = appendTask(dst, e)
+	return appendTail(dst, e)
+}
+
+// The parts of a comment, in order. appendHead and appendTask write what
+// often repeats from event to event (CommentCache remembers their text);
+// appendPacket and appendTail the rest.
+
+// appendHead appends the prefix, hook, dev, netns and ifindex keys and the
+// skb key's name, up to its value.
+func appendHead(dst []byte, e *Event) []byte {
 	dst = append(dst, Prefix...)
 	dst = append(dst, " hook="...)
 	dst = appendValue(dst, e.Kind+":"+e.Hook)
@@ -184,8 +199,13 @@ func AppendComment(dst []byte, e *Event) []byte {
 	dst = strconv.AppendUint(dst, uint64(e.NetNS), 10)
 	dst = append(dst, " ifindex="...)
 	dst = strconv.AppendUint(dst, uint64(e.Ifindex), 10)
-	dst = append(dst, " skb=0x"...)
-	dst = strconv.AppendUint(dst, e.SKB, 16)
+	return append(dst, " skb=0x"...)
+}
+
+// appendPacket appends the skb key's value and the keys from len to
+// parent.
+func appendPacket(dst []byte, e *Event) []byte {
+	dst = appendHex(dst, e.SKB)
 	dst = append(dst, " len="...)
 	dst = strconv.AppendUint(dst, uint64(e.Len), 10)
 	if e.DataLen != 0 {
@@ -253,6 +273,11 @@ func AppendComment(dst []byte, e *Event) []byte {
 		dst = append(dst, " parent="...)
 		dst = strconv.AppendUint(dst, e.Parent, 10)
 	}
+	return dst
+}
+
+// appendTask appends the cpu, pid, tid and comm keys.
+func appendTask(dst []byte, e *Event) []byte {
 	dst = append(dst, " cpu="...)
 	dst = strconv.AppendUint(dst, uint64(e.CPU), 10)
 	dst = append(dst, " pid="...)
@@ -261,6 +286,11 @@ func AppendComment(dst []byte, e *Event) []byte {
 	dst = strconv.AppendUint(dst, uint64(e.TID), 10)
 	dst = append(dst, " comm="...)
 	dst = appendValue(dst, e.Comm)
+	return dst
+}
+
+// appendTail appends the drop, stack and skipped keys.
+func appendTail(dst []byte, e *Event) []byte {
 	if e.HasDrop {
 		dst = append(dst, " reason="...)
 		dst = appendValue(dst, e.Reason)
@@ -285,6 +315,20 @@ func AppendComment(dst []byte, e *Event) []byte {
 		dst = strconv.AppendUint(dst, e.Skipped, 10)
 	}
 	return dst
+}
+
+// appendHex appends v in lower-case hex without leading zeros, as
+// strconv.AppendUint(dst, v, 16) does, in fewer steps.
+func appendHex(dst []byte, v uint64) []byte {
+	const digits = "0123456789abcdef"
+	n := (bits.Len64(v|1) + 3) / 4
+	dst = slices.Grow(dst, n)
+	out := dst[len(dst) : len(dst)+n]
+	for i := n - 1; i >= 0; i-- {
+		out[i] = digits[v&0xf]
+		v >>= 4
+	}
+	return dst[:len(dst)+n]
 }
 
 func appendHex4(dst []byte, v uint16) []byte {

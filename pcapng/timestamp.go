@@ -157,9 +157,12 @@ func (r Resolution) fromTime(t time.Time, offset int64) (uint64, error) {
 		return 0, fmt.Errorf("%w at resolution %v", errTimeRange, r)
 	}
 	var frac uint64
-	if r.Exp <= 9 {
+	switch {
+	case r.Exp == 9: // nanoseconds, the common case: no division
+		frac = ns
+	case r.Exp < 9:
 		frac = ns / pow10[9-r.Exp]
-	} else {
+	default:
 		frac = ns * pow10[r.Exp-9]
 	}
 	sum, carry := bits.Add64(whole, frac, 0)

@@ -1,6 +1,7 @@
 package recording
 
 import (
+	"encoding/binary"
 	"strconv"
 
 	"github.com/pathcap/pathcap/capture"
@@ -18,8 +19,16 @@ type Describer struct {
 	symbols Symbolizer
 
 	comms     map[[16]byte]string
+	recent    [16]recentComm // a direct-mapped cache of comms
 	locations map[uint64]string
 	loc       []byte
+}
+
+// recentComm is a slot of Describer.recent.
+type recentComm struct {
+	comm [16]byte
+	s    string
+	ok   bool
 }
 
 // cacheLimit bounds the string caches.
@@ -86,7 +95,13 @@ func (d *Describer) Describe(ev *capture.Event, m *kmeta.Event) {
 
 // comm returns the NUL-terminated task name in c.
 func (d *Describer) comm(c *[16]byte) string {
+	lo, hi := binary.LittleEndian.Uint64(c[:8]), binary.LittleEndian.Uint64(c[8:])
+	slot := &d.recent[((lo^hi)*0x9e3779b97f4a7c15)>>(64-4)]
+	if slot.ok && slot.comm == *c {
+		return slot.s
+	}
 	if s, ok := d.comms[*c]; ok {
+		slot.comm, slot.s, slot.ok = *c, s, true
 		return s
 	}
 	n := 0

@@ -201,10 +201,17 @@ func (fs *Files) Size() int64 {
 // Due reports whether a new file should be started now: the current one
 // reached FileSize or is Interval old.
 func (fs *Files) Due(now time.Time) bool {
+	return fs.dueAt(func() time.Time { return now })
+}
+
+// dueAt is Due with the time read only when the files rotate by time: the
+// clock costs more than the rest of the check, and run checks before
+// every event.
+func (fs *Files) dueAt(now func() time.Time) bool {
 	if fs.opts.FileSize > 0 && fs.cur.n+int64(fs.w.Buffered()) >= fs.opts.FileSize {
 		return true
 	}
-	return fs.opts.Interval > 0 && now.Sub(fs.opened) >= fs.opts.Interval
+	return fs.opts.Interval > 0 && now().Sub(fs.opened) >= fs.opts.Interval
 }
 
 // Rotate closes the current file (with its statistics; st is the

@@ -65,6 +65,12 @@ type Info struct {
 
 type ifaceKey struct{ netns, ifindex uint32 }
 
+// recentIface is a slot of Writer.recent: s is nil or ifaces[key].
+type recentIface struct {
+	key ifaceKey
+	s   *ifaceStats
+}
+
 type ifaceStats struct {
 	id       uint32
 	received uint64
@@ -81,6 +87,7 @@ type Writer struct {
 	snaplen int
 	desc    *Describer
 	ifaces  map[ifaceKey]*ifaceStats // of the current file
+	recent  [16]recentIface          // a direct-mapped cache of ifaces
 	order   []ifaceKey               // in IDB order
 	start   time.Time                // first event of the current file
 	last    time.Time
@@ -95,6 +102,7 @@ type Writer struct {
 	// Reused for every event.
 	pkt          pcapng.Packet
 	meta         kmeta.Event
+	cc           kmeta.CommentCache
 	comments     [2][]byte
 	comment      []byte
 	stackComment []byte
@@ -163,6 +171,7 @@ func (w *Writer) Restart(out io.Writer) error {
 	}
 	w.pw = pw
 	clear(w.ifaces)
+	clear(w.recent[:])
 	w.order = w.order[:0]
 	w.start, w.last = time.Time{}, time.Time{}
 	w.stacks.part = w.part
@@ -186,7 +195,12 @@ func (w *Writer) Interfaces() int { return len(w.order) }
 // description first if it is new.
 func (w *Writer) interfaceFor(netns, ifindex uint32) (*ifaceStats, error) {
 	key := ifaceKey{netns, ifindex}
+	slot := &w.recent[(netns*0x9e3779b1^ifindex*0x85ebca6b)>>28]
+	if slot.s != nil && slot.key == key {
+		return slot.s, nil
+	}
 	if s, ok := w.ifaces[key]; ok {
+		slot.key, slot.s = key, s
 		return s, nil
 	}
 	name, ok := "", false
@@ -251,7 +265,7 @@ func (w *Writer) WriteEvent(ev *capture.Event) error {
 	if ev.Stack != nil || ev.StackLost {
 		stackComment = w.stack(ev, m)
 	}
-	w.comment = kmeta.AppendComment(w.comment[:0], m)
+	w.comment = w.cc.Append(w.comment[:0], m)
 
 	p := &w.pkt
 	p.InterfaceID = ifc.id

@@ -112,8 +112,9 @@ type output interface {
 	Writer() *Writer
 	// Size returns the bytes written so far, buffered ones included.
 	Size() int64
-	// Due reports whether a new file should be started now.
-	Due(now time.Time) bool
+	// dueAt reports whether a new file should be started now; it calls
+	// now only if it needs the time.
+	dueAt(now func() time.Time) bool
 	// Rotate starts a new file; st has the recording's loss and skip
 	// counts so far.
 	Rotate(st capture.Stats, now time.Time) error
@@ -143,7 +144,7 @@ func (s stream) Size() int64 {
 	return n
 }
 
-func (stream) Due(time.Time) bool                    { return false }
+func (stream) dueAt(func() time.Time) bool           { return false }
 func (stream) Rotate(capture.Stats, time.Time) error { return nil }
 func (s stream) Close(st capture.Stats, end time.Time) error {
 	s.w.SetSkipped(st.OverBudget)
@@ -208,6 +209,7 @@ func run(ctx context.Context, src Source, o output, opts RunOptions) (Summary, e
 		}
 		return o.Rotate(st, now)
 	}
+	var flushDue atomic.Bool // a flush is due: the event loop takes it
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -233,8 +235,17 @@ func run(ctx context.Context, src Source, o output, opts RunOptions) (Summary, e
 			case <-stop:
 				return
 			case now := <-flush.C:
+				// While events come, the event loop flushes (it takes
+				// flushDue): the lock is then not held by this goroutine,
+				// which may run at a lower priority than the loop
+				// (record --reader-boost), while it writes. Only when
+				// the loop has not taken the last tick's flush, it is
+				// done here.
+				if !flushDue.Swap(true) {
+					continue
+				}
 				mu.Lock()
-				if writeErr == nil && o.Due(now) {
+				if writeErr == nil && o.dueAt(func() time.Time { return now }) {
 					writeErr = rotate(now)
 				}
 				if writeErr == nil {
@@ -268,12 +279,16 @@ func run(ctx context.Context, src Source, o output, opts RunOptions) (Summary, e
 		mu.Lock()
 		err := writeErr
 		if err == nil {
-			if now := time.Now(); o.Due(now) {
-				err = rotate(now)
+			if o.dueAt(time.Now) {
+				err = rotate(time.Now())
 			}
 		}
 		if err == nil {
 			err = w.WriteEvent(ev)
+		}
+		if err == nil && flushDue.Load() {
+			flushDue.Store(false)
+			err = w.Flush()
 		}
 		writeErr = err
 		n, size := w.Events(), o.Size()

@@ -66,6 +66,7 @@ type options struct {
 
 	probeReads string // --probe-read: auto, on or off
 	maxRate    int    // --max-rate: events per second, 0 for no limit
+	boost      int    // --reader-boost: nice levels of the reader above record's own
 	verbose    bool   // --verbose: verifier logs of refused programs
 	user       string // -Z: drop to this user once attached, "" to keep privileges
 
@@ -149,6 +150,7 @@ func newApp() *cli.App {
 			// Host safety.
 			&cli.StringFlag{Name: "probe-read", Value: capture.ProbeReadsAuto, Usage: "`MODE` of bpf_probe_read_kernel calls per event: auto (not where SELinux would write an audit record per call, see record check), on (always: packet bytes everywhere), off (never: no packet bytes, no kprobes)", EnvVars: []string{"PATHCAP_PROBE_READ"}},
 			&cli.IntFlag{Name: "max-rate", Usage: "record at most `N` events per second, enforced in the kernel per CPU (0: no limit; audit-safe mode defaults to " + fmt.Sprint(capture.DefaultAuditSafeRate) + ")"},
+			&cli.IntFlag{Name: "reader-boost", Value: defaultReaderBoost, Usage: "run the thread that reads the ring buffer and writes the output `N` nice levels above record's own priority (0..20; 0: the same), so that when other jobs want the CPUs too it gets the CPU it needs before the ring buffer overflows, at their expense; it uses at most one CPU, and only while events come (docs/BACKENDS.md, Loss)"},
 			&cli.BoolFlag{Name: "verbose", Usage: "print the verifier's log when the kernel refuses a program"},
 			&cli.StringFlag{Name: "relinquish-privileges", Aliases: []string{"Z"}, Usage: "once every hook is attached and the output is open, drop to `USER` (a name, a uid or UID:GID): its groups, gid and uid, no capability left; record must start as root, and files it creates later (rotation) belong to USER, so the output directory must be writable by USER"},
 		},
@@ -184,6 +186,7 @@ func newApp() *cli.App {
 
 				probeReads: c.String("probe-read"),
 				maxRate:    c.Int("max-rate"),
+				boost:      c.Int("reader-boost"),
 				verbose:    c.Bool("verbose"),
 				user:       c.String("relinquish-privileges"),
 
@@ -264,6 +267,9 @@ func (o options) validate() error {
 	}
 	if o.probeReads != capture.ProbeReadsAuto && o.probeReads != capture.ProbeReadsOn && o.probeReads != capture.ProbeReadsOff {
 		return usagef("--probe-read %q: want auto, on or off", o.probeReads)
+	}
+	if o.boost < 0 || o.boost > 20 {
+		return usagef("--reader-boost %d: want 0 to 20", o.boost)
 	}
 	if o.maxRate < 0 {
 		return usagef("--max-rate %d: want 0 (no limit) or more", o.maxRate)
@@ -445,6 +451,9 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	if symErr := syms.wait(); symErr != nil {
 		fmt.Fprintf(stderr, "record: drop locations stay addresses: %v\n", symErr)
 	}
+	// Before dropping privileges: raising a priority needs them. The
+	// event loop below runs in this goroutine.
+	defer boostReader(o.boost, stderr)()
 	if err := pre.dropPrivileges(stderr); err != nil {
 		return err
 	}

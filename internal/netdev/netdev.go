@@ -30,6 +30,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -80,6 +81,12 @@ type Resolver struct {
 	mu     sync.RWMutex
 	nss    map[uint32]*namespace
 	closed bool
+
+	// devices is every namespace's devices in one map, by
+	// devKey(netns, ifindex), replaced (under mu) whenever a device map
+	// is, and nil once closed: DeviceName's lock-free first look, which
+	// is on the recorder's path for every event.
+	devices atomic.Pointer[map[uint64]string]
 
 	// refreshMu serializes refreshes and guards lastScan and the
 	// refresh bookkeeping in namespace.
@@ -137,6 +144,11 @@ func (r *Resolver) init() {
 // DeviceName returns the name of the device with the given ifindex in the
 // network namespace with the given inode.
 func (r *Resolver) DeviceName(netns, ifindex uint32) (string, bool) {
+	if devs := r.devices.Load(); devs != nil {
+		if name, ok := (*devs)[devKey(netns, ifindex)]; ok {
+			return name, true
+		}
+	}
 	if name, ok, closed := r.cachedDevice(netns, ifindex); ok || closed {
 		return name, ok
 	}
@@ -188,6 +200,7 @@ func (r *Resolver) Close() {
 	defer r.mu.Unlock()
 	r.closed = true
 	r.nss = nil
+	r.devices.Store(nil)
 }
 
 func nameOr(name string, ok bool, netns uint32) string {
@@ -277,4 +290,26 @@ func (r *Resolver) listNamespace(netns uint32, now time.Time) {
 	maps.Copy(merged, ns.devs)
 	maps.Copy(merged, devs)
 	ns.devs = merged
+	r.publishDevices()
+}
+
+func devKey(netns, ifindex uint32) uint64 { return uint64(netns)<<32 | uint64(ifindex) }
+
+// publishDevices replaces the devices map with one made from every
+// namespace's. The caller holds mu for writing.
+func (r *Resolver) publishDevices() {
+	if r.closed {
+		return
+	}
+	n := 0
+	for _, ns := range r.nss {
+		n += len(ns.devs)
+	}
+	all := make(map[uint64]string, n)
+	for ino, ns := range r.nss {
+		for ifindex, name := range ns.devs {
+			all[devKey(ino, ifindex)] = name
+		}
+	}
+	r.devices.Store(&all)
 }
