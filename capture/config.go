@@ -14,10 +14,12 @@ const (
 	// MaxSnaplen is the largest snap length the BPF program accepts.
 	MaxSnaplen = 65535
 	// DefaultRingBufferSize is the ring buffer size used when
-	// Config.RingBufferSize is 0: 64 MiB, about 170,000 records at the
-	// default snap length, room for the reader to be kept off the CPU
-	// for 0.12 s of a 1.4 M events/s flood (docs/BENCHMARKS.md, Loss).
-	DefaultRingBufferSize = 64 << 20
+	// Config.RingBufferSize is 0: 32 MiB, about 85,000 records at the
+	// default snap length. 64 MiB absorbed longer reader stalls, but
+	// made each recorded hit 100-150 ns dearer on the test machine (the
+	// ring no longer fits its 32 MB last-level cache: docs/BENCHMARKS.md,
+	// Loss); --ring-size raises it.
+	DefaultRingBufferSize = 32 << 20
 	// DefaultTrackedPackets is the number of packets followed at once
 	// when Config.TrackedPackets is 0.
 	DefaultTrackedPackets = 1 << 16
