@@ -62,6 +62,28 @@ func (r *recording) stop(t *testing.T) {
 	if err := r.cmd.Process.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)
 	}
+	r.wait(t)
+}
+
+// stopTogether ends several recordings with SIGINT at the same moment
+// (recordings compared with each other must cover the same time), and
+// checks each exits 0.
+func stopTogether(t *testing.T, rs ...*recording) {
+	t.Helper()
+	time.Sleep(300 * time.Millisecond) // let the last events reach the rings
+	for _, r := range rs {
+		if err := r.cmd.Process.Signal(syscall.SIGINT); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, r := range rs {
+		r.wait(t)
+	}
+}
+
+// wait waits for a recording sent SIGINT to exit, and checks it exits 0.
+func (r *recording) wait(t *testing.T) {
+	t.Helper()
 	done := make(chan error, 1)
 	go func() { done <- r.cmd.Wait() }()
 	select {
