@@ -309,7 +309,9 @@ func RunTestWith(t testing.TB, k Kernel, pkg, runRegexp string, opts Options) st
 			if hung != "" {
 				t.Logf("%s on %s: %s again on attempt %d; giving up", pkg, k, hung, attempt)
 			}
-			t.Fatalf("%s on %s (%v): %v\n%s%s", pkg, k, elapsed.Round(100*time.Millisecond), err, out, stderr)
+			// The failed tests' own lines once more at the end: a CI log
+			// that keeps only its last lines still says what failed.
+			t.Fatalf("%s on %s (%v): %v\n%s%s%s", pkg, k, elapsed.Round(100*time.Millisecond), err, out, stderr, failedSections(out))
 		}
 		// Software emulation occasionally hangs a 5.10 kernel (soft
 		// lockups while BPF programs attach); one more boot usually
@@ -386,6 +388,66 @@ func vmHung(err error, out string) string {
 }
 
 // lastLines returns the last n lines of s, each ending in a newline.
+// failedSections returns, from the verbose output of a test binary, the
+// lines of each failed test that has no failed subtest (at most 40 lines
+// each, at most 8 tests), under a heading; "" when none failed.
+func failedSections(out string) string {
+	lines := strings.Split(out, "\n")
+	sections := map[string][]string{}
+	var failed []string
+	cur := ""
+	for _, l := range lines {
+		trimmed := strings.TrimSpace(l)
+		switch {
+		case strings.HasPrefix(trimmed, "=== RUN ") || strings.HasPrefix(trimmed, "=== CONT "):
+			cur = strings.TrimSpace(trimmed[8:])
+			continue
+		case strings.HasPrefix(trimmed, "--- FAIL: "):
+			name, _, _ := strings.Cut(trimmed[len("--- FAIL: "):], " ")
+			failed = append(failed, name)
+			cur = ""
+			continue
+		case strings.HasPrefix(trimmed, "--- "):
+			cur = ""
+			continue
+		}
+		if cur != "" {
+			sections[cur] = append(sections[cur], l)
+		}
+	}
+	var b strings.Builder
+	shown := 0
+	for _, name := range failed {
+		leaf := true
+		for _, other := range failed {
+			if strings.HasPrefix(other, name+"/") {
+				leaf = false
+				break
+			}
+		}
+		if !leaf {
+			continue
+		}
+		if shown++; shown > 8 {
+			fmt.Fprintf(&b, "(more failed tests above)\n")
+			break
+		}
+		if b.Len() == 0 {
+			b.WriteString("\nthe failed tests' lines again:\n")
+		}
+		sec := sections[name]
+		fmt.Fprintf(&b, "--- FAIL: %s\n", name)
+		if len(sec) > 40 {
+			fmt.Fprintf(&b, "(the first 40 of %d lines)\n", len(sec))
+			sec = sec[:40]
+		}
+		for _, l := range sec {
+			b.WriteString(l + "\n")
+		}
+	}
+	return b.String()
+}
+
 func lastLines(s string, n int) string {
 	s = strings.TrimRight(s, "\n")
 	if s == "" {

@@ -38,3 +38,25 @@ func TestLastLines(t *testing.T) {
 		}
 	}
 }
+
+func TestFailedSections(t *testing.T) {
+	out := `=== RUN   TestA
+=== RUN   TestA/ok
+    a_test.go:1: fine
+=== RUN   TestA/bad
+    a_test.go:2: got 1, want 2
+    a_test.go:3: the packets: x
+--- FAIL: TestA (0.10s)
+    --- PASS: TestA/ok (0.00s)
+    --- FAIL: TestA/bad (0.11s)
+FAIL
+`
+	got := failedSections(out)
+	want := "\nthe failed tests' lines again:\n--- FAIL: TestA/bad\n    a_test.go:2: got 1, want 2\n    a_test.go:3: the packets: x\n"
+	if got != want {
+		t.Errorf("failedSections = %q, want %q", got, want)
+	}
+	if got := failedSections("=== RUN   TestA\n--- PASS: TestA (0.00s)\n"); got != "" {
+		t.Errorf("nothing failed: %q", got)
+	}
+}
