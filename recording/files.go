@@ -125,7 +125,7 @@ func CreateFiles(opts FileOptions, info Info, bufSize int, names DeviceNamer, sy
 		err = w.Flush()
 	}
 	if err != nil {
-		out.f.Close()
+		_ = out.close()
 		if out.regular {
 			os.Remove(out.name)
 		}
@@ -152,7 +152,7 @@ func (fs *Files) open(now time.Time) (*fileOutput, error) {
 	}
 	fs.seq++
 	fs.opened = now
-	fs.cur = &fileOutput{f: f, name: name, regular: st.Mode().IsRegular()}
+	fs.cur = newFileOutput(f, name, st.Mode().IsRegular())
 	fs.kept = append(fs.kept, name)
 	fs.created = append(fs.created, name)
 	if fs.cur.regular {
@@ -250,10 +250,9 @@ func (fs *Files) Hold() { fs.hold = true }
 func (fs *Files) finish(st capture.Stats, end time.Time) error {
 	fs.w.SetSkipped(st.OverBudget - fs.atOpen.OverBudget)
 	err := fs.w.Close(st.Lost-fs.atOpen.Lost, end)
-	if cerr := fs.cur.f.Close(); err == nil && cerr != nil {
-		err = fmt.Errorf("close output: %w", cerr)
+	if cerr := fs.cur.close(); err == nil && cerr != nil {
+		err = cerr
 	}
-	fs.cur.f = nil
 	fs.closed += fs.cur.n
 	fs.cur.n = 0
 	return err
@@ -272,37 +271,66 @@ func (fs *Files) Abort() error {
 	if fs.cur.f == nil {
 		return nil // closed already
 	}
-	err := fs.cur.f.Close()
-	fs.cur.f = nil
+	err := fs.cur.close()
 	if fs.cur.n == 0 && fs.cur.regular && os.Remove(fs.cur.name) == nil {
 		fs.kept = slices.DeleteFunc(fs.kept, func(n string) bool { return n == fs.cur.name })
 	}
 	return err
 }
 
-// fileOutput is one output file. A write that fails after part of its
-// bytes reached the file (ENOSPC) is cut back to the last whole block, so
-// that the file ends on a block boundary; the recording stops there.
+// fileOutput is one output file, written on a goroutine of its own
+// (asyncWriter): the event loop that fills it never waits in write(2). A
+// write that fails after part of its bytes reached the file (ENOSPC) is
+// cut back to the last whole block, so that the file ends on a block
+// boundary; the recording stops there.
 type fileOutput struct {
 	f    *os.File
 	name string
-	n    int64 // bytes in the file
+	// n counts the bytes handed to the file, some of which may still be
+	// on their way; after close, the bytes in it.
+	n int64
 	// regular: a regular file, which record may remove again; never a
 	// device or a pipe the user named (-w /dev/null, a FIFO).
 	regular bool
+	aw      *asyncWriter
+}
+
+// newFileOutput starts writing f.
+func newFileOutput(f *os.File, name string, regular bool) *fileOutput {
+	o := &fileOutput{f: f, name: name, regular: regular}
+	var written int64 // the writer goroutine's
+	o.aw = newAsyncWriter(func(p []byte) (int, error) {
+		n, err := f.Write(p)
+		if err != nil && n > 0 {
+			if keep := wholeBlocks(p, n); keep < n && f.Truncate(written+int64(keep)) == nil {
+				n = keep
+			}
+		}
+		written += int64(n)
+		return n, err
+	})
+	return o
 }
 
 // Write implements io.Writer. p holds whole pcap-ng blocks (the
-// pcapng.Writer writes nothing else).
+// pcapng.Writer writes nothing else). The error is that of an earlier
+// write.
 func (o *fileOutput) Write(p []byte) (int, error) {
-	n, err := o.f.Write(p)
-	if err != nil && n > 0 {
-		if keep := wholeBlocks(p, n); keep < n && o.f.Truncate(o.n+int64(keep)) == nil {
-			n = keep
-		}
-	}
+	n, err := o.aw.Write(p)
 	o.n += int64(n)
 	return n, err
+}
+
+// close writes what is on its way and closes the file. n is then the
+// bytes in the file.
+func (o *fileOutput) close() error {
+	n, err := o.aw.close()
+	o.n = n
+	if cerr := o.f.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("close output: %w", cerr)
+	}
+	o.f = nil
+	return err
 }
 
 // wholeBlocks returns the length of the whole little-endian pcap-ng
