@@ -13,7 +13,8 @@
 # record built from this tree) is a space-separated list of record
 # binaries, measured by turns in each flood's slot, e.g.
 #     RECORDERS="/tmp/record.main bench/out/bin/record" bench/loss.sh
-# BESIDE=none measures without the job beside. Needs root.
+# BESIDE=none measures without the job beside; JOBS=N (default 1) runs N
+# such jobs, for a host busier than the CPUs it has. Needs root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" -ne 0 ]; then
@@ -24,13 +25,14 @@ out=${BENCH_OUT:-bench/out}
 secs=${SECONDS_PER_RUN:-4}
 floods=${FLOODS:-10}
 beside=${BESIDE:-sha256sum}
+jobs_beside=${JOBS:-1}
 mkdir -p "$out/bin"
 go build -o "$out/bin/" ./cmd/record
 read -r -a recs <<<"${RECORDERS:-$out/bin/record}"
 A=pcdemoA
 job=
 cleanup() {
-	[ -n "$job" ] && kill "$job" 2>/dev/null || true
+	[ -n "$job" ] && kill $job 2>/dev/null || true
 	scripts/scenario.sh teardown
 }
 trap cleanup EXIT
@@ -49,8 +51,10 @@ beside_start() {
 	case $beside in
 	none) ;;
 	sha256sum)
-		timeout $((secs + 2)) nice -n 0 sha256sum /dev/zero >/dev/null &
-		job=$!
+		for _ in $(seq "$jobs_beside"); do
+			timeout $((secs + 2)) nice -n 0 sha256sum /dev/zero >/dev/null &
+			job="$job $!"
+		done
 		;;
 	*)
 		echo "BESIDE=$beside: want sha256sum or none" >&2
@@ -61,8 +65,8 @@ beside_start() {
 
 beside_stop() {
 	if [ -n "$job" ]; then
-		kill "$job" 2>/dev/null || true
-		wait "$job" 2>/dev/null || true
+		kill $job 2>/dev/null || true
+		wait $job 2>/dev/null || true
 		job=
 	fi
 }
@@ -88,7 +92,7 @@ flood() {
 beside_start
 base=$(round_trips)
 beside_stop
-echo "== $floods floods of $secs s, job beside: $beside; nothing attached: $base round trips"
+echo "== $floods floods of $secs s, job beside: $beside (x$jobs_beside); nothing attached: $base round trips"
 declare -A clean
 for r in "${recs[@]}"; do clean[$r]=0; done
 for i in $(seq "$floods"); do

@@ -199,9 +199,19 @@ func (r *Recorder) Run(ctx context.Context, fn func(*Event) error) error {
 	}
 	rg.reading.Lock()
 	defer rg.reading.Unlock()
-	// Cancelling ctx interrupts a wait for data.
-	stop := context.AfterFunc(ctx, func() { _ = rg.interrupt() })
-	defer stop()
+	// Cancelling ctx interrupts a wait for data. Run returns only after
+	// the interruption is done: Close may close its descriptor then (and
+	// the number could be another file's by the time it is written).
+	interrupted := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		defer close(interrupted)
+		_ = rg.interrupt()
+	})
+	defer func() {
+		if !stop() {
+			<-interrupted
+		}
+	}()
 
 	rd := reader{
 		sample: make([]byte, 0, recordSize+r.stackBytes+r.snaplen),
