@@ -213,10 +213,7 @@ func (r *Recorder) Run(ctx context.Context, fn func(*Event) error) error {
 		}
 	}()
 
-	rd := reader{
-		sample: make([]byte, 0, recordSize+r.stackBytes+r.snaplen),
-		ev:     Event{reasons: r.reasons},
-	}
+	rd := reader{ev: Event{reasons: r.reasons}}
 	deliver := func(sample []byte) error {
 		if err := r.deliver(&rd, sample, fn); err != nil {
 			return err
@@ -265,22 +262,21 @@ func (r *Recorder) drain(rg *ring, rd *reader, fn func(*Event) error) error {
 	return nil
 }
 
-// reader is Run's reusable state: one record buffer, one decoded record
-// and one Event for all events.
+// reader is Run's reusable state: one decoded record and one Event for
+// all events.
 type reader struct {
-	sample []byte // the record being delivered, copied out of the ring
-	raw    bpf.SkbEvent
-	ev     Event
-	stack  []uint64 // Event.Stack's backing array
+	raw   bpf.SkbEvent
+	ev    Event
+	stack []uint64 // Event.Stack's backing array
 }
 
-// deliver decodes the record in rd and calls fn.
+// deliver decodes the record sample and calls fn. sample is the record in
+// the ring buffer itself, not a copy: the ring gives its space back only
+// after fn returns (ring.read), and the mapping is read-only, so the
+// Event's bytes stay as they are during fn.
 func (r *Recorder) deliver(rd *reader, sample []byte, fn func(*Event) error) error {
-	// The record is copied out of the ring: the Event's bytes stay valid
-	// however the caller uses them during fn.
-	rd.sample = append(rd.sample[:0], sample...)
 	ev, raw := &rd.ev, &rd.raw
-	if err := ev.decode(rd.sample, raw, r.stackBytes); err != nil {
+	if err := ev.decode(sample, raw, r.stackBytes); err != nil {
 		return fmt.Errorf("decode event: %w", err)
 	}
 	if int(raw.HookId) >= len(r.hooks) {
@@ -296,7 +292,7 @@ func (r *Recorder) deliver(rd *reader, sample []byte, fn func(*Event) error) err
 	}
 	ev.Stack, ev.StackLost, ev.StackErr = nil, false, 0
 	if raw.Flags&flagHasStack != 0 {
-		r.decodeStack(ev, rd.sample[recordSize:recordSize+r.stackBytes], raw.StackLen, &rd.stack)
+		r.decodeStack(ev, sample[recordSize:recordSize+r.stackBytes], raw.StackLen, &rd.stack)
 	}
 	ev.Time = r.clock.wall(raw.KtimeNs)
 	ev.LostBefore, ev.SkippedBefore = 0, 0

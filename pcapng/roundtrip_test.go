@@ -852,3 +852,55 @@ func TestWriterSimplePacketRules(t *testing.T) {
 		t.Fatalf("SPB read back as %d of %d bytes", len(p.Data), p.OriginalLength)
 	}
 }
+
+// taker is a pcapng.BufferTaker that keeps the buffers it takes and hands
+// back a new one each time.
+type taker struct {
+	taken [][]byte
+	out   bytes.Buffer
+}
+
+func (k *taker) Write(p []byte) (int, error) { return k.out.Write(p) }
+
+func (k *taker) TakeBuffer(b []byte) ([]byte, error) {
+	k.taken = append(k.taken, b)
+	k.out.Write(b)
+	return make([]byte, 0, 16), nil
+}
+
+// TestWriterBufferTaker: a buffered Writer hands its buffer itself to a
+// BufferTaker; the bytes are those written through Write, and the Writer
+// never touches a buffer once taken.
+func TestWriterBufferTaker(t *testing.T) {
+	items := everything()
+	want := writeAll(t, items, 4096)
+	k := &taker{}
+	w, err := pcapng.NewWriterSize(k, items[0].section, 4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var copies [][]byte
+	check := func() {
+		for i, b := range k.taken {
+			if i >= len(copies) {
+				copies = append(copies, bytes.Clone(b))
+			} else if !bytes.Equal(copies[i], b) {
+				t.Fatalf("buffer %d changed after it was taken", i)
+			}
+		}
+	}
+	for i, it := range items[1:] {
+		if err := it.write(w); err != nil {
+			t.Fatalf("item %d: %v", i+1, err)
+		}
+		check()
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	check()
+	if len(k.taken) < 2 || !bytes.Equal(k.out.Bytes(), want) {
+		t.Errorf("%d buffers taken, %d bytes; equal to a plain Writer's %v", len(k.taken), k.out.Len(), bytes.Equal(k.out.Bytes(), want))
+	}
+	readAndCheck(t, k.out.Bytes(), items)
+}

@@ -53,7 +53,15 @@ func NewWriterSize(w io.Writer, sec *Section, bufSize int) (*Writer, error) {
 	return wr, nil
 }
 
-// Flush writes the buffered blocks.
+// BufferTaker is an io.Writer that can take a buffered Writer's buffer
+// instead of a copy of it: TakeBuffer owns b from then on (b holds whole
+// blocks) and returns an empty buffer, which the Writer fills next.
+type BufferTaker interface {
+	TakeBuffer(b []byte) ([]byte, error)
+}
+
+// Flush writes the buffered blocks. An underlying writer that is a
+// BufferTaker takes the buffer itself.
 func (w *Writer) Flush() error {
 	if w.err != nil {
 		return w.err
@@ -61,8 +69,15 @@ func (w *Writer) Flush() error {
 	if len(w.buf) == 0 {
 		return nil
 	}
-	_, err := w.w.Write(w.buf)
-	w.buf = w.buf[:0]
+	var err error
+	if bt, ok := w.w.(BufferTaker); ok {
+		var next []byte
+		next, err = bt.TakeBuffer(w.buf)
+		w.buf = next[:0]
+	} else {
+		_, err = w.w.Write(w.buf)
+		w.buf = w.buf[:0]
+	}
 	if err != nil {
 		w.err = fmt.Errorf("pcapng: write: %w", err)
 	}

@@ -101,6 +101,27 @@ func (a *asyncWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// take queues b itself, which the caller no longer touches, and returns
+// an empty buffer of at least b's capacity for the caller to fill next. It
+// waits only when every buffer is queued.
+func (a *asyncWriter) take(b []byte) ([]byte, error) {
+	if a.closed {
+		return b[:0], errAsyncClosed
+	}
+	if err := a.failed(); err != nil {
+		return b[:0], err
+	}
+	if len(b) == 0 {
+		return b, nil
+	}
+	next := <-a.free
+	a.queue <- asyncReq{buf: b}
+	if next == nil {
+		next = make([]byte, 0, cap(b))
+	}
+	return next[:0], nil
+}
+
 // sync waits until every queued buffer is written and returns the first
 // error and the bytes written so far.
 func (a *asyncWriter) sync() (int64, error) {

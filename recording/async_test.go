@@ -56,3 +56,30 @@ func TestAsyncWriterOrderAndErrors(t *testing.T) {
 		t.Fatalf("second close: %v", err)
 	}
 }
+
+// TestAsyncWriterTake: buffers handed over with take are written as they
+// are, in order with those of Write, and take hands back empty buffers.
+func TestAsyncWriterTake(t *testing.T) {
+	var out bytes.Buffer
+	a := newAsyncWriter(out.Write)
+	var want bytes.Buffer
+	buf := make([]byte, 0, 64)
+	for i := 0; i < 200; i++ {
+		line := fmt.Sprintf("taken %d\n", i)
+		want.WriteString(line)
+		buf = append(buf, line...)
+		next, err := a.take(buf)
+		if err != nil || len(next) != 0 || cap(next) < 64 {
+			t.Fatalf("take %d: len %d cap %d, %v", i, len(next), cap(next), err)
+		}
+		buf = next
+		line = fmt.Sprintf("written %d\n", i)
+		want.WriteString(line)
+		if _, err := a.Write([]byte(line)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := a.close(); err != nil || n != int64(want.Len()) || !bytes.Equal(out.Bytes(), want.Bytes()) {
+		t.Fatalf("close: %d, %v; equal %v", n, err, bytes.Equal(out.Bytes(), want.Bytes()))
+	}
+}

@@ -321,6 +321,17 @@ func (o *fileOutput) Write(p []byte) (int, error) {
 	return n, err
 }
 
+// TakeBuffer implements pcapng.BufferTaker: the Writer's buffer is queued
+// as it is, without a copy. The error is that of an earlier write.
+func (o *fileOutput) TakeBuffer(b []byte) ([]byte, error) {
+	n := len(b)
+	next, err := o.aw.take(b)
+	if err == nil {
+		o.n += int64(n)
+	}
+	return next, err
+}
+
 // close writes what is on its way and closes the file. n is then the
 // bytes in the file.
 func (o *fileOutput) close() error {

@@ -311,9 +311,17 @@ func TestRecordLeavesNoBPFObjects(t *testing.T) {
 			if !strings.Contains(stderr.String(), tc.want) {
 				t.Errorf("stderr lacks %q", tc.want)
 			}
-			// Half way: programs were loaded and attached before it failed.
-			if len(held["prog"]) < 2 || len(held["link"]) < 1 {
-				t.Fatalf("record failed before attaching anything (seen: %v): not half way", held)
+			// Half way: programs were loaded, and the message says that
+			// an attachment failed. The links made before it live for
+			// a few milliseconds only and are often gone before a
+			// sample sees them: then the system-wide checks below
+			// (the kernel's tracing state, bpftool perf show) are what
+			// shows that none is left.
+			if len(held["prog"]) < 2 {
+				t.Fatalf("record failed before loading its programs (seen: %v): not half way", held)
+			}
+			if len(held["link"]) == 0 {
+				t.Logf("no link sampled while record attached: they lived less than the 5 ms between samples")
 			}
 			t.Logf("record held, while attaching: %v", held)
 			checkGone(t, held, before)
@@ -335,7 +343,12 @@ func TestRecordLeavesNoBPFObjects(t *testing.T) {
 // fingerprint maps were added.
 func halfWayLimit(t *testing.T, bash, bin string) int {
 	t.Helper()
-	var last string
+	// The largest limit that still fails while attaching: at the
+	// smallest one the first attachment may fail, and then no link was
+	// made (the loads open descriptors on goroutines, so the numbers
+	// vary a little from run to run).
+	var last, found string
+	best := 0
 	for n := 48; n <= 512; n += 4 {
 		out, err := exec.Command(bash, "-c", fmt.Sprintf(`ulimit -n %d && exec "$@"`, n), "bash", bin, "--backend", "tracepoint", "-w", "/dev/null", "--duration", "1ms").CombinedOutput()
 		if err == nil {
@@ -343,10 +356,12 @@ func halfWayLimit(t *testing.T, bash, bin string) int {
 		}
 		last = string(out)
 		if strings.Contains(last, "attach hook") && strings.Contains(last, "too many open files") {
-			t.Logf("open-file limit %d: %s", n, strings.TrimSpace(last))
-			return n
+			best, found = n, strings.TrimSpace(last)
 		}
 	}
-	t.Fatalf("no open-file limit makes record fail while attaching; last failure: %s", last)
-	return 0
+	if best == 0 {
+		t.Fatalf("no open-file limit makes record fail while attaching; last failure: %s", last)
+	}
+	t.Logf("open-file limit %d: %s", best, found)
+	return best
 }
