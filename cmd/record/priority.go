@@ -9,7 +9,7 @@ import (
 )
 
 // defaultReaderBoost is --reader-boost's default: none. A boost of 5
-// levels gives the thread that reads the ring buffer and writes the output
+// levels gives the thread that reads the ring buffer and formats the output
 // about three times the CPU share of a task at record's own level (the
 // kernel's weights grow by 1.25x per level); it lost no fewer events than
 // no boost in floods with a CPU-bound job beside (bench/loss.sh), and it
