@@ -192,9 +192,9 @@ func (r *Recorder) DropReasons() *DropReasons {
 	return r.reasons
 }
 
-// Run reads events until ctx is done and calls fn for each, then delivers
-// the events that were in the ring buffer at that moment and returns nil.
-// When ctx is done the hooks are detached too: Run records once.
+// Run reads events until ctx is done and calls fn for each. When ctx is
+// done it detaches the hooks, delivers every event they recorded until
+// then and returns nil: Run records once.
 // fn's error stops Run and is returned. The Event passed to fn is reused:
 // its contents, Data above all, are valid only during the call. Run must
 // not be called concurrently with itself, and returns an error after Close.
@@ -256,6 +256,12 @@ func (r *Recorder) Run(ctx context.Context, fn func(*Event) error) error {
 			}
 		}
 	}
+	if err := r.drain(rg, &rd, fn); err != nil {
+		return err
+	}
+	// Once the hooks are gone nothing more comes: what they recorded
+	// while they were being detached is delivered too.
+	r.detach()
 	return r.drain(rg, &rd, fn)
 }
 
