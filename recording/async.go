@@ -57,14 +57,12 @@ func newAsyncWriter(write func(p []byte) (int, error)) *asyncWriter {
 
 func (a *asyncWriter) loop() {
 	defer close(a.done)
-	var written int64
 	for r := range a.queue {
 		if r.buf != nil {
 			if a.failed() == nil {
 				n, err := a.write(r.buf)
-				written += int64(n)
 				a.mu.Lock()
-				a.written = written
+				a.written += int64(n)
 				if err != nil && a.err == nil {
 					a.err = err
 				}
