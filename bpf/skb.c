@@ -12,6 +12,14 @@
 // The verifier sees those values as constants, so branches for other
 // argument positions are dead code and never checked against this hook's
 // prototype.
+//
+// On Linux 6.10+ (attach cookies for raw tracepoints) user space loads the
+// tracepoint variant once per argument layout instead, as a raw tracepoint
+// program attached to every tracepoint of that layout: the arguments are
+// then plain numbers, which walk_skb and walk_dev turn into untrusted typed
+// pointers (bpf_rdonly_cast), and the hook's id comes from each link's
+// cookie (cookie_hook). Fewer programs to verify is most of what start-up
+// saves; the loads per hit are the same.
 
 #define BTF_READS 1
 #include "common.h"
@@ -195,7 +203,9 @@ int on_skb(void *ctx)
 
 	h.skb = skb;
 	h.key = address_of(state, skb);
-	h.hook = hook_id;
+	// One helper call per hit where the program is shared: a load of
+	// the cookie the link stored in the tracepoint's run context.
+	h.hook = cookie_hook ? (__u32)bpf_get_attach_cookie(ctx) : hook_id;
 	if (reason_arg >= 0)
 		h.reason = load_arg(ctx, reason_arg);
 	if (location_arg >= 0)

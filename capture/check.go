@@ -147,9 +147,13 @@ func RunCheck() (*Check, error) {
 		Name: "drop reasons at kfree_skb", Since: "5.17", Have: reasons,
 		Without: "drops carry the freeing code location only; analyze reports \"dropped (no reason on this kernel)\"",
 	})
+	cast := haveKfunc(kernel, "bpf_rdonly_cast")
 	c.Features = append(c.Features, FeatureCheck{
-		Name: "kfunc bpf_rdonly_cast", Since: "6.2", Have: haveKfunc(kernel, "bpf_rdonly_cast"),
+		Name: "kfunc bpf_rdonly_cast", Since: "6.2", Have: cast,
 		Without: "the same programs, verified more slowly (a longer start)",
+	}, FeatureCheck{
+		Name: "raw tracepoint cookies", Since: "6.10", Have: haveSharedTracepoints(cast),
+		Without: "one program per tracepoint, each verified, instead of one per argument layout (a longer start)",
 	})
 	direct, err := probeDirectRead(kernel, nil, hook.Name)
 	c.Features = append(c.Features, FeatureCheck{

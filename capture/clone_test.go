@@ -34,7 +34,8 @@ func TestInVMCloneLinkedOnTracepoints(t *testing.T) {
 		if err != nil {
 			t.Fatalf("filter %q: %v", expr, err)
 		}
-		t.Logf("tracepoint backend, filter %q: %d programs attached in %v", expr, len(r.Hooks()), time.Since(start).Round(time.Millisecond))
+		t.Logf("tracepoint backend, filter %q: %d hooks, %d programs attached in %v", expr, len(r.Hooks()), len(r.progs), time.Since(start).Round(time.Millisecond))
+		checkSharedPrograms(t, r)
 		r.Close()
 	}
 	testCloneLinkedOnTracepoints(t)
@@ -75,5 +76,25 @@ func testCloneLinkedOnTracepoints(t *testing.T) {
 	}
 	if len(linked) != 3 {
 		t.Errorf("%d of 3 echo replies have a linked clone copied to ping", len(linked))
+	}
+}
+
+// checkSharedPrograms checks that a tracepoint recorder r shares its
+// programs among the tracepoints of one argument layout exactly where the
+// kernel is 6.10 or later (raw tracepoint cookies), and that it then loads
+// fewer than half as many programs as it has hooks.
+func checkSharedPrograms(t *testing.T, r *Recorder) {
+	t.Helper()
+	v, _ := ParseKernelVersion(kernelRelease(), readTrim("/proc/version"), readTrim("/proc/version_signature"))
+	want := !v.Less(KernelVersion{6, 10, 0})
+	if r.compat.sharedTP != want {
+		t.Errorf("Linux %s: programs shared %v, want %v", v, r.compat.sharedTP, want)
+	}
+	tps := len(r.Hooks()) + len(r.untrack)
+	if want && len(r.progs)*2 > tps {
+		t.Errorf("Linux %s: %d programs for %d tracepoints, want fewer than half", v, len(r.progs), tps)
+	}
+	if !want && len(r.progs) != tps {
+		t.Errorf("Linux %s: %d programs for %d tracepoints, want one each", v, len(r.progs), tps)
 	}
 }

@@ -16,11 +16,15 @@ type compat struct {
 	// skb.c walks the skb through an untrusted pointer: the same loads,
 	// verified in a third of the time on recent kernels (bpf/skb.c).
 	rdonlyCast bool
-	cookie     bool // bpf_get_attach_cookie, probed when kprobes are attached
-	auditSafe  bool // no bpf_probe_read_kernel per hit
-	audit      AuditHazard
-	perCPU     uint64 // events per second per CPU, 0: no limit
-	notes      []string
+	// sharedTP: one raw tracepoint program per argument layout serves
+	// several tracepoints, with the hook's id in the attach cookie
+	// (Linux 6.10+, sharedtp.go).
+	sharedTP  bool
+	cookie    bool // bpf_get_attach_cookie, probed when kprobes are attached
+	auditSafe bool // no bpf_probe_read_kernel per hit
+	audit     AuditHazard
+	perCPU    uint64 // events per second per CPU, 0: no limit
+	notes     []string
 }
 
 // decideCompat probes the kernel for the features the programs use and
@@ -38,6 +42,7 @@ func decideCompat(cfg Config, kernel *btf.Spec, cache *btf.Cache, hooks []Hook, 
 	}
 
 	c.rdonlyCast = haveKfunc(kernel, "bpf_rdonly_cast")
+	c.sharedTP = haveSharedTracepoints(c.rdonlyCast)
 
 	c.audit, err = DetectAuditHazard()
 	if err != nil {

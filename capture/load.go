@@ -198,13 +198,32 @@ func (r *Recorder) open(cfg Config, cache *btf.Cache, kernel *btf.Spec, tab *btf
 		}
 	}
 
-	tracepoints := len(r.hooks) + len(r.untrack)
-	// With a filter expression, the first tracepoint is loaded alone: it
-	// tells whether this kernel lets the filter read the packet in place.
+	// The tracepoints and the untrack-only hooks: where the kernel can
+	// share a raw tracepoint program among the tracepoints of one argument
+	// layout, one program per layout (sharedtp.go), else one each.
+	untrack := env.knobs
+	untrack.untrackOnly = true
+	var (
+		hooks    []*Hook
+		settings []hookKnobs
+	)
+	for i := range r.hooks {
+		hooks = append(hooks, &r.hooks[i])
+		settings = append(settings, env.knobs)
+	}
+	for i := range r.untrack {
+		hooks = append(hooks, &r.untrack[i])
+		settings = append(settings, untrack)
+	}
+	// With a filter expression, the first tracepoint is loaded alone (a
+	// tp_btf program): it tells whether this kernel lets the filter read
+	// the packet in place.
 	first := 0
 	if env.knobs.filter != nil {
 		first = min(1, len(r.hooks))
 	}
+	units := planLoads(hooks[first:], settings[first:], r.compat.sharedTP)
+	programs := first + len(units)
 	for i := range r.hooks[:first] {
 		err := r.attachTracing(&r.hooks[i], env.knobs, env)
 		if err != nil && env.knobs.filter != nil && !env.knobs.probeRead {
@@ -217,6 +236,9 @@ func (r *Recorder) open(cfg Config, cache *btf.Cache, kernel *btf.Spec, tab *btf
 					return fmt.Errorf("%w: a filter expression reads packet bytes, which this kernel lets programs do only with bpf_probe_read_kernel, and recording is audit-safe (%w); select packets with --netns, --ifname, --mark or --pid instead, or allow probe reads (--probe-read on)", ErrFilter, ErrProbeRead)
 				}
 				env.knobs.probeRead = true
+				for j := range units {
+					units[j].knobs.probeRead = true
+				}
 				err = r.attachTracing(&r.hooks[i], env.knobs, env)
 			}
 		}
@@ -225,30 +247,16 @@ func (r *Recorder) open(cfg Config, cache *btf.Cache, kernel *btf.Spec, tab *btf
 		}
 	}
 	if first > 0 {
-		r.progress.report(stepTracepoints, first, tracepoints)
+		r.progress.report(stepTracepoints, first, programs)
 	}
 	r.filterInPlace = env.knobs.filter != nil && !env.knobs.probeRead
-	// The other tracepoints and the untrack-only hooks, loaded
-	// concurrently (verification is most of the start-up time) and
-	// attached in order.
-	untrack := env.knobs
-	untrack.untrackOnly = true
-	var rest []*Hook
-	for i := first; i < len(r.hooks); i++ {
-		rest = append(rest, &r.hooks[i])
-	}
-	for i := range r.untrack {
-		rest = append(rest, &r.untrack[i])
-	}
+	// The other programs, loaded concurrently (verification is most of
+	// the start-up time) and attached in order.
 	var loaded atomic.Int64
-	progs, err := loadConcurrently(len(rest), func(i int) (*ebpf.Program, error) {
-		k := env.knobs
-		if i >= len(r.hooks)-first {
-			k = untrack
-		}
-		prog, err := loadHook(env.spec, rest[i], env.opts, k)
+	progs, err := loadConcurrently(len(units), func(i int) (*ebpf.Program, error) {
+		prog, err := loadHook(env.spec, units[i].hooks[0], env.opts, units[i].knobs)
 		if err == nil {
-			r.progress.report(stepTracepoints, tracepoints-len(rest)+int(loaded.Add(1)), tracepoints)
+			r.progress.report(stepTracepoints, first+int(loaded.Add(1)), programs)
 		}
 		return prog, err
 	})
@@ -256,7 +264,13 @@ func (r *Recorder) open(cfg Config, cache *btf.Cache, kernel *btf.Spec, tab *btf
 		return err
 	}
 	for i, prog := range progs {
-		if err := r.attachLoaded(rest[i], prog); err != nil {
+		var err error
+		if units[i].shared {
+			err = r.attachShared(units[i], prog)
+		} else {
+			err = r.attachLoaded(units[i].hooks[0], prog)
+		}
+		if err != nil {
 			for _, p := range progs[i+1:] {
 				p.Close()
 			}
@@ -351,6 +365,7 @@ type hookKnobs struct {
 	budget      uint64           // events per second per CPU, 0: no limit
 	linkClones  bool             // link clones by their buffer (heads)
 	onlyChanged bool             // record bytes only where they may have changed (Config.BytesChanged)
+	cookieHook  bool             // a raw tracepoint program shared by tracepoints (sharedtp.go)
 }
 
 // knobSpecs returns the load-time settings of spec as bpf2go's typed
@@ -414,6 +429,7 @@ func (k hookKnobs) apply(vs *bpf.SkbVariableSpecs) error {
 	s.set(vs.BudgetPerCpu, k.budget)
 	s.set(vs.LinkClones, b32(k.linkClones))
 	s.set(vs.BytesChanged, b32(k.onlyChanged))
+	s.set(vs.CookieHook, b32(k.cookieHook))
 	return s.err
 }
 
@@ -497,10 +513,17 @@ func loadHook(spec *ebpf.CollectionSpec, h *Hook, opts ebpf.CollectionOptions, k
 		prog.AttachTo = h.Prog.Name
 		prog.AttachTarget = h.Prog.target
 	}
-	switch h.Kind {
-	case HookFentry:
+	what := "hook " + h.Kind.String() + ":" + h.Name
+	switch {
+	case k.cookieHook:
+		// Bound to no tracepoint: attached to each with a cookie.
+		prog.Type = ebpf.RawTracepoint
+		prog.AttachType = ebpf.AttachNone
+		prog.AttachTo = ""
+		what += " (a raw tracepoint program shared with the tracepoints of its argument layout)"
+	case h.Kind == HookFentry:
 		prog.AttachType = ebpf.AttachTraceFEntry
-	case HookFexit:
+	case h.Kind == HookFexit:
 		prog.AttachType = ebpf.AttachTraceFExit
 	}
 	if k.filter != nil {
@@ -515,7 +538,7 @@ func loadHook(spec *ebpf.CollectionSpec, h *Hook, opts ebpf.CollectionOptions, k
 
 	coll, err := ebpf.NewCollectionWithOptions(spec, opts)
 	if err != nil {
-		return nil, loadError("hook "+h.Kind.String()+":"+h.Name, err)
+		return nil, loadError(what, err)
 	}
 	loaded := coll.DetachProgram(bpf.SkbProgOnSkb)
 	// The program holds its own references to the maps it uses.

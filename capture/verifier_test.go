@@ -69,19 +69,26 @@ func TestVerifierCost(t *testing.T) {
 		copied, links bool
 		cookie        bool
 		changed       bool // Config.BytesChanged: the fingerprint, two reservations
+		shared        bool // a raw tracepoint program shared by a layout (Linux 6.10+)
 	}
 	modes := []mode{
 		{name: "in place, clone links", links: true, cookie: true},
 		{name: "copied, no cookies", copied: true, links: true},
 		{name: "in place, bytes changed", links: true, cookie: true, changed: true},
 		{name: "copied, bytes changed", copied: true, links: true, changed: true},
+		{name: "in place, shared", links: true, cookie: true, shared: true},
 	}
+	cast := haveKfunc(kernel, "bpf_rdonly_cast")
+	shared := haveSharedTracepoints(cast)
 	opts := ebpf.CollectionOptions{Programs: ebpf.ProgramOptions{KernelTypes: kernel, LogLevel: ebpf.LogLevelStats}}
 	worst := 0
 	for _, expr := range costlyFilters {
 		for _, m := range modes {
+			if m.shared && !shared {
+				continue // Linux before 6.10 loads no shared program
+			}
 			k := hookKnobs{snaplen: 256, ncpu: 2, trackSets: 1 << 14, track: true, retArg: -1,
-				taskBTF: true, copyBytes: true, probeRead: m.copied, linkClones: m.links, onlyChanged: m.changed, rdonlyCast: haveKfunc(kernel, "bpf_rdonly_cast")}
+				taskBTF: true, copyBytes: true, probeRead: m.copied, linkClones: m.links, onlyChanged: m.changed, rdonlyCast: cast, cookieHook: m.shared}
 			bufSize := 64
 			if expr != "" {
 				f, err := CompileFilter(expr)
