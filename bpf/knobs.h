@@ -7,9 +7,6 @@
 // Knobs set by user space before loading. The verifier sees them as
 // constants, so branches that are off are dead code and never checked.
 volatile const __u32 hook_id = 0;       // BTF-typed programs: the hook's id
-volatile const __u32 cookie_hook = 0;   // 1: a raw tracepoint program shared by the tracepoints
-                                        // of one argument layout (Linux 6.10+): the hook's id
-                                        // is the link's attach cookie, not hook_id
 volatile const __s32 skb_arg = 0;       // BTF-typed programs: argument index of the skb
 volatile const __s32 dev_arg = -1;      // index of a struct net_device *, or -1
 volatile const __s32 reason_arg = -1;   // index of the drop reason, or -1

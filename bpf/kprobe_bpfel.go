@@ -104,7 +104,6 @@ const (
 	KprobeVarBudgetPerCpu   = "budget_per_cpu"
 	KprobeVarBytesChanged   = "bytes_changed"
 	KprobeVarCloneHook      = "clone_hook"
-	KprobeVarCookieHook     = "cookie_hook"
 	KprobeVarCopyBytes      = "copy_bytes"
 	KprobeVarDevArg         = "dev_arg"
 	KprobeVarDirectRead     = "direct_read"
@@ -214,7 +213,6 @@ type KprobeVariableSpecs struct {
 	BudgetPerCpu  *ebpf.VariableSpec `ebpf:"budget_per_cpu"`
 	BytesChanged  *ebpf.VariableSpec `ebpf:"bytes_changed"`
 	CloneHook     *ebpf.VariableSpec `ebpf:"clone_hook"`
-	CookieHook    *ebpf.VariableSpec `ebpf:"cookie_hook"`
 	CopyBytes     *ebpf.VariableSpec `ebpf:"copy_bytes"`
 	DevArg        *ebpf.VariableSpec `ebpf:"dev_arg"`
 	DirectRead    *ebpf.VariableSpec `ebpf:"direct_read"`
@@ -310,7 +308,6 @@ type KprobeVariables struct {
 	BudgetPerCpu  *ebpf.Variable `ebpf:"budget_per_cpu"`
 	BytesChanged  *ebpf.Variable `ebpf:"bytes_changed"`
 	CloneHook     *ebpf.Variable `ebpf:"clone_hook"`
-	CookieHook    *ebpf.Variable `ebpf:"cookie_hook"`
 	CopyBytes     *ebpf.Variable `ebpf:"copy_bytes"`
 	DevArg        *ebpf.Variable `ebpf:"dev_arg"`
 	DirectRead    *ebpf.Variable `ebpf:"direct_read"`

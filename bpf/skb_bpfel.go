@@ -120,7 +120,6 @@ const (
 	SkbVarBudgetPerCpu  = "budget_per_cpu"
 	SkbVarBytesChanged  = "bytes_changed"
 	SkbVarCloneHook     = "clone_hook"
-	SkbVarCookieHook    = "cookie_hook"
 	SkbVarCopyBytes     = "copy_bytes"
 	SkbVarDevArg        = "dev_arg"
 	SkbVarDirectRead    = "direct_read"
@@ -224,7 +223,6 @@ type SkbVariableSpecs struct {
 	BudgetPerCpu  *ebpf.VariableSpec `ebpf:"budget_per_cpu"`
 	BytesChanged  *ebpf.VariableSpec `ebpf:"bytes_changed"`
 	CloneHook     *ebpf.VariableSpec `ebpf:"clone_hook"`
-	CookieHook    *ebpf.VariableSpec `ebpf:"cookie_hook"`
 	CopyBytes     *ebpf.VariableSpec `ebpf:"copy_bytes"`
 	DevArg        *ebpf.VariableSpec `ebpf:"dev_arg"`
 	DirectRead    *ebpf.VariableSpec `ebpf:"direct_read"`
@@ -313,7 +311,6 @@ type SkbVariables struct {
 	BudgetPerCpu  *ebpf.Variable `ebpf:"budget_per_cpu"`
 	BytesChanged  *ebpf.Variable `ebpf:"bytes_changed"`
 	CloneHook     *ebpf.Variable `ebpf:"clone_hook"`
-	CookieHook    *ebpf.Variable `ebpf:"cookie_hook"`
 	CopyBytes     *ebpf.Variable `ebpf:"copy_bytes"`
 	DevArg        *ebpf.Variable `ebpf:"dev_arg"`
 	DirectRead    *ebpf.Variable `ebpf:"direct_read"`

@@ -87,7 +87,6 @@ const (
 	XdpVarBudgetPerCpu  = "budget_per_cpu"
 	XdpVarBytesChanged  = "bytes_changed"
 	XdpVarCloneHook     = "clone_hook"
-	XdpVarCookieHook    = "cookie_hook"
 	XdpVarCopyBytes     = "copy_bytes"
 	XdpVarDevArg        = "dev_arg"
 	XdpVarDirectRead    = "direct_read"
@@ -191,7 +190,6 @@ type XdpVariableSpecs struct {
 	BudgetPerCpu  *ebpf.VariableSpec `ebpf:"budget_per_cpu"`
 	BytesChanged  *ebpf.VariableSpec `ebpf:"bytes_changed"`
 	CloneHook     *ebpf.VariableSpec `ebpf:"clone_hook"`
-	CookieHook    *ebpf.VariableSpec `ebpf:"cookie_hook"`
 	CopyBytes     *ebpf.VariableSpec `ebpf:"copy_bytes"`
 	DevArg        *ebpf.VariableSpec `ebpf:"dev_arg"`
 	DirectRead    *ebpf.VariableSpec `ebpf:"direct_read"`
@@ -280,7 +278,6 @@ type XdpVariables struct {
 	BudgetPerCpu  *ebpf.Variable `ebpf:"budget_per_cpu"`
 	BytesChanged  *ebpf.Variable `ebpf:"bytes_changed"`
 	CloneHook     *ebpf.Variable `ebpf:"clone_hook"`
-	CookieHook    *ebpf.Variable `ebpf:"cookie_hook"`
 	CopyBytes     *ebpf.Variable `ebpf:"copy_bytes"`
 	DevArg        *ebpf.Variable `ebpf:"dev_arg"`
 	DirectRead    *ebpf.Variable `ebpf:"direct_read"`

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
 	"golang.org/x/sys/unix"
@@ -26,7 +27,28 @@ const floorSnaplen = 128
 // during the same ping flood (mean ns per run from kernel.bpf_stats).
 //
 //	go test ./capture -run '^$' -bench RecordFloor -benchtime 1x -count 3
+//
+// Two recorders: "own", the tracepoint's own tp_btf program, and on Linux
+// 6.10+ "shared", the raw tracepoint program that a layout's tracepoints
+// share (with napi_gro_frags_entry, which a veth never runs), whose hit
+// adds the attach cookie's helper call.
 func BenchmarkRecordFloor(b *testing.B) {
+	b.Run("own", func(b *testing.B) { benchRecordFloor(b, []string{"net_dev_queue"}) })
+	b.Run("shared", func(b *testing.B) {
+		kernel, err := btf.LoadKernelSpec()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if !haveSharedTracepoints(haveKfunc(kernel, "bpf_rdonly_cast")) {
+			b.Skip("no shared tracepoint programs before Linux 6.10")
+		}
+		benchRecordFloor(b, []string{"net_dev_queue", "napi_gro_frags_entry"})
+	})
+}
+
+// benchRecordFloor is BenchmarkRecordFloor with a recorder on hooks, whose
+// first program runs at net_dev_queue.
+func benchRecordFloor(b *testing.B, hooks []string) {
 	p := newVethPair(b)
 	run(b, "ip", "netns", "exec", p.nsA, "ping", "-c", "1", "-W", "2", p.ipB)
 	stats, err := ebpf.EnableStats(unix.BPF_STATS_RUN_TIME)
@@ -46,11 +68,16 @@ func BenchmarkRecordFloor(b *testing.B) {
 	}
 	defer le.Close()
 
-	rec, err := NewRecorder(Config{Hooks: []string{"net_dev_queue"}, Snaplen: floorSnaplen})
+	rec, err := NewRecorder(Config{Hooks: hooks, Snaplen: floorSnaplen})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer rec.Close()
+	// Its one program runs at net_dev_queue alone.
+	if len(rec.progs) != 1 {
+		b.Fatalf("%d programs for %v, want one", len(rec.progs), hooks)
+	}
+	b.Logf("recorder program: %v", rec.progs[0].Type())
 	ref, err := refprog.NewFloor(recordSize, floorSnaplen, 8<<20)
 	if err != nil {
 		b.Fatal(err)

@@ -72,6 +72,7 @@ func firstError(errs []error) error {
 // BTF, the shared maps and the knobs common to every hook.
 type loadEnv struct {
 	spec   *ebpf.CollectionSpec // the BTF-typed object (bpf/skb.c)
+	shared *ebpf.CollectionSpec // the shared raw tracepoint object (bpf/skbshared.c), or nil
 	kernel *btf.Spec
 	table  *btfscan.Table // kernel's raw type table, or nil (kernelTable)
 	opts   ebpf.CollectionOptions
@@ -181,6 +182,12 @@ func (r *Recorder) open(cfg Config, cache *btf.Cache, kernel *btf.Spec, tab *btf
 		knobs: knobs,
 	}
 
+	if r.compat.sharedTP {
+		if env.shared, err = sharedSpec(spec, env.opts.MapReplacements); err != nil {
+			return err
+		}
+	}
+
 	env.functions = func() ([]Hook, error) { return nil, nil }
 	if cfg.Backend != BackendTracepoint {
 		done := make(chan struct{})
@@ -254,7 +261,11 @@ func (r *Recorder) open(cfg Config, cache *btf.Cache, kernel *btf.Spec, tab *btf
 	// the start-up time) and attached in order.
 	var loaded atomic.Int64
 	progs, err := loadConcurrently(len(units), func(i int) (*ebpf.Program, error) {
-		prog, err := loadHook(env.spec, units[i].hooks[0], env.opts, units[i].knobs)
+		spec := env.spec
+		if units[i].shared {
+			spec = env.shared
+		}
+		prog, err := loadHook(spec, units[i].hooks[0], env.opts, units[i].knobs)
 		if err == nil {
 			r.progress.report(stepTracepoints, first+int(loaded.Add(1)), programs)
 		}
@@ -365,7 +376,7 @@ type hookKnobs struct {
 	budget      uint64           // events per second per CPU, 0: no limit
 	linkClones  bool             // link clones by their buffer (heads)
 	onlyChanged bool             // record bytes only where they may have changed (Config.BytesChanged)
-	cookieHook  bool             // a raw tracepoint program shared by tracepoints (sharedtp.go)
+	cookieHook  bool             // bpf/skbshared.c: a raw tracepoint program shared by tracepoints (sharedtp.go)
 }
 
 // knobSpecs returns the load-time settings of spec as bpf2go's typed
@@ -429,7 +440,6 @@ func (k hookKnobs) apply(vs *bpf.SkbVariableSpecs) error {
 	s.set(vs.BudgetPerCpu, k.budget)
 	s.set(vs.LinkClones, b32(k.linkClones))
 	s.set(vs.BytesChanged, b32(k.onlyChanged))
-	s.set(vs.CookieHook, b32(k.cookieHook))
 	return s.err
 }
 
@@ -500,30 +510,36 @@ func copyForLoad(spec *ebpf.CollectionSpec, replaced map[string]*ebpf.Map) *ebpf
 
 // loadHook loads the BTF-typed program for h (a tracepoint, fentry or fexit
 // hook, by h.Kind) from a copy of spec, with h's argument positions and k
-// set as constants and the shared maps in opts.
+// set as constants and the shared maps in opts. With k.cookieHook, spec is
+// the shared raw tracepoint object (bpf/skbshared.c) and the program is
+// bound to no tracepoint: it is attached to each of its layout's with a
+// cookie.
 func loadHook(spec *ebpf.CollectionSpec, h *Hook, opts ebpf.CollectionOptions, k hookKnobs) (*ebpf.Program, error) {
+	name := bpf.SkbProgOnSkb
+	what := "hook " + h.Kind.String() + ":" + h.Name
+	if k.cookieHook {
+		name = bpf.SkbSharedProgOnSkbShared
+		what += " (a raw tracepoint program shared with the tracepoints of its argument layout)"
+	}
 	spec = copyForLoad(spec, opts.MapReplacements)
 	if err := setKnobs(spec, h, k); err != nil {
 		return nil, err
 	}
-	prog := spec.Programs[bpf.SkbProgOnSkb]
-	prog.AttachTo = h.Name
-	if h.Prog != nil {
+	prog := spec.Programs[name]
+	switch {
+	case k.cookieHook:
+		// Bound to no tracepoint.
+	case h.Prog != nil:
 		// A BPF program: found through its own BTF, by its function.
 		prog.AttachTo = h.Prog.Name
 		prog.AttachTarget = h.Prog.target
+	default:
+		prog.AttachTo = h.Name
 	}
-	what := "hook " + h.Kind.String() + ":" + h.Name
-	switch {
-	case k.cookieHook:
-		// Bound to no tracepoint: attached to each with a cookie.
-		prog.Type = ebpf.RawTracepoint
-		prog.AttachType = ebpf.AttachNone
-		prog.AttachTo = ""
-		what += " (a raw tracepoint program shared with the tracepoints of its argument layout)"
-	case h.Kind == HookFentry:
+	switch h.Kind {
+	case HookFentry:
 		prog.AttachType = ebpf.AttachTraceFEntry
-	case h.Kind == HookFexit:
+	case HookFexit:
 		prog.AttachType = ebpf.AttachTraceFExit
 	}
 	if k.filter != nil {
@@ -540,7 +556,7 @@ func loadHook(spec *ebpf.CollectionSpec, h *Hook, opts ebpf.CollectionOptions, k
 	if err != nil {
 		return nil, loadError(what, err)
 	}
-	loaded := coll.DetachProgram(bpf.SkbProgOnSkb)
+	loaded := coll.DetachProgram(name)
 	// The program holds its own references to the maps it uses.
 	coll.Close()
 	return loaded, nil

@@ -9,18 +9,20 @@ import (
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/features"
 	"github.com/cilium/ebpf/link"
+	"github.com/pathcap/pathcap/bpf"
 	"golang.org/x/sys/unix"
 )
 
 // Shared tracepoint programs (Linux 6.10+). A tracepoint program loaded as
 // tp_btf is bound to its tracepoint when it is verified, so every
 // tracepoint costs a verification: most of record's start-up. A raw
-// tracepoint program is bound to none: one program serves every tracepoint
+// tracepoint program is bound to none: one program (on_skb_shared,
+// bpf/skbshared.c, the same body as skb.c's on_skb) serves every tracepoint
 // whose arguments sit at the same places, and each link's attach cookie
 // (raw tracepoints have one since Linux 6.10) tells the program which hook
-// ran. bpf/skb.c walks the arguments through bpf_rdonly_cast (Linux 6.2+),
-// so the shared program makes the same loads per hit as one per tracepoint
-// does.
+// ran. The arguments are plain numbers there, which bpf_rdonly_cast (Linux
+// 6.2+) turns into the untrusted typed pointers the tp_btf programs walk
+// too, so a hit makes the same loads, plus the cookie's helper call.
 
 // loadUnit is one program to load: for one hook (hooks[0]), or shared by
 // the tracepoints in hooks.
@@ -69,6 +71,22 @@ func planLoads(hooks []*Hook, knobs []hookKnobs, share bool) []loadUnit {
 		units[i].knobs.cookieHook = units[i].shared
 	}
 	return units
+}
+
+// sharedSpec returns the shared raw tracepoint object (bpf/skbshared.c),
+// whose maps replaced by shared ones are given skb's specs (spec), so that
+// a load accepts the replacements as it does for skb's programs.
+func sharedSpec(spec *ebpf.CollectionSpec, replaced map[string]*ebpf.Map) (*ebpf.CollectionSpec, error) {
+	shared, err := bpf.LoadSkbShared()
+	if err != nil {
+		return nil, fmt.Errorf("load BPF object: %w", err)
+	}
+	for name := range replaced {
+		if _, ok := shared.Maps[name]; ok {
+			shared.Maps[name] = spec.Maps[name]
+		}
+	}
+	return shared, nil
 }
 
 // haveSharedTracepoints reports whether this kernel can run shared raw

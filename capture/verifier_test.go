@@ -113,7 +113,11 @@ func TestVerifierCost(t *testing.T) {
 				}
 			}
 			for i := range hooks {
-				spec, err := bpf.LoadSkb()
+				load := bpf.LoadSkb
+				if m.shared {
+					load = bpf.LoadSkbShared
+				}
+				spec, err := load()
 				if err != nil {
 					t.Fatal(err)
 				}
