@@ -327,7 +327,8 @@ func (r *Recorder) deliver(rd *reader, sample []byte, fn func(*Event) error) err
 // long in all, as the kernel counts them while BPF statistics are on
 // (sysctl kernel.bpf_stats_enabled, or ebpf.EnableStats): the program's
 // own time, without the trampoline or kprobe that called it. ok is false
-// for hooks without a program of their own (kprobes share one) and when
+// for hooks without a program of their own (kprobes share one, and on
+// Linux 6.10+ so do the tracepoints of one argument layout) and when
 // the kernel does not say.
 func (r *Recorder) HookRuns(h *Hook) (runs uint64, total time.Duration, ok bool) {
 	p := r.hookProgs[h.ID]
