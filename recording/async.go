@@ -3,6 +3,7 @@ package recording
 import (
 	"errors"
 	"sync"
+	"time"
 )
 
 // asyncBuffers is how many buffers an asyncWriter has in flight: the
@@ -23,7 +24,11 @@ var errAsyncClosed = errors.New("write after close")
 // buffers are dropped, and sync and close return it. Write and sync are
 // called by one goroutine at a time (the recording's lock).
 type asyncWriter struct {
-	write   func(p []byte) (int, error) // runs on the goroutine only
+	write func(p []byte) (int, error) // runs on the goroutine only
+	// idle, when set, runs on the goroutine idleAfter after a write
+	// (whether more came or not) and before sync acknowledges: direct I/O writes its unaligned tail then
+	// (directFile.flushTail). Its error is sticky too.
+	idle    func() error
 	queue   chan asyncReq
 	free    chan []byte
 	done    chan struct{}
@@ -40,10 +45,17 @@ type asyncReq struct {
 	ack chan struct{}
 }
 
-// newAsyncWriter starts the goroutine that calls write.
-func newAsyncWriter(write func(p []byte) (int, error)) *asyncWriter {
+// idleAfter is how long after a write the asyncWriter's idle function runs
+// at the latest: how far behind the event loop the file on disk may end
+// on a whole block.
+const idleAfter = 100 * time.Millisecond
+
+// newAsyncWriter starts the goroutine that calls write, and idle (when not
+// nil) idleAfter after a write.
+func newAsyncWriter(write func(p []byte) (int, error), idle func() error) *asyncWriter {
 	a := &asyncWriter{
 		write: write,
+		idle:  idle,
 		queue: make(chan asyncReq, asyncBuffers+1),
 		free:  make(chan []byte, asyncBuffers),
 		done:  make(chan struct{}),
@@ -57,22 +69,67 @@ func newAsyncWriter(write func(p []byte) (int, error)) *asyncWriter {
 
 func (a *asyncWriter) loop() {
 	defer close(a.done)
-	for r := range a.queue {
+	// due is the idle function's deadline: set by a write, cleared when
+	// it runs.
+	var due <-chan time.Time
+	var timer *time.Timer
+	for {
+		var r asyncReq
+		var ok bool
+		if due == nil {
+			r, ok = <-a.queue
+		} else {
+			select {
+			case r, ok = <-a.queue:
+			case <-due:
+				a.runIdle()
+				due = nil
+				continue
+			}
+		}
+		if !ok {
+			return
+		}
 		if r.buf != nil {
 			if a.failed() == nil {
 				n, err := a.write(r.buf)
-				a.mu.Lock()
-				a.written += int64(n)
-				if err != nil && a.err == nil {
-					a.err = err
-				}
-				a.mu.Unlock()
+				a.record(int64(n), err)
 			}
 			a.free <- r.buf[:0]
+			if a.idle != nil && due == nil {
+				if timer == nil {
+					timer = time.NewTimer(idleAfter)
+				} else {
+					timer.Reset(idleAfter)
+				}
+				due = timer.C
+			}
 		}
 		if r.ack != nil {
+			if due != nil {
+				timer.Stop()
+				a.runIdle()
+				due = nil
+			}
 			close(r.ack)
 		}
+	}
+}
+
+// record adds n to the bytes written and keeps the first error.
+func (a *asyncWriter) record(n int64, err error) {
+	a.mu.Lock()
+	a.written += n
+	if err != nil && a.err == nil {
+		a.err = err
+	}
+	a.mu.Unlock()
+}
+
+// runIdle runs the idle function unless a write failed.
+func (a *asyncWriter) runIdle() {
+	if a.failed() == nil {
+		a.record(0, a.idle())
 	}
 }
 

@@ -21,7 +21,7 @@ func TestAsyncWriterOrderAndErrors(t *testing.T) {
 			return n, fail
 		}
 		return out.Write(p)
-	})
+	}, nil)
 	var want bytes.Buffer
 	for i := 0; i < 1000; i++ {
 		line := fmt.Sprintf("block %d\n", i)
@@ -61,7 +61,7 @@ func TestAsyncWriterOrderAndErrors(t *testing.T) {
 // are, in order with those of Write, and take hands back empty buffers.
 func TestAsyncWriterTake(t *testing.T) {
 	var out bytes.Buffer
-	a := newAsyncWriter(out.Write)
+	a := newAsyncWriter(out.Write, nil)
 	var want bytes.Buffer
 	buf := make([]byte, 0, 64)
 	for i := 0; i < 200; i++ {

@@ -36,6 +36,9 @@ type FileOptions struct {
 	// once another file is started, the oldest is removed (0: keep all).
 	// It needs FileSize or Interval.
 	MaxFiles int
+	// Direct writes the files with direct I/O (O_DIRECT) where their file
+	// system allows it, bypassing the page cache (directFile).
+	Direct bool
 }
 
 // Rotates reports whether the recording is split into several files.
@@ -152,7 +155,7 @@ func (fs *Files) open(now time.Time) (*fileOutput, error) {
 	}
 	fs.seq++
 	fs.opened = now
-	fs.cur = newFileOutput(f, name, st.Mode().IsRegular())
+	fs.cur = newFileOutput(f, name, st.Mode().IsRegular(), fs.opts.Direct)
 	fs.kept = append(fs.kept, name)
 	fs.created = append(fs.created, name)
 	if fs.cur.regular {
@@ -280,9 +283,10 @@ func (fs *Files) Abort() error {
 
 // fileOutput is one output file, written on a goroutine of its own
 // (asyncWriter): the event loop that fills it never waits in write(2). A
-// write that fails after part of its bytes reached the file (ENOSPC) is
-// cut back to the last whole block, so that the file ends on a block
-// boundary; the recording stops there.
+// regular file is written with direct I/O where the file system allows it
+// (directFile). A write that fails after part of its bytes reached the
+// file (ENOSPC) is cut back to the last whole block, so that the file ends
+// on a block boundary; the recording stops there.
 type fileOutput struct {
 	f    *os.File
 	name string
@@ -293,11 +297,20 @@ type fileOutput struct {
 	// device or a pipe the user named (-w /dev/null, a FIFO).
 	regular bool
 	aw      *asyncWriter
+	direct  *directFile // nil: written through the page cache
 }
 
-// newFileOutput starts writing f.
-func newFileOutput(f *os.File, name string, regular bool) *fileOutput {
+// newFileOutput starts writing f; with direct, a regular file is written
+// with direct I/O where its file system allows it.
+func newFileOutput(f *os.File, name string, regular, direct bool) *fileOutput {
 	o := &fileOutput{f: f, name: name, regular: regular}
+	if regular && direct {
+		o.direct = openDirect(f, name)
+	}
+	if o.direct != nil {
+		o.aw = newAsyncWriter(o.direct.write, o.direct.flushTail)
+		return o
+	}
 	var written int64 // the writer goroutine's
 	o.aw = newAsyncWriter(func(p []byte) (int, error) {
 		n, err := f.Write(p)
@@ -308,7 +321,7 @@ func newFileOutput(f *os.File, name string, regular bool) *fileOutput {
 		}
 		written += int64(n)
 		return n, err
-	})
+	}, nil)
 	return o
 }
 
@@ -336,6 +349,13 @@ func (o *fileOutput) TakeBuffer(b []byte) ([]byte, error) {
 // bytes in the file.
 func (o *fileOutput) close() error {
 	n, err := o.aw.close()
+	if o.direct != nil {
+		size, derr := o.direct.close()
+		n = size
+		if err == nil {
+			err = derr
+		}
+	}
 	o.n = n
 	if cerr := o.f.Close(); err == nil && cerr != nil {
 		err = fmt.Errorf("close output: %w", cerr)
