@@ -14,7 +14,12 @@
 # binaries, measured by turns in each flood's slot, e.g.
 #     RECORDERS="/tmp/record.main bench/out/bin/record" bench/loss.sh
 # BESIDE=none measures without the job beside; JOBS=N (default 1) runs N
-# such jobs, for a host busier than the CPUs it has. Needs root.
+# such jobs, for a host busier than the CPUs it has. KEEP=1 keeps every
+# flood's file until the end of the run (by default each flood's file
+# replaces the previous one, and the page cache then hands the next flood
+# the pages just freed, already in use by the machine: on a virtual
+# machine a recording that goes on gets pages new to it, which can cost
+# far more; docs/BACKENDS.md, Direct I/O). Needs root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" -ne 0 ]; then
@@ -31,7 +36,9 @@ go build -o "$out/bin/" ./cmd/record
 read -r -a recs <<<"${RECORDERS:-$out/bin/record}"
 A=pcdemoA
 job=
+keep=${KEEP:-0}
 cleanup() {
+	rm -f "$out"/loss-keep-*.pcapng
 	[ -n "$job" ] && kill $job 2>/dev/null || true
 	scripts/scenario.sh teardown
 }
@@ -71,11 +78,14 @@ beside_stop() {
 	fi
 }
 
-# flood REC: one flood recorded by REC; prints "round_trips events lost".
+# flood REC TAG: one flood recorded by REC (TAG names its file with KEEP=1);
+# prints "round_trips events lost".
 flood() {
 	local rec=$1
-	rm -f "$out/ready" "$out/loss.pcapng"
-	"$rec" -w "$out/loss.pcapng" --ready-file "$out/ready" 2>"$out/loss.err" &
+	local file=$out/loss.pcapng
+	[ "$keep" = 1 ] && file=$out/loss-keep-$2.pcapng
+	rm -f "$out/ready" "$file"
+	"$rec" -w "$file" --ready-file "$out/ready" 2>"$out/loss.err" &
 	local pid=$!
 	for _ in $(seq 400); do [ -e "$out/ready" ] && break; sleep 0.05; done
 	beside_start
@@ -97,7 +107,7 @@ declare -A clean
 for r in "${recs[@]}"; do clean[$r]=0; done
 for i in $(seq "$floods"); do
 	for r in "${recs[@]}"; do
-		read -r rt ev lost < <(flood "$r")
+		read -r rt ev lost < <(flood "$r" "$i-${r//\//_}")
 		[ "${lost:-x}" = 0 ] && clean[$r]=$((clean[$r] + 1))
 		awk -v i="$i" -v r="$r" -v rt="$rt" -v b="$base" -v s="$secs" -v e="${ev:-0}" -v l="${lost:-?}" 'BEGIN {
 			printf "flood %2d  %-28s %8d round trips (%3.0f%%)  %9d events written (%.2f M/s)  %9s lost\n", i, r, rt, 100*rt/b, e, e/(s*1e6), l }'
