@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"syscall"
 	"unsafe"
 
@@ -56,12 +57,23 @@ type directFile struct {
 	wrote bool // a direct write succeeded (a later EINVAL is an error)
 }
 
-// openDirect opens name, which f has open, for direct writes. It returns
-// nil when the file system does not allow them (tmpfs before Linux 6.6,
-// some network and FUSE file systems).
-func openDirect(f *os.File, name string) *directFile {
-	d, err := os.OpenFile(name, os.O_WRONLY|unix.O_DIRECT, 0)
+// openDirect opens the file f has open (through /proc/self/fd: the same
+// file, whatever happened to its name since) for direct writes. It
+// returns nil when the file system does not allow them (tmpfs before
+// Linux 6.6, some network and FUSE file systems) or /proc is not there.
+func openDirect(f *os.File) *directFile {
+	if f == nil {
+		return nil
+	}
+	rc, err := f.SyscallConn()
 	if err != nil {
+		return nil
+	}
+	var d *os.File
+	_ = rc.Control(func(fd uintptr) {
+		d, err = os.OpenFile("/proc/self/fd/"+strconv.Itoa(int(fd)), os.O_WRONLY|unix.O_DIRECT, 0)
+	})
+	if err != nil || d == nil {
 		return nil
 	}
 	return &directFile{f: f, d: d}

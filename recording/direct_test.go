@@ -19,7 +19,7 @@ func directTarget(t *testing.T) (*os.File, *directFile) {
 			continue
 		}
 		t.Cleanup(func() { f.Close(); os.Remove(f.Name()) })
-		if w := openDirect(f, f.Name()); w != nil {
+		if w := openDirect(f); w != nil {
 			return f, w
 		}
 	}
@@ -104,12 +104,19 @@ func TestFileOutputWholeSoon(t *testing.T) {
 	}
 }
 
-// TestDirectFileFallsBack: where O_DIRECT cannot be opened (a file name
-// that is not the file's, here a directory), the file is written through
-// the page cache.
+// TestDirectFileFallsBack: where O_DIRECT cannot be had (no file; a
+// directory), the file is written through the page cache.
 func TestDirectFileFallsBack(t *testing.T) {
 	dir := t.TempDir()
-	if w := openDirect(nil, dir); w != nil {
+	if w := openDirect(nil); w != nil {
+		t.Fatal("direct writes without a file")
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if w := openDirect(d); w != nil {
 		t.Fatal("opened a directory for direct writes")
 	}
 	f, err := os.Create(filepath.Join(dir, "out"))
@@ -117,9 +124,9 @@ func TestDirectFileFallsBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	o := newFileOutput(f, filepath.Join(dir, "missing", "out"), true, true)
+	o := newFileOutput(f, f.Name(), true, false)
 	if o.direct != nil {
-		t.Fatal("direct I/O for a name that cannot be opened")
+		t.Fatal("direct I/O though not asked for")
 	}
 	if _, err := o.Write([]byte("through the page cache")); err != nil {
 		t.Fatal(err)
@@ -129,5 +136,37 @@ func TestDirectFileFallsBack(t *testing.T) {
 	}
 	if got, _ := os.ReadFile(filepath.Join(dir, "out")); string(got) != "through the page cache" {
 		t.Fatalf("file holds %q", got)
+	}
+}
+
+// TestDirectFileSameFile: the direct descriptor is the file's own, even
+// after its name went to another file.
+func TestDirectFileSameFile(t *testing.T) {
+	f, w := directTarget(t)
+	name := f.Name()
+	if err := os.Rename(name, name+".moved"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Remove(name + ".moved") })
+	if err := os.WriteFile(name, []byte("someone else's"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	w.d.Close()
+	w = openDirect(f)
+	if w == nil {
+		t.Fatal("no direct descriptor")
+	}
+	p := bytes.Repeat([]byte{7}, 3*directAlign+5)
+	if _, err := w.write(p); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.close(); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(name + ".moved"); !bytes.Equal(got, p) {
+		t.Errorf("the file has %d bytes, want %d", len(got), len(p))
+	}
+	if got, _ := os.ReadFile(name); string(got) != "someone else's" {
+		t.Errorf("the file now named %s was written: %q", name, got)
 	}
 }

@@ -305,7 +305,7 @@ type fileOutput struct {
 func newFileOutput(f *os.File, name string, regular, direct bool) *fileOutput {
 	o := &fileOutput{f: f, name: name, regular: regular}
 	if regular && direct {
-		o.direct = openDirect(f, name)
+		o.direct = openDirect(f)
 	}
 	if o.direct != nil {
 		o.aw = newAsyncWriter(o.direct.write, o.direct.flushTail)
