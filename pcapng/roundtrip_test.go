@@ -497,12 +497,86 @@ func readAndCheck(t *testing.T, file []byte, items []item) {
 
 func TestRoundTripEverything(t *testing.T) {
 	items := everything()
+	unbuffered := writeAll(t, items, 0)
 	for _, bufSize := range []int{0, 1, 4096, 1 << 20} {
 		t.Run(fmt.Sprintf("buffer=%d", bufSize), func(t *testing.T) {
 			file := writeAll(t, items, bufSize)
 			readAndCheck(t, file, items)
+			if !bytes.Equal(file, unbuffered) {
+				t.Errorf("%d bytes, unbuffered %d: not the same", len(file), len(unbuffered))
+			}
 		})
 	}
+}
+
+// TestBufferedInPlace: a buffered Writer builds blocks at the end of its
+// buffer; blocks larger than the room left there, refused blocks between
+// them and buffers taken by a BufferTaker change no byte of the output.
+func TestBufferedInPlace(t *testing.T) {
+	write := func(w *pcapng.Writer) {
+		t.Helper()
+		if _, err := w.AddInterface(&pcapng.Interface{LinkType: pcapng.LinkTypeEthernet, TSResolution: pcapng.Nanoseconds}); err != nil {
+			t.Fatal(err)
+		}
+		for i := range 300 {
+			n := 60 + i%200
+			if i%37 == 5 {
+				n = 150 << 10 // more than a block built in place may take
+			}
+			c := strings.Repeat("c", i%50)
+			if err := w.WritePacket(&pcapng.Packet{Timestamp: baseTime.Add(time.Duration(i)), Data: payload(n, byte(i)),
+				Options: pcapng.PacketOptions{Comments: [][]byte{[]byte(c)}, PacketID: uint64(i), HasPacketID: true}}); err != nil {
+				t.Fatal(err)
+			}
+			if i%11 == 0 {
+				// Refused after part of the block was built.
+				long := make([]byte, 70000)
+				if err := w.WritePacket(&pcapng.Packet{Timestamp: baseTime, Data: payload(n, 1), Options: pcapng.PacketOptions{Comments: [][]byte{long}}}); err == nil {
+					t.Fatal("a comment of 70000 bytes was taken")
+				}
+			}
+		}
+		if err := w.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var want bytes.Buffer
+	w, err := pcapng.NewWriter(&want, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(w)
+	for _, bufSize := range []int{1, 4096, 256 << 10} {
+		for _, taker := range []bool{false, true} {
+			var got bytes.Buffer
+			var out io.Writer = &got
+			if taker {
+				out = &takingWriter{w: &got}
+			}
+			w, err := pcapng.NewWriterSize(out, nil, bufSize)
+			if err != nil {
+				t.Fatal(err)
+			}
+			write(w)
+			if !bytes.Equal(got.Bytes(), want.Bytes()) {
+				t.Errorf("buffer %d, taker %v: %d bytes, unbuffered %d: not the same", bufSize, taker, got.Len(), want.Len())
+			}
+		}
+	}
+}
+
+// takingWriter is a BufferTaker that writes what it takes and hands back
+// a fresh buffer of the same capacity.
+type takingWriter struct{ w *bytes.Buffer }
+
+func (t *takingWriter) Write(p []byte) (int, error) { return t.w.Write(p) }
+
+func (t *takingWriter) TakeBuffer(b []byte) ([]byte, error) {
+	t.w.Write(b)
+	for i := range b {
+		b[i] = 0xee // a taker owns b: the Writer must not read it again
+	}
+	return make([]byte, 0, cap(b)), nil
 }
 
 // TestRoundTripRewrite reads a file and writes every block again: the copy

@@ -30,6 +30,12 @@ type Writer struct {
 	scratch []byte // the block being built
 }
 
+// blockRoom is the room a buffered Writer keeps after its buffer's
+// bufSize bytes: a block starts in place at the end of the buffer when at
+// least this much is left (one packet at the largest snap length record
+// takes and its comments), else in a scratch buffer and is copied.
+const blockRoom = 64 << 10
+
 type writerInterface struct {
 	snapLen uint32
 	resol   Resolution
@@ -91,6 +97,11 @@ func (w *Writer) Buffered() int { return len(w.buf) }
 // fixed part of its body.
 func (w *Writer) begin(t BlockType) []byte {
 	b := w.scratch[:0]
+	if w.bufSize > 0 && cap(w.buf)-len(w.buf) >= blockRoom {
+		// Built in place, at the end of the buffer: finish then only
+		// extends it, instead of copying the block there.
+		b = w.buf[len(w.buf):len(w.buf)]
+	}
 	b = le.AppendUint32(b, uint32(t))
 	b = le.AppendUint32(b, 0) // length, filled in by finish
 	return b
@@ -108,7 +119,10 @@ func (w *Writer) finish(b []byte, hasOptions bool) error {
 	}
 	b = le.AppendUint32(b, uint32(n))
 	le.PutUint32(b[4:], uint32(n))
-	w.scratch = b
+	inPlace := w.bufSize > 0 && cap(w.buf)-len(w.buf) >= len(b) && &b[0] == &w.buf[len(w.buf):cap(w.buf)][0]
+	if !inPlace {
+		w.scratch = b
+	}
 	if w.err != nil {
 		return w.err
 	}
@@ -118,7 +132,17 @@ func (w *Writer) finish(b []byte, hasOptions bool) error {
 		}
 		return w.err
 	}
-	w.buf = append(w.buf, b...)
+	switch {
+	case inPlace:
+		w.buf = w.buf[:len(w.buf)+len(b)]
+	case cap(w.buf) < w.bufSize+blockRoom:
+		// Room for the buffer and a block built in place after it.
+		buf := make([]byte, len(w.buf), w.bufSize+blockRoom)
+		copy(buf, w.buf)
+		w.buf = append(buf, b...)
+	default:
+		w.buf = append(w.buf, b...)
+	}
 	if len(w.buf) >= w.bufSize {
 		return w.Flush()
 	}
