@@ -69,14 +69,15 @@ func openDirect(f *os.File) *directFile {
 	if err != nil {
 		return nil
 	}
-	var d *os.File
+	nfd := -1
 	_ = rc.Control(func(fd uintptr) {
-		d, err = os.OpenFile("/proc/self/fd/"+strconv.Itoa(int(fd)), os.O_WRONLY|unix.O_DIRECT, 0)
+		nfd, err = unix.Open("/proc/self/fd/"+strconv.Itoa(int(fd)), unix.O_WRONLY|unix.O_DIRECT|unix.O_CLOEXEC, 0)
 	})
-	if err != nil || d == nil {
+	if err != nil || nfd < 0 {
 		return nil
 	}
-	return &directFile{f: f, d: d}
+	// Named as f is, so that errors name the file the user gave.
+	return &directFile{f: f, d: os.NewFile(uintptr(nfd), f.Name())}
 }
 
 // grow makes room in stage for n more bytes, keeping it aligned.

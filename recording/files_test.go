@@ -407,8 +407,8 @@ func TestFullDisk(t *testing.T) {
 		t.Run(map[bool]string{false: "buffered", true: "direct"}[direct], func(t *testing.T) {
 			dir := testenv.SmallTmpfs(t, "128k")
 			sum, err := recordFiles(t, packetEvents(2000), recording.FileOptions{Path: filepath.Join(dir, "out.pcapng"), Direct: direct}, recording.RunOptions{})
-			if !errors.Is(err, syscall.ENOSPC) {
-				t.Fatalf("error %v, want ENOSPC", err)
+			if !errors.Is(err, syscall.ENOSPC) || !strings.Contains(err.Error(), filepath.Join(dir, "out.pcapng")) {
+				t.Fatalf("error %v, want ENOSPC naming the file", err)
 			}
 			f := testrec.Read(t, sum.Files[0]) // fails the test on a cut block
 			if len(f.Packets) == 0 || len(f.Stats) != 0 || f.Last == pcapng.BlockInterfaceStatistics {
