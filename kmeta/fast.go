@@ -444,6 +444,7 @@ func (p *Parser) fastPair(comment []byte, i int, e *Event) (end int, hook bool) 
 			e.PID = uint32(v)
 		default:
 			e.TID = uint32(v)
+			p.sawTID = true
 		}
 		return j, false
 	case kSKB:

@@ -2,12 +2,13 @@
 // with each recorded packet: the contract between the recorder and the
 // analyzer.
 //
-// Every event of a recording is one enhanced packet block. Its packet id
-// option carries the packet's tracking id, its flags option the direction
-// where the hook implies one, its process option the pid and tid; the rest
-// of the metadata is one comment that starts with "pathcap/1":
+// Every event of a recording is one enhanced packet block. Its interface
+// block names the device and its namespace, its packet id option carries
+// the packet's tracking id, its flags option the direction where the hook
+// implies one, its process option the pid and tid; the rest of the
+// metadata is one comment that starts with "pathcap/2":
 //
-//	pathcap/1 hook=tp:kfree_skb dev=veth1 netns=4026532841 ifindex=2 skb=0xffff8e2b45a3c400 len=42 proto=0x0800 cpu=1 pid=0 tid=0 comm=swapper/1 reason=NO_SOCKET loc=__udp4_lib_rcv+0x4bc
+//	pathcap/2 hook=tp:kfree_skb skb=0xffff8e2b45a3c400 len=42 proto=0x0800 cpu=1 pid=0 comm=swapper/1 reason=NO_SOCKET loc=__udp4_lib_rcv+0x4bc
 //
 // The grammar (docs/FORMAT.md has the full description):
 //
@@ -17,6 +18,12 @@
 //	bare    = one or more bytes other than space, '"' and control bytes,
 //	          not starting with '"'
 //	quoted  = a Go double-quoted string literal (strconv.Quote)
+//
+// Version 2 leaves out what the block says elsewhere: the namespace and
+// the ifindex (the interface's description), the device's name unless it
+// differs from the interface's, and the thread id when it is the process
+// id. Version 1 comments, which have them all, are read too; a Parser
+// takes the interface's values from SetPlace.
 //
 // An event recorded with its kernel stack has stack=N, and a second
 // comment, "pathcap-stack/1", with the stack's frames (StackComment).
@@ -37,10 +44,10 @@ import (
 )
 
 // Version is the version of the comment grammar this package writes.
-const Version = 1
+const Version = 2
 
 // Prefix starts every comment this package writes.
-const Prefix = "pathcap/1"
+const Prefix = "pathcap/2"
 
 // ErrNotMetadata means a comment is not pathcap metadata (it does not start
 // with "pathcap/").
@@ -172,10 +179,24 @@ func PktTypeName(t uint8) string {
 
 // AppendComment appends the comment for e to dst and returns the result.
 // Zero values of optional keys (dev, mark, data_len, the mac header start,
-// bytes, parent, drop fields, stack fields) are left out; StackLost wins over
-// Stack.
+// bytes, parent, drop fields, stack fields) are left out, and so is a tid
+// equal to the pid; StackLost wins over Stack. NetNS and Ifindex are not
+// written: the block's interface says them. Dev is written when set: the
+// caller leaves it empty where the interface's name says it (DevFor).
 func AppendComment(dst []byte, e *Event) []byte {
 	dst = appendHead(dst, e)
+	dst = appendPacket(dst, e)
+	dst = appendTask(dst, e)
+	return appendTail(dst, e)
+}
+
+// AppendText appends e as the keys of its comment with the netns and
+// ifindex keys after the hook and dev, without the version prefix: the
+// line a terminal shows for an event.
+func AppendText(dst []byte, e *Event) []byte {
+	n := len(dst)
+	dst = appendPlace(dst, e, true)
+	dst = append(dst[:n], dst[n+1:]...) // the space before hook=
 	dst = appendPacket(dst, e)
 	dst = appendTask(dst, e)
 	return appendTail(dst, e)
@@ -185,20 +206,28 @@ func AppendComment(dst []byte, e *Event) []byte {
 // often repeats from event to event (CommentCache remembers their text);
 // appendPacket and appendTail the rest.
 
-// appendHead appends the prefix, hook, dev, netns and ifindex keys and the
-// skb key's name, up to its value.
+// appendHead appends the prefix, the hook key, the dev key (when Dev is
+// set) and the skb key's name, up to its value.
 func appendHead(dst []byte, e *Event) []byte {
 	dst = append(dst, Prefix...)
+	return appendPlace(dst, e, false)
+}
+
+// appendPlace appends the hook key, the dev key (when Dev is set), with
+// netns the netns and ifindex keys, and the skb key's name.
+func appendPlace(dst []byte, e *Event, netns bool) []byte {
 	dst = append(dst, " hook="...)
 	dst = appendValue(dst, e.Kind+":"+e.Hook)
 	if e.Dev != "" {
 		dst = append(dst, " dev="...)
 		dst = appendValue(dst, e.Dev)
 	}
-	dst = append(dst, " netns="...)
-	dst = strconv.AppendUint(dst, uint64(e.NetNS), 10)
-	dst = append(dst, " ifindex="...)
-	dst = strconv.AppendUint(dst, uint64(e.Ifindex), 10)
+	if netns {
+		dst = append(dst, " netns="...)
+		dst = strconv.AppendUint(dst, uint64(e.NetNS), 10)
+		dst = append(dst, " ifindex="...)
+		dst = strconv.AppendUint(dst, uint64(e.Ifindex), 10)
+	}
 	return append(dst, " skb=0x"...)
 }
 
@@ -276,14 +305,17 @@ func appendPacket(dst []byte, e *Event) []byte {
 	return dst
 }
 
-// appendTask appends the cpu, pid, tid and comm keys.
+// appendTask appends the cpu, pid, tid (when it is not the pid) and comm
+// keys.
 func appendTask(dst []byte, e *Event) []byte {
 	dst = append(dst, " cpu="...)
 	dst = strconv.AppendUint(dst, uint64(e.CPU), 10)
 	dst = append(dst, " pid="...)
 	dst = strconv.AppendUint(dst, uint64(e.PID), 10)
-	dst = append(dst, " tid="...)
-	dst = strconv.AppendUint(dst, uint64(e.TID), 10)
+	if e.TID != e.PID {
+		dst = append(dst, " tid="...)
+		dst = strconv.AppendUint(dst, uint64(e.TID), 10)
+	}
 	dst = append(dst, " comm="...)
 	dst = appendValue(dst, e.Comm)
 	return dst
@@ -391,7 +423,59 @@ type Parser struct {
 	generic bool
 	// memo remembers recent comments and their events (memo.go).
 	memo *commentMemo
+	// place is where the events' interface puts them (SetPlace), for
+	// version 2 comments.
+	place Place
+	// sawTID: the comment being parsed has a tid key.
+	sawTID bool
 }
+
+// Place is where the interface block of an event puts it: what a version 2
+// comment leaves to the interface (docs/FORMAT.md).
+type Place struct {
+	// Dev is the device's name ("" for none, or when it could not be
+	// resolved), NetNS its network namespace and Ifindex its index there.
+	Dev     string
+	NetNS   uint32
+	Ifindex uint32
+}
+
+// UnresolvedName is the if_name of an interface whose device's name could
+// not be resolved: "if" and its ifindex.
+func UnresolvedName(ifindex uint32) string { return "if" + strconv.FormatUint(uint64(ifindex), 10) }
+
+// NoDeviceName is the if_name of the interface of events without a device.
+const NoDeviceName = "nodev"
+
+// PlaceOf returns the place of an interface from its if_name and
+// if_description (InterfaceDescription); the zero Place when the
+// description is not one.
+func PlaceOf(name, description string) Place {
+	ifc, ok := ParseInterfaceDescription(description)
+	if !ok {
+		return Place{}
+	}
+	pl := Place{NetNS: ifc.NetNS, Ifindex: ifc.Ifindex}
+	if ifc.Ifindex != 0 && name != UnresolvedName(ifc.Ifindex) {
+		pl.Dev = name
+	}
+	return pl
+}
+
+// DevFor returns what the dev key of a version 2 comment holds for a
+// device named dev ("" when unknown) on an interface named ifName: ""
+// where the interface's name says it, else dev.
+func DevFor(dev, ifName string, ifindex uint32) string {
+	if dev == ifName && dev != UnresolvedName(ifindex) {
+		return ""
+	}
+	return dev
+}
+
+// SetPlace sets where the interface of the comments parsed next puts
+// their events: version 2 comments take their namespace, ifindex and
+// (without a dev key) device from it. Version 1 comments say all three.
+func (p *Parser) SetPlace(pl Place) { p.place = pl }
 
 // NewParser returns a Parser.
 func NewParser() *Parser {
@@ -429,14 +513,14 @@ func (p *Parser) Parse(comment []byte, e *Event) error {
 	if p.memo == nil {
 		p.memo = newCommentMemo()
 	}
-	slot, hit := p.memo.find(comment)
+	slot, hit := p.memo.find(comment, &p.place)
 	if hit {
 		*e = slot.ev
 		return nil
 	}
 	err := p.parse(comment, e)
 	if err == nil && slot != nil {
-		slot.keep(comment, e)
+		slot.keep(comment, &p.place, e)
 	}
 	return err
 }
@@ -454,7 +538,7 @@ func (p *Parser) ParseShared(comment []byte, e *Event) (*Event, error) {
 			p.memo = newCommentMemo()
 		}
 		var hit bool
-		if slot, hit = p.memo.find(comment); hit {
+		if slot, hit = p.memo.find(comment, &p.place); hit {
 			if slot.shared == nil {
 				c := slot.ev
 				slot.shared = &c
@@ -466,7 +550,7 @@ func (p *Parser) ParseShared(comment []byte, e *Event) (*Event, error) {
 		return nil, err
 	}
 	if slot != nil {
-		slot.keep(comment, e)
+		slot.keep(comment, &p.place, e)
 	}
 	return e, nil
 }
@@ -485,10 +569,16 @@ func (p *Parser) parse(comment []byte, e *Event) error {
 	if i == len(prefix) {
 		return &SyntaxError{Offset: len(prefix), Msg: "no version number"}
 	}
-	if string(comment[len(prefix):i]) != "1" {
-		return &SyntaxError{Offset: len(prefix), Msg: fmt.Sprintf("unsupported version %q (this reader knows %d)", comment[len(prefix):i], Version)}
+	v2 := false
+	switch string(comment[len(prefix):i]) {
+	case "1":
+	case "2":
+		v2 = true
+	default:
+		return &SyntaxError{Offset: len(prefix), Msg: fmt.Sprintf("unsupported version %q (this reader knows 1 and %d)", comment[len(prefix):i], Version)}
 	}
 	var sawHook bool
+	p.sawTID = false
 	var scratch []byte
 	p.next = kHook
 	n := len(comment)
@@ -563,6 +653,16 @@ func (p *Parser) parse(comment []byte, e *Event) error {
 	}
 	if !sawHook {
 		return &SyntaxError{Offset: len(comment), Msg: "no hook key"}
+	}
+	if !p.sawTID {
+		e.TID = e.PID
+	}
+	if v2 {
+		// The block's interface says where.
+		e.NetNS, e.Ifindex = p.place.NetNS, p.place.Ifindex
+		if e.Dev == "" {
+			e.Dev = p.place.Dev
+		}
 	}
 	return nil
 }
@@ -682,6 +782,7 @@ func (p *Parser) set(e *Event, key, val []byte) error {
 		e.PID, err = parseU32(val)
 	case "tid":
 		e.TID, err = parseU32(val)
+		p.sawTID = true
 	case "comm":
 		e.Comm = p.intern(val)
 	case "reason":

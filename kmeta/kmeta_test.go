@@ -21,7 +21,14 @@ func ExampleAppendComment() {
 	e := sampleDrop()
 	fmt.Println(string(kmeta.AppendComment(nil, &e)))
 	// Output:
-	// pathcap/1 hook=tp:kfree_skb dev=veth1 netns=4026532841 ifindex=2 skb=0xffff8e2b45a3c400 len=42 proto=0x0800 cpu=1 pid=0 tid=0 comm=swapper/1 reason=NO_SOCKET loc=__udp4_lib_rcv+0x4bc
+	// pathcap/2 hook=tp:kfree_skb dev=veth1 skb=0xffff8e2b45a3c400 len=42 proto=0x0800 cpu=1 pid=0 comm=swapper/1 reason=NO_SOCKET loc=__udp4_lib_rcv+0x4bc
+}
+
+func ExampleAppendText() {
+	e := sampleDrop()
+	fmt.Println(string(kmeta.AppendText(nil, &e)))
+	// Output:
+	// hook=tp:kfree_skb dev=veth1 netns=4026532841 ifindex=2 skb=0xffff8e2b45a3c400 len=42 proto=0x0800 cpu=1 pid=0 comm=swapper/1 reason=NO_SOCKET loc=__udp4_lib_rcv+0x4bc
 }
 
 func TestRoundTrip(t *testing.T) {
@@ -46,13 +53,91 @@ func TestRoundTrip(t *testing.T) {
 	}
 	p := kmeta.NewParser()
 	for i, want := range events {
-		c := kmeta.AppendComment(nil, &want)
+		// As record writes it: the interface named after the device
+		// when it has one, and the comment's dev only where that name
+		// does not say it (never here, but for the ambiguous name).
+		ifName := kmeta.NoDeviceName
+		if want.Ifindex != 0 {
+			ifName = kmeta.UnresolvedName(want.Ifindex)
+			if want.Dev != "" {
+				ifName = want.Dev
+			}
+		}
+		w := want
+		w.Dev = kmeta.DevFor(want.Dev, ifName, want.Ifindex)
+		c := kmeta.AppendComment(nil, &w)
+		if strings.Contains(string(c), " netns=") || strings.Contains(string(c), " ifindex=") || w.Dev == "" && strings.Contains(string(c), " dev=") {
+			t.Errorf("event %d: comment %q says what the interface says", i, c)
+		}
+		p.SetPlace(kmeta.PlaceOf(ifName, kmeta.InterfaceDescription(want.NetNS, "", want.Ifindex)))
 		var got kmeta.Event
 		if err := p.Parse(c, &got); err != nil {
 			t.Fatalf("event %d: parse %q: %v", i, c, err)
 		}
 		if got != want {
 			t.Errorf("event %d: comment %q\n got %+v\nwant %+v", i, c, got, want)
+		}
+	}
+}
+
+// TestPlaces: a version 2 comment's device, namespace and ifindex are
+// those of its interface, unless it names another device (renamed since
+// the interface block, or named like an unresolved one); the memo keeps
+// the same comment on two interfaces apart; a version 1 comment says all
+// three itself; a missing tid is the pid.
+func TestPlaces(t *testing.T) {
+	p := kmeta.NewParser()
+	c := []byte("pathcap/2 hook=tp:net_dev_queue skb=0x10 len=84 proto=0x0800 cpu=0 pid=7 comm=ping")
+	for _, tc := range []struct {
+		ifName, desc string
+		dev          string
+		netns, idx   uint32
+	}{
+		{"veth-a", "netns 4026532174 (nsA) ifindex 2", "veth-a", 4026532174, 2},
+		{"veth-b", "netns 4026532239 (nsB) ifindex 2", "veth-b", 4026532239, 2},
+		{"if5", "netns 4026531840 (init) ifindex 5", "", 4026531840, 5},
+		{"nodev", "netns 4026531840 (init) no device", "", 4026531840, 0},
+		{"odd", "not a description", "", 0, 0},
+		{"veth-a", "netns 4026532174 (nsA) ifindex 2", "veth-a", 4026532174, 2},
+	} {
+		p.SetPlace(kmeta.PlaceOf(tc.ifName, tc.desc))
+		for _, share := range []bool{false, true, true} {
+			var e kmeta.Event
+			got := &e
+			var err error
+			if share {
+				got, err = p.ParseShared(c, &e)
+			} else {
+				err = p.Parse(c, &e)
+			}
+			if err != nil || got.Dev != tc.dev || got.NetNS != tc.netns || got.Ifindex != tc.idx || got.TID != 7 {
+				t.Errorf("on %s (%s), shared %v: dev %q netns %d ifindex %d tid %d, %v; want %q %d %d 7",
+					tc.ifName, tc.desc, share, got.Dev, got.NetNS, got.Ifindex, got.TID, err, tc.dev, tc.netns, tc.idx)
+			}
+		}
+	}
+	p.SetPlace(kmeta.PlaceOf("veth-a", "netns 4026532174 (nsA) ifindex 2"))
+	var e kmeta.Event
+	if err := p.Parse([]byte("pathcap/2 hook=tp:net_dev_queue dev=veth-new skb=0x10 cpu=0 pid=7 tid=8 comm=ping"), &e); err != nil ||
+		e.Dev != "veth-new" || e.NetNS != 4026532174 || e.Ifindex != 2 || e.TID != 8 {
+		t.Errorf("renamed device: %+v, %v", e, err)
+	}
+	if err := p.Parse([]byte("pathcap/1 hook=tp:net_dev_queue dev=eth0 netns=9 ifindex=3 skb=0x10 cpu=0 pid=7 tid=8 comm=ping"), &e); err != nil ||
+		e.Dev != "eth0" || e.NetNS != 9 || e.Ifindex != 3 || e.TID != 8 {
+		t.Errorf("version 1: %+v, %v", e, err)
+	}
+	if err := p.Parse([]byte("pathcap/1 hook=tp:net_dev_queue netns=9 ifindex=3 skb=0x10 cpu=0 pid=7 tid=8 comm=ping"), &e); err != nil ||
+		e.Dev != "" || e.NetNS != 9 {
+		t.Errorf("version 1 without a device name: %+v, %v", e, err)
+	}
+	for dev, want := range map[[2]string]string{
+		{"veth-a", "veth-a"}: "",
+		{"veth-a", "if2"}:    "veth-a",
+		{"if2", "if2"}:       "if2",
+		{"", "veth-a"}:       "",
+	} {
+		if got := kmeta.DevFor(dev[0], dev[1], 2); got != want {
+			t.Errorf("DevFor(%q, %q): %q, want %q", dev[0], dev[1], got, want)
 		}
 	}
 }
@@ -76,7 +161,7 @@ func TestParseErrors(t *testing.T) {
 	}
 	bad := map[string]string{
 		"pathcap/":                                          "no version",
-		"pathcap/2 hook=tp:x":                               "unsupported version",
+		"pathcap/3 hook=tp:x":                               "unsupported version",
 		"pathcap/1":                                         "no hook",
 		"pathcap/1 hook=tp:x  len=1":                        "invalid key",
 		"pathcap/1 hook=tp:x len":                           "key=value",

@@ -35,7 +35,10 @@ type commentMemo struct {
 type memoSlot struct {
 	n       int // the comment's length; 0: none
 	comment [memoMaxLen]byte
-	ev      Event
+	// place is the Parser's place when the comment was parsed: a
+	// version 2 comment's event depends on it too.
+	place Place
+	ev    Event
 	// shared is a copy of ev for ParseShared, made when the comment
 	// comes again; never changed, it stays valid after the slot keeps
 	// another comment.
@@ -46,25 +49,28 @@ func newCommentMemo() *commentMemo {
 	return &commentMemo{seed: maphash.MakeSeed()}
 }
 
-// slot returns the slot of comment.
-func (m *commentMemo) slot(comment []byte) *memoSlot {
-	return &m.slots[maphash.Bytes(m.seed, comment)&(1<<memoBits-1)]
+// slot returns the slot of comment parsed at place pl.
+func (m *commentMemo) slot(comment []byte, pl *Place) *memoSlot {
+	h := maphash.Bytes(m.seed, comment) ^ (uint64(pl.NetNS)*0x9e3779b97f4a7c15 + uint64(pl.Ifindex)*0xc2b2ae3d27d4eb4f)
+	return &m.slots[h&(1<<memoBits-1)]
 }
 
-// find returns the slot holding comment, if the memo holds it (hit), else
-// the slot to keep it in once parsed (nil when too long).
-func (m *commentMemo) find(comment []byte) (s *memoSlot, hit bool) {
+// find returns the slot holding comment parsed at place pl, if the memo
+// holds it (hit), else the slot to keep it in once parsed (nil when too
+// long).
+func (m *commentMemo) find(comment []byte, pl *Place) (s *memoSlot, hit bool) {
 	if len(comment) > memoMaxLen {
 		return nil, false
 	}
-	s = m.slot(comment)
-	return s, s.n == len(comment) && string(s.comment[:s.n]) == string(comment)
+	s = m.slot(comment, pl)
+	return s, s.n == len(comment) && s.place == *pl && string(s.comment[:s.n]) == string(comment)
 }
 
-// keep makes s remember comment (at most memoMaxLen bytes long) and its
-// event.
-func (s *memoSlot) keep(comment []byte, e *Event) {
+// keep makes s remember comment (at most memoMaxLen bytes long), parsed at
+// place pl, and its event.
+func (s *memoSlot) keep(comment []byte, pl *Place, e *Event) {
 	s.n = copy(s.comment[:], comment)
+	s.place = *pl
 	s.ev = *e
 	s.shared = nil
 }

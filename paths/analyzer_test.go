@@ -344,7 +344,7 @@ func TestBadComment(t *testing.T) {
 		srv(ev{id: 1, at: ms(1), hook: "netif_rx", data: u, comment: []byte("pathcap/1 hook=broken")}),
 		srv(ev{id: 1, at: ms(2), hook: "netif_receive_skb", data: u}),
 		srv(ev{id: 1, at: ms(3), hook: "kfree_skb", reason: "NO_SOCKET", loc: "__udp4_lib_rcv+0x4bc", data: u}),
-		srv(ev{id: 2, at: ms(4), hook: "netif_rx", data: u, comment: []byte("pathcap/2 hook=tp:netif_rx")}),
+		srv(ev{id: 2, at: ms(4), hook: "netif_rx", data: u, comment: []byte("pathcap/3 hook=tp:netif_rx")}),
 	}
 	f := tempRecording(t, "alpha", evs)
 	in, err := Open([]string{f})

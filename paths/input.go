@@ -351,10 +351,12 @@ func (in *Input) decode(f *fileInput, p *pcapng.Packet) error {
 	ev.Time = p.Timestamp.UnixNano()
 	ev.Interface = p.Interface
 	ev.IfName, ev.NSName = "", ""
+	var place kmeta.Place
 	if p.Interface != nil {
 		ev.IfName = p.Interface.Name
-		ev.NSName = in.ifNames.name(p.Interface)
+		ev.NSName, place = in.ifNames.name(p.Interface)
 	}
+	f.parser.SetPlace(place)
 	ev.Data = p.Data
 	ev.OrigLen = p.OriginalLength
 	ev.ID, ev.HasID = p.Options.PacketID, p.Options.HasPacketID
@@ -540,30 +542,34 @@ func (h *fileHeap) Pop() any {
 	return x
 }
 
-// ifNames remembers the namespace name of each interface the input has
-// seen (from its description). The reader reuses an Interface for the
-// next section's, so the description is checked too.
+// ifNames remembers the namespace name and the place (kmeta.PlaceOf) of
+// each interface the input has seen, from its name and description. The
+// reader reuses an Interface for the next section's, so the name and
+// description are checked too.
 type ifNames struct {
-	last     *pcapng.Interface
-	lastDesc string
-	lastNS   string
-	byIfc    map[*pcapng.Interface]ifName
+	last               *pcapng.Interface
+	lastName, lastDesc string
+	lastNS             string
+	lastPlace          kmeta.Place
+	byIfc              map[*pcapng.Interface]ifName
 }
 
 type ifName struct {
-	desc, ns string
+	name, desc, ns string
+	place          kmeta.Place
 }
 
-// name returns the namespace name of ifc's description.
-func (m *ifNames) name(ifc *pcapng.Interface) string {
-	if ifc == m.last && ifc.Description == m.lastDesc {
+// name returns the namespace name of ifc's description and the place of
+// ifc.
+func (m *ifNames) name(ifc *pcapng.Interface) (string, kmeta.Place) {
+	if ifc == m.last && ifc.Description == m.lastDesc && ifc.Name == m.lastName {
 		// Consecutive events are mostly on one interface.
-		return m.lastNS
+		return m.lastNS, m.lastPlace
 	}
 	n, ok := m.byIfc[ifc]
-	if !ok || n.desc != ifc.Description {
+	if !ok || n.desc != ifc.Description || n.name != ifc.Name {
 		d, _ := kmeta.ParseInterfaceDescription(ifc.Description)
-		n = ifName{ifc.Description, d.NSName}
+		n = ifName{ifc.Name, ifc.Description, d.NSName, kmeta.PlaceOf(ifc.Name, ifc.Description)}
 		if m.byIfc == nil || len(m.byIfc) >= 1<<12 {
 			// The reader's interfaces are reallocated when a file
 			// has very many: forget the old ones.
@@ -571,6 +577,6 @@ func (m *ifNames) name(ifc *pcapng.Interface) string {
 		}
 		m.byIfc[ifc] = n
 	}
-	m.last, m.lastDesc, m.lastNS = ifc, n.desc, n.ns
-	return n.ns
+	m.last, m.lastName, m.lastDesc, m.lastNS, m.lastPlace = ifc, n.name, n.desc, n.ns, n.place
+	return n.ns, n.place
 }

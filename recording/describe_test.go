@@ -61,7 +61,9 @@ func TestDescribeIsWhatTheWriterWrites(t *testing.T) {
 			continue
 		}
 		var got kmeta.Event
-		if err := p.Parse(r.Packet().Options.Comments[0], &got); err != nil {
+		pk := r.Packet()
+		p.SetPlace(kmeta.PlaceOf(pk.Interface.Name, pk.Interface.Description))
+		if err := p.Parse(pk.Options.Comments[0], &got); err != nil {
 			t.Fatal(err)
 		}
 		if got != want[i] {

@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"io"
 	"slices"
-	"strconv"
 	"time"
 
 	"github.com/pathcap/pathcap/capture"
@@ -74,6 +73,7 @@ type recentIface struct {
 type ifaceStats struct {
 	id       uint32
 	received uint64
+	name     string // if_name: the comments' dev key says it only when it differs
 }
 
 // Writer writes events to a pcap-ng stream. It is not safe for concurrent
@@ -209,9 +209,9 @@ func (w *Writer) interfaceFor(netns, ifindex uint32) (*ifaceStats, error) {
 	}
 	switch {
 	case ifindex == 0:
-		name = "nodev"
+		name = kmeta.NoDeviceName
 	case !ok:
-		name = "if" + strconv.FormatUint(uint64(ifindex), 10)
+		name = kmeta.UnresolvedName(ifindex)
 	}
 	nsName := ""
 	if w.names != nil && netns != 0 {
@@ -227,7 +227,7 @@ func (w *Writer) interfaceFor(netns, ifindex uint32) (*ifaceStats, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &ifaceStats{id: id}
+	s := &ifaceStats{id: id, name: name}
 	w.ifaces[key] = s
 	w.order = append(w.order, key)
 	return s, nil
@@ -261,6 +261,7 @@ func (w *Writer) WriteEvent(ev *capture.Event) error {
 	}
 	m := &w.meta
 	w.desc.Describe(ev, m)
+	m.Dev = kmeta.DevFor(m.Dev, ifc.name, ev.Ifindex)
 	var stackComment []byte
 	if ev.Stack != nil || ev.StackLost {
 		stackComment = w.stack(ev, m)

@@ -92,10 +92,11 @@ func TestWriteEvents(t *testing.T) {
 			pk := *r.Packet()
 			pk.Data = bytes.Clone(pk.Data)
 			var m kmeta.Event
+			pk.Interface = &r.Interfaces()[pk.InterfaceID]
+			p.SetPlace(kmeta.PlaceOf(pk.Interface.Name, pk.Interface.Description))
 			if err := p.Parse(pk.Options.Comments[0], &m); err != nil {
 				t.Fatal(err)
 			}
-			pk.Interface = &r.Interfaces()[pk.InterfaceID]
 			ifc := *pk.Interface
 			pk.Interface = &ifc
 			got = append(got, m)

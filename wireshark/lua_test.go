@@ -51,6 +51,17 @@ func udpFrame() []byte {
 // runs on every frame of it without a Lua error, and returns its path.
 func writeCapture(t *testing.T, frames [][]string) string {
 	t.Helper()
+	return writeCaptureOn(t, frames, []testIface{{"veth1", "netns 4026532841 (test) ifindex 2"}}, nil)
+}
+
+// testIface is an interface of a test capture: its if_name and
+// if_description.
+type testIface struct{ name, desc string }
+
+// writeCaptureOn is writeCapture with the interfaces ifaces, frame i on
+// ifaces[on[i]] (on nil: every frame on the first).
+func writeCaptureOn(t *testing.T, frames [][]string, ifaces []testIface, on []int) string {
+	t.Helper()
 	var buf bytes.Buffer
 	w, err := pcapng.NewWriter(&buf, &pcapng.Section{
 		Hardware:        "x86_64",
@@ -60,15 +71,18 @@ func writeCapture(t *testing.T, frames [][]string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	id, err := w.AddInterface(&pcapng.Interface{
-		LinkType:     pcapng.LinkTypeEthernet,
-		SnapLen:      270,
-		Name:         "veth1",
-		Description:  "netns 4026532841 (test) ifindex 2",
-		TSResolution: pcapng.Nanoseconds,
-	})
-	if err != nil {
-		t.Fatal(err)
+	ids := make([]uint32, len(ifaces))
+	for i, ifc := range ifaces {
+		ids[i], err = w.AddInterface(&pcapng.Interface{
+			LinkType:     pcapng.LinkTypeEthernet,
+			SnapLen:      270,
+			Name:         ifc.name,
+			Description:  ifc.desc,
+			TSResolution: pcapng.Nanoseconds,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
 	data := udpFrame()
 	start := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
@@ -78,6 +92,10 @@ func writeCapture(t *testing.T, frames [][]string) string {
 			opts.Comments = append(opts.Comments, []byte(c))
 		}
 		opts.PacketID, opts.HasPacketID = uint64(i+7), true
+		id := ids[0]
+		if on != nil {
+			id = ids[on[i]]
+		}
 		err := w.WritePacket(&pcapng.Packet{
 			InterfaceID:    id,
 			Timestamp:      start.Add(time.Duration(i) * time.Microsecond),
@@ -104,9 +122,10 @@ func writeCapture(t *testing.T, frames [][]string) string {
 	return path
 }
 
-// comment returns the kmeta comment of e.
+// comment returns a version 1 comment for e, as record wrote them before
+// version 2 (AppendText's keys): the dissector reads both.
 func comment(e kmeta.Event) string {
-	return string(kmeta.AppendComment(nil, &e))
+	return "pathcap/1 " + string(kmeta.AppendText(nil, &e))
 }
 
 // tshark runs tshark with pathcap.lua on file and returns its standard
@@ -335,6 +354,64 @@ func TestEventFilters(t *testing.T) {
 	})
 }
 
+// TestVersion2Places: a version 2 comment's device, namespace and ifindex
+// come from the frame's interface (a device's name only where the
+// interface's name is the device's), its tid from its pid when it has
+// none; the filters and the tree show them as for version 1.
+func TestVersion2Places(t *testing.T) {
+	t.Parallel()
+	ifaces := []testIface{
+		{"veth-a", "netns 4026532177 (nsA) ifindex 2"},
+		{"if5", "netns 4026531840 (init) ifindex 5"},
+		{"nodev", "netns 4026531840 (init) no device"},
+		{"if7", "netns 4026531840 (init) ifindex 7"},
+		{"nodev", "no device, no netns"},
+	}
+	type frame struct {
+		on int
+		e  kmeta.Event
+	}
+	frames := []frame{
+		{0, kmeta.Event{Kind: "tp", Hook: "net_dev_queue", Dev: "veth-a", NetNS: 4026532177, Ifindex: 2, PID: 10, TID: 10, Comm: "ping"}},
+		{1, kmeta.Event{Kind: "tp", Hook: "netif_receive_skb", NetNS: 4026531840, Ifindex: 5, PID: 11, TID: 12}},
+		{2, kmeta.Event{Kind: "tp", Hook: "consume_skb", NetNS: 4026531840, PID: 13, TID: 13}},
+		{3, kmeta.Event{Kind: "tp", Hook: "net_dev_xmit", Dev: "if7", NetNS: 4026531840, Ifindex: 7, PID: 14, TID: 14}},
+		{0, kmeta.Event{Kind: "tp", Hook: "net_dev_queue", Dev: "veth-renamed", NetNS: 4026532177, Ifindex: 2, PID: 15, TID: 15}},
+		{4, kmeta.Event{Kind: "tp", Hook: "kfree_skb", PID: 16, TID: 16, HasDrop: true, Reason: "NOT_SPECIFIED"}},
+	}
+	var comments [][]string
+	var on []int
+	for _, f := range frames {
+		e := f.e
+		e.Dev = kmeta.DevFor(e.Dev, ifaces[f.on].name, e.Ifindex)
+		comments = append(comments, []string{string(kmeta.AppendComment(nil, &e))})
+		on = append(on, f.on)
+	}
+	if !strings.HasPrefix(comments[0][0], "pathcap/2 ") || strings.Contains(comments[0][0], "dev=") || strings.Contains(comments[0][0], "netns=") ||
+		strings.Contains(comments[0][0], "tid=") || !strings.Contains(comments[3][0], " dev=if7 ") || !strings.Contains(comments[4][0], " dev=veth-renamed ") {
+		t.Fatalf("comments %q", comments)
+	}
+	file := writeCaptureOn(t, comments, ifaces, on)
+	checkFilters(t, file, []filterCase{
+		{`pathcap.version == 2`, []int{1, 2, 3, 4, 5, 6}},
+		{`pathcap.dev == "veth-a"`, []int{1}},
+		{`pathcap.dev == "veth-renamed"`, []int{5}},
+		{`pathcap.dev == "if7"`, []int{4}},
+		{`pathcap.dev`, []int{1, 4, 5}},
+		{`pathcap.netns == 4026532177`, []int{1, 5}},
+		{`pathcap.netns == 4026531840`, []int{2, 3, 4}},
+		{`pathcap.netns == 0`, []int{6}},
+		{`pathcap.ifindex == 5`, []int{2}},
+		{`pathcap.ifindex == 0`, []int{3, 6}},
+		{`pathcap.tid == 12 && pathcap.pid == 11`, []int{2}},
+		{`pathcap.tid == 16`, []int{6}},
+	})
+	out := tshark(t, file, "-V", "-O", "pathcap", "-Y", "frame.number == 1")
+	if !strings.Contains(out, "pathcap: tp:net_dev_queue on veth-a (netns 4026532177)\n") {
+		t.Errorf("tree of frame 1:\n%s", out)
+	}
+}
+
 func TestTreeText(t *testing.T) {
 	t.Parallel()
 	file := writeCapture(t, [][]string{
@@ -486,7 +563,7 @@ func TestViewFilters(t *testing.T) {
 // the message pathcap.malformed holds for each.
 var malformed = []struct{ comment, msg string }{
 	{`pathcap/1 hook=tp:x comm="abc`, `byte 25: unterminated quoted value`},
-	{`pathcap/2 hook=tp:x`, `byte 8: unsupported version 2 (this dissector knows 1)`},
+	{`pathcap/3 hook=tp:x`, `byte 8: unsupported version 3 (this dissector knows 1 to 2)`},
 	{`pathcap/ hook=tp:x`, `byte 8: no version number`},
 	{`pathcap/1 netns=1`, `no hook key`},
 	{`pathcap/1 hook=tp:x netns=abc`, `bad value "abc" for netns: not a 32-bit decimal number`},

@@ -275,7 +275,7 @@ end
 -- "pathcap-path/" or "pathcap-hop/"), into its version and a table of
 -- key -> decoded value (the last one wins if a key repeats). On error it
 -- returns nil and a message naming the 0-based byte offset.
-local function tokenize(s, prefix)
+local function tokenize(s, prefix, newest)
     local pos = #prefix + 1
     local function fail(msg)
         return nil, string.format("byte %d: %s", pos - 1, msg)
@@ -284,8 +284,13 @@ local function tokenize(s, prefix)
     if not digits then
         return fail("no version number")
     end
-    if tonumber(digits) ~= 1 then
-        return fail(string.format("unsupported version %s (this dissector knows 1)", digits))
+    local v = tonumber(digits)
+    if v < 1 or v > newest or #digits > 1 then
+        local knows = "1"
+        if newest > 1 then
+            knows = "1 to " .. newest
+        end
+        return fail(string.format("unsupported version %s (this dissector knows %s)", digits, knows))
     end
     pos = pos + #digits
     local values = {}
@@ -563,20 +568,60 @@ local stack_schema = {
 }
 
 -- The comment kinds, by prefix, with the keys each must have.
+-- newest is the newest version of each that this dissector reads.
 local kinds = {
-    { prefix = "pathcap/", schema = event_schema, required = { "hook" } },
-    { prefix = "pathcap-path/", schema = path_schema, required = {} },
-    { prefix = "pathcap-hop/", schema = hop_schema, required = { "hook" } },
-    { prefix = "pathcap-stack/", schema = stack_schema, required = { "id" } },
+    { prefix = "pathcap/", schema = event_schema, required = { "hook" }, newest = 2 },
+    { prefix = "pathcap-path/", schema = path_schema, required = {}, newest = 1 },
+    { prefix = "pathcap-hop/", schema = hop_schema, required = { "hook" }, newest = 1 },
+    { prefix = "pathcap-stack/", schema = stack_schema, required = { "id" }, newest = 1 },
 }
+
+-- The frame's interface: version 2 of the event comment leaves its device,
+-- namespace and ifindex to it (docs/FORMAT.md).
+local ifname_field = Field.new("frame.interface_name")
+local ifdesc_field = Field.new("frame.interface_description")
+
+-- add_place fills raw's dev, netns and ifindex from the frame's interface,
+-- as a version 2 event comment asks, and its tid from its pid when it has
+-- none. The interface's description reads "netns INODE (NAME) ifindex N",
+-- "netns INODE (NAME) no device" or "no device, no netns"; its name is the
+-- device's, but "ifN" for one whose name was not known and "nodev".
+local function add_place(raw)
+    if raw.tid == nil then
+        raw.tid = raw.pid
+    end
+    local name_fi, desc_fi = ifname_field(), ifdesc_field()
+    local name = name_fi and name_fi.value
+    local desc = desc_fi and desc_fi.value
+    if type(desc) ~= "string" then
+        return
+    end
+    local netns = desc:match("^netns (%d+)")
+    local ifindex = desc:match(" ifindex (%d+)$")
+    if desc == "no device, no netns" then
+        netns = "0"
+    end
+    raw.netns = netns
+    raw.ifindex = ifindex or (netns and "0")
+    if raw.dev == nil and ifindex and type(name) == "string" and name ~= "if" .. ifindex then
+        raw.dev = name
+    end
+end
 
 -- decode parses comment s of the given kind. It returns the comment's
 -- version, its raw values by key and its converted values by key, or nil
 -- and an error message.
 local function decode(s, kind)
-    local version, raw = tokenize(s, kind.prefix)
+    local version, raw = tokenize(s, kind.prefix, kind.newest)
     if not version then
         return nil, raw
+    end
+    if kind.schema == event_schema then
+        if version >= 2 then
+            add_place(raw)
+        elseif raw.tid == nil then
+            raw.tid = raw.pid
+        end
     end
     local conv = {}
     for _, entry in ipairs(kind.schema) do

@@ -685,7 +685,7 @@ func printer(w *bufio.Writer, symbols recording.Symbolizer, names recording.Devi
 		line = ev.Time.AppendFormat(line[:0], "15:04:05.000000000")
 		line = append(line, " id="...)
 		line = fmt.Appendf(line, "%d ", ev.PacketID)
-		line = append(line, kmeta.AppendComment(nil, &m)[len(kmeta.Prefix)+1:]...)
+		line = kmeta.AppendText(line, &m)
 		line = append(line, '\n')
 		_, err := w.Write(line)
 		return err

@@ -124,6 +124,7 @@ func ReadBytes(t testing.TB, data []byte) *File {
 			}
 			c.Packet.Interface = nil // the reader's, reused: see Interface
 			if len(c.Options.Comments) > 0 {
+				parser.SetPlace(kmeta.PlaceOf(c.Interface.Name, c.Interface.Description))
 				c.MetaErr = parser.Parse(c.Options.Comments[0], &c.Meta)
 				c.HasMeta = c.MetaErr == nil
 			}
