@@ -297,7 +297,7 @@ func TestStacksEndToEnd(t *testing.T) {
 		}
 		// Stock tshark: every receive-side event's comments hold its
 		// frames.
-		for _, c := range frameComments(t, file, fmt.Sprintf("frame.packet_id == %d && frame.comment contains \"netns=%d \"", request, pair.InodeB)) {
+		for _, c := range frameComments(t, file, fmt.Sprintf("frame.packet_id == %d && frame.interface_description contains \"netns %d \"", request, pair.InodeB)) {
 			if !strings.Contains(c, "|pathcap-stack/1 id=") {
 				t.Errorf("receive-side event without frames in frame.comment: %s", c)
 			}

@@ -150,6 +150,7 @@ func readRecording(t *testing.T, path string) ([]event, []pcapng.InterfaceStatis
 			if !p.Options.HasPacketID {
 				t.Fatalf("event at offset %d has no packet id", r.Offset())
 			}
+			parser.SetPlace(kmeta.PlaceOf(p.Interface.Name, p.Interface.Description))
 			if err := parser.Parse(p.Options.Comments[0], &e.meta); err != nil {
 				t.Fatalf("event at offset %d: comment %q: %v", r.Offset(), p.Options.Comments[0], err)
 			}
@@ -257,7 +258,7 @@ func TestRecordPingAcrossVeth(t *testing.T) {
 	out := tshark(t, "-r", rec.file, "-Y", fmt.Sprintf("frame.packet_id == %d", id),
 		"-T", "fields", "-e", "icmp.type", "-e", "frame.interface_name", "-e", "frame.comment")
 	for hook, w := range want {
-		re := regexp.MustCompile(`(?m)^8\t` + regexp.QuoteMeta(w.dev) + `\tpathcap/1 hook=tp:` + hook + ` `)
+		re := regexp.MustCompile(`(?m)^8\t` + regexp.QuoteMeta(w.dev) + `\tpathcap/2 hook=tp:` + hook + ` `)
 		if !re.MatchString(out) {
 			t.Errorf("tshark shows no ICMP echo request at %s on %s:\n%s", hook, w.dev, out)
 		}

@@ -16,8 +16,10 @@ func (printerNames) DeviceName(netns, ifindex uint32) (string, bool) { return "v
 func (printerNames) NamespaceName(netns uint32) string               { return "" }
 
 // TestPrinter checks record's line printer: the time, the tracking id and
-// the metadata the file would hold (recording.Describer), without its
-// prefix; a free location that cannot be resolved is in hex, as in files.
+// the metadata the file would hold (recording.Describer) with the device,
+// namespace and ifindex that the file's interface blocks hold, as a
+// version 1 comment's keys (kmeta.AppendText); a free location that cannot
+// be resolved is in hex, as in files.
 func TestPrinter(t *testing.T) {
 	hook := capture.Hook{Name: "kfree_skb", Kind: capture.HookTracepoint}
 	ev := capture.Event{Hook: &hook, Time: time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC), PacketID: 9, SKB: 0x10, NetNS: 5, Ifindex: 2,
@@ -35,11 +37,12 @@ func TestPrinter(t *testing.T) {
 		t.Fatalf("line %q", line)
 	}
 	var m kmeta.Event
-	if err := kmeta.NewParser().Parse([]byte(kmeta.Prefix+" "+strings.TrimSuffix(meta, "\n")), &m); err != nil {
+	// The line's keys are a version 1 comment's: netns and ifindex too.
+	if err := kmeta.NewParser().Parse([]byte("pathcap/1 "+strings.TrimSuffix(meta, "\n")), &m); err != nil {
 		t.Fatalf("%q: %v", meta, err)
 	}
 	if m.Kind != kmeta.KindTracepoint || m.Hook != "kfree_skb" || m.Dev != "veth1" || m.Comm != "ping" || !m.HasDrop ||
-		m.Location != "0xffffffff81000000" || m.NetNS != 5 || m.Len != 42 {
+		m.Location != "0xffffffff81000000" || m.NetNS != 5 || m.Ifindex != 2 || m.Len != 42 {
 		t.Errorf("printed metadata %+v", m)
 	}
 }
