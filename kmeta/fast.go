@@ -373,6 +373,15 @@ func (p *Parser) fastPair(comment []byte, i int, e *Event) (end int, hook bool) 
 		}
 	}
 	p.next = uint8(id + 1)
+	switch id {
+	case kHook:
+		// Version 2 has no netns and ifindex, and dev only where the
+		// interface's name does not say it.
+		p.next = kSKB
+	case kPID:
+		// and tid only where it is not the pid.
+		p.next = kComm
+	}
 	vs := i + fastKeys[id].len // the value's start
 	switch id {
 	case kHook:
