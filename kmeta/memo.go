@@ -12,8 +12,11 @@ import "hash/maphash"
 // an equal comment later is a copy of that event: a hash and a comparison
 // instead of a scan of its dozen keys. Only comments that parsed are
 // remembered, and the event of a comment depends on nothing but its
-// bytes, so the memo changes no result (FuzzFastPath checks that a
-// comment parsed twice gives the same event).
+// bytes and the parser's place (a version 2 comment takes its device,
+// namespace and ifindex from it), which the memo keeps with the comment
+// and compares too, so the memo changes no result (FuzzFastPath checks
+// that a comment parsed twice gives the same event; TestPlaces that the
+// same comment on two interfaces gives two).
 
 // memoBits sets the table's size: 2,048 slots keep 93-94 % of the
 // comments of the real recordings of bench/analyze-real.sh (4,096 no
