@@ -455,18 +455,25 @@ func PlaceOf(name, description string) Place {
 	if !ok {
 		return Place{}
 	}
-	pl := Place{NetNS: ifc.NetNS, Ifindex: ifc.Ifindex}
-	if ifc.Ifindex != 0 && name != UnresolvedName(ifc.Ifindex) {
-		pl.Dev = name
+	return Place{Dev: placeDev(name, ifc.Ifindex), NetNS: ifc.NetNS, Ifindex: ifc.Ifindex}
+}
+
+// placeDev returns the device name an interface named name with device
+// index ifindex gives the events without a dev key.
+func placeDev(name string, ifindex uint32) string {
+	if ifindex == 0 || name == UnresolvedName(ifindex) {
+		return ""
 	}
-	return pl
+	return name
 }
 
 // DevFor returns what the dev key of a version 2 comment holds for a
-// device named dev ("" when unknown) on an interface named ifName: ""
-// where the interface's name says it, else dev.
+// device named dev ("" when unknown) on the interface named ifName with
+// device index ifindex: "" where the interface's name says it (PlaceOf),
+// else dev. An unknown name is left out too: the reader then has the
+// interface's, which is the best known.
 func DevFor(dev, ifName string, ifindex uint32) string {
-	if dev == ifName && dev != UnresolvedName(ifindex) {
+	if dev == "" || dev == placeDev(ifName, ifindex) {
 		return ""
 	}
 	return dev

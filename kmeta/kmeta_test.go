@@ -230,8 +230,20 @@ func FuzzParse(f *testing.F) {
 		if err := p.Parse([]byte(s), &e); err != nil {
 			return
 		}
-		// What parses must survive a round trip.
-		c := kmeta.AppendComment(nil, &e)
+		// What parses must survive a round trip, written as record
+		// writes it: the interface named after the device when there
+		// is one, the comment's dev only where that name does not say it.
+		ifName := kmeta.NoDeviceName
+		if e.Ifindex != 0 {
+			ifName = kmeta.UnresolvedName(e.Ifindex)
+			if e.Dev != "" {
+				ifName = e.Dev
+			}
+		}
+		w := e
+		w.Dev = kmeta.DevFor(e.Dev, ifName, e.Ifindex)
+		c := kmeta.AppendComment(nil, &w)
+		p.SetPlace(kmeta.PlaceOf(ifName, kmeta.InterfaceDescription(e.NetNS, "", e.Ifindex)))
 		var again kmeta.Event
 		if err := p.Parse(c, &again); err != nil {
 			t.Fatalf("re-parse of %q: %v", c, err)
