@@ -26,8 +26,9 @@ var errAsyncClosed = errors.New("write after close")
 type asyncWriter struct {
 	write func(p []byte) (int, error) // runs on the goroutine only
 	// idle, when set, runs on the goroutine idleAfter after a write
-	// (whether more came or not) and before sync acknowledges: direct I/O writes its unaligned tail then
-	// (directFile.flushTail). Its error is sticky too.
+	// (whether more came or not) and before sync acknowledges: direct
+	// I/O writes its unaligned tail then (directFile.flushTail). Its
+	// error is sticky too.
 	idle    func() error
 	queue   chan asyncReq
 	free    chan []byte
