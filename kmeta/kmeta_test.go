@@ -31,6 +31,22 @@ func ExampleAppendText() {
 	// hook=tp:kfree_skb dev=veth1 netns=4026532841 ifindex=2 skb=0xffff8e2b45a3c400 len=42 proto=0x0800 cpu=1 pid=0 comm=swapper/1 reason=NO_SOCKET loc=__udp4_lib_rcv+0x4bc
 }
 
+// writeAsRecord returns e's comment as record writes it, with the place of
+// the interface record gives it: named after the device when there is
+// one, the comment's dev only where that name does not say it (DevFor).
+func writeAsRecord(e *kmeta.Event) ([]byte, kmeta.Place) {
+	ifName := kmeta.NoDeviceName
+	if e.Ifindex != 0 {
+		ifName = kmeta.UnresolvedName(e.Ifindex)
+		if e.Dev != "" {
+			ifName = e.Dev
+		}
+	}
+	w := *e
+	w.Dev = kmeta.DevFor(e.Dev, ifName, e.Ifindex)
+	return kmeta.AppendComment(nil, &w), kmeta.PlaceOf(ifName, kmeta.InterfaceDescription(e.NetNS, "", e.Ifindex))
+}
+
 func TestRoundTrip(t *testing.T) {
 	events := []kmeta.Event{
 		sampleDrop(),
@@ -53,23 +69,13 @@ func TestRoundTrip(t *testing.T) {
 	}
 	p := kmeta.NewParser()
 	for i, want := range events {
-		// As record writes it: the interface named after the device
-		// when it has one, and the comment's dev only where that name
-		// does not say it (never here, but for the ambiguous name).
-		ifName := kmeta.NoDeviceName
-		if want.Ifindex != 0 {
-			ifName = kmeta.UnresolvedName(want.Ifindex)
-			if want.Dev != "" {
-				ifName = want.Dev
-			}
-		}
-		w := want
-		w.Dev = kmeta.DevFor(want.Dev, ifName, want.Ifindex)
-		c := kmeta.AppendComment(nil, &w)
-		if strings.Contains(string(c), " netns=") || strings.Contains(string(c), " ifindex=") || w.Dev == "" && strings.Contains(string(c), " dev=") {
+		// The comment's dev only where the interface's name does not
+		// say it (never here, but for the ambiguous name).
+		c, place := writeAsRecord(&want)
+		if strings.Contains(string(c), " netns=") || strings.Contains(string(c), " ifindex=") || place.Dev == want.Dev && strings.Contains(string(c), " dev=") {
 			t.Errorf("event %d: comment %q says what the interface says", i, c)
 		}
-		p.SetPlace(kmeta.PlaceOf(ifName, kmeta.InterfaceDescription(want.NetNS, "", want.Ifindex)))
+		p.SetPlace(place)
 		var got kmeta.Event
 		if err := p.Parse(c, &got); err != nil {
 			t.Fatalf("event %d: parse %q: %v", i, c, err)
@@ -231,19 +237,9 @@ func FuzzParse(f *testing.F) {
 			return
 		}
 		// What parses must survive a round trip, written as record
-		// writes it: the interface named after the device when there
-		// is one, the comment's dev only where that name does not say it.
-		ifName := kmeta.NoDeviceName
-		if e.Ifindex != 0 {
-			ifName = kmeta.UnresolvedName(e.Ifindex)
-			if e.Dev != "" {
-				ifName = e.Dev
-			}
-		}
-		w := e
-		w.Dev = kmeta.DevFor(e.Dev, ifName, e.Ifindex)
-		c := kmeta.AppendComment(nil, &w)
-		p.SetPlace(kmeta.PlaceOf(ifName, kmeta.InterfaceDescription(e.NetNS, "", e.Ifindex)))
+		// writes it.
+		c, place := writeAsRecord(&e)
+		p.SetPlace(place)
 		var again kmeta.Event
 		if err := p.Parse(c, &again); err != nil {
 			t.Fatalf("re-parse of %q: %v", c, err)

@@ -5,14 +5,15 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"io"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/pathcap/pathcap/capture"
+	"github.com/pathcap/pathcap/internal/testrec"
 	"github.com/pathcap/pathcap/kmeta"
-	"github.com/pathcap/pathcap/pcapng"
 	"github.com/pathcap/pathcap/recording"
 )
 
@@ -92,31 +93,18 @@ func TestWriterOutputUnchanged(t *testing.T) {
 	if got := hex.EncodeToString(sum[:]); got != sameOutputHash {
 		t.Errorf("the stream's SHA-256 is %s, want %s", got, sameOutputHash)
 	}
-	r, err := pcapng.NewReader(&buf)
-	if err != nil {
+	name := filepath.Join(t.TempDir(), "out.pcapng")
+	if err := os.WriteFile(name, buf.Bytes(), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	p := kmeta.NewParser()
+	pkts := testrec.Read(t, name).Packets // parsed with their interfaces' places
 	n := 0
-	for {
-		typ, err := r.Next()
-		if err == io.EOF {
-			break
+	for _, pk := range pkts {
+		if !pk.HasMeta {
+			t.Fatalf("event %d: %v", n, pk.MetaErr)
 		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !typ.IsPacket() {
-			continue
-		}
-		pk := r.Packet()
-		p.SetPlace(kmeta.PlaceOf(pk.Interface.Name, pk.Interface.Description))
-		var got kmeta.Event
-		if err := p.Parse(pk.Options.Comments[0], &got); err != nil {
-			t.Fatalf("event %d: %v", n, err)
-		}
-		if got != want[n] {
-			t.Fatalf("event %d on %s (%s): file says %+v, Describe %+v", n, pk.Interface.Name, pk.Interface.Description, got, want[n])
+		if pk.Meta != want[n] {
+			t.Fatalf("event %d on %s (%s): file says %+v, Describe %+v", n, pk.Interface.Name, pk.Interface.Description, pk.Meta, want[n])
 		}
 		n++
 	}
